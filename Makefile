@@ -1,0 +1,87 @@
+# butterfly -- set-up, build, test, demo, benchmarks.
+# `make test` and `make demo` work on a fresh Debian machine: they install the system
+# packages (apt, as root), make a virtual environment in .venv, install the Python packages,
+# build the extension in place and run.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+PIP := $(VPY) -m pip
+APT_PKGS := libzmq3-dev libmsgpack-dev libzstd-dev ocl-icd-opencl-dev opencl-headers \
+            pocl-opencl-icd clinfo dataset-fashion-mnist clang libclang-rt-14-dev \
+            iproute2 zlib1g-dev
+PY_PKGS := numpy msgpack tqdm pytest pillow matplotlib scikit-image nbclient nbformat ipykernel \
+           onednn-cpu-gomp==2023.2.0 onednn-devel-cpu-gomp==2023.2.0 setuptools wheel
+DNNL_LIB = $(shell $(VPY) -c 'import sys; print(sys.prefix)')/lib
+CFLAGS_C := -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers -fopenmp -g
+
+.PHONY: all install apt venv build test test-py test-c test-c-asan demo bench clean check-install
+
+all: build
+
+install: apt venv build
+
+apt:
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.stamp: Makefile
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(PY_PKGS)
+	touch $@
+
+venv: $(VENV)/.stamp
+
+build: venv
+	$(VPY) setup.py -q build_ext --inplace
+
+# C-level tests of the public header, plain and under ASan + UBSan.
+C_DIRS := core ops
+C_SRCS = $(foreach d,$(C_DIRS),$(wildcard csrc/$(d)/*.c))
+C_INC = -Icsrc/include -Icsrc -Icsrc/cl/generated -I$(VENV)/include
+C_LIBS = -L$(DNNL_LIB) -Wl,-rpath,$(DNNL_LIB) -ldnnl -lzmq -lmsgpackc -lzstd -ldl -lm -lpthread
+C_TESTS := test_core
+
+tests/c/build/%: tests/c/%.c $(C_SRCS) csrc/include/butterfly.h | venv
+	@mkdir -p tests/c/build
+	cc $(CFLAGS_C) -O1 $(C_INC) -o $@ $< $(C_SRCS) $(C_LIBS)
+
+tests/c/build/asan_%: tests/c/%.c $(C_SRCS) csrc/include/butterfly.h | venv
+	@mkdir -p tests/c/build
+	cc $(CFLAGS_C) -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	  -fno-omit-frame-pointer $(C_INC) -o $@ $< $(C_SRCS) $(C_LIBS)
+
+test-c: $(addprefix tests/c/build/,$(C_TESTS))
+	@for t in $^; do echo "== $$t"; ./$$t || exit 1; done
+
+test-c-asan: $(addprefix tests/c/build/asan_,$(C_TESTS))
+	@for t in $^; do echo "== $$t (ASan+UBSan)"; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressions=tests/c/lsan.supp \
+	  UBSAN_OPTIONS=print_stacktrace=1 ./$$t || exit 1; done
+
+test-py: build
+	$(VPY) -m pytest -q tests
+
+test: apt build test-c test-c-asan test-py
+
+check-install: apt
+	d=$$(mktemp -d); $(PYTHON) -m venv $$d/v && $$d/v/bin/pip install -q . && \
+	  (cd $$d && v/bin/python -c 'import butterfly; print("installed", butterfly.__file__)'); rc=$$?; rm -rf $$d; exit $$rc
+
+demo: apt build
+	$(VPY) -m butterfly.cli demo
+
+bench: apt build
+	$(PIP) install -q torch==2.13.0 onnx onnxruntime pyzmq
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
+
+clean:
+	rm -rf build tests/c/build tests/fuzz/build butterfly/*.so

@@ -1,0 +1,39 @@
+"""butterfly: split computing for CNNs.
+
+A phone runs the head of a network and a learned reduction unit and uploads an 8-bit
+feature; a worker pool in the cloud restores it and runs the rest.  See README.md.
+"""
+
+from . import _C
+from ._C import (  # noqa: F401  (the exception hierarchy)
+    BackendError,
+    Busy,
+    Error,
+    FileError,
+    Interrupted,
+    InvalidArgument,
+    ModelError,
+    NetworkError,
+    NumericError,
+    OpenCLError,
+    OutOfMemory,
+    ProtocolError,
+    Refused,
+    Timeout,
+    Unsupported,
+)
+from .models import Butterfly, resnet, resnet18, resnet34, resnet50
+from .network import Network, Payload, load
+
+__version__ = "0.1.0"
+
+
+def set_num_threads(n: int) -> None:
+    """Threads oneDNN and the core's loops use on the calling thread."""
+    _C.set_num_threads(n)
+
+
+__all__ = [
+    "Butterfly", "Error", "Network", "Payload", "load", "resnet", "resnet18", "resnet34",
+    "resnet50", "set_num_threads",
+]

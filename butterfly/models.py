@@ -1,0 +1,290 @@
+"""Model builders.  A model is data: a list of layer specs (dicts) plus their parameters.
+
+The C core compiles the list into plans; nothing here runs a network.  Builders return a
+:class:`butterfly.Network`.  ResNets come in the ImageNet form (7x7 stride-2 stem + max-pool,
+224x224 inputs) and a small-image form (3x3 stem, no max-pool, for 28x28 / 32x32 inputs).
+
+A butterfly unit is inserted after residual block ``after`` (1-based, RB1 is the first block
+of the first stage).  Reduction unit (phone): optional stride-``s`` spatial conv (depthwise by
+default, so the phone pays little for it) + BN + ReLU, then a 1x1 conv c -> c' + BN + ReLU,
+then the 8-bit quantizer.  Restoration unit (cloud): dequantize, 1x1 conv c' -> c + BN +
+ReLU, then (if s > 1) a stride-s transposed conv (or nearest upsample + 3x3 conv) back to
+the block's shape + BN + ReLU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+PARTS = ("head", "reduce", "restore", "tail")
+
+
+@dataclass(frozen=True)
+class Butterfly:
+    """Where and how much to shrink the feature.
+
+    after: residual block (1-based) after which the unit sits.
+    channels: c', the channels of the uploaded feature.
+    stride: s, the spatial reduction (1 = none).
+    spatial: "depthwise" or "full" stride-s conv on the phone.
+    upsample: "deconv" (transposed conv) or "nearest" (upsample + 3x3 conv) on the cloud.
+    """
+
+    after: int
+    channels: int = 1
+    stride: int = 1
+    spatial: str = "depthwise"
+    upsample: str = "deconv"
+
+    def __post_init__(self) -> None:
+        if self.after < 1:
+            raise ValueError("Butterfly.after counts residual blocks from 1")
+        if self.channels < 1 or self.stride < 1:
+            raise ValueError("Butterfly.channels and stride must be >= 1")
+        if self.spatial not in ("depthwise", "full"):
+            raise ValueError("Butterfly.spatial must be 'depthwise' or 'full'")
+        if self.upsample not in ("deconv", "nearest"):
+            raise ValueError("Butterfly.upsample must be 'deconv' or 'nearest'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class LayerList:
+    """Builds the layer-spec list and initial parameters; tracks output shapes."""
+
+    def __init__(self, input_shape: tuple[int, int, int], seed: int = 0):
+        self.layers: list[dict[str, Any]] = []
+        self.params: list[list[np.ndarray]] = []
+        self.shapes: list[tuple[int, int, int]] = []
+        self.part = "head"
+        self.rng = np.random.default_rng(seed)
+        self._add({"type": "input", "name": "input", "shape": list(input_shape)}, [],
+                  tuple(input_shape))
+
+    def _add(self, spec: dict, params: list[np.ndarray], shape: tuple[int, int, int]) -> int:
+        spec.setdefault("part", self.part)
+        self.layers.append(spec)
+        self.params.append(params)
+        self.shapes.append(shape)
+        return len(self.layers) - 1
+
+    @property
+    def last(self) -> int:
+        return len(self.layers) - 1
+
+    def _src(self, src: int | None) -> int:
+        return self.last if src is None else src
+
+    def conv(self, out_c: int, k: int, stride: int = 1, pad: int | None = None, src=None,
+             groups: int = 1, bias: bool = False, name: str = "", deconv: bool = False,
+             output_pad: int = 0, dilation: int = 1) -> int:
+        src = self._src(src)
+        c, h, w = self.shapes[src]
+        pad = (k - 1) // 2 * dilation if pad is None else pad
+        span = dilation * (k - 1) + 1
+        if deconv:
+            oh = (h - 1) * stride - 2 * pad + span + output_pad
+            ow = (w - 1) * stride - 2 * pad + span + output_pad
+        else:
+            oh = (h + 2 * pad - span) // stride + 1
+            ow = (w + 2 * pad - span) // stride + 1
+        fan_out = out_c * k * k // groups
+        wt = self.rng.normal(0.0, np.sqrt(2.0 / fan_out), (out_c, c // groups, k, k))
+        params = [wt.astype(np.float32)]
+        if bias:
+            params.append(np.zeros(out_c, np.float32))
+        spec = {"type": "deconv" if deconv else "conv", "name": name, "inputs": [src],
+                "out_channels": out_c, "kernel": [k, k], "stride": [stride, stride],
+                "pad": [pad, pad], "dilation": [dilation, dilation], "groups": groups,
+                "bias": bias}
+        if deconv:
+            spec["output_pad"] = [output_pad, output_pad]
+        return self._add(spec, params, (out_c, oh, ow))
+
+    def bn(self, src=None, name: str = "") -> int:
+        src = self._src(src)
+        c = self.shapes[src][0]
+        params = [np.ones(c, np.float32), np.zeros(c, np.float32), np.zeros(c, np.float32),
+                  np.ones(c, np.float32)]
+        return self._add({"type": "batchnorm", "name": name, "inputs": [src], "eps": 1e-5,
+                          "momentum": 0.1}, params, self.shapes[src])
+
+    def simple(self, type_: str, src=None, name: str = "", **kw) -> int:
+        src = self._src(src)
+        return self._add({"type": type_, "name": name, "inputs": [src], **kw}, [],
+                         self.shapes[src])
+
+    def relu(self, src=None, name: str = "") -> int:
+        return self.simple("relu", src, name)
+
+    def pool(self, kind: str, k: int, stride: int, pad: int = 0, src=None, name: str = "") -> int:
+        src = self._src(src)
+        c, h, w = self.shapes[src]
+        shape = (c, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1)
+        return self._add({"type": kind, "name": name, "inputs": [src], "kernel": [k, k],
+                          "stride": [stride, stride], "pad": [pad, pad]}, [], shape)
+
+    def global_avgpool(self, src=None, name: str = "") -> int:
+        src = self._src(src)
+        c = self.shapes[src][0]
+        return self._add({"type": "global_avgpool", "name": name, "inputs": [src]}, [],
+                         (c, 1, 1))
+
+    def upsample(self, scale: int, src=None, name: str = "") -> int:
+        src = self._src(src)
+        c, h, w = self.shapes[src]
+        return self._add({"type": "upsample", "name": name, "inputs": [src], "scale": scale},
+                         [], (c, h * scale, w * scale))
+
+    def add(self, a: int, b: int, name: str = "") -> int:
+        return self._add({"type": "add", "name": name, "inputs": [a, b]}, [], self.shapes[a])
+
+    def linear(self, out_f: int, src=None, name: str = "") -> int:
+        src = self._src(src)
+        n_in = int(np.prod(self.shapes[src]))
+        bound = 1.0 / np.sqrt(n_in)
+        wt = self.rng.uniform(-bound, bound, (out_f, n_in)).astype(np.float32)
+        b = self.rng.uniform(-bound, bound, out_f).astype(np.float32)
+        return self._add({"type": "linear", "name": name, "inputs": [src], "out_channels": out_f,
+                          "bias": True}, [wt, b], (out_f, 1, 1))
+
+    def conv_bn(self, out_c, k, stride=1, src=None, relu=True, name="", **kw) -> int:
+        self.conv(out_c, k, stride, src=src, name=f"{name}.conv", **kw)
+        self.bn(name=f"{name}.bn")
+        return self.relu(name=f"{name}.relu") if relu else self.last
+
+
+# --- ResNets -------------------------------------------------------------------------------
+
+_RESNETS = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+}
+
+
+def _basic_block(L: LayerList, width: int, stride: int, name: str) -> int:
+    x = L.last
+    in_c = L.shapes[x][0]
+    L.conv_bn(width, 3, stride, src=x, name=f"{name}.1")
+    y = L.conv_bn(width, 3, 1, relu=False, name=f"{name}.2")
+    if stride != 1 or in_c != width:
+        sc = L.conv_bn(width, 1, stride, src=x, relu=False, name=f"{name}.down", pad=0)
+    else:
+        sc = x
+    L.add(y, sc, name=f"{name}.add")
+    return L.relu(name=f"{name}.out")
+
+
+def _bottleneck(L: LayerList, width: int, stride: int, name: str) -> int:
+    x = L.last
+    in_c = L.shapes[x][0]
+    out_c = width * 4
+    L.conv_bn(width, 1, 1, src=x, name=f"{name}.1", pad=0)
+    L.conv_bn(width, 3, stride, name=f"{name}.2")
+    y = L.conv_bn(out_c, 1, 1, relu=False, name=f"{name}.3", pad=0)
+    if stride != 1 or in_c != out_c:
+        sc = L.conv_bn(out_c, 1, stride, src=x, relu=False, name=f"{name}.down", pad=0)
+    else:
+        sc = x
+    L.add(y, sc, name=f"{name}.add")
+    return L.relu(name=f"{name}.out")
+
+
+def _butterfly_unit(L: LayerList, bf: Butterfly) -> None:
+    x = L.last
+    c, h, w = L.shapes[x]
+    s = bf.stride
+    L.part = "reduce"
+    if s > 1:
+        groups = c if bf.spatial == "depthwise" else 1
+        L.conv_bn(c, s + 1 if s % 2 == 0 else s, s, groups=groups, name="reduce.spatial",
+                  pad=s // 2)
+    L.conv_bn(bf.channels, 1, 1, name="reduce.channel", pad=0)
+    L.simple("quantize", name="reduce.quantize")
+    L.part = "restore"
+    L.simple("dequantize", name="restore.dequantize")
+    L.conv_bn(c, 1, 1, name="restore.channel", pad=0)
+    if s > 1:
+        _, rh, rw = L.shapes[L.last]
+        if bf.upsample == "deconv":
+            k, pad = s + 1 if s % 2 == 0 else s, s // 2
+            base = (rh - 1) * s - 2 * pad + k
+            op = h - base
+            if not 0 <= op < s or w - ((rw - 1) * s - 2 * pad + k) != op:
+                raise ValueError(f"cannot restore {h}x{w} from {rh}x{rw} with stride {s}")
+            L.conv(c, k, s, pad=pad, deconv=True, output_pad=op, name="restore.spatial.conv")
+            L.bn(name="restore.spatial.bn")
+            L.relu(name="restore.spatial.relu")
+        else:
+            if rh * s != h or rw * s != w:
+                raise ValueError(f"nearest upsampling by {s} cannot give {h}x{w} from {rh}x{rw}")
+            L.upsample(s, name="restore.upsample")
+            L.conv_bn(c, 3, 1, name="restore.spatial")
+    L.part = "tail"
+
+
+def resnet(depth: int | str, num_classes: int = 1000, in_channels: int = 3,
+           small: bool = False, input_size: int | None = None, width: int = 64,
+           butterfly: Butterfly | None = None, seed: int = 0):
+    """A ResNet (18, 34 or 50) as a :class:`butterfly.Network`.
+
+    small: 3x3 stride-1 stem and no max-pool (28x28 / 32x32 inputs); else the ImageNet stem.
+    width: channels of the first stage (64 in the paper's networks).
+    butterfly: where to insert the butterfly unit; None gives the plain network.
+    """
+    from .network import Network
+
+    arch = f"resnet{depth}" if isinstance(depth, int) else depth
+    if arch not in _RESNETS:
+        raise ValueError(f"unknown ResNet {depth!r}; choose 18, 34 or 50")
+    kind, blocks = _RESNETS[arch]
+    size = input_size or (28 if small else 224)
+    L = LayerList((in_channels, size, size), seed=seed)
+    if small:
+        L.conv_bn(width, 3, 1, name="stem")
+    else:
+        L.conv_bn(width, 7, 2, name="stem", pad=3)
+        L.pool("maxpool", 3, 2, 1, name="stem.pool")
+    n_blocks = sum(blocks)
+    if butterfly is not None and not 1 <= butterfly.after <= n_blocks:
+        raise ValueError(f"{arch} has residual blocks 1..{n_blocks}; "
+                         f"cannot insert after {butterfly.after}")
+    block_fn = _basic_block if kind == "basic" else _bottleneck
+    rb = 0
+    block_ends = []
+    for stage, count in enumerate(blocks):
+        for b in range(count):
+            stride = 2 if stage > 0 and b == 0 else 1
+            rb += 1
+            block_fn(L, width * 2**stage, stride, f"rb{rb}")
+            block_ends.append(L.last)
+            if butterfly is not None and rb == butterfly.after:
+                _butterfly_unit(L, butterfly)
+    L.global_avgpool(name="pool")
+    L.linear(num_classes, name="fc")
+    config = {"arch": arch, "num_classes": num_classes, "in_channels": in_channels,
+              "small": small, "input_size": size, "width": width, "seed": seed,
+              "block_ends": block_ends}
+    return Network.from_layers(L.layers, L.params, config=config,
+                               butterfly=butterfly.to_dict() if butterfly else None)
+
+
+def resnet18(**kw):
+    """ResNet-18 (basic blocks 2-2-2-2, RB1..RB8).  See :func:`resnet`."""
+    return resnet(18, **kw)
+
+
+def resnet34(**kw):
+    """ResNet-34 (basic blocks 3-4-6-3, RB1..RB16).  See :func:`resnet`."""
+    return resnet(34, **kw)
+
+
+def resnet50(**kw):
+    """ResNet-50 (bottlenecks 3-4-6-3, RB1..RB16 as in the paper).  See :func:`resnet`."""
+    return resnet(50, **kw)

@@ -1,0 +1,291 @@
+"""Network: a model (layer specs + weights in the C core) and its four split ops.
+
+``forward(x) == tail(restore(reduce(head(x))))`` bit for bit: both paths run the same
+primitives on the same layouts; the split path only adds exact reorders at the boundaries.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import msgpack
+import numpy as np
+
+from . import _C
+from .models import PARTS
+
+HEAD, REDUCE, RESTORE, TAIL = range(4)
+_PLAN_CACHE_MAX = 16
+MAX_BATCH = 256  # larger inputs run in chunks
+
+
+class Payload(NamedTuple):
+    """The 8-bit feature a phone uploads: data (N, C', H', W') uint8 + ranges (N, 2) float32
+    holding each sample's (min, max)."""
+
+    data: np.ndarray
+    ranges: np.ndarray
+
+    @property
+    def nbytes_per_sample(self) -> int:
+        """Bytes one image uploads: the payload plus its two float32 range values."""
+        return int(self.data[0].nbytes) + 8
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def _model_description(layers, params, meta) -> bytes:
+    plist = []
+    for spec_params, names in zip(params, _param_names(layers)):
+        plist.append([
+            {"name": n, "shape": list(p.shape),
+             "data": np.ascontiguousarray(p, dtype="<f4").tobytes()}
+            for n, p in zip(names, spec_params)
+        ])
+    clean = [{k: v for k, v in spec.items() if v != ""} for spec in layers]
+    desc = {"format": "butterfly-model", "version": _C.MODEL_FORMAT_VERSION, "layers": clean,
+            "params": plist, "meta": meta}
+    return msgpack.packb(desc, use_bin_type=True)
+
+
+def _param_names(layers):
+    for spec in layers:
+        t = spec["type"]
+        if t in ("conv", "deconv", "linear"):
+            yield ["weight", "bias"] if spec.get("bias") or t == "linear" else ["weight"]
+        elif t == "batchnorm":
+            yield ["gamma", "beta", "running_mean", "running_var"]
+        else:
+            yield []
+
+
+class Network:
+    """A butterfly network: numpy in, numpy out.
+
+    Build one with :func:`butterfly.resnet18` etc., or load one with :meth:`load`.
+    """
+
+    def __init__(self, model: _C.Model):
+        self.model = model
+        self._plans: dict[tuple, _C.Plan] = {}
+        meta = msgpack.unpackb(model.meta, raw=False) if model.meta else {}
+        self.meta: dict[str, Any] = meta if isinstance(meta, dict) else {}
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_layers(cls, layers, params, config=None, butterfly=None, meta=None) -> Network:
+        meta = dict(meta or {})
+        meta.setdefault("config", config or {})
+        meta.setdefault("butterfly", butterfly)
+        return cls(_C.Model(_model_description(layers, params, meta)))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, part: str = "all") -> Network:
+        """Reads a model file; part = 'all', 'mobile' (head + reduce) or 'cloud'."""
+        return cls(_C.Model.load(os.fspath(path), part))
+
+    def save(self, path: str | os.PathLike) -> None:
+        self._sync_meta()
+        self.model.save(os.fspath(path))
+
+    def to_bytes(self) -> bytes:
+        self._sync_meta()
+        return self.model.to_bytes()
+
+    def _sync_meta(self) -> None:
+        self.model.set_meta(msgpack.packb(self.meta, use_bin_type=True))
+
+    # -- description ------------------------------------------------------------------------
+
+    @property
+    def config(self) -> dict:
+        return self.meta.get("config") or {}
+
+    @property
+    def butterfly(self) -> dict | None:
+        return self.meta.get("butterfly")
+
+    @property
+    def hash(self) -> str:
+        return self.model.hash
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.model.layer(0)["shape"])
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.info(len(self.model) - 1)["out_dims"][0]
+
+    def has_part(self, part: int) -> bool:
+        return self.model.part_range(part)[0] >= 0
+
+    def layers(self) -> list[dict]:
+        """Per layer: name, type, part, in/out dims, params, MACs and output bytes (per image)."""
+        out = []
+        for i in range(len(self.model)):
+            spec = self.model.layer(i)
+            info = self.model.info(i)
+            out.append({"index": i, "name": spec["name"], "type": spec["type"],
+                        "part": spec["part"], **info})
+        return out
+
+    def split_points(self) -> list[dict]:
+        """Feature size at every residual block's output: where a unit could go."""
+        rows = []
+        for rb, idx in enumerate(self.config.get("block_ends", []), start=1):
+            info = self.model.info(idx)
+            c, h, w = info["out_dims"]
+            macs = sum(self.model.info(i)["macs"] for i in range(idx + 1))
+            rows.append({"block": rb, "layer": idx, "shape": (c, h, w),
+                         "fp32_bytes": 4 * c * h * w, "macs_before": macs})
+        return rows
+
+    def summary(self) -> dict:
+        layers = self.layers()
+        total = sum(r["macs"] for r in layers)
+        params = sum(r["params"] for r in layers)
+        payload = None
+        if self.has_part(REDUCE):
+            q = self.model.part_range(REDUCE)[1]
+            payload = self.model.info(q)["out_bytes"]
+        return {"layers": len(layers), "params": params, "macs": total,
+                "payload_bytes": payload}
+
+    # -- plans ------------------------------------------------------------------------------
+
+    def plan(self, begin: int, end: int, batch: int, training: bool = False) -> _C.Plan:
+        key = (begin, end, batch, training)
+        p = self._plans.get(key)
+        if p is None:
+            if len(self._plans) >= _PLAN_CACHE_MAX:
+                self._plans.pop(next(iter(self._plans)))
+            p = _C.Plan(self.model, begin, end, batch, training)
+            self._plans[key] = p
+        return p
+
+    def _range(self, begin: int, end: int) -> tuple[int, int]:
+        """Narrows [begin, end] to the parts that have layers (a plain net has head only)."""
+        parts = [p for p in range(begin, end + 1) if self.has_part(p)]
+        if not parts:
+            raise _C.InvalidArgument(
+                f"this network has no {'/'.join(PARTS[begin:end + 1])} layers"
+                + ("" if self.butterfly else " (it has no butterfly unit)"))
+        return parts[0], parts[-1]
+
+    def _run(self, begin: int, end: int, x: np.ndarray, ranges: np.ndarray | None = None):
+        begin, end = self._range(begin, end)
+        n = len(x)
+        outs = []
+        for i in range(0, n, MAX_BATCH):
+            xb = x[i:i + MAX_BATCH]
+            rb = None if ranges is None else ranges[i:i + MAX_BATCH]
+            outs.append(self.plan(begin, end, len(xb)).forward(xb, rb))
+        if isinstance(outs[0], tuple):
+            return Payload(np.concatenate([o[0] for o in outs]),
+                           np.concatenate([o[1] for o in outs]))
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+    def _float_input(self, x, shape: tuple[int, ...], what: str) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            raise _C.InvalidArgument(f"{what} must be a float array, not {x.dtype}")
+        if x.ndim == len(shape):
+            x = x[None]
+        if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
+            raise _C.InvalidArgument(
+                f"{what} must have shape (N, {', '.join(map(str, shape))}), not {x.shape}")
+        if len(x) == 0:
+            raise _C.InvalidArgument(f"{what} is empty")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _feature_shape(self, layer: int) -> tuple[int, int, int]:
+        return tuple(self.model.info(layer)["out_dims"])
+
+    # -- the four ops -----------------------------------------------------------------------
+
+    def forward(self, x) -> np.ndarray:
+        """Logits (N, classes) of images x (N, C, H, W) through the whole network, the
+        quantizer included."""
+        x = self._float_input(x, self.input_shape, "images")
+        return self._run(HEAD, TAIL, x).reshape(len(x), -1)
+
+    __call__ = forward
+
+    def head(self, x) -> np.ndarray:
+        """The phone's first layers: images -> the feature at the split."""
+        x = self._float_input(x, self.input_shape, "images")
+        return self._run(HEAD, HEAD, x)
+
+    def reduce(self, f) -> Payload:
+        """The reduction unit + 8-bit quantizer: feature -> :class:`Payload`."""
+        first, _ = self.model.part_range(REDUCE)
+        if first < 0:
+            raise _C.InvalidArgument("this network has no butterfly unit")
+        f = self._float_input(f, self._feature_shape(first - 1), "feature")
+        return self._run(REDUCE, REDUCE, f)
+
+    def _payload_input(self, payload) -> tuple[np.ndarray, np.ndarray]:
+        first, _ = self.model.part_range(RESTORE)
+        if first < 0:
+            raise _C.InvalidArgument("this network has no butterfly unit")
+        try:
+            data, ranges = payload
+        except (TypeError, ValueError):
+            raise _C.InvalidArgument("payload must be a Payload or a (data, ranges) pair") from None
+        shape = self._feature_shape(first - 1)
+        data = np.asarray(data)
+        if data.dtype != np.uint8:
+            raise _C.InvalidArgument(f"payload must be uint8, not {data.dtype}")
+        if data.ndim == 3:
+            data = data[None]
+        if tuple(data.shape[1:]) != shape:
+            raise _C.InvalidArgument(f"payload must have shape (N, {shape}), not {data.shape}")
+        ranges = np.asarray(ranges, dtype=np.float32)
+        if ranges.size != 2 * len(data):
+            raise _C.InvalidArgument(f"ranges must have shape ({len(data)}, 2)")
+        return np.ascontiguousarray(data), np.ascontiguousarray(ranges.reshape(len(data), 2))
+
+    def restore(self, payload: Payload) -> np.ndarray:
+        """Dequantize + the restoration unit: payload -> feature of the split's shape."""
+        return self._run(RESTORE, RESTORE, *self._payload_input(payload))
+
+    def tail(self, f) -> np.ndarray:
+        """The cloud's remaining layers: feature -> logits (N, classes)."""
+        first, _ = self.model.part_range(TAIL)
+        if first < 0:
+            raise _C.InvalidArgument("this network has no tail part")
+        f = self._float_input(f, self._feature_shape(first - 1), "feature")
+        return self._run(TAIL, TAIL, f).reshape(len(f), -1)
+
+    def mobile(self, x) -> Payload:
+        """head + reduce in one plan (what a phone runs)."""
+        x = self._float_input(x, self.input_shape, "images")
+        return self._run(HEAD, REDUCE, x)
+
+    def cloud(self, payload: Payload) -> np.ndarray:
+        """restore + tail in one plan (what a pool worker runs): payload -> logits."""
+        data, ranges = self._payload_input(payload)
+        return self._run(RESTORE, TAIL, data, ranges).reshape(len(data), -1)
+
+    def predict(self, x, k: int = 1) -> np.ndarray:
+        """Top-k class indices (N, k)."""
+        logits = self.forward(x)
+        return np.argsort(-logits, axis=1, kind="stable")[:, :k]
+
+
+def load(path: str | os.PathLike, part: str = "all", backend: str = "onednn",
+         device: int | None = None):
+    """Loads a model file as a :class:`Network` (part: 'all', 'mobile', 'cloud')."""
+    if backend == "onednn":
+        return Network.load(path, part)
+    if backend == "opencl":
+        from . import opencl
+
+        if part != "mobile":
+            raise _C.InvalidArgument("the OpenCL backend runs the mobile half: part='mobile'")
+        return opencl.MobileHalf(path, device=device)
+    raise _C.InvalidArgument(f"unknown backend {backend!r}; choose 'onednn' or 'opencl'")

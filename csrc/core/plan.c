@@ -1,0 +1,748 @@
+/* bf_plan: compiles a range of a model's parts into oneDNN primitives and runs them.
+ *
+ * Compilation walks the layers in order and makes one node per layer, except that in
+ * inference a conv absorbs the batch-norm that follows it (folded into its weights), a
+ * residual add (as a sum post-op writing into the shortcut's buffer) and a ReLU (eltwise
+ * post-op).  Convolutions choose their own layouts; a reorder node is added only where a
+ * consumer wants a layout its producer did not make, and at the plan's two boundaries.
+ * Activations live in one arena; in inference, buffers are reused once their last reader
+ * has run. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/plan.h"
+
+/* ---- oneDNN glue -------------------------------------------------------------------- */
+
+bf_status bf_dnnl_error(dnnl_status_t s, const char *call, const char *file, int line)
+{
+    const char *what = s == dnnl_out_of_memory ? "out of memory"
+                       : s == dnnl_unimplemented ? "no implementation for these shapes"
+                       : s == dnnl_invalid_arguments ? "invalid arguments"
+                                                     : "failure";
+    return bf_error(s == dnnl_out_of_memory ? BF_STATUS_OUT_OF_MEMORY : BF_STATUS_BACKEND,
+                    "oneDNN %s (status %d) in %s at %s:%d", what, (int)s, call, file, line);
+}
+
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+static dnnl_engine_t engine_global;
+static dnnl_status_t engine_status;
+
+static void engine_init(void) { engine_status = dnnl_engine_create(&engine_global, dnnl_cpu, 0); }
+
+bf_status bf_dnnl_engine(dnnl_engine_t *out)
+{
+    pthread_once(&engine_once, engine_init);
+    if (engine_status != dnnl_success)
+        return bf_dnnl_error(engine_status, "dnnl_engine_create", __FILE__, __LINE__);
+    *out = engine_global;
+    return BF_STATUS_OK;
+}
+
+bf_status bf_md_plain(dnnl_memory_desc_t *md, int ndims, const int64_t *dims, dnnl_data_type_t dt)
+{
+    dnnl_dims_t d;
+    bf_status st = BF_STATUS_OK;
+    for (int i = 0; i < ndims; i++)
+        d[i] = dims[i];
+    DNNL_TRY(dnnl_memory_desc_create_with_tag(md, ndims, d, dt,
+                                              ndims == 4   ? dnnl_nchw
+                                              : ndims == 2 ? dnnl_nc
+                                              : ndims == 5 ? dnnl_goihw
+                                                           : dnnl_a));
+fail:
+    return st;
+}
+
+void bf_node_arg(bf_node *n, int arg, dnnl_memory_t mem)
+{
+    n->args[n->nargs].arg = arg;
+    n->args[n->nargs].memory = mem;
+    n->nargs++;
+}
+
+bf_status bf_md_conv_weights_plain(dnnl_memory_desc_t *md, const bf_layer_spec *s, int in_c)
+{
+    int64_t g = s->groups, o = s->out_channels, i = in_c / s->groups;
+    if (g == 1) {
+        int64_t d[4] = {o, i, s->kernel[0], s->kernel[1]};
+        return bf_md_plain(md, 4, d, dnnl_f32);
+    }
+    int64_t d[5] = {g, o / g, i, s->kernel[0], s->kernel[1]};
+    return bf_md_plain(md, 5, d, dnnl_f32);
+}
+
+bf_status bf_attr_post_ops(dnnl_primitive_attr_t *attr, int sum, int eltwise)
+{
+    dnnl_post_ops_t po = NULL;
+    bf_status st = BF_STATUS_OK;
+    *attr = NULL;
+    if (!sum && eltwise == BF_ELT_NONE)
+        return BF_STATUS_OK;
+    DNNL_TRY(dnnl_primitive_attr_create(attr));
+    DNNL_TRY(dnnl_post_ops_create(&po));
+    if (sum)
+        DNNL_TRY(dnnl_post_ops_append_sum(po, 1.0f, 0, dnnl_data_type_undef));
+    if (eltwise == BF_ELT_RELU)
+        DNNL_TRY(dnnl_post_ops_append_eltwise(po, dnnl_eltwise_relu, 0.0f, 0.0f));
+    if (eltwise == BF_ELT_RELU6)
+        DNNL_TRY(dnnl_post_ops_append_eltwise(po, dnnl_eltwise_clip, 0.0f, 6.0f));
+    DNNL_TRY(dnnl_primitive_attr_set_post_ops(*attr, po));
+    dnnl_post_ops_destroy(po);
+    return BF_STATUS_OK;
+fail:
+    dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(*attr);
+    *attr = NULL;
+    return st;
+}
+
+/* A one-shot reorder between two memories. */
+static bf_status reorder_now(bf_plan *p, dnnl_memory_t src, dnnl_memory_t dst)
+{
+    const_dnnl_memory_desc_t smd, dmd;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    bf_status st = BF_STATUS_OK;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
+    DNNL_TRY(dnnl_memory_get_memory_desc(src, &smd));
+    DNNL_TRY(dnnl_memory_get_memory_desc(dst, &dmd));
+    DNNL_TRY(dnnl_reorder_primitive_desc_create(&pd, smd, p->engine, dmd, p->engine, NULL));
+    DNNL_TRY(dnnl_primitive_create(&prim, pd));
+    DNNL_TRY(dnnl_primitive_execute(prim, p->stream, 2, args));
+    DNNL_TRY(dnnl_stream_wait(p->stream));
+fail:
+    dnnl_primitive_destroy(prim);
+    dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+bf_status bf_mem_from_host(bf_plan *p, dnnl_memory_t *mem, const_dnnl_memory_desc_t md,
+                           const_dnnl_memory_desc_t plain, const float *host)
+{
+    dnnl_memory_t src = NULL;
+    bf_status st = BF_STATUS_OK;
+    if (!*mem)
+        DNNL_TRY(dnnl_memory_create(mem, md, p->engine, DNNL_MEMORY_ALLOCATE));
+    DNNL_TRY(dnnl_memory_create(&src, plain, p->engine, (void *)host));
+    st = reorder_now(p, src, *mem);
+fail:
+    dnnl_memory_destroy(src);
+    return st;
+}
+
+bf_status bf_mem_to_host(bf_plan *p, dnnl_memory_t mem, const_dnnl_memory_desc_t plain,
+                         float *host)
+{
+    dnnl_memory_t dst = NULL;
+    bf_status st = BF_STATUS_OK;
+    DNNL_TRY(dnnl_memory_create(&dst, plain, p->engine, host));
+    st = reorder_now(p, mem, dst);
+fail:
+    dnnl_memory_destroy(dst);
+    return st;
+}
+
+const float *bf_plan_param(bf_plan *p, int layer, int slot)
+{
+    bf_param_view v;
+    if (bf_model_param(p->model, layer, slot, &v) != BF_STATUS_OK)
+        return NULL;
+    return v.data;
+}
+
+/* ---- graph building ----------------------------------------------------------------- */
+
+int bf_plan_add_value(bf_plan *p, const_dnnl_memory_desc_t md)
+{
+    bf_value *v;
+    bf_status st = BF_STATUS_OK;
+    if (p->n_values == p->cap_values) {
+        int cap = p->cap_values ? 2 * p->cap_values : 64;
+        bf_value *nv = realloc(p->values, (size_t)cap * sizeof *nv);
+        if (!nv) {
+            bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+            return -1;
+        }
+        p->values = nv;
+        p->cap_values = cap;
+    }
+    v = &p->values[p->n_values];
+    memset(v, 0, sizeof *v);
+    v->producer = p->n_nodes - 1;
+    v->alias = -1;
+    DNNL_TRY(dnnl_memory_desc_clone(&v->md, md));
+    v->size = dnnl_memory_desc_get_size(md);
+    DNNL_TRY(dnnl_memory_create(&v->mem, md, p->engine, DNNL_MEMORY_NONE));
+    return p->n_values++;
+fail:
+    (void)st;
+    dnnl_memory_desc_destroy(v->md);
+    return -1;
+}
+
+void bf_node_init(bf_node *n, int layer)
+{
+    memset(n, 0, sizeof *n);
+    n->layer = layer;
+    n->bn_layer = -1;
+    n->sum_src = -1;
+    n->dst = -1;
+}
+
+bf_node *bf_plan_push_node(bf_plan *p, const bf_node *proto)
+{
+    if (p->n_nodes == p->cap_nodes) {
+        int cap = p->cap_nodes ? 2 * p->cap_nodes : 64;
+        bf_node *nn = realloc(p->nodes, (size_t)cap * sizeof *nn);
+        if (!nn) {
+            bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+            return NULL;
+        }
+        p->nodes = nn;
+        p->cap_nodes = cap;
+    }
+    p->nodes[p->n_nodes] = *proto;
+    return &p->nodes[p->n_nodes++];
+}
+
+/* Appends a reorder node from value v to a new value of layout md; returns its id. */
+static int add_reorder(bf_plan *p, int v, const_dnnl_memory_desc_t md)
+{
+    bf_node proto, *n;
+    dnnl_primitive_desc_t pd = NULL;
+    int out;
+    bf_status st = BF_STATUS_OK;
+    bf_node_init(&proto, -1);
+    proto.n_src = 1;
+    proto.src[0] = v;
+    DNNL_TRY(dnnl_reorder_primitive_desc_create(&pd, p->values[v].md, p->engine, md, p->engine,
+                                                NULL));
+    n = bf_plan_push_node(p, &proto);
+    if (!n) {
+        dnnl_primitive_desc_destroy(pd);
+        return -1;
+    }
+    n->pd = pd;
+    DNNL_TRY(dnnl_primitive_create(&n->prim, n->pd));
+    out = bf_plan_add_value(p, md);
+    if (out < 0)
+        return -1;
+    n->dst = out;
+    bf_node_arg(n, DNNL_ARG_FROM, p->values[v].mem);
+    bf_node_arg(n, DNNL_ARG_TO, p->values[out].mem);
+    return out;
+fail:
+    (void)st;
+    return -1;
+}
+
+int bf_plan_value_as(bf_plan *p, int v, const_dnnl_memory_desc_t md)
+{
+    if (dnnl_memory_desc_equal(p->values[v].md, md))
+        return v;
+    return add_reorder(p, v, md);
+}
+
+/* Per layer in the plan: how many readers it has and the last one (index). */
+typedef struct use_info {
+    int n;
+    int last;
+} use_info;
+
+static void count_uses(bf_plan *p, use_info *use)
+{
+    for (int i = 0; i < bf_model_num_layers(p->model); i++)
+        use[i].n = 0, use[i].last = -1;
+    for (int i = p->first_layer; i <= p->last_layer; i++) {
+        const bf_layer_spec *s = bf_model_layer(p->model, i);
+        for (int k = 0; k < s->n_inputs; k++) {
+            use[s->inputs[k]].n++;
+            use[s->inputs[k]].last = i;
+        }
+    }
+    use[p->last_layer].n++; /* the plan's output */
+    use[p->last_layer].last = p->last_layer + 1;
+}
+
+/* The single reader of layer i, or -1. */
+static int single_reader(bf_plan *p, const use_info *use, int i)
+{
+    if (use[i].n != 1 || use[i].last > p->last_layer)
+        return -1;
+    return use[i].last;
+}
+
+/* Inference fusion for a conv at layer i: fills n->bn_layer, n->sum_src, n->post_eltwise;
+ * returns the last layer the node absorbs. */
+static int fuse_conv(bf_plan *p, const use_info *use, bf_node *n, int i)
+{
+    const bf_layer_spec *r;
+    int last = i, j;
+    if (p->params.training)
+        return i;
+    j = single_reader(p, use, last);
+    r = j >= 0 ? bf_model_layer(p->model, j) : NULL;
+    if (r && r->type == BF_LAYER_BATCHNORM) {
+        n->bn_layer = j;
+        last = j;
+        j = single_reader(p, use, last);
+        r = j >= 0 ? bf_model_layer(p->model, j) : NULL;
+    }
+    if (r && r->type == BF_LAYER_ADD) {
+        int other = r->inputs[0] == last ? r->inputs[1] : r->inputs[0];
+        int ov = p->layer_value[other];
+        if (other < i && ov >= 0 && ov != p->src_value && use[other].last == j &&
+            !p->values[ov].external) {
+            n->sum_src = ov;
+            last = j;
+            j = single_reader(p, use, last);
+            r = j >= 0 ? bf_model_layer(p->model, j) : NULL;
+        }
+    }
+    if (r && (r->type == BF_LAYER_RELU || r->type == BF_LAYER_RELU6)) {
+        n->post_eltwise = r->type == BF_LAYER_RELU ? BF_ELT_RELU : BF_ELT_RELU6;
+        last = j;
+    }
+    return last;
+}
+
+static bf_status build_node(bf_plan *p, const use_info *use, int i, int *absorbed_to)
+{
+    const bf_layer_spec *s = bf_model_layer(p->model, i);
+    bf_node proto, *n = &proto;
+    bf_status st = BF_STATUS_OK;
+    int last = i;
+    bf_node_init(n, i);
+    n->n_src = s->n_inputs;
+    for (int k = 0; k < s->n_inputs; k++) {
+        n->src[k] = p->layer_value[s->inputs[k]];
+        if (n->src[k] < 0)
+            return bf_error(BF_STATUS_BAD_MODEL, "layer %d (%s): input not computed", i,
+                            s->name);
+    }
+    switch (s->type) {
+    case BF_LAYER_CONV:
+    case BF_LAYER_DECONV:
+        last = fuse_conv(p, use, n, i);
+        st = bf_op_conv_fwd(p, n);
+        break;
+    case BF_LAYER_BATCHNORM:
+        if (!p->params.training) {
+            int j = single_reader(p, use, i);
+            const bf_layer_spec *r = j >= 0 ? bf_model_layer(p->model, j) : NULL;
+            if (r && r->type == BF_LAYER_RELU) {
+                n->post_eltwise = BF_ELT_RELU;
+                last = j;
+            }
+        }
+        st = bf_op_batchnorm_fwd(p, n);
+        break;
+    case BF_LAYER_RELU:
+    case BF_LAYER_RELU6: st = bf_op_eltwise_fwd(p, n); break;
+    case BF_LAYER_MAXPOOL:
+    case BF_LAYER_AVGPOOL:
+    case BF_LAYER_GLOBAL_AVGPOOL: st = bf_op_pool_fwd(p, n); break;
+    case BF_LAYER_ADD: st = bf_op_add_fwd(p, n); break;
+    case BF_LAYER_LINEAR: st = bf_op_linear_fwd(p, n); break;
+    case BF_LAYER_SOFTMAX: st = bf_op_softmax_fwd(p, n); break;
+    case BF_LAYER_QUANTIZE:
+    case BF_LAYER_DEQUANTIZE: st = bf_op_quant_fwd(p, n); break;
+    case BF_LAYER_UPSAMPLE: st = bf_op_resample_fwd(p, n); break;
+    default:
+        return bf_error(BF_STATUS_UNSUPPORTED, "layer %d: type %s cannot be planned", i,
+                        bf_layer_type_str(s->type));
+    }
+    if (st != BF_STATUS_OK)
+        return bf_error(st, "layer %d (%s): %s", i, s->name, bf_last_error());
+    /* the op pushed its node last, after any reorders of its sources */
+    p->layer_value[last] = p->nodes[p->n_nodes - 1].dst;
+    *absorbed_to = last;
+    return BF_STATUS_OK;
+}
+
+/* ---- memory planning ------------------------------------------------------------------ */
+
+typedef struct block {
+    size_t offset, size;
+    int live; /* values using it that are still alive */
+} block;
+
+#define ALIGN(x) (((x) + 63) & ~(size_t)63)
+
+/* Assigns arena offsets: in inference a buffer is reused after its last reader ran. */
+static bf_status plan_memory(bf_plan *p)
+{
+    int nv = p->n_values, nb = 0;
+    block *blocks = calloc((size_t)nv + 1, sizeof *blocks);
+    int *vblock = calloc((size_t)nv + 1, sizeof *vblock);
+    bf_status st = BF_STATUS_OK;
+    if (!blocks || !vblock) {
+        st = bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
+    for (int v = 0; v < nv; v++)
+        p->values[v].last_use = p->values[v].producer;
+    for (int k = 0; k < p->n_nodes; k++) {
+        bf_node *n = &p->nodes[k];
+        for (int s = 0; s < n->n_src; s++)
+            p->values[n->src[s]].last_use = k;
+        if (n->sum_src >= 0)
+            p->values[n->sum_src].last_use = k;
+    }
+    p->arena_size = 0;
+    for (int k = -1; k < p->n_nodes; k++) {
+        for (int v = 0; v < nv; v++) {
+            bf_value *val = &p->values[v];
+            int b = -1;
+            if (val->producer != k || val->external)
+                continue;
+            if (val->alias >= 0) {
+                b = vblock[val->alias];
+            } else if (!p->params.training) {
+                for (int c = 0; c < nb; c++)
+                    if (!blocks[c].live && blocks[c].size >= val->size &&
+                        (b < 0 || blocks[c].size < blocks[b].size))
+                        b = c;
+            }
+            if (b < 0) {
+                b = nb++;
+                blocks[b].offset = p->arena_size;
+                blocks[b].size = ALIGN(val->size);
+                p->arena_size += blocks[b].size;
+            }
+            blocks[b].live++;
+            vblock[v] = b;
+        }
+        for (int v = 0; v < nv; v++) /* free after this node's readers */
+            if (!p->values[v].external && p->values[v].last_use == k &&
+                v != p->dst_value && p->values[v].producer <= k)
+                blocks[vblock[v]].live--;
+    }
+    p->arena = aligned_alloc(64, p->arena_size ? p->arena_size : 64);
+    if (!p->arena) {
+        st = bf_error(BF_STATUS_OUT_OF_MEMORY, "cannot allocate %zu bytes of activations",
+                      p->arena_size);
+        goto done;
+    }
+    for (int v = 0; v < nv; v++) {
+        if (p->values[v].external)
+            continue;
+        p->values[v].offset = blocks[vblock[v]].offset;
+        DNNL_TRY(dnnl_memory_set_data_handle(p->values[v].mem,
+                                             (char *)p->arena + p->values[v].offset));
+    }
+fail:
+done:
+    free(blocks);
+    free(vblock);
+    return st;
+}
+
+/* ---- create / destroy --------------------------------------------------------------- */
+
+bf_plan_params bf_plan_default_params(void)
+{
+    bf_plan_params pp = {BF_PART_HEAD, BF_PART_TAIL, 1, 0};
+    return pp;
+}
+
+static bf_status plan_range(bf_plan *p)
+{
+    const bf_plan_params *pp = &p->params;
+    int first = -1, last = -1, f, l;
+    for (int part = pp->part_begin; part <= (int)pp->part_end; part++) {
+        bf_model_part_range(p->model, (bf_part)part, &f, &l);
+        if (f < 0)
+            continue;
+        if (first < 0)
+            first = f;
+        last = l;
+    }
+    if (first < 0)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "parts %s..%s have no layers",
+                        bf_part_str(pp->part_begin), bf_part_str(pp->part_end));
+    for (int part = pp->part_begin; part <= (int)pp->part_end; part++) {
+        bf_load_what w = bf_model_loaded(p->model);
+        if ((w == BF_LOAD_MOBILE && part > BF_PART_REDUCE) ||
+            (w == BF_LOAD_CLOUD && part < BF_PART_RESTORE))
+            return bf_error(BF_STATUS_INVALID_ARGUMENT,
+                            "the %s part's weights are not loaded (the model was loaded as "
+                            "the %s half)", bf_part_str((bf_part)part),
+                            w == BF_LOAD_MOBILE ? "mobile" : "cloud");
+    }
+    p->first_layer = first;
+    p->last_layer = last;
+    return BF_STATUS_OK;
+}
+
+/* Adds the external source value (the caller's array) and the io descriptors. */
+static bf_status plan_source(bf_plan *p)
+{
+    bf_layer_info info;
+    const bf_layer_spec *s = bf_model_layer(p->model, p->first_layer - 1);
+    dnnl_memory_desc_t md = NULL;
+    int64_t dims[4];
+    bf_status st;
+    bf_model_layer_info(p->model, p->first_layer - 1, &info);
+    dims[0] = p->params.batch;
+    for (int d = 0; d < 3; d++)
+        dims[d + 1] = info.out_dims[d];
+    p->io[0].dtype = s->type == BF_LAYER_QUANTIZE ? BF_U8 : BF_F32;
+    p->io[0].quantized = p->io[0].dtype == BF_U8;
+    p->io[0].ndims = 4;
+    memcpy(p->io[0].dims, dims, sizeof dims);
+    st = bf_md_plain(&md, 4, dims, p->io[0].dtype == BF_U8 ? dnnl_u8 : dnnl_f32);
+    if (st != BF_STATUS_OK)
+        return st;
+    p->src_value = bf_plan_add_value(p, md);
+    dnnl_memory_desc_destroy(md);
+    if (p->src_value < 0)
+        return BF_STATUS_OUT_OF_MEMORY;
+    p->values[p->src_value].external = 1;
+    p->values[p->src_value].producer = -1;
+    p->layer_value[p->first_layer - 1] = p->src_value;
+    return BF_STATUS_OK;
+}
+
+/* Adds the final copy into the caller's destination array. */
+static bf_status plan_dest(bf_plan *p)
+{
+    int v = p->layer_value[p->last_layer], nd;
+    const bf_value *val = &p->values[v];
+    dnnl_memory_desc_t md = NULL;
+    dnnl_data_type_t dt;
+    int64_t dims[4] = {1, 1, 1, 1};
+    const dnnl_dims_t *vd;
+    bf_status st = BF_STATUS_OK;
+    DNNL_TRY(dnnl_memory_desc_query(val->md, dnnl_query_ndims_s32, &nd));
+    DNNL_TRY(dnnl_memory_desc_query(val->md, dnnl_query_data_type, &dt));
+    DNNL_TRY(dnnl_memory_desc_query(val->md, dnnl_query_dims, &vd));
+    for (int d = 0; d < nd; d++)
+        dims[d] = (*vd)[d];
+    BF_TRY(bf_md_plain(&md, nd, dims, dt));
+    p->dst_value = bf_plan_value_as(p, v, md);
+    if (p->dst_value == v) /* already plain: copy anyway so the caller's buffer is written */
+        p->dst_value = add_reorder(p, v, md);
+    if (p->dst_value < 0)
+        goto oom;
+    p->values[p->dst_value].external = 1;
+    p->io[1].dtype = dt == dnnl_u8 ? BF_U8 : BF_F32;
+    p->io[1].quantized = p->io[1].dtype == BF_U8;
+    p->io[1].ndims = 4;
+    memcpy(p->io[1].dims, dims, sizeof dims);
+    dnnl_memory_desc_destroy(md);
+    return BF_STATUS_OK;
+oom:
+    st = BF_STATUS_OUT_OF_MEMORY;
+fail:
+    dnnl_memory_desc_destroy(md);
+    return st;
+}
+
+static bf_status load_params(bf_plan *p)
+{
+    for (int k = 0; k < p->n_nodes; k++) {
+        bf_node *n = &p->nodes[k];
+        if (n->load) {
+            bf_status st = n->load(p, n);
+            if (st != BF_STATUS_OK)
+                return st;
+        }
+    }
+    p->loaded_version = bf_model_version(p->model);
+    return BF_STATUS_OK;
+}
+
+bf_status bf_plan_create(bf_plan **out, bf_model *model, const bf_plan_params *params)
+{
+    bf_plan *p = NULL;
+    use_info *use = NULL;
+    bf_status st = BF_STATUS_OK;
+    int nl;
+
+    if (!out || !model || !params)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_plan_create: NULL argument");
+    *out = NULL;
+    if (params->batch < 1 || params->batch > (1 << 16))
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "batch %d out of range [1, 65536]",
+                        params->batch);
+    if (params->part_begin < 0 || params->part_end >= BF_PART_COUNT_ ||
+        params->part_begin > params->part_end)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "bad part range %d..%d",
+                        (int)params->part_begin, (int)params->part_end);
+    nl = bf_model_num_layers(model);
+    p = calloc(1, sizeof *p);
+    use = calloc((size_t)nl, sizeof *use);
+    if (!p || !use) {
+        free(use);
+        free(p);
+        return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
+    p->model = model;
+    p->params = *params;
+    p->layer_value = malloc((size_t)nl * sizeof *p->layer_value);
+    p->qrange = calloc(2 * (size_t)params->batch, sizeof(float));
+    if (!p->layer_value || !p->qrange) {
+        st = bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < nl; i++)
+        p->layer_value[i] = -1;
+    BF_TRY(bf_dnnl_engine(&p->engine));
+    DNNL_TRY(dnnl_stream_create(&p->stream, p->engine, dnnl_stream_default_flags));
+    BF_TRY(plan_range(p));
+    BF_TRY(plan_source(p));
+    count_uses(p, use);
+    for (int i = p->first_layer; i <= p->last_layer; i++) {
+        int last = i;
+        BF_TRY(build_node(p, use, i, &last));
+        i = last > i ? last : i;
+        /* layers absorbed between i and last have no value of their own */
+    }
+    BF_TRY(plan_dest(p));
+    BF_TRY(plan_memory(p));
+    BF_TRY(load_params(p));
+    free(use);
+    *out = p;
+    return BF_STATUS_OK;
+fail:
+    free(use);
+    bf_plan_destroy(p);
+    return st;
+}
+
+void bf_plan_destroy(bf_plan *p)
+{
+    if (!p)
+        return;
+    for (int k = 0; k < p->n_nodes; k++) {
+        bf_node *n = &p->nodes[k];
+        dnnl_primitive_destroy(n->prim);
+        dnnl_primitive_desc_destroy(n->pd);
+        for (int m = 0; m < BF_NODE_MEMS; m++)
+            dnnl_memory_destroy(n->mem[m]);
+        free(n->priv);
+    }
+    for (int v = 0; v < p->n_values; v++) {
+        dnnl_memory_destroy(p->values[v].mem);
+        dnnl_memory_destroy(p->values[v].diff);
+        dnnl_memory_desc_destroy(p->values[v].md);
+    }
+    if (p->stream)
+        dnnl_stream_destroy(p->stream);
+    free(p->nodes);
+    free(p->values);
+    free(p->layer_value);
+    free(p->qrange);
+    free(p->arena);
+    free(p);
+}
+
+bf_status bf_plan_io(const bf_plan *p, int which, bf_io_desc *out)
+{
+    if (!p || !out || which < 0 || which > 1)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_plan_io: bad argument");
+    *out = p->io[which];
+    return BF_STATUS_OK;
+}
+
+/* ---- execution ------------------------------------------------------------------------ */
+
+static bf_status check_ranges(const float *r, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!isfinite(r[2 * i]) || !isfinite(r[2 * i + 1]) || r[2 * i] > r[2 * i + 1])
+            return bf_error(BF_STATUS_INVALID_ARGUMENT,
+                            "sample %d: quantization range (%g, %g) must be finite, min <= max",
+                            i, r[2 * i], r[2 * i + 1]);
+    return BF_STATUS_OK;
+}
+
+bf_status bf_plan_forward(bf_plan *p, const void *src, const float *src_range, void *dst,
+                          float *dst_range)
+{
+    bf_status st = BF_STATUS_OK;
+    if (!p || !src || !dst)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_plan_forward: NULL argument");
+    if (p->io[0].quantized) {
+        if (!src_range)
+            return bf_error(BF_STATUS_INVALID_ARGUMENT, "a quantized source needs its ranges");
+        BF_TRY(check_ranges(src_range, p->params.batch));
+    }
+    if (!p->io[0].quantized) {
+        const float *x = src;
+        size_t n = (size_t)(p->io[0].dims[0] * p->io[0].dims[1] * p->io[0].dims[2] *
+                            p->io[0].dims[3]);
+        int bad = 0;
+#pragma omp parallel for reduction(| : bad) schedule(static)
+        for (size_t i = 0; i < n; i++)
+            bad |= !isfinite(x[i]);
+        if (bad)
+            return bf_error(BF_STATUS_NUMERIC, "the input holds NaN or Inf");
+    }
+    if (p->io[1].quantized && !dst_range)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "a quantized destination needs ranges");
+    if (p->loaded_version != bf_model_version(p->model))
+        BF_TRY(load_params(p));
+    p->user_src_range = src_range;
+    p->user_dst_range = dst_range;
+    DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->src_value].mem, (void *)src));
+    DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->dst_value].mem, dst));
+    for (int k = 0; k < p->n_nodes; k++) {
+        bf_node *n = &p->nodes[k];
+        if (n->run)
+            BF_TRY(n->run(p, n));
+        else
+            DNNL_TRY(dnnl_primitive_execute(n->prim, p->stream, n->nargs, n->args));
+    }
+    DNNL_TRY(dnnl_stream_wait(p->stream));
+    if (p->io[1].quantized)
+        memcpy(dst_range, p->qrange, 2 * (size_t)p->params.batch * sizeof(float));
+fail:
+    return st;
+}
+
+/* ---- helpers for single-primitive ops ------------------------------------------------ */
+
+bf_node *bf_plan_push_primitive(bf_plan *p, const bf_node *proto, dnnl_primitive_desc_t *pd,
+                                bf_status *status)
+{
+    bf_node *n = bf_plan_push_node(p, proto);
+    bf_status st = BF_STATUS_OK;
+    if (!n) {
+        dnnl_primitive_desc_destroy(*pd);
+        *pd = NULL;
+        *status = BF_STATUS_OUT_OF_MEMORY;
+        return NULL;
+    }
+    n->pd = *pd;
+    *pd = NULL;
+    DNNL_TRY(dnnl_primitive_create(&n->prim, n->pd));
+    n->dst = bf_plan_add_value(p, dnnl_primitive_desc_query_md(n->pd, dnnl_query_dst_md, 0));
+    if (n->dst < 0) {
+        *status = BF_STATUS_OUT_OF_MEMORY;
+        return NULL;
+    }
+    for (int k = 0; k < n->n_src; k++)
+        bf_node_arg(n, k == 0 ? DNNL_ARG_SRC_0 : DNNL_ARG_SRC_1, p->values[n->src[k]].mem);
+    bf_node_arg(n, DNNL_ARG_DST, p->values[n->dst].mem);
+    *status = BF_STATUS_OK;
+    return n;
+fail:
+    *status = st;
+    return NULL;
+}
+
+bf_status bf_plan_layer_dims(bf_plan *p, int layer, int out, dnnl_dims_t dims)
+{
+    bf_layer_info info;
+    bf_status st = bf_model_layer_info(p->model, layer, &info);
+    dims[0] = p->params.batch;
+    for (int d = 0; d < 3; d++)
+        dims[d + 1] = out ? info.out_dims[d] : info.in_dims[d];
+    return st;
+}

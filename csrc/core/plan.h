@@ -1,0 +1,141 @@
+/* Internals of bf_plan shared by the plan compiler (core/plan.c) and the op families
+ * (the files in ops/).  Never included by the Python glue. */
+#ifndef BF_CORE_PLAN_H
+#define BF_CORE_PLAN_H
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "butterfly.h"
+#include "core/spec.h"
+
+/* Maps a oneDNN status to ours, with the failing call in the message. */
+#define DNNL_TRY(call)                                                                     \
+    do {                                                                                   \
+        dnnl_status_t s_ = (call);                                                         \
+        if (s_ != dnnl_success) {                                                          \
+            st = bf_dnnl_error(s_, #call, __FILE__, __LINE__);                             \
+            goto fail;                                                                     \
+        }                                                                                  \
+    } while (0)
+
+#define BF_TRY(call)                                                                       \
+    do {                                                                                   \
+        st = (call);                                                                       \
+        if (st != BF_STATUS_OK)                                                            \
+            goto fail;                                                                     \
+    } while (0)
+
+bf_status bf_dnnl_error(dnnl_status_t s, const char *call, const char *file, int line);
+/* The process-wide CPU engine (created once, thread-safe). */
+bf_status bf_dnnl_engine(dnnl_engine_t *out);
+
+/* A tensor flowing between nodes. */
+typedef struct bf_value {
+    dnnl_memory_desc_t md; /* owned */
+    dnnl_memory_t mem;     /* owned */
+    size_t size;
+    int producer;          /* node index; -1 for the plan's source */
+    int last_use;          /* last node reading it */
+    int alias;             /* value whose buffer this one shares (sum post-op), or -1 */
+    int external;          /* bound to a caller's buffer at each call */
+    size_t offset;         /* in the plan's arena */
+    /* training */
+    dnnl_memory_t diff;    /* gradient, same md; NULL in inference */
+    int diff_ready;        /* set once a consumer has written the gradient this step */
+} bf_value;
+
+enum { BF_ELT_NONE = 0, BF_ELT_RELU, BF_ELT_RELU6 };
+enum { BF_NODE_MEMS = 8, BF_NODE_ARGS = 14 };
+
+typedef struct bf_node bf_node;
+typedef struct bf_plan bf_plan;
+
+typedef struct bf_node {
+    int layer;              /* the layer this node computes; -1 for a reorder */
+    int bn_layer;           /* BN folded into this conv (inference), or -1 */
+    int sum_src;            /* value added into dst by a sum post-op, or -1 */
+    int post_eltwise;       /* BF_ELT_* applied last */
+    int n_src;
+    int src[2];             /* value ids */
+    int dst;                /* value id */
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t prim;
+    dnnl_memory_t mem[BF_NODE_MEMS]; /* owned: weights, bias, stats, workspace... */
+    int nargs;
+    dnnl_exec_arg_t args[BF_NODE_ARGS];
+    /* non-oneDNN ops (quantize, dequantize) run this instead of prim */
+    bf_status (*run)(bf_plan *p, bf_node *n);
+    /* (re)loads the node's parameters from the model */
+    bf_status (*load)(bf_plan *p, bf_node *n);
+    void *priv;             /* op-private, freed with free() */
+} bf_node;
+
+struct bf_plan {
+    bf_model *model;
+    bf_plan_params params;
+    int first_layer, last_layer; /* layers [first, last] run; the source is layer first-1's
+                                    output, or the image when first == 1 */
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    int n_nodes, cap_nodes;
+    bf_node *nodes;
+    int n_values, cap_values;
+    bf_value *values;
+    int *layer_value;       /* layer index -> value id holding its output, -1 if none */
+    int src_value, dst_value;
+    void *arena;
+    size_t arena_size;
+    float *qrange;          /* per-sample (min, max) of the quantizer, 2 * batch */
+    const float *user_src_range;
+    float *user_dst_range;
+    uint64_t loaded_version;
+    bf_io_desc io[2];
+};
+
+/* Adds a value with a copy of md; returns its id or -1 (error set). */
+int bf_plan_add_value(bf_plan *p, const_dnnl_memory_desc_t md);
+/* Clears a node prototype for `layer` (-1 for a reorder). */
+void bf_node_init(bf_node *n, int layer);
+/* Appends a copy of proto; returns a pointer valid until the next push, or NULL.  An op
+ * pushes its node after adding any reorders its sources need, so nodes stay in run order. */
+bf_node *bf_plan_push_node(bf_plan *p, const bf_node *proto);
+/* Returns a value with the contents of v in layout md, adding a reorder node if needed. */
+int bf_plan_value_as(bf_plan *p, int v, const_dnnl_memory_desc_t md);
+/* Plain (nchw / nc) descriptor of the given dims and type; caller destroys. */
+bf_status bf_md_plain(dnnl_memory_desc_t *md, int ndims, const int64_t *dims, dnnl_data_type_t dt);
+/* Creates memory `md` on the plan's engine filled from a host array in plain layout
+ * `plain` (a reorder); stores it in *mem (created if NULL). */
+bf_status bf_mem_from_host(bf_plan *p, dnnl_memory_t *mem, const_dnnl_memory_desc_t md,
+                           const_dnnl_memory_desc_t plain, const float *host);
+/* Copies memory `mem` (layout md) into a host array of plain layout `plain`. */
+bf_status bf_mem_to_host(bf_plan *p, dnnl_memory_t mem, const_dnnl_memory_desc_t plain,
+                         float *host);
+/* Binds an argument to the node. */
+void bf_node_arg(bf_node *n, int arg, dnnl_memory_t mem);
+/* The weights descriptor for a conv/deconv in plain goihw/oihw layout. */
+bf_status bf_md_conv_weights_plain(dnnl_memory_desc_t *md, const bf_layer_spec *s, int in_c);
+/* Post-ops attr: optional sum then optional eltwise; *attr NULL when neither. */
+bf_status bf_attr_post_ops(dnnl_primitive_attr_t *attr, int sum, int eltwise);
+/* Pushes proto owning *pd (taken, set to NULL), creates its primitive and a destination
+ * value with the primitive's dst layout, binds SRC (DNNL_ARG_SRC_0 == DNNL_ARG_SRC), SRC_1
+ * and DST.  Returns the node, or NULL with *status set. */
+bf_node *bf_plan_push_primitive(bf_plan *p, const bf_node *proto, dnnl_primitive_desc_t *pd,
+                                bf_status *status);
+/* N, C, H, W of a layer's input (out = 0) or output (out = 1) at the plan's batch. */
+bf_status bf_plan_layer_dims(bf_plan *p, int layer, int out, dnnl_dims_t dims);
+/* Parameter of the model (data may be NULL when that half was not loaded). */
+const float *bf_plan_param(bf_plan *p, int layer, int slot);
+
+/* Op families: each gets a prototype node (layer, sources, fusion fields), adds reorders
+ * its sources need, pushes the node and creates its primitive and destination value. */
+bf_status bf_op_conv_fwd(bf_plan *p, const bf_node *proto);
+bf_status bf_op_batchnorm_fwd(bf_plan *p, const bf_node *proto);
+bf_status bf_op_eltwise_fwd(bf_plan *p, const bf_node *proto);
+bf_status bf_op_pool_fwd(bf_plan *p, const bf_node *proto);
+bf_status bf_op_add_fwd(bf_plan *p, const bf_node *proto);
+bf_status bf_op_linear_fwd(bf_plan *p, const bf_node *proto);
+bf_status bf_op_softmax_fwd(bf_plan *p, const bf_node *proto);
+bf_status bf_op_quant_fwd(bf_plan *p, const bf_node *proto);
+bf_status bf_op_resample_fwd(bf_plan *p, const bf_node *proto);
+
+#endif

@@ -1,0 +1,33 @@
+/* Layer-spec helpers shared by the model, the plan compilers (oneDNN, OpenCL) and tests. */
+#ifndef BF_CORE_SPEC_H
+#define BF_CORE_SPEC_H
+
+#include <msgpack.h>
+
+#include "butterfly.h"
+
+typedef struct bf_param {
+    char name[24];
+    int ndims;
+    int64_t dims[4];
+    float *data; /* owned by the model; NULL if its half was not loaded */
+} bf_param;
+
+void bf_spec_defaults(bf_layer_spec *s);
+int bf_spec_type_from_str(const char *s, size_t n, bf_layer_type *out);
+int bf_spec_part_from_str(const char *s, size_t n, bf_part *out);
+/* Fills the names and shapes (data = NULL) of the params a layer must have; returns how
+ * many.  Needs the layer's inferred info (for input channels). */
+int bf_spec_expected_params(const bf_layer_spec *s, const bf_layer_info *info,
+                            bf_param out[BF_MAX_PARAMS]);
+/* Validates the whole list (inputs, parts, butterfly structure) and infers every layer's
+ * shapes, parameter counts and MACs. */
+bf_status bf_spec_infer(const bf_layer_spec *layers, int n, bf_layer_info *info);
+/* Writes the canonical msgpack map of a layer (only the keys its type uses). */
+void bf_spec_pack(msgpack_packer *pk, const bf_layer_spec *s);
+/* FNV-1a 64 of the canonical serialization of the list. */
+uint64_t bf_spec_hash(const bf_layer_spec *layers, int n);
+uint64_t bf_fnv1a(uint64_t h, const void *data, size_t len);
+#define BF_FNV_OFFSET 0xcbf29ce484222325ULL
+
+#endif

@@ -1,0 +1,573 @@
+/*
+ * butterfly.h -- the public C API of butterfly, a split-computing engine for CNNs.
+ *
+ * OVERVIEW
+ *
+ * A phone runs the first layers of a network (the HEAD) and a small learned REDUCTION unit
+ * that shrinks the feature and quantizes it to 8 bits; the payload travels to the cloud,
+ * where a RESTORATION unit brings it back to the original shape and the TAIL finishes the
+ * network.  Every layer of a model is tagged with one of these four parts, in this order.
+ *
+ * Objects
+ *   bf_model   layer specs + weights + metadata.  Built from a msgpack description
+ *              (bf_model_load_buffer) or read from a model file (bf_model_load_file);
+ *              written with bf_model_save_file.  Owns its weights.  Shape inference runs
+ *              when it is built, so every layer's output shape, parameter count and FLOPs
+ *              are known (bf_model_layer_info).  A model may be loaded as a whole or as one
+ *              half (BF_LOAD_MOBILE: head + reduce, BF_LOAD_CLOUD: restore + tail); the
+ *              weights of the other half are then not kept.
+ *   bf_plan    a compiled, executable range of parts of a model for one batch size, on
+ *              oneDNN.  Primitives and all activation memory are created once, by
+ *              bf_plan_create, and reused by every bf_plan_forward.  A plan borrows its
+ *              model: the model must outlive the plan.  A plan is used by one thread at a
+ *              time; different plans may run on different threads at once.
+ *
+ * Ownership
+ *   Everything a *_create / *_load call returns is owned by the caller and released by the
+ *   matching *_destroy, which accepts NULL.  Pointers passed into an execute call are
+ *   borrowed for the length of that call only.  Views returned by accessors (specs, param
+ *   views, strings) stay valid until the owning object is destroyed or modified.
+ *
+ * Errors
+ *   Every fallible call returns a bf_status.  On failure, bf_last_error() returns a
+ *   thread-local, human-readable message about the most recent failure on this thread.
+ *   No call aborts or exits the process.
+ *
+ * Tensors
+ *   Activations cross the API as dense row-major NCHW float32 arrays.  The quantized
+ *   payload (output of the reduce part, input of the restore part) is a dense NCHW uint8
+ *   array plus one (min, max) float pair per sample (per-tensor quantization of each image,
+ *   so a batch gives the same bytes as its images one at a time):
+ *       inv = 255 / (max - min)   (float32; inv = 0 when max == min)
+ *       q   = clamp(floor((x - min) * inv + 0.5), 0, 255)
+ *       x'  = min + q * ((max - min) / 255)
+ *   with min/max the minimum and maximum of the image's values, all in float32.
+ *
+ * Usage sketch
+ *   bf_model *m = NULL; bf_plan *p = NULL;
+ *   if (bf_model_load_file(&m, "net.bfly", BF_LOAD_ALL) != BF_STATUS_OK) goto fail;
+ *   bf_plan_params pp = bf_plan_default_params();
+ *   pp.part_begin = BF_PART_HEAD; pp.part_end = BF_PART_TAIL; pp.batch = 1;
+ *   if (bf_plan_create(&p, m, &pp) != BF_STATUS_OK) goto fail;
+ *   bf_plan_forward(p, image, NULL, logits, NULL);
+ * fail:
+ *   fprintf(stderr, "%s\n", bf_last_error());
+ *   bf_plan_destroy(p); bf_model_destroy(m);
+ */
+#ifndef BUTTERFLY_H
+#define BUTTERFLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define BF_API __attribute__((visibility("default")))
+#else
+#define BF_API
+#endif
+
+#define BF_VERSION_MAJOR 0
+#define BF_VERSION_MINOR 1
+#define BF_MODEL_FORMAT_VERSION 1
+
+/* ------------------------------------------------------------------------------------ */
+/* Status                                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+typedef enum bf_status {
+    BF_STATUS_OK = 0,
+    BF_STATUS_INVALID_ARGUMENT, /* bad shape, dtype, value or call order */
+    BF_STATUS_OUT_OF_MEMORY,
+    BF_STATUS_UNSUPPORTED,      /* a valid request this build does not implement */
+    BF_STATUS_BAD_MODEL,        /* malformed, truncated or inconsistent model description */
+    BF_STATUS_IO,               /* file system error */
+    BF_STATUS_BACKEND,          /* oneDNN reported an error */
+    BF_STATUS_OPENCL,           /* OpenCL reported an error or is not available */
+    BF_STATUS_NETWORK,          /* ZeroMQ reported an error */
+    BF_STATUS_PROTOCOL,         /* malformed or incompatible message */
+    BF_STATUS_TIMEOUT,
+    BF_STATUS_INTERRUPTED,      /* a signal interrupted a blocking call */
+    BF_STATUS_BUSY,             /* the server's queue is full */
+    BF_STATUS_REFUSED,          /* the server refused the request (model, shape, auth) */
+    BF_STATUS_NUMERIC,          /* NaN or Inf where finite values are required */
+    BF_STATUS_COUNT_
+} bf_status;
+
+/* Returns a static string naming the status. */
+BF_API const char *bf_status_str(bf_status status);
+/* Returns the calling thread's message for its most recent failure ("" if none).  The
+ * pointer stays valid until the next failing call on this thread. */
+BF_API const char *bf_last_error(void);
+/* Sets the thread-local error message; returns status (for `return bf_error(...)`). */
+BF_API bf_status bf_error(bf_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Number of threads oneDNN and our own loops use on the calling thread (OpenMP). */
+BF_API void bf_set_num_threads(int n);
+BF_API int bf_get_num_threads(void);
+
+/* ------------------------------------------------------------------------------------ */
+/* Layer specs                                                                          */
+/* ------------------------------------------------------------------------------------ */
+
+typedef enum bf_part {
+    BF_PART_HEAD = 0,    /* mobile */
+    BF_PART_REDUCE = 1,  /* mobile: reduction unit, ends with BF_LAYER_QUANTIZE */
+    BF_PART_RESTORE = 2, /* cloud: restoration unit, starts with BF_LAYER_DEQUANTIZE */
+    BF_PART_TAIL = 3,    /* cloud */
+    BF_PART_COUNT_
+} bf_part;
+
+typedef enum bf_layer_type {
+    BF_LAYER_INPUT = 0,      /* shape (C, H, W); layer 0 and only layer 0 */
+    BF_LAYER_CONV,           /* params: weight (O, I/g, kh, kw), bias (O) if has_bias */
+    BF_LAYER_DECONV,         /* transposed conv; weight (O, I/g, kh, kw), bias (O) */
+    BF_LAYER_BATCHNORM,      /* params: gamma, beta, running_mean, running_var (C each) */
+    BF_LAYER_RELU,
+    BF_LAYER_RELU6,
+    BF_LAYER_MAXPOOL,
+    BF_LAYER_AVGPOOL,        /* padding excluded from the average */
+    BF_LAYER_GLOBAL_AVGPOOL, /* (C, H, W) -> (C, 1, 1) */
+    BF_LAYER_ADD,            /* two inputs of one shape */
+    BF_LAYER_LINEAR,         /* flattens its input; params: weight (O, I), bias (O) */
+    BF_LAYER_SOFTMAX,        /* over channels */
+    BF_LAYER_QUANTIZE,       /* f32 -> uint8 + per-sample (min, max) */
+    BF_LAYER_DEQUANTIZE,     /* uint8 + per-sample (min, max) -> f32 */
+    BF_LAYER_UPSAMPLE,       /* nearest-neighbour, integer factor `scale` */
+    BF_LAYER_TYPE_COUNT_
+} bf_layer_type;
+
+#define BF_NAME_MAX 64
+#define BF_MAX_PARAMS 4
+
+typedef struct bf_layer_spec {
+    bf_layer_type type;
+    bf_part part;
+    char name[BF_NAME_MAX];
+    int n_inputs;      /* 0 for INPUT, 2 for ADD, 1 otherwise */
+    int inputs[2];     /* indices of earlier layers */
+    /* conv / deconv / linear */
+    int out_channels;  /* also out_features for LINEAR */
+    int kernel[2];     /* kh, kw (conv, deconv, pools) */
+    int stride[2];
+    int pad[2];        /* symmetric padding ph, pw */
+    int dilation[2];   /* 1 = dense */
+    int groups;
+    int output_pad[2]; /* deconv only: extra rows/cols at the bottom/right */
+    int has_bias;
+    /* batch-norm */
+    float eps;
+    float momentum;    /* running = (1 - momentum) * running + momentum * batch */
+    /* upsample */
+    int scale;
+    /* input */
+    int shape[3];      /* C, H, W */
+    /* training */
+    int frozen;        /* weights not updated by the optimizer */
+} bf_layer_spec;
+
+/* What shape inference found for a layer (per image; multiply by the batch). */
+typedef struct bf_layer_info {
+    int in_dims[3];      /* C, H, W of the first input */
+    int out_dims[3];     /* C, H, W of the output */
+    int64_t n_params;    /* learnable + running statistics */
+    int64_t macs;        /* multiply-accumulates for one image */
+    int64_t out_bytes;   /* bytes of the output for one image (uint8 for QUANTIZE) */
+} bf_layer_info;
+
+/* A parameter tensor of a layer, owned by the model. */
+typedef struct bf_param_view {
+    const char *name;    /* "weight", "bias", "gamma", "beta", "running_mean", "running_var" */
+    int ndims;
+    int64_t dims[4];
+    float *data;         /* NULL when the half that holds it was not loaded */
+} bf_param_view;
+
+/* Static name of a layer type / part ("conv", "head", ...). */
+BF_API const char *bf_layer_type_str(bf_layer_type type);
+BF_API const char *bf_part_str(bf_part part);
+
+/* ------------------------------------------------------------------------------------ */
+/* Model                                                                                */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct bf_model bf_model;
+
+typedef enum bf_load_what {
+    BF_LOAD_ALL = 0,
+    BF_LOAD_MOBILE = 1, /* head + reduce weights */
+    BF_LOAD_CLOUD = 2,  /* restore + tail weights */
+} bf_load_what;
+
+/*
+ * Model description (the model file is exactly this, msgpack-encoded):
+ *   { "format": "butterfly-model", "version": 1,
+ *     "layers": [ {"type": "conv", "name": str, "part": "head", "inputs": [int...],
+ *                  "out_channels": int, "kernel": [kh, kw], "stride": [sh, sw],
+ *                  "pad": [ph, pw], "dilation": [dh, dw], "groups": int, "bias": bool,
+ *                  "output_pad": [oh, ow], "eps": float, "momentum": float, "scale": int,
+ *                  "shape": [C, H, W], "frozen": bool}, ... ],      (unused keys omitted)
+ *     "params": [ [ {"name": str, "shape": [int...], "data": bin (f32 little-endian)},
+ *                   ... ] per layer ],        (a missing "data" leaves zeros, for a half)
+ *     "meta": any msgpack object }            (kept verbatim; butterfly config, dataset...)
+ * Parsing checks every field, size and index; a bad description gives BF_STATUS_BAD_MODEL.
+ */
+BF_API bf_status bf_model_load_buffer(bf_model **out, const void *buf, size_t len,
+                                      bf_load_what what);
+BF_API bf_status bf_model_load_file(bf_model **out, const char *path, bf_load_what what);
+/* Serializes the model (all of it that is loaded) into a malloc'd buffer the caller
+ * frees with free(). */
+BF_API bf_status bf_model_save_buffer(const bf_model *model, void **buf, size_t *len);
+BF_API bf_status bf_model_save_file(const bf_model *model, const char *path);
+BF_API void bf_model_destroy(bf_model *model);
+
+BF_API int bf_model_num_layers(const bf_model *model);
+BF_API const bf_layer_spec *bf_model_layer(const bf_model *model, int layer);
+BF_API bf_status bf_model_layer_info(const bf_model *model, int layer, bf_layer_info *info);
+BF_API int bf_model_num_params(const bf_model *model, int layer);
+BF_API bf_status bf_model_param(const bf_model *model, int layer, int slot, bf_param_view *out);
+/* Which parts' weights are present. */
+BF_API bf_load_what bf_model_loaded(const bf_model *model);
+/* First and last layer index of a part, or -1, -1 if the part has no layers. */
+BF_API void bf_model_part_range(const bf_model *model, bf_part part, int *first, int *last);
+/* The verbatim msgpack bytes of "meta" (may be NULL, len 0). */
+BF_API const void *bf_model_meta(const bf_model *model, size_t *len);
+BF_API bf_status bf_model_set_meta(bf_model *model, const void *buf, size_t len);
+/* 64-bit FNV-1a over the layer specs and weights as serialized; the same on both halves.
+ * Returned as 16 lowercase hex digits + NUL in `hex`. */
+BF_API void bf_model_hash(const bf_model *model, char hex[17]);
+/* Bumped whenever weights change (so plans know to reload them). */
+BF_API uint64_t bf_model_version(const bf_model *model);
+BF_API void bf_model_touch(bf_model *model);
+
+/* ------------------------------------------------------------------------------------ */
+/* Plan (oneDNN)                                                                        */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct bf_plan bf_plan;
+
+typedef struct bf_plan_params {
+    bf_part part_begin; /* first part executed */
+    bf_part part_end;   /* last part executed (inclusive) */
+    int batch;          /* images per call, >= 1 */
+    int training;       /* 0: inference (BN folded, fused post-ops); 1: keeps what backward needs */
+} bf_plan_params;
+
+typedef enum bf_dtype { BF_F32 = 0, BF_U8 = 1 } bf_dtype;
+
+typedef struct bf_io_desc {
+    bf_dtype dtype;
+    int ndims;          /* 4: N, C, H, W */
+    int64_t dims[4];
+    int quantized;      /* 1: a (min, max) pair per sample goes with the data */
+} bf_io_desc;
+
+BF_API bf_plan_params bf_plan_default_params(void);
+BF_API bf_status bf_plan_create(bf_plan **out, bf_model *model, const bf_plan_params *params);
+BF_API void bf_plan_destroy(bf_plan *plan);
+/* which = 0: the plan's source, 1: its destination. */
+BF_API bf_status bf_plan_io(const bf_plan *plan, int which, bf_io_desc *out);
+/*
+ * Runs the plan.  src / dst are dense arrays as bf_plan_io describes; src_range / dst_range
+ * are the per-sample (min, max) pairs (2 * batch floats) for a quantized source /
+ * destination and are ignored (may be NULL) otherwise.  Weights changed in the model since
+ * the last call (bf_model_version) are reloaded first.
+ */
+BF_API bf_status bf_plan_forward(bf_plan *plan, const void *src, const float *src_range,
+                                 void *dst, float *dst_range);
+
+/* ------------------------------------------------------------------------------------ */
+/* Serving: the cloud worker pool, its client and the wire protocol                     */
+/* ------------------------------------------------------------------------------------ */
+/*
+ * The cloud half runs as a POOL: one broker thread (a ZeroMQ ROUTER for clients, one for
+ * workers, a least-loaded / least-recently-used list of ready workers, Paranoid Pirate
+ * heartbeats) and workers, either threads of the pool or separate processes started with
+ * bf_worker_run; both run the same loop.  A worker owns a COMPUTE backend (bf_compute) and
+ * may run up to max_batch queued requests that arrive within batch_timeout_us as one batch.
+ * A CLIENT sends one quantized feature per request and gets top-k classes back, retrying
+ * with a fresh socket on timeout (Lazy Pirate).  docs/PROTOCOL.md is the wire format.
+ *
+ *   bf_pool_params pp = bf_pool_default_params();
+ *   pp.worker.compute.kind = BF_COMPUTE_PLAN; pp.worker.compute.model_path = "net.bfly";
+ *   bf_pool *pool = NULL;
+ *   if (bf_pool_create(&pool, &pp) || bf_pool_start(pool)) goto fail;
+ *   ...                                       (clients: bf_client_classify)
+ *   bf_pool_stop(pool); bf_pool_destroy(pool);
+ *
+ * Every blocking call here is plain C (no Python) and may run without the GIL.  A pool may
+ * be stopped from any thread; a client or a standalone worker is used by one thread.
+ */
+
+#define BF_PROTOCOL_VERSION 1
+#define BF_TOPK_MAX 16          /* most classes a reply carries */
+#define BF_CURVE_KEY_LEN 40     /* Z85 text of a 32-byte CURVE key (+1 for the NUL) */
+
+typedef enum bf_codec {
+    BF_CODEC_RAW = 0,  /* payload bytes as they are */
+    BF_CODEC_ZSTD = 1, /* payload compressed with zstd (one frame) */
+} bf_codec;
+
+/* One sample's quantized feature (the restore part's input), borrowed. */
+typedef struct bf_feature {
+    const uint8_t *data; /* dims[0] * dims[1] * dims[2] bytes, CHW */
+    int dims[3];         /* C, H, W */
+    float min, max;      /* the per-sample quantization range */
+} bf_feature;
+
+/*
+ * A compute backend: what a worker runs.  A value type (a vtable + its context); the worker
+ * that holds it calls run from one thread at a time and destroy once.
+ *   run    fills logits[i * num_classes + j] for the n <= max_batch samples in[0..n-1]
+ *          (all of shape dims; a worker hands them contiguous, in[i].data ==
+ *          in[0].data + i * C*H*W).  Softmax and top-k are the worker's job.
+ */
+typedef struct bf_compute {
+    void *ctx;
+    int max_batch;
+    int num_classes;
+    int dims[3];                /* the payload shape this backend accepts */
+    int split;                  /* split id it serves; -1 accepts any */
+    char model_hash[17];        /* bf_model_hash of its model; "" accepts any */
+    int probs;                  /* 1: run writes probabilities already (model ends in softmax) */
+    bf_status (*run)(void *ctx, int n, const bf_feature *in, float *logits);
+    void (*destroy)(void *ctx);
+} bf_compute;
+
+typedef enum bf_compute_kind {
+    BF_COMPUTE_ECHO = 0,   /* test/benchmark backend: class = (sum of payload bytes) % classes */
+    BF_COMPUTE_PLAN = 1,   /* the engine: restore + tail of a model file (BF_LOAD_CLOUD) */
+    BF_COMPUTE_CUSTOM = 2, /* params.create fills the vtable (C callers) */
+} bf_compute_kind;
+
+typedef struct bf_compute_params {
+    bf_compute_kind kind;
+    int max_batch;            /* largest batch run() will get (>= 1) */
+    /* PLAN */
+    const char *model_path;   /* model file; plans for restore..tail built per batch size */
+    int n_threads;            /* oneDNN threads for this backend (0: leave as is) */
+    /* ECHO */
+    int dims[3];              /* accepted payload shape (C, H, W) */
+    int num_classes;
+    int split;
+    const char *model_hash;   /* 16 hex digits, or NULL / "" for any */
+    int delay_us;             /* busy-wait per batch, to imitate a model */
+    /* CUSTOM */
+    bf_status (*create)(bf_compute *out, void *arg);
+    void *create_arg;
+} bf_compute_params;
+
+BF_API bf_compute_params bf_compute_default_params(void);
+/* Fills *out (a value the caller owns; release with bf_compute_destroy). */
+BF_API bf_status bf_compute_create(bf_compute *out, const bf_compute_params *params);
+BF_API void bf_compute_destroy(bf_compute *compute); /* NULL and zeroed values are fine */
+
+/* Result of one classification, client side. */
+typedef struct bf_result {
+    int k;                        /* classes returned, best first */
+    int classes[BF_TOPK_MAX];
+    float probs[BF_TOPK_MAX];     /* softmax probabilities */
+    float *logits;                /* in: the caller's buffer or NULL (then none are asked) */
+    int logits_cap;               /* in: floats that logits can hold */
+    int n_logits;                 /* out: floats written */
+    uint32_t queue_us;            /* server: waiting in the broker and the worker */
+    uint32_t compute_us;          /* server: the batch's compute time */
+    int batch;                    /* server: requests in that batch */
+    uint32_t total_us;            /* client: send to answer, all attempts */
+    int attempts;                 /* 1 + retries used */
+} bf_result;
+
+/* Standalone worker (a process of its own connecting to a pool's backend endpoint). */
+typedef struct bf_worker_params {
+    const char *connect;          /* pool backend endpoint, e.g. "tcp://127.0.0.1:5556" */
+    int max_batch;                /* B: requests run as one batch (1: no batching) */
+    int batch_timeout_us;         /* T: how long a batch may wait to fill up */
+    int heartbeat_interval_ms;    /* BF_HEARTBEAT_INTERVAL_MS */
+    int heartbeat_liveness;       /* intervals of silence before the broker counts as dead */
+    int reconnect_max_ms;         /* back-off cap between reconnects */
+    int max_payload;              /* largest decoded payload, bytes */
+    int n_threads;                /* oneDNN / OpenMP threads (0: all cores) */
+    bf_compute_params compute;
+} bf_worker_params;
+
+BF_API bf_worker_params bf_worker_default_params(void);
+/* Serves until a signal interrupts it (BF_STATUS_INTERRUPTED) or an error. */
+BF_API bf_status bf_worker_run(const bf_worker_params *params);
+
+/* Pool */
+typedef struct bf_pool bf_pool;
+
+typedef struct bf_pool_params {
+    const char *frontend;         /* clients connect here; "tcp://127.0.0.1:*" picks a port */
+    const char *backend;          /* worker processes connect here; NULL: threads only */
+    int n_workers;                /* worker threads in this process */
+    int queue_max;                /* requests waiting for a worker; more get a "busy" reply */
+    int max_message;              /* largest request body, bytes; larger gets an error */
+    int heartbeat_interval_ms;    /* to and from workers */
+    int heartbeat_liveness;       /* silent intervals before a worker is purged */
+    int queue_timeout_ms;         /* waited longer: a "timeout" reply (0: wait forever) */
+    int drain_timeout_ms;         /* bf_pool_stop waits this long for requests in flight */
+    int n_threads;                /* cores shared by the worker threads (0: all online) */
+    const char *curve_key_file;   /* server key pair (bf_curve_keygen); NULL: no CURVE */
+    const char *curve_allow_file; /* client public keys allowed; NULL: any CURVE client */
+    bf_worker_params worker;      /* batching + compute of the worker threads (connect and
+                                     heartbeats come from the pool) */
+} bf_pool_params;
+
+#define BF_STATS_BUCKETS 32     /* latency bucket b >= 1 holds [2^(b-1), 2^b) us; 0: < 1 us */
+#define BF_STATS_BATCH_MAX 64   /* batch histogram; larger batches count in the last slot */
+
+typedef struct bf_serve_stats {
+    uint64_t requests;            /* messages received from clients */
+    uint64_t replies_ok;
+    uint64_t errors;              /* error replies of every kind but busy */
+    uint64_t malformed;           /* of errors: undecodable messages */
+    uint64_t busy;                /* busy replies (queue full, shutting down) */
+    uint64_t requeued;            /* requests re-sent after their worker died */
+    uint64_t late_replies;        /* replies of purged workers, dropped */
+    uint64_t workers_purged;
+    uint64_t batches;
+    int workers;                  /* live workers now */
+    int queued;                   /* requests waiting now */
+    int in_flight;                /* requests at workers now */
+    uint64_t batch_hist[BF_STATS_BATCH_MAX + 1]; /* batches by size */
+    uint64_t queue_us[BF_STATS_BUCKETS];         /* per request: broker + worker wait */
+    uint64_t compute_us[BF_STATS_BUCKETS];       /* per request: its batch's compute */
+    uint64_t total_us[BF_STATS_BUCKETS];         /* per request: broker in to broker out */
+} bf_serve_stats;
+
+BF_API bf_pool_params bf_pool_default_params(void);
+/* Checks and copies the params; nothing runs yet. */
+BF_API bf_status bf_pool_create(bf_pool **out, const bf_pool_params *params);
+/* Builds the computes, binds the endpoints and starts the broker and worker threads. */
+BF_API bf_status bf_pool_start(bf_pool *pool);
+/* From any thread: refuses new requests, waits up to drain_timeout_ms for those queued or in
+ * flight (the rest get an error reply), stops the workers, joins the threads.  Returns the
+ * broker's exit status. */
+BF_API bf_status bf_pool_stop(bf_pool *pool);
+BF_API void bf_pool_destroy(bf_pool *pool); /* stops a running pool first */
+/* The endpoint actually bound (which = 0: frontend, 1: backend), e.g. the port "*" chose. */
+BF_API bf_status bf_pool_endpoint(const bf_pool *pool, int which, char *buf, size_t len);
+BF_API bf_status bf_pool_stats(const bf_pool *pool, bf_serve_stats *out);
+/* Fault injection: worker thread `index` stops dead (no reply, no goodbye), as if crashed. */
+BF_API bf_status bf_pool_kill_worker(bf_pool *pool, int index);
+/* Upper bound (us) of the q-quantile (0..1) of a latency histogram; 0 when it is empty. */
+BF_API double bf_stats_quantile(const uint64_t hist[BF_STATS_BUCKETS], double q);
+
+/* Client (Lazy Pirate) */
+typedef struct bf_client bf_client;
+
+typedef struct bf_client_params {
+    const char *endpoint;         /* the pool's frontend */
+    int timeout_ms;               /* per attempt */
+    int retries;                  /* resends (each on a fresh socket) after a timeout */
+    const char *model_hash;       /* bf_model_hash of the model; the pool refuses others */
+    int split;                    /* split id (first layer index of the restore part) */
+    bf_codec codec;
+    int zstd_level;
+    const char *curve_server_key; /* key file holding the server's public key; NULL: plain */
+    const char *curve_key_file;   /* this client's key pair; NULL: a fresh pair per client */
+} bf_client_params;
+
+BF_API bf_client_params bf_client_default_params(void);
+BF_API bf_status bf_client_create(bf_client **out, const bf_client_params *params);
+/* Sends one feature and waits for its answer: BF_STATUS_OK and *out filled, the server's
+ * error (BF_STATUS_BUSY, _REFUSED, _PROTOCOL, ...) or BF_STATUS_TIMEOUT after every retry.
+ * k is clamped to the model's classes and BF_TOPK_MAX. */
+BF_API bf_status bf_client_classify(bf_client *client, const uint8_t *payload,
+                                    const int dims[3], float min, float max, int k,
+                                    bf_result *out);
+BF_API void bf_client_destroy(bf_client *client);
+
+/* CURVE keys.  A key file is text: "public = <40 Z85 chars>" and, for a key pair,
+ * "secret = <40 Z85 chars>" lines; '#' starts a comment.  An allow file lists public keys,
+ * one "public = ..." (or a bare key) per line. */
+/* Writes a new pair to `path` (mode 0600) and its public half to `path`.pub. */
+BF_API bf_status bf_curve_keygen(const char *path, char public_key[BF_CURVE_KEY_LEN + 1]);
+/* Reads a key file; secret_key may be NULL, and is "" when the file has none. */
+BF_API bf_status bf_curve_key_read(const char *path, char public_key[BF_CURVE_KEY_LEN + 1],
+                                   char secret_key[BF_CURVE_KEY_LEN + 1]);
+
+/* ------------------------------------------------------------------------------------ */
+/* OpenCL (mobile half: head + reduce, inference)                                       */
+/* ------------------------------------------------------------------------------------ */
+/*
+ * A bf_cl_plan runs a range of parts of a model on an OpenCL 1.2 device (a phone GPU; PoCL
+ * on the CPU for tests) with the same semantics as bf_plan: same part range, same dense
+ * NCHW float32 source, same destination (float32, or for a plan ending with the reduce part
+ * the uint8 payload + per-sample (min, max), with the quantizer formula above computed
+ * bit-exactly in float32).  Batch-norm is folded into the preceding convolution, and
+ * ReLU / ReLU6 and residual adds run in the convolution's epilogue.  Cloud-side layers
+ * (linear, softmax, deconv, dequantize) and training plans give BF_STATUS_UNSUPPORTED.
+ *
+ * libOpenCL.so.1 is loaded on first use (override with the BF_OPENCL_LIBRARY environment
+ * variable); without it these calls fail with BF_STATUS_OPENCL and nothing else changes.
+ * A plan owns its context, queue, kernels and device buffers, and borrows its model like
+ * bf_plan does.  One thread at a time per plan.
+ */
+
+typedef enum bf_cl_device_type {
+    BF_CL_DEVICE_OTHER = 0,
+    BF_CL_DEVICE_CPU = 1,
+    BF_CL_DEVICE_GPU = 2,
+    BF_CL_DEVICE_ACCELERATOR = 3,
+} bf_cl_device_type;
+
+typedef struct bf_cl_device_info {
+    char platform[64];
+    char name[96];
+    char version[64];        /* CL_DEVICE_VERSION */
+    bf_cl_device_type type;
+    int compute_units;
+    int64_t global_mem;      /* bytes */
+    int64_t local_mem;       /* bytes */
+    int64_t max_work_group;  /* work-items */
+} bf_cl_device_info;
+
+/* Lists the devices of every platform in a fixed order (the index bf_cl_plan_create takes).
+ * Fills up to `max` entries of `out` (may be NULL when max is 0) and sets *n to the total
+ * count.  No platform is not an error (*n = 0); no OpenCL loader is (BF_STATUS_OPENCL). */
+BF_API bf_status bf_cl_devices(bf_cl_device_info *out, int max, int *n);
+
+typedef struct bf_cl_plan bf_cl_plan;
+
+/* Compiles `params`' part range of `model` for device `device_index` (-1: the first GPU,
+ * else the first device).  Kernels are built here; a failed build's message holds the
+ * compiler log. */
+BF_API bf_status bf_cl_plan_create(bf_cl_plan **out, bf_model *model,
+                                   const bf_plan_params *params, int device_index);
+BF_API void bf_cl_plan_destroy(bf_cl_plan *plan);
+/* As bf_plan_io: which = 0 the source, 1 the destination. */
+BF_API bf_status bf_cl_plan_io(const bf_cl_plan *plan, int which, bf_io_desc *out);
+/* As bf_plan_forward; blocks until the results are in `dst` / `dst_range`. */
+BF_API bf_status bf_cl_plan_forward(bf_cl_plan *plan, const void *src, const float *src_range,
+                                    void *dst, float *dst_range);
+/* Writes the name of the plan's device ("name (platform)") into buf. */
+BF_API void bf_cl_plan_device(const bf_cl_plan *plan, char *buf, size_t size);
+
+/* One executed op of the last forward: fused model layers first_layer..last_layer (e.g.
+ * conv + batchnorm + add + relu) and the device time of its kernels (CL event profiling,
+ * summed over the op's kernels, e.g. im2col + gemm). */
+typedef struct bf_cl_op_time {
+    int first_layer;
+    int last_layer;
+    const char *kernel; /* main kernel's name, static */
+    double ms;
+} bf_cl_op_time;
+
+/* Fills up to `max` entries in execution order and sets *n to the number of ops.  Before
+ * the first forward every ms is 0. */
+BF_API bf_status bf_cl_plan_profile(const bf_cl_plan *plan, bf_cl_op_time *out, int max,
+                                    int *n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BUTTERFLY_H */

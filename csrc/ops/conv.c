@@ -1,0 +1,185 @@
+/* Convolution and transposed convolution: forward (with BN folding, sum and eltwise
+ * post-ops in inference).  Weights live in the model as (O, I/g, kh, kw); the plan keeps
+ * them in the layout the primitive chose. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/plan.h"
+
+enum { W_MEM = 0, B_MEM = 1 };
+
+typedef struct conv_priv {
+    int in_c;
+    int has_bias; /* the primitive has a bias (own bias or a folded BN) */
+} conv_priv;
+
+static int64_t numel4(const int64_t *d, int n)
+{
+    int64_t k = 1;
+    for (int i = 0; i < n; i++)
+        k *= d[i];
+    return k;
+}
+
+/* Copies the layer's weights/bias, folding the BN that follows it (if any), then reorders
+ * them into the primitive's layouts. */
+static bf_status conv_load(bf_plan *p, bf_node *n)
+{
+    const bf_layer_spec *s = bf_model_layer(p->model, n->layer);
+    conv_priv *cp = n->priv;
+    bf_param_view wv;
+    dnnl_memory_desc_t wplain = NULL, bplain = NULL;
+    float *w = NULL, *b = NULL;
+    const float *src_b = NULL;
+    int64_t o = s->out_channels, per_o, bdim = o;
+    bf_status st = BF_STATUS_OK;
+
+    BF_TRY(bf_model_param(p->model, n->layer, 0, &wv));
+    if (!wv.data)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "layer %s: weights not loaded", s->name);
+    per_o = numel4(wv.dims, 4) / o;
+    w = malloc((size_t)(o * per_o) * sizeof *w);
+    b = calloc((size_t)o, sizeof *b);
+    if (!w || !b) {
+        st = bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+        goto fail;
+    }
+    memcpy(w, wv.data, (size_t)(o * per_o) * sizeof *w);
+    if (s->has_bias)
+        src_b = bf_plan_param(p, n->layer, 1);
+    for (int64_t c = 0; c < o; c++)
+        b[c] = src_b ? src_b[c] : 0.0f;
+    if (n->bn_layer >= 0) {
+        const bf_layer_spec *bn = bf_model_layer(p->model, n->bn_layer);
+        const float *g = bf_plan_param(p, n->bn_layer, 0), *be = bf_plan_param(p, n->bn_layer, 1);
+        const float *mu = bf_plan_param(p, n->bn_layer, 2), *var = bf_plan_param(p, n->bn_layer, 3);
+        for (int64_t c = 0; c < o; c++) {
+            float k = g[c] / sqrtf(var[c] + bn->eps);
+            for (int64_t j = 0; j < per_o; j++)
+                w[c * per_o + j] *= k;
+            b[c] = (b[c] - mu[c]) * k + be[c];
+        }
+    }
+    BF_TRY(bf_md_conv_weights_plain(&wplain, s, cp->in_c));
+    BF_TRY(bf_mem_from_host(p, &n->mem[W_MEM], dnnl_primitive_desc_query_md(n->pd,
+                            dnnl_query_weights_md, 0), wplain, w));
+    if (cp->has_bias) {
+        BF_TRY(bf_md_plain(&bplain, 1, &bdim, dnnl_f32));
+        BF_TRY(bf_mem_from_host(p, &n->mem[B_MEM], dnnl_primitive_desc_query_md(n->pd,
+                                dnnl_query_weights_md, 1), bplain, b));
+    }
+fail:
+    dnnl_memory_desc_destroy(wplain);
+    dnnl_memory_desc_destroy(bplain);
+    free(w);
+    free(b);
+    return st;
+}
+
+static bf_status conv_make_pd(bf_plan *p, const bf_node *proto, const bf_layer_spec *s,
+                              int in_c, int has_bias, dnnl_primitive_desc_t *pd)
+{
+    bf_layer_info info;
+    dnnl_memory_desc_t src = NULL, wei = NULL, bias = NULL, dst = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_dims_t sd, dd, wd, bd = {s->out_channels};
+    dnnl_dims_t strides = {s->stride[0], s->stride[1]};
+    dnnl_dims_t dil = {s->dilation[0] - 1, s->dilation[1] - 1};
+    dnnl_dims_t pad = {s->pad[0], s->pad[1]};
+    int deconv = s->type == BF_LAYER_DECONV, g = s->groups, wnd;
+    dnnl_prop_kind_t prop = p->params.training ? dnnl_forward_training : dnnl_forward_inference;
+    bf_status st = BF_STATUS_OK;
+
+    bf_model_layer_info(p->model, proto->layer, &info);
+    sd[0] = dd[0] = p->params.batch;
+    for (int d = 0; d < 3; d++) {
+        sd[d + 1] = info.in_dims[d];
+        dd[d + 1] = info.out_dims[d];
+    }
+    if (g == 1) {
+        wnd = 4;
+        wd[0] = s->out_channels, wd[1] = in_c, wd[2] = s->kernel[0], wd[3] = s->kernel[1];
+    } else {
+        wnd = 5;
+        wd[0] = g, wd[1] = s->out_channels / g, wd[2] = in_c / g;
+        wd[3] = s->kernel[0], wd[4] = s->kernel[1];
+    }
+    DNNL_TRY(dnnl_memory_desc_create_with_tag(&src, 4, sd, dnnl_f32, dnnl_format_tag_any));
+    DNNL_TRY(dnnl_memory_desc_create_with_tag(&wei, wnd, wd, dnnl_f32, dnnl_format_tag_any));
+    if (has_bias)
+        DNNL_TRY(dnnl_memory_desc_create_with_tag(&bias, 1, bd, dnnl_f32, dnnl_a));
+    if (proto->sum_src >= 0)
+        DNNL_TRY(dnnl_memory_desc_clone(&dst, p->values[proto->sum_src].md));
+    else
+        DNNL_TRY(dnnl_memory_desc_create_with_tag(&dst, 4, dd, dnnl_f32, dnnl_format_tag_any));
+    BF_TRY(bf_attr_post_ops(&attr, proto->sum_src >= 0, proto->post_eltwise));
+    if (deconv)
+        DNNL_TRY(dnnl_deconvolution_forward_primitive_desc_create(
+            pd, p->engine, prop, dnnl_deconvolution_direct, src, wei, bias, dst, strides, dil,
+            pad, pad, attr));
+    else
+        DNNL_TRY(dnnl_convolution_forward_primitive_desc_create(
+            pd, p->engine, prop, dnnl_convolution_direct, src, wei, bias, dst, strides, dil, pad,
+            pad, attr));
+fail:
+    dnnl_memory_desc_destroy(src);
+    dnnl_memory_desc_destroy(wei);
+    dnnl_memory_desc_destroy(bias);
+    dnnl_memory_desc_destroy(dst);
+    dnnl_primitive_attr_destroy(attr);
+    return st;
+}
+
+bf_status bf_op_conv_fwd(bf_plan *p, const bf_node *proto)
+{
+    const bf_layer_spec *s = bf_model_layer(p->model, proto->layer);
+    bf_layer_info info;
+    dnnl_primitive_desc_t pd = NULL;
+    conv_priv *cp = NULL;
+    bf_node *n;
+    int src, has_bias = s->has_bias || proto->bn_layer >= 0;
+    bf_status st = BF_STATUS_OK;
+
+    bf_model_layer_info(p->model, proto->layer, &info);
+    BF_TRY(conv_make_pd(p, proto, s, info.in_dims[0], has_bias, &pd));
+    src = bf_plan_value_as(p, proto->src[0], dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0));
+    cp = calloc(1, sizeof *cp);
+    if (src < 0 || !cp) {
+        st = src < 0 ? BF_STATUS_OUT_OF_MEMORY : bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+        goto fail;
+    }
+    cp->in_c = info.in_dims[0];
+    cp->has_bias = has_bias;
+    n = bf_plan_push_node(p, proto);
+    if (!n) {
+        st = BF_STATUS_OUT_OF_MEMORY;
+        goto fail;
+    }
+    n->pd = pd;
+    n->priv = cp;
+    pd = NULL;
+    cp = NULL;
+    n->src[0] = src;
+    n->load = conv_load;
+    DNNL_TRY(dnnl_primitive_create(&n->prim, n->pd));
+    DNNL_TRY(dnnl_memory_create(&n->mem[W_MEM], dnnl_primitive_desc_query_md(n->pd,
+                                dnnl_query_weights_md, 0), p->engine, DNNL_MEMORY_ALLOCATE));
+    if (has_bias)
+        DNNL_TRY(dnnl_memory_create(&n->mem[B_MEM], dnnl_primitive_desc_query_md(n->pd,
+                                    dnnl_query_weights_md, 1), p->engine, DNNL_MEMORY_ALLOCATE));
+    n->dst = bf_plan_add_value(p, dnnl_primitive_desc_query_md(n->pd, dnnl_query_dst_md, 0));
+    if (n->dst < 0)
+        return BF_STATUS_OUT_OF_MEMORY;
+    p->values[n->dst].alias = n->sum_src;
+    bf_node_arg(n, DNNL_ARG_SRC, p->values[src].mem);
+    bf_node_arg(n, DNNL_ARG_WEIGHTS, n->mem[W_MEM]);
+    if (has_bias)
+        bf_node_arg(n, DNNL_ARG_BIAS, n->mem[B_MEM]);
+    bf_node_arg(n, DNNL_ARG_DST, p->values[n->dst].mem);
+    return BF_STATUS_OK;
+fail:
+    dnnl_primitive_desc_destroy(pd);
+    free(cp);
+    return st;
+}

@@ -1,0 +1,44 @@
+/* Shared by the files of the butterfly._C extension (never by csrc/ itself). */
+#ifndef BF_PY_COMMON_H
+#define BF_PY_COMMON_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define PY_ARRAY_UNIQUE_SYMBOL bf_ARRAY_API
+#ifndef BF_PY_MODULE_MAIN
+#define NO_IMPORT_ARRAY
+#endif
+#include <numpy/arrayobject.h>
+
+#include "butterfly.h"
+
+/* Sets the Python exception that matches `status` (a subclass of butterfly.Error) with
+ * bf_last_error() as its message; returns NULL so callers can `return bf_py_raise(st);`. */
+PyObject *bf_py_raise(bf_status status);
+/* Returns 0 for BF_STATUS_OK, else sets the exception and returns -1. */
+int bf_py_check(bf_status status);
+/* The exception class for a status (borrowed reference). */
+PyObject *bf_py_exception(bf_status status);
+
+/*
+ * Input arrays: returns a new reference to a C-contiguous, aligned array of `type_num`
+ * with exactly `ndim` dims (dims[i] < 0 means any), or NULL with butterfly.Error set
+ * (InvalidArgument) naming `what`.  Refuses other dtypes instead of casting silently.
+ */
+PyArrayObject *bf_py_input_array(PyObject *obj, int type_num, int ndim, const npy_intp *dims,
+                                 const char *what);
+
+/* The bf_model of a butterfly._C.Model, or NULL with TypeError set. */
+bf_model *bf_py_model_get(PyObject *obj);
+/* The Python type of butterfly._C.Model (borrowed). */
+extern PyTypeObject *bf_py_model_type;
+
+/* Each file that adds types or functions to the module exposes one of these; module.c
+ * calls them from its exec slot. */
+int bf_py_model_init(PyObject *module);
+int bf_py_train_init(PyObject *module);
+int bf_py_serve_init(PyObject *module);
+int bf_py_cl_init(PyObject *module);
+
+#endif

@@ -1,0 +1,542 @@
+/* butterfly._C.Model and butterfly._C.Plan: thin wrappers of bf_model and bf_plan. */
+#include "python/common.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "pythread.h"
+
+PyTypeObject *bf_py_model_type;
+static PyTypeObject *plan_type;
+
+typedef struct ModelObject {
+    PyObject_HEAD
+    bf_model *model;
+} ModelObject;
+
+typedef struct PlanObject {
+    PyObject_HEAD
+    bf_plan *plan;
+    PyObject *model_obj; /* keeps the model alive */
+    PyThread_type_lock lock;
+} PlanObject;
+
+static const char *const what_names[] = {"all", "mobile", "cloud"};
+
+static int parse_what(const char *s, bf_load_what *out)
+{
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, what_names[i])) {
+            *out = (bf_load_what)i;
+            return 0;
+        }
+    PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+                 "part must be 'all', 'mobile' or 'cloud', not '%s'", s);
+    return -1;
+}
+
+bf_model *bf_py_model_get(PyObject *obj)
+{
+    if (!PyObject_TypeCheck(obj, bf_py_model_type)) {
+        PyErr_Format(PyExc_TypeError, "expected a butterfly._C.Model, not %.80s",
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    return ((ModelObject *)obj)->model;
+}
+
+/* ---- Model -------------------------------------------------------------------------- */
+
+static PyObject *wrap_model(PyTypeObject *type, bf_model *m)
+{
+    ModelObject *self = (ModelObject *)type->tp_alloc(type, 0);
+    if (!self) {
+        bf_model_destroy(m);
+        return NULL;
+    }
+    self->model = m;
+    return (PyObject *)self;
+}
+
+static PyObject *model_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"data", "part", NULL};
+    Py_buffer buf;
+    const char *part = "all";
+    bf_load_what what;
+    bf_model *m = NULL;
+    bf_status st;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|s:Model", kwlist, &buf, &part))
+        return NULL;
+    if (parse_what(part, &what) < 0) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    st = bf_model_load_buffer(&m, buf.buf, (size_t)buf.len, what);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buf);
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    return wrap_model(type, m);
+}
+
+static PyObject *model_load(PyObject *cls, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"path", "part", NULL};
+    PyObject *path;
+    const char *part = "all";
+    bf_load_what what;
+    bf_model *m = NULL;
+    bf_status st;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|s:load", kwlist, PyUnicode_FSConverter, &path,
+                                     &part))
+        return NULL;
+    if (parse_what(part, &what) < 0) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    st = bf_model_load_file(&m, PyBytes_AS_STRING(path), what);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(path);
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    return wrap_model((PyTypeObject *)cls, m);
+}
+
+static void model_dealloc(ModelObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    bf_model_destroy(self->model);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *model_save(ModelObject *self, PyObject *arg)
+{
+    PyObject *path;
+    bf_status st;
+    if (!PyUnicode_FSConverter(arg, &path))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    st = bf_model_save_file(self->model, PyBytes_AS_STRING(path));
+    Py_END_ALLOW_THREADS
+    Py_DECREF(path);
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *model_to_bytes(ModelObject *self, PyObject *unused)
+{
+    void *buf = NULL;
+    size_t len = 0;
+    PyObject *out;
+    bf_status st;
+    (void)unused;
+    Py_BEGIN_ALLOW_THREADS
+    st = bf_model_save_buffer(self->model, &buf, &len);
+    Py_END_ALLOW_THREADS
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    out = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
+    free(buf);
+    return out;
+}
+
+static int layer_index(ModelObject *self, PyObject *arg, int *out)
+{
+    long i = PyLong_AsLong(arg);
+    if (i == -1 && PyErr_Occurred())
+        return -1;
+    if (i < 0 || i >= bf_model_num_layers(self->model)) {
+        PyErr_Format(PyExc_IndexError, "layer %ld out of range [0, %d)", i,
+                     bf_model_num_layers(self->model));
+        return -1;
+    }
+    *out = (int)i;
+    return 0;
+}
+
+static PyObject *pair(const int v[2]) { return Py_BuildValue("(ii)", v[0], v[1]); }
+
+static PyObject *model_layer(ModelObject *self, PyObject *arg)
+{
+    const bf_layer_spec *s;
+    int i;
+    if (layer_index(self, arg, &i) < 0)
+        return NULL;
+    s = bf_model_layer(self->model, i);
+    return Py_BuildValue(
+        "{s:s,s:s,s:s,s:N,s:i,s:N,s:N,s:N,s:N,s:i,s:N,s:O,s:d,s:d,s:i,s:(iii),s:O}", "type",
+        bf_layer_type_str(s->type), "name", s->name, "part", bf_part_str(s->part), "inputs",
+        s->n_inputs == 2   ? Py_BuildValue("[ii]", s->inputs[0], s->inputs[1])
+        : s->n_inputs == 1 ? Py_BuildValue("[i]", s->inputs[0])
+                           : PyList_New(0),
+        "out_channels", s->out_channels, "kernel", pair(s->kernel), "stride", pair(s->stride),
+        "pad", pair(s->pad), "dilation", pair(s->dilation), "groups", s->groups, "output_pad",
+        pair(s->output_pad), "bias", s->has_bias ? Py_True : Py_False, "eps", (double)s->eps,
+        "momentum", (double)s->momentum, "scale", s->scale, "shape", s->shape[0], s->shape[1],
+        s->shape[2], "frozen", s->frozen ? Py_True : Py_False);
+}
+
+static PyObject *model_info(ModelObject *self, PyObject *arg)
+{
+    bf_layer_info f;
+    int i;
+    if (layer_index(self, arg, &i) < 0)
+        return NULL;
+    bf_model_layer_info(self->model, i, &f);
+    return Py_BuildValue("{s:(iii),s:(iii),s:L,s:L,s:L}", "in_dims", f.in_dims[0], f.in_dims[1],
+                         f.in_dims[2], "out_dims", f.out_dims[0], f.out_dims[1], f.out_dims[2],
+                         "params", (long long)f.n_params, "macs", (long long)f.macs, "out_bytes",
+                         (long long)f.out_bytes);
+}
+
+static PyObject *view_shape(const bf_param_view *v)
+{
+    PyObject *t = PyTuple_New(v->ndims);
+    for (int d = 0; t && d < v->ndims; d++)
+        PyTuple_SET_ITEM(t, d, PyLong_FromLongLong((long long)v->dims[d]));
+    return t;
+}
+
+static PyObject *model_param_names(ModelObject *self, PyObject *arg)
+{
+    PyObject *out;
+    int i;
+    if (layer_index(self, arg, &i) < 0)
+        return NULL;
+    out = PyList_New(0);
+    for (int k = 0; out && k < bf_model_num_params(self->model, i); k++) {
+        bf_param_view v;
+        PyObject *item;
+        bf_model_param(self->model, i, k, &v);
+        item = Py_BuildValue("(sN)", v.name, view_shape(&v));
+        if (!item || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
+            Py_CLEAR(out);
+            break;
+        }
+        Py_DECREF(item);
+    }
+    return out;
+}
+
+static int param_arg(ModelObject *self, PyObject *args, const char *fmt, int *i, int *k,
+                     PyObject **arr, bf_param_view *v)
+{
+    if (!PyArg_ParseTuple(args, fmt, i, k, arr))
+        return -1;
+    if (bf_model_param(self->model, *i, *k, v) != BF_STATUS_OK) {
+        bf_py_raise(BF_STATUS_INVALID_ARGUMENT);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *model_get_param(ModelObject *self, PyObject *args)
+{
+    bf_param_view v;
+    npy_intp dims[4];
+    PyObject *out;
+    int i, k;
+    if (param_arg(self, args, "ii:get_param", &i, &k, NULL, &v) < 0)
+        return NULL;
+    if (!v.data)
+        Py_RETURN_NONE; /* the half that holds it was not loaded */
+    for (int d = 0; d < v.ndims; d++)
+        dims[d] = (npy_intp)v.dims[d];
+    out = PyArray_SimpleNew(v.ndims, dims, NPY_FLOAT32);
+    if (out)
+        memcpy(PyArray_DATA((PyArrayObject *)out), v.data, (size_t)PyArray_NBYTES((PyArrayObject *)out));
+    return out;
+}
+
+static PyObject *model_set_param(ModelObject *self, PyObject *args)
+{
+    bf_param_view v;
+    npy_intp dims[4];
+    PyObject *obj;
+    PyArrayObject *a;
+    const float *src;
+    npy_intp n;
+    int i, k;
+    if (param_arg(self, args, "iiO:set_param", &i, &k, &obj, &v) < 0)
+        return NULL;
+    if (!v.data)
+        return PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+                            "layer %d: this half of the model is not loaded", i);
+    for (int d = 0; d < v.ndims; d++)
+        dims[d] = (npy_intp)v.dims[d];
+    a = bf_py_input_array(obj, NPY_FLOAT32, v.ndims, dims, v.name);
+    if (!a)
+        return NULL;
+    src = PyArray_DATA(a);
+    n = PyArray_SIZE(a);
+    for (npy_intp j = 0; j < n; j++)
+        if (!isfinite(src[j])) {
+            Py_DECREF(a);
+            return PyErr_Format(bf_py_exception(BF_STATUS_NUMERIC),
+                                "layer %d '%s': NaN or Inf in the new value", i, v.name);
+        }
+    memcpy(v.data, src, (size_t)n * sizeof(float));
+    Py_DECREF(a);
+    bf_model_touch(self->model);
+    Py_RETURN_NONE;
+}
+
+static PyObject *model_part_range(ModelObject *self, PyObject *arg)
+{
+    long part = PyLong_AsLong(arg);
+    int first, last;
+    if (part == -1 && PyErr_Occurred())
+        return NULL;
+    if (part < 0 || part >= BF_PART_COUNT_)
+        return PyErr_Format(PyExc_ValueError, "part %ld out of range", part);
+    bf_model_part_range(self->model, (bf_part)part, &first, &last);
+    return Py_BuildValue("(ii)", first, last);
+}
+
+static PyObject *model_set_meta(ModelObject *self, PyObject *arg)
+{
+    Py_buffer buf;
+    bf_status st;
+    if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE) < 0)
+        return NULL;
+    st = bf_model_set_meta(self->model, buf.buf, (size_t)buf.len);
+    PyBuffer_Release(&buf);
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *model_get_meta(ModelObject *self, void *closure)
+{
+    size_t len;
+    const void *p = bf_model_meta(self->model, &len);
+    (void)closure;
+    if (!p)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(p, (Py_ssize_t)len);
+}
+
+static PyObject *model_get_hash(ModelObject *self, void *closure)
+{
+    char hex[17];
+    (void)closure;
+    bf_model_hash(self->model, hex);
+    return PyUnicode_FromString(hex);
+}
+
+static PyObject *model_get_loaded(ModelObject *self, void *closure)
+{
+    (void)closure;
+    return PyUnicode_FromString(what_names[bf_model_loaded(self->model)]);
+}
+
+static PyObject *model_get_version(ModelObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(bf_model_version(self->model));
+}
+
+static Py_ssize_t model_len(ModelObject *self) { return bf_model_num_layers(self->model); }
+
+static PyMethodDef model_methods[] = {
+    {"load", (PyCFunction)(void (*)(void))model_load, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     "load(path, part='all'): read a model file (part: 'all', 'mobile', 'cloud')."},
+    {"save", (PyCFunction)model_save, METH_O, "save(path): write the model file."},
+    {"to_bytes", (PyCFunction)model_to_bytes, METH_NOARGS, "The model file as bytes."},
+    {"layer", (PyCFunction)model_layer, METH_O, "layer(i): the spec of layer i as a dict."},
+    {"info", (PyCFunction)model_info, METH_O, "info(i): shapes, params, MACs, bytes of layer i."},
+    {"param_names", (PyCFunction)model_param_names, METH_O, "[(name, shape)] of layer i."},
+    {"get_param", (PyCFunction)model_get_param, METH_VARARGS,
+     "get_param(i, k): a copy of parameter k of layer i (None if its half is not loaded)."},
+    {"set_param", (PyCFunction)model_set_param, METH_VARARGS,
+     "set_param(i, k, array): overwrite parameter k of layer i (float32, same shape)."},
+    {"part_range", (PyCFunction)model_part_range, METH_O,
+     "part_range(part): (first, last) layer of a part, (-1, -1) if empty."},
+    {"set_meta", (PyCFunction)model_set_meta, METH_O, "set_meta(msgpack bytes)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef model_getset[] = {
+    {"meta", (getter)model_get_meta, NULL, "msgpack bytes of the metadata, or None", NULL},
+    {"hash", (getter)model_get_hash, NULL, "16 hex digits identifying layers + weights", NULL},
+    {"loaded", (getter)model_get_loaded, NULL, "'all', 'mobile' or 'cloud'", NULL},
+    {"version", (getter)model_get_version, NULL, "bumped whenever weights change", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot model_slots[] = {
+    {Py_tp_new, model_new},
+    {Py_tp_dealloc, model_dealloc},
+    {Py_tp_methods, model_methods},
+    {Py_tp_getset, model_getset},
+    {Py_sq_length, model_len},
+    {Py_tp_doc, "Model(data: bytes, part='all'): layer specs + weights, from the msgpack "
+                "model description."},
+    {0, NULL},
+};
+
+static PyType_Spec model_spec = {"butterfly._C.Model", sizeof(ModelObject), 0,
+                                 Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE, model_slots};
+
+/* ---- Plan --------------------------------------------------------------------------- */
+
+static PyObject *plan_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"model", "begin", "end", "batch", "training", NULL};
+    PyObject *mobj;
+    int begin, end, batch, training = 0;
+    bf_plan_params pp = bf_plan_default_params();
+    bf_model *m;
+    bf_plan *plan = NULL;
+    PlanObject *self;
+    bf_status st;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oiii|p:Plan", kwlist, &mobj, &begin, &end,
+                                     &batch, &training))
+        return NULL;
+    if (!(m = bf_py_model_get(mobj)))
+        return NULL;
+    pp.part_begin = (bf_part)begin;
+    pp.part_end = (bf_part)end;
+    pp.batch = batch;
+    pp.training = training;
+    Py_BEGIN_ALLOW_THREADS
+    st = bf_plan_create(&plan, m, &pp);
+    Py_END_ALLOW_THREADS
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    self = (PlanObject *)type->tp_alloc(type, 0);
+    if (!self || !(self->lock = PyThread_allocate_lock())) {
+        bf_plan_destroy(plan);
+        Py_XDECREF(self);
+        return self ? PyErr_NoMemory() : NULL;
+    }
+    self->plan = plan;
+    Py_INCREF(mobj);
+    self->model_obj = mobj;
+    return (PyObject *)self;
+}
+
+static void plan_dealloc(PlanObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    bf_plan_destroy(self->plan);
+    if (self->lock)
+        PyThread_free_lock(self->lock);
+    Py_XDECREF(self->model_obj);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *io_dict(const bf_io_desc *d)
+{
+    return Py_BuildValue("{s:s,s:(LLLL),s:O}", "dtype", d->dtype == BF_U8 ? "uint8" : "float32",
+                         "shape", (long long)d->dims[0], (long long)d->dims[1],
+                         (long long)d->dims[2], (long long)d->dims[3], "quantized",
+                         d->quantized ? Py_True : Py_False);
+}
+
+static PyObject *plan_get_io(PlanObject *self, void *closure)
+{
+    bf_io_desc a, b;
+    (void)closure;
+    bf_plan_io(self->plan, 0, &a);
+    bf_plan_io(self->plan, 1, &b);
+    return Py_BuildValue("(NN)", io_dict(&a), io_dict(&b));
+}
+
+static PyObject *plan_forward(PlanObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"src", "ranges", NULL};
+    PyObject *xo, *ro = Py_None, *out = NULL, *orange = NULL;
+    PyArrayObject *x = NULL, *r = NULL;
+    bf_io_desc in, od;
+    npy_intp dims[4], rdims[2];
+    bf_status st;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:forward", kwlist, &xo, &ro))
+        return NULL;
+    bf_plan_io(self->plan, 0, &in);
+    bf_plan_io(self->plan, 1, &od);
+    for (int d = 0; d < 4; d++)
+        dims[d] = (npy_intp)in.dims[d];
+    rdims[0] = dims[0];
+    rdims[1] = 2;
+    x = bf_py_input_array(xo, in.dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32, 4, dims, "src");
+    if (!x)
+        return NULL;
+    if (in.quantized && !(r = bf_py_input_array(ro, NPY_FLOAT32, 2, rdims, "ranges")))
+        goto done;
+    for (int d = 0; d < 4; d++)
+        dims[d] = (npy_intp)od.dims[d];
+    out = PyArray_SimpleNew(4, dims, od.dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32);
+    if (out && od.quantized)
+        orange = PyArray_SimpleNew(2, rdims, NPY_FLOAT32);
+    if (!out || (od.quantized && !orange))
+        goto fail;
+    Py_BEGIN_ALLOW_THREADS
+    PyThread_acquire_lock(self->lock, WAIT_LOCK);
+    st = bf_plan_forward(self->plan, PyArray_DATA(x), r ? PyArray_DATA(r) : NULL,
+                         PyArray_DATA((PyArrayObject *)out),
+                         orange ? PyArray_DATA((PyArrayObject *)orange) : NULL);
+    PyThread_release_lock(self->lock);
+    Py_END_ALLOW_THREADS
+    if (st != BF_STATUS_OK) {
+        bf_py_raise(st);
+        goto fail;
+    }
+    if (orange) {
+        PyObject *t = PyTuple_Pack(2, out, orange);
+        Py_DECREF(out);
+        Py_DECREF(orange);
+        out = t;
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+    Py_CLEAR(orange);
+done:
+    Py_XDECREF(x);
+    Py_XDECREF(r);
+    return out;
+}
+
+static PyMethodDef plan_methods[] = {
+    {"forward", (PyCFunction)(void (*)(void))plan_forward, METH_VARARGS | METH_KEYWORDS,
+     "forward(src, ranges=None): run the plan; a quantized destination comes back as "
+     "(uint8 payload, float32 ranges (N, 2))."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef plan_getset[] = {
+    {"io", (getter)plan_get_io, NULL, "(source, destination) descriptions", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot plan_slots[] = {
+    {Py_tp_new, plan_new},
+    {Py_tp_dealloc, plan_dealloc},
+    {Py_tp_methods, plan_methods},
+    {Py_tp_getset, plan_getset},
+    {Py_tp_doc, "Plan(model, begin, end, batch, training=False): parts begin..end of a model "
+                "compiled for one batch size."},
+    {0, NULL},
+};
+
+static PyType_Spec plan_spec = {"butterfly._C.Plan", sizeof(PlanObject), 0,
+                                Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE, plan_slots};
+
+int bf_py_model_init(PyObject *m)
+{
+    bf_py_model_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &model_spec, NULL);
+    if (!bf_py_model_type || PyModule_AddType(m, bf_py_model_type) < 0)
+        return -1;
+    plan_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &plan_spec, NULL);
+    if (!plan_type || PyModule_AddType(m, plan_type) < 0)
+        return -1;
+    return 0;
+}

@@ -1,0 +1,187 @@
+/* butterfly._C: module definition, the exception hierarchy, shared argument helpers. */
+#define BF_PY_MODULE_MAIN
+#include "python/common.h"
+
+/* Exception classes by status; created at module exec, owned by the module. */
+static PyObject *bf_exc[BF_STATUS_COUNT_];
+static PyObject *bf_exc_base;
+
+typedef struct exc_def {
+    bf_status status;
+    const char *name;
+    PyObject **builtin;
+    const char *doc;
+} exc_def;
+
+PyObject *bf_py_exception(bf_status status)
+{
+    if (status > BF_STATUS_OK && status < BF_STATUS_COUNT_ && bf_exc[status])
+        return bf_exc[status];
+    return bf_exc_base;
+}
+
+PyObject *bf_py_raise(bf_status status)
+{
+    const char *msg = bf_last_error();
+    PyErr_SetString(bf_py_exception(status), msg && *msg ? msg : bf_status_str(status));
+    return NULL;
+}
+
+int bf_py_check(bf_status status)
+{
+    if (status == BF_STATUS_OK)
+        return 0;
+    bf_py_raise(status);
+    return -1;
+}
+
+PyArrayObject *bf_py_input_array(PyObject *obj, int type_num, int ndim, const npy_intp *dims,
+                                 const char *what)
+{
+    PyArrayObject *a;
+    PyObject *exc = bf_py_exception(BF_STATUS_INVALID_ARGUMENT);
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(exc, "%s must be a numpy array, not %.80s", what, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != type_num) {
+        PyArray_Descr *want = PyArray_DescrFromType(type_num);
+        PyErr_Format(exc, "%s must have dtype %S, not %S", what, (PyObject *)want,
+                     (PyObject *)PyArray_DESCR(a));
+        Py_XDECREF(want);
+        return NULL;
+    }
+    if (PyArray_NDIM(a) != ndim) {
+        PyErr_Format(exc, "%s must have %d dimensions, not %d", what, ndim, PyArray_NDIM(a));
+        return NULL;
+    }
+    for (int i = 0; i < ndim; i++)
+        if (dims && dims[i] >= 0 && PyArray_DIM(a, i) != dims[i]) {
+            PyErr_Format(exc, "%s: dimension %d must be %zd, not %zd", what, i,
+                         (Py_ssize_t)dims[i], (Py_ssize_t)PyArray_DIM(a, i));
+            return NULL;
+        }
+    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) || PyArray_ISBYTESWAPPED(a)) {
+        PyErr_Format(exc, "%s must be C-contiguous, aligned, native byte order "
+                     "(use numpy.ascontiguousarray)", what);
+        return NULL;
+    }
+    Py_INCREF(a);
+    return a;
+}
+
+static int add_exceptions(PyObject *m)
+{
+    static const exc_def defs[] = {
+        {BF_STATUS_INVALID_ARGUMENT, "InvalidArgument", &PyExc_ValueError,
+         "Bad shape, dtype, value or call order."},
+        {BF_STATUS_OUT_OF_MEMORY, "OutOfMemory", &PyExc_MemoryError, "Allocation failed."},
+        {BF_STATUS_UNSUPPORTED, "Unsupported", &PyExc_NotImplementedError,
+         "A valid request this build does not implement."},
+        {BF_STATUS_BAD_MODEL, "ModelError", &PyExc_ValueError,
+         "Malformed, truncated or inconsistent model."},
+        {BF_STATUS_IO, "FileError", &PyExc_OSError, "File system error."},
+        {BF_STATUS_BACKEND, "BackendError", &PyExc_RuntimeError, "oneDNN reported an error."},
+        {BF_STATUS_OPENCL, "OpenCLError", &PyExc_RuntimeError,
+         "OpenCL is not available or reported an error."},
+        {BF_STATUS_NETWORK, "NetworkError", &PyExc_ConnectionError, "ZeroMQ reported an error."},
+        {BF_STATUS_PROTOCOL, "ProtocolError", &PyExc_ValueError, "Malformed message."},
+        {BF_STATUS_TIMEOUT, "Timeout", &PyExc_TimeoutError, "No answer in time."},
+        {BF_STATUS_INTERRUPTED, "Interrupted", &PyExc_InterruptedError,
+         "A signal interrupted a blocking call."},
+        {BF_STATUS_BUSY, "Busy", &PyExc_RuntimeError, "The server's queue is full."},
+        {BF_STATUS_REFUSED, "Refused", &PyExc_PermissionError,
+         "The server refused the request."},
+        {BF_STATUS_NUMERIC, "NumericError", &PyExc_ValueError, "NaN or Inf input."},
+    };
+    bf_exc_base = PyErr_NewExceptionWithDoc("butterfly.Error",
+                                            "Base class of every butterfly error.", NULL, NULL);
+    if (!bf_exc_base || PyModule_AddObjectRef(m, "Error", bf_exc_base) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
+        char qual[96];
+        PyObject *bases = PyTuple_Pack(2, bf_exc_base, *defs[i].builtin), *e;
+        if (!bases)
+            return -1;
+        snprintf(qual, sizeof qual, "butterfly.%s", defs[i].name);
+        e = PyErr_NewExceptionWithDoc(qual, defs[i].doc, bases, NULL);
+        Py_DECREF(bases);
+        if (!e || PyModule_AddObjectRef(m, defs[i].name, e) < 0) {
+            Py_XDECREF(e);
+            return -1;
+        }
+        bf_exc[defs[i].status] = e; /* the module keeps a reference */
+        Py_DECREF(e);
+    }
+    return 0;
+}
+
+static PyObject *py_set_num_threads(PyObject *self, PyObject *arg)
+{
+    long n = PyLong_AsLong(arg);
+    (void)self;
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 1 || n > 1024) {
+        PyErr_SetString(bf_py_exception(BF_STATUS_INVALID_ARGUMENT), "threads must be in [1, 1024]");
+        return NULL;
+    }
+    bf_set_num_threads((int)n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_num_threads(PyObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+    return PyLong_FromLong(bf_get_num_threads());
+}
+
+static PyMethodDef module_methods[] = {
+    {"set_num_threads", py_set_num_threads, METH_O, "Threads used by the calling thread."},
+    {"get_num_threads", py_get_num_threads, METH_NOARGS, "Threads used by the calling thread."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int module_exec(PyObject *m)
+{
+    if (add_exceptions(m) < 0 || bf_py_model_init(m) < 0)
+        return -1;
+#ifdef BF_WITH_TRAIN
+    if (bf_py_train_init(m) < 0)
+        return -1;
+#endif
+#ifdef BF_WITH_SERVE
+    if (bf_py_serve_init(m) < 0)
+        return -1;
+#endif
+#ifdef BF_WITH_OPENCL
+    if (bf_py_cl_init(m) < 0)
+        return -1;
+#endif
+    return PyModule_AddIntConstant(m, "MODEL_FORMAT_VERSION", BF_MODEL_FORMAT_VERSION);
+}
+
+static int module_import_numpy(PyObject *m)
+{
+    (void)m;
+    import_array1(-1);
+    return 0;
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_import_numpy},
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "butterfly._C",
+    .m_doc = "The C core of butterfly (oneDNN engine, OpenCL backend, ZeroMQ pool).",
+    .m_size = 0,
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+};
+
+PyMODINIT_FUNC PyInit__C(void) { return PyModuleDef_Init(&module_def); }
