@@ -11,8 +11,6 @@ PIP := $(VPY) -m pip
 APT_PKGS := libzmq3-dev libmsgpack-dev libzstd-dev ocl-icd-opencl-dev opencl-headers \
             pocl-opencl-icd clinfo dataset-fashion-mnist clang libclang-rt-14-dev \
             iproute2 zlib1g-dev
-PY_PKGS := numpy msgpack tqdm pytest pillow matplotlib scikit-image nbclient nbformat ipykernel \
-           onednn-cpu-gomp==2023.2.0 onednn-devel-cpu-gomp==2023.2.0 setuptools wheel
 DNNL_LIB = $(shell $(VPY) -c 'import sys; print(sys.prefix)')/lib
 CFLAGS_C := -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers -fopenmp -g
 
@@ -32,10 +30,9 @@ apt:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(VENV)/.stamp: Makefile
+$(VENV)/.stamp: requirements.txt
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(PY_PKGS)
+	$(PIP) install -q -r requirements.txt
 	touch $@
 
 venv: $(VENV)/.stamp

@@ -276,6 +276,21 @@ static int single_reader(bf_plan *p, const use_info *use, int i)
     return use[i].last;
 }
 
+/* Whether every reader of layer v other than layer `except` comes before layer i (so v's
+ * buffer may be overwritten in place by layer i). */
+static int read_before(bf_plan *p, int v, int i, int except)
+{
+    for (int r = v + 1; r <= p->last_layer; r++) {
+        const bf_layer_spec *s = bf_model_layer(p->model, r);
+        if (r == except)
+            continue;
+        for (int k = 0; k < s->n_inputs; k++)
+            if (s->inputs[k] == v && r >= i)
+                return 0;
+    }
+    return 1;
+}
+
 /* Inference fusion for a conv at layer i: fills n->bn_layer, n->sum_src, n->post_eltwise;
  * returns the last layer the node absorbs. */
 static int fuse_conv(bf_plan *p, const use_info *use, bf_node *n, int i)
@@ -295,8 +310,8 @@ static int fuse_conv(bf_plan *p, const use_info *use, bf_node *n, int i)
     if (r && r->type == BF_LAYER_ADD) {
         int other = r->inputs[0] == last ? r->inputs[1] : r->inputs[0];
         int ov = p->layer_value[other];
-        if (other < i && ov >= 0 && ov != p->src_value && use[other].last == j &&
-            !p->values[ov].external) {
+        if (other < i && ov >= 0 && use[other].last == j && !p->values[ov].external &&
+            read_before(p, other, i, j)) {
             n->sum_src = ov;
             last = j;
             j = single_reader(p, use, last);

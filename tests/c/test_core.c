@@ -1,0 +1,256 @@
+/* C-level tests of the public header: model description, plans, the four parts, errors.
+ * Run plain and under ASan + UBSan by `make test`. */
+#include <math.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "butterfly.h"
+
+static int passed, failed;
+
+#define CHECK(cond)                                                                        \
+    do {                                                                                   \
+        if (cond) {                                                                        \
+            passed++;                                                                      \
+        } else {                                                                           \
+            failed++;                                                                      \
+            fprintf(stderr, "FAIL %s:%d: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
+                    bf_last_error());                                                      \
+        }                                                                                  \
+    } while (0)
+
+static void key(msgpack_packer *pk, const char *k) { msgpack_pack_str_with_body(pk, k, strlen(k)); }
+
+static void pair(msgpack_packer *pk, const char *k, int a, int b)
+{
+    key(pk, k);
+    msgpack_pack_array(pk, 2);
+    msgpack_pack_int(pk, a);
+    msgpack_pack_int(pk, b);
+}
+
+/* layer: type, part, input, extra (conv out channels or 0) */
+static void layer(msgpack_packer *pk, const char *type, const char *part, int input, int out_c)
+{
+    msgpack_pack_map(pk, out_c ? 7 : (input < 0 ? 3 : 3));
+    key(pk, "type");
+    key(pk, type);
+    key(pk, "part");
+    key(pk, part);
+    if (input < 0) {
+        key(pk, "shape");
+        msgpack_pack_array(pk, 3);
+        msgpack_pack_int(pk, 3);
+        msgpack_pack_int(pk, 9);
+        msgpack_pack_int(pk, 8);
+        return;
+    }
+    key(pk, "inputs");
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_int(pk, input);
+    if (out_c) {
+        key(pk, "out_channels");
+        msgpack_pack_int(pk, out_c);
+        pair(pk, "kernel", 3, 3);
+        pair(pk, "stride", 2, 2);
+        pair(pk, "pad", 1, 1);
+    }
+}
+
+static void param(msgpack_packer *pk, const char *name, int n, const int *dims, float seed)
+{
+    size_t count = 1;
+    float *d;
+    for (int i = 0; i < n; i++)
+        count *= (size_t)dims[i];
+    d = malloc(count * sizeof *d);
+    for (size_t i = 0; i < count; i++)
+        d[i] = sinf(seed + 0.37f * (float)i);
+    msgpack_pack_map(pk, 3);
+    key(pk, "name");
+    key(pk, name);
+    key(pk, "shape");
+    msgpack_pack_array(pk, (size_t)n);
+    for (int i = 0; i < n; i++)
+        msgpack_pack_int(pk, dims[i]);
+    key(pk, "data");
+    msgpack_pack_bin_with_body(pk, d, count * sizeof *d);
+    free(d);
+}
+
+/* input(3x9x8) -conv(4)-relu | quantize || dequantize | conv(6) - gap - linear(5) */
+static void make_model(msgpack_sbuffer *sb)
+{
+    msgpack_packer pk;
+    int w1[4] = {4, 3, 3, 3}, w2[4] = {6, 4, 3, 3}, wl[2] = {5, 6}, bl[1] = {5};
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    key(&pk, "format");
+    key(&pk, "butterfly-model");
+    key(&pk, "version");
+    msgpack_pack_int(&pk, BF_MODEL_FORMAT_VERSION);
+    key(&pk, "layers");
+    msgpack_pack_array(&pk, 8);
+    layer(&pk, "input", "head", -1, 0);
+    layer(&pk, "conv", "head", 0, 4);
+    layer(&pk, "relu", "head", 1, 0);
+    layer(&pk, "quantize", "reduce", 2, 0);
+    layer(&pk, "dequantize", "restore", 3, 0);
+    layer(&pk, "conv", "tail", 4, 6);
+    layer(&pk, "global_avgpool", "tail", 5, 0);
+    msgpack_pack_map(&pk, 5);
+    key(&pk, "type");
+    key(&pk, "linear");
+    key(&pk, "part");
+    key(&pk, "tail");
+    key(&pk, "inputs");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_int(&pk, 6);
+    key(&pk, "out_channels");
+    msgpack_pack_int(&pk, 5);
+    key(&pk, "bias");
+    msgpack_pack_true(&pk);
+    key(&pk, "params");
+    msgpack_pack_array(&pk, 8);
+    msgpack_pack_array(&pk, 0);
+    msgpack_pack_array(&pk, 1);
+    param(&pk, "weight", 4, w1, 0.1f);
+    for (int i = 0; i < 3; i++)
+        msgpack_pack_array(&pk, 0);
+    msgpack_pack_array(&pk, 1);
+    param(&pk, "weight", 4, w2, 0.7f);
+    msgpack_pack_array(&pk, 0);
+    msgpack_pack_array(&pk, 2);
+    param(&pk, "weight", 2, wl, 1.3f);
+    param(&pk, "bias", 1, bl, 2.1f);
+}
+
+static bf_plan *plan(bf_model *m, bf_part a, bf_part b, int batch)
+{
+    bf_plan *p = NULL;
+    bf_plan_params pp = bf_plan_default_params();
+    pp.part_begin = a;
+    pp.part_end = b;
+    pp.batch = batch;
+    CHECK(bf_plan_create(&p, m, &pp) == BF_STATUS_OK);
+    return p;
+}
+
+static void test_split_composes(bf_model *m)
+{
+    enum { N = 3 };
+    float x[N * 3 * 9 * 8], feat[N * 4 * 5 * 4], back[N * 4 * 5 * 4], y1[N * 5], y2[N * 5];
+    float range[2 * N], range2[2 * N];
+    uint8_t q[N * 4 * 5 * 4];
+    bf_plan *full = plan(m, BF_PART_HEAD, BF_PART_TAIL, N), *head = plan(m, BF_PART_HEAD, BF_PART_HEAD, N);
+    bf_plan *red = plan(m, BF_PART_REDUCE, BF_PART_REDUCE, N), *res = plan(m, BF_PART_RESTORE, BF_PART_RESTORE, N);
+    bf_plan *tail = plan(m, BF_PART_TAIL, BF_PART_TAIL, N), *mob = plan(m, BF_PART_HEAD, BF_PART_REDUCE, N);
+    bf_io_desc io;
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = cosf(0.11f * (float)i);
+    CHECK(bf_plan_io(full, 1, &io) == BF_STATUS_OK && io.dims[1] == 5 && io.dtype == BF_F32);
+    CHECK(bf_plan_io(red, 1, &io) == BF_STATUS_OK && io.quantized && io.dims[1] == 4 &&
+          io.dims[2] == 5 && io.dims[3] == 4);
+    CHECK(bf_plan_forward(full, x, NULL, y1, NULL) == BF_STATUS_OK);
+    CHECK(bf_plan_forward(head, x, NULL, feat, NULL) == BF_STATUS_OK);
+    CHECK(bf_plan_forward(red, feat, NULL, q, range) == BF_STATUS_OK);
+    CHECK(range[0] == 0.0f && range[1] > 0.0f); /* after a ReLU */
+    CHECK(bf_plan_forward(res, q, range, back, NULL) == BF_STATUS_OK);
+    CHECK(bf_plan_forward(tail, back, NULL, y2, NULL) == BF_STATUS_OK);
+    CHECK(memcmp(y1, y2, sizeof y1) == 0);
+    memset(q, 0, sizeof q);
+    CHECK(bf_plan_forward(mob, x, NULL, q, range2) == BF_STATUS_OK);
+    CHECK(memcmp(range, range2, sizeof range) == 0);
+    /* bad calls */
+    CHECK(bf_plan_forward(res, q, NULL, back, NULL) == BF_STATUS_INVALID_ARGUMENT);
+    range2[0] = NAN;
+    CHECK(bf_plan_forward(res, q, range2, back, NULL) == BF_STATUS_INVALID_ARGUMENT);
+    x[5] = NAN;
+    CHECK(bf_plan_forward(full, x, NULL, y1, NULL) == BF_STATUS_NUMERIC);
+    CHECK(strstr(bf_last_error(), "NaN") != NULL);
+    CHECK(bf_plan_forward(red, feat, NULL, q, NULL) == BF_STATUS_INVALID_ARGUMENT);
+    bf_plan_destroy(full);
+    bf_plan_destroy(head);
+    bf_plan_destroy(red);
+    bf_plan_destroy(res);
+    bf_plan_destroy(tail);
+    bf_plan_destroy(mob);
+}
+
+static void test_bad_descriptions(const msgpack_sbuffer *sb)
+{
+    bf_model *m = NULL;
+    char junk[256];
+    for (size_t cut = 0; cut < sb->size; cut += sb->size / 37 + 1) {
+        CHECK(bf_model_load_buffer(&m, sb->data, cut, BF_LOAD_ALL) == BF_STATUS_BAD_MODEL);
+        CHECK(m == NULL);
+    }
+    srand(7);
+    for (int t = 0; t < 50; t++) {
+        for (size_t i = 0; i < sizeof junk; i++)
+            junk[i] = (char)(rand() & 0xff);
+        CHECK(bf_model_load_buffer(&m, junk, sizeof junk, BF_LOAD_ALL) != BF_STATUS_OK);
+    }
+    CHECK(bf_model_load_file(&m, "/nonexistent/model.bfly", BF_LOAD_ALL) == BF_STATUS_IO);
+    CHECK(bf_model_load_buffer(NULL, sb->data, sb->size, BF_LOAD_ALL) == BF_STATUS_INVALID_ARGUMENT);
+}
+
+static void test_roundtrip_and_halves(bf_model *m)
+{
+    void *buf = NULL;
+    size_t len = 0;
+    bf_model *m2 = NULL, *mob = NULL, *cloud = NULL;
+    char h1[17], h2[17], h3[17];
+    bf_plan *p = NULL;
+    bf_plan_params pp = bf_plan_default_params();
+    CHECK(bf_model_save_buffer(m, &buf, &len) == BF_STATUS_OK);
+    CHECK(bf_model_load_buffer(&m2, buf, len, BF_LOAD_ALL) == BF_STATUS_OK);
+    CHECK(bf_model_load_buffer(&mob, buf, len, BF_LOAD_MOBILE) == BF_STATUS_OK);
+    CHECK(bf_model_load_buffer(&cloud, buf, len, BF_LOAD_CLOUD) == BF_STATUS_OK);
+    bf_model_hash(m, h1);
+    bf_model_hash(mob, h2);
+    bf_model_hash(cloud, h3);
+    CHECK(strcmp(h1, h2) == 0 && strcmp(h1, h3) == 0 && strlen(h1) == 16);
+    CHECK(bf_model_num_layers(m2) == 8);
+    CHECK(bf_model_layer(m2, 5)->type == BF_LAYER_CONV && bf_model_layer(m2, 5)->out_channels == 6);
+    pp.part_end = BF_PART_TAIL;
+    CHECK(bf_plan_create(&p, mob, &pp) == BF_STATUS_INVALID_ARGUMENT && p == NULL);
+    pp.part_begin = BF_PART_TAIL;
+    pp.part_end = BF_PART_HEAD;
+    CHECK(bf_plan_create(&p, m, &pp) == BF_STATUS_INVALID_ARGUMENT);
+    pp = bf_plan_default_params();
+    pp.batch = 0;
+    CHECK(bf_plan_create(&p, m, &pp) == BF_STATUS_INVALID_ARGUMENT);
+    free(buf);
+    bf_model_destroy(m2);
+    bf_model_destroy(mob);
+    bf_model_destroy(cloud);
+    bf_model_destroy(NULL);
+    bf_plan_destroy(NULL);
+}
+
+int main(void)
+{
+    msgpack_sbuffer sb;
+    bf_model *m = NULL;
+    bf_layer_info info;
+    msgpack_sbuffer_init(&sb);
+    make_model(&sb);
+    CHECK(bf_model_load_buffer(&m, sb.data, sb.size, BF_LOAD_ALL) == BF_STATUS_OK);
+    if (!m) {
+        printf("0 passed, 1 failed\n");
+        return 1;
+    }
+    CHECK(bf_model_layer_info(m, 3, &info) == BF_STATUS_OK && info.out_bytes == 4 * 5 * 4);
+    CHECK(bf_model_layer_info(m, 1, &info) == BF_STATUS_OK && info.macs == 4 * 5 * 4 * 3 * 9);
+    test_split_composes(m);
+    test_bad_descriptions(&sb);
+    test_roundtrip_and_halves(m);
+    CHECK(strcmp(bf_status_str(BF_STATUS_TIMEOUT), "timeout") == 0);
+    bf_model_destroy(m);
+    msgpack_sbuffer_destroy(&sb);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}

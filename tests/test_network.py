@@ -1,0 +1,260 @@
+"""The four split ops, model files, shapes and sizes, and bad input."""
+
+import os
+
+import numpy as np
+import pytest
+import reference
+from conftest import assert_close
+
+import butterfly as bf
+
+SMALL = dict(small=True, num_classes=10, in_channels=1, width=16)
+
+
+def images(rng, n, shape):
+    return rng.random((n, *shape), dtype=np.float32)
+
+
+@pytest.mark.parametrize("after", [1, 4, 8])
+@pytest.mark.parametrize("channels", [1, 2, 8])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_resnet18_small_four_ops_compose(after, channels, stride, rng):
+    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(after=after, channels=channels,
+                                                      stride=stride))
+    x = images(rng, 3, (1, 28, 28))
+    y = net.forward(x)
+    h = net.head(x)
+    pay = net.reduce(h)
+    r = net.restore(pay)
+    assert r.shape == h.shape
+    np.testing.assert_array_equal(net.tail(r), y)
+    np.testing.assert_array_equal(net.cloud(net.mobile(x)), y)
+    c, hh, ww = h.shape[1:]
+    expect_hw = -(-hh // stride)
+    assert pay.data.shape == (3, channels, expect_hw, -(-ww // stride))
+
+
+@pytest.mark.parametrize("after", [1, 7, 16])
+def test_resnet50_224_four_ops_compose(after, rng):
+    net = bf.resnet50(num_classes=100, butterfly=bf.Butterfly(after=after, channels=2, stride=2))
+    x = images(rng, 1, (3, 224, 224))
+    y = net.forward(x)
+    np.testing.assert_array_equal(net.tail(net.restore(net.reduce(net.head(x)))), y)
+
+
+def test_resnet50_rb1_payload_is_784_bytes(rng):
+    net = bf.resnet50(num_classes=1000, butterfly=bf.Butterfly(after=1, channels=1, stride=2))
+    pay = net.mobile(images(rng, 1, (3, 224, 224)))
+    assert pay.data.shape == (1, 1, 28, 28) and pay.data.dtype == np.uint8
+    assert pay.data[0].nbytes == 784 and pay.nbytes_per_sample == 784 + 8
+    assert net.summary()["payload_bytes"] == 784
+
+
+def test_resnet50_shapes_and_flops():
+    net = bf.resnet50(num_classes=1000)
+    pts = net.split_points()
+    assert [p["shape"] for p in pts[:3]] == [(256, 56, 56)] * 3
+    assert [p["shape"] for p in pts[3:7]] == [(512, 28, 28)] * 4
+    assert [p["shape"] for p in pts[7:13]] == [(1024, 14, 14)] * 6
+    assert [p["shape"] for p in pts[13:]] == [(2048, 7, 7)] * 3
+    s = net.summary()
+    assert abs(s["macs"] / 4.1e9 - 1) < 0.02  # the known 4.1 GMAC
+    assert s["params"] - sum(4 * c for c in _bn_channels(net)) == 25557032  # torchvision's
+
+
+def _bn_channels(net):
+    # running mean / var are counted as parameters by the core, not by torchvision
+    return [r["out_dims"][0] // 2 for r in net.layers() if r["type"] == "batchnorm"]
+
+
+def test_plain_resnet18_matches_numpy_reference(rng):
+    from butterfly.network import _param_names  # noqa: F401  (import check)
+
+    net = bf.resnet18(**SMALL, input_size=12)
+    for i in range(len(net.model)):
+        for k, (name, _) in enumerate(net.model.param_names(i)):
+            if name in ("gamma", "beta", "running_mean", "running_var"):
+                p = net.model.get_param(i, k)
+                lo, hi = {"gamma": (0.5, 1.5), "beta": (-0.5, 0.5), "running_mean": (-0.5, 0.5),
+                          "running_var": (0.5, 2.0)}[name]
+                net.model.set_param(i, k, rng.uniform(lo, hi, p.shape).astype(np.float32))
+    layers = [net.model.layer(i) for i in range(len(net.model))]
+    params = [[net.model.get_param(i, k) for k in range(len(net.model.param_names(i)))]
+              for i in range(len(net.model))]
+    x = images(rng, 2, (1, 12, 12))
+    ref = reference.run(layers, params, x).reshape(2, -1)
+    assert_close(net.forward(x), ref, 1e-4)
+
+
+def test_batch_equals_images_one_by_one(rng):
+    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+    x = images(rng, 4, (1, 28, 28))
+    batch = net.mobile(x)
+    for i in range(4):
+        one = net.mobile(x[i:i + 1])
+        np.testing.assert_array_equal(one.data[0], batch.data[i])
+        np.testing.assert_array_equal(one.ranges[0], batch.ranges[i])
+
+
+def test_save_load_roundtrip_and_halves(tmp_path, rng):
+    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(after=3, channels=4, stride=2))
+    net.meta["dataset"] = "test"
+    path = tmp_path / "m.bfly"
+    net.save(path)
+    x = images(rng, 2, (1, 28, 28))
+    y = net.forward(x)
+    full = bf.Network.load(path)
+    np.testing.assert_array_equal(full.forward(x), y)
+    assert full.meta["dataset"] == "test" and full.butterfly["channels"] == 4
+    assert full.hash == net.hash
+    mobile = bf.load(path, part="mobile")
+    cloud = bf.load(path, part="cloud")
+    assert mobile.hash == cloud.hash == net.hash
+    np.testing.assert_array_equal(cloud.cloud(mobile.mobile(x)), y)
+    with pytest.raises(bf.InvalidArgument, match="not loaded"):
+        mobile.forward(x)
+    with pytest.raises(bf.InvalidArgument, match="not loaded"):
+        cloud.head(x)
+    # a half saved on its own keeps the hash and refuses to load as a whole
+    mobile.save(tmp_path / "mobile.bfly")
+    assert os.path.getsize(tmp_path / "mobile.bfly") < os.path.getsize(path)
+    assert bf.load(tmp_path / "mobile.bfly", part="mobile").hash == net.hash
+    with pytest.raises(bf.ModelError, match="half"):
+        bf.load(tmp_path / "mobile.bfly")
+
+
+def test_hash_changes_with_weights():
+    net = bf.resnet18(**SMALL)
+    h = net.hash
+    w = net.model.get_param(1, 0)
+    net.model.set_param(1, 0, w * 2)
+    assert net.hash != h
+
+
+def test_bad_model_files(tmp_path):
+    net = bf.resnet18(**SMALL)
+    data = net.to_bytes()
+    cases = {
+        "empty": b"",
+        "random": np.random.default_rng(0).bytes(1000),
+        "truncated": data[: len(data) // 2],
+        "trailing": data + b"\x00",
+        "not a map": b"\x93\x01\x02\x03",
+    }
+    for name, blob in cases.items():
+        p = tmp_path / f"{name}.bfly"
+        p.write_bytes(blob)
+        with pytest.raises(bf.ModelError):
+            bf.load(p)
+    with pytest.raises(bf.FileError):
+        bf.load(tmp_path / "missing.bfly")
+    # a corrupted byte inside the weights keeps the structure valid but changes the hash;
+    # inside the layer specs it must be caught
+    import msgpack
+
+    desc = msgpack.unpackb(data, raw=False)
+    for mutate in (lambda d: d.update(version=99), lambda d: d.update(format="x"),
+                   lambda d: d["layers"][1].update(type="nope"),
+                   lambda d: d["layers"][1].update(inputs=[5]),
+                   lambda d: d["layers"][1].update(kernel=[0, 3]),
+                   lambda d: d["params"][1][0].update(data=b"\x00" * 12),
+                   lambda d: d["params"][1][0].update(shape=[1, 2, 3, 4]),
+                   lambda d: d["params"].pop(),
+                   lambda d: d["layers"][3].update(type="add")):
+        d = msgpack.unpackb(data, raw=False)
+        mutate(d)
+        with pytest.raises(bf.ModelError):
+            bf._C.Model(msgpack.packb(d, use_bin_type=True))
+    nan = msgpack.unpackb(data, raw=False)
+    nan["params"][1][0]["data"] = np.full(len(nan["params"][1][0]["data"]) // 4, np.nan,
+                                          "<f4").tobytes()
+    with pytest.raises(bf.ModelError, match="NaN"):
+        bf._C.Model(msgpack.packb(nan, use_bin_type=True))
+    assert isinstance(desc, dict)
+
+
+def test_bad_inputs(rng):
+    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+    x = images(rng, 2, (1, 28, 28))
+    with pytest.raises(bf.InvalidArgument, match="float"):
+        net.forward(x.astype(np.int32))
+    with pytest.raises(bf.InvalidArgument, match="shape"):
+        net.forward(x[:, :, :27])
+    with pytest.raises(bf.InvalidArgument):
+        net.forward(np.zeros((0, 1, 28, 28), np.float32))
+    bad = x.copy()
+    bad[1, 0, 3, 3] = np.nan
+    with pytest.raises(bf.NumericError):
+        net.forward(bad)
+    with pytest.raises(bf.NumericError):
+        net.forward(np.full_like(x, np.inf))
+    ro = x.copy()
+    ro.flags.writeable = False
+    np.testing.assert_array_equal(net.forward(ro), net.forward(x))  # read-only input is fine
+    nc = np.asfortranarray(x)
+    np.testing.assert_array_equal(net.forward(nc), net.forward(x))  # copied, same result
+    pay = net.mobile(x)
+    with pytest.raises(bf.InvalidArgument, match="uint8"):
+        net.restore((pay.data.astype(np.float32), pay.ranges))
+    with pytest.raises(bf.InvalidArgument, match="ranges"):
+        net.restore((pay.data, pay.ranges[:1]))
+    with pytest.raises(bf.InvalidArgument, match="range"):
+        net.restore((pay.data, pay.ranges[:, ::-1].copy()))
+    # the extension itself refuses what the Python layer would have converted
+    plan = net.plan(0, 3, 2)
+    with pytest.raises(bf.InvalidArgument, match="dtype"):
+        plan.forward(x.astype(np.float64))
+    with pytest.raises(bf.InvalidArgument, match="contiguous"):
+        plan.forward(np.asfortranarray(x))
+    with pytest.raises(bf.InvalidArgument, match="dimension"):
+        plan.forward(x[:1])
+    with pytest.raises(bf.InvalidArgument, match="numpy array"):
+        plan.forward([1, 2, 3])
+    cloud_plan = bf._C.Plan(net.model, 2, 3, 2)
+    with pytest.raises(bf.InvalidArgument, match="ranges must be a numpy array"):
+        cloud_plan.forward(pay.data, None)
+
+
+def test_no_butterfly_unit_errors(rng):
+    net = bf.resnet18(**SMALL)
+    x = images(rng, 1, (1, 28, 28))
+    assert net.forward(x).shape == (1, 10)
+    with pytest.raises(bf.InvalidArgument, match="butterfly"):
+        net.reduce(net.head(x))
+
+
+def test_builder_errors():
+    with pytest.raises(ValueError, match="1..8"):
+        bf.resnet18(**SMALL, butterfly=bf.Butterfly(after=9))
+    with pytest.raises(ValueError):
+        bf.resnet(101)
+    with pytest.raises(ValueError):
+        bf.Butterfly(after=1, channels=0)
+
+
+def test_two_threads_two_plans(rng):
+    """The GIL is released around compute: two plans run at once and give the same answer."""
+    import threading
+
+    net = bf.resnet18(**SMALL)
+    x = images(rng, 8, (1, 28, 28))
+    want = net.forward(x)
+    other = bf.resnet18(**SMALL)
+    got, errs = {}, []
+
+    def work(n, name):
+        try:
+            for _ in range(5):
+                got[name] = n.forward(x)
+        except Exception as e:  # noqa: BLE001
+            errs.append(e)
+
+    ts = [threading.Thread(target=work, args=(n, i)) for i, n in enumerate([net, other, net])]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errs
+    np.testing.assert_array_equal(got[0], want)
+    np.testing.assert_array_equal(got[2], want)

@@ -1,0 +1,160 @@
+"""Every layer family, forward, against the NumPy reference in tests/reference.py."""
+
+import numpy as np
+import pytest
+import reference
+from conftest import assert_close
+
+import butterfly as bf
+from butterfly.models import LayerList
+
+
+def randomize_bn(L, rng):
+    for spec, params in zip(L.layers, L.params):
+        if spec["type"] == "batchnorm":
+            c = len(params[0])
+            params[0][:] = rng.uniform(0.5, 1.5, c)
+            params[1][:] = rng.normal(0, 0.5, c)
+            params[2][:] = rng.normal(0, 0.5, c)
+            params[3][:] = rng.uniform(0.5, 2.0, c)
+
+
+def check(L, rng, n=2, rtol=1e-4):
+    net = bf.Network.from_layers(L.layers, L.params)
+    x = rng.standard_normal((n, *L.shapes[0])).astype(np.float32)
+    out = net.head(x)
+    ref = reference.run(L.layers, L.params, x)
+    assert_close(out.reshape(ref.shape), ref, rtol)
+    return net, x
+
+
+CONV_CASES = [
+    # c_in, c_out, k, stride, pad, dilation, groups, bias, h, w
+    (3, 8, 3, 1, 1, 1, 1, True, 9, 9),
+    (3, 16, 7, 2, 3, 1, 1, False, 23, 19),
+    (16, 32, 1, 2, 0, 1, 1, False, 13, 11),
+    (16, 16, 3, 2, 1, 1, 16, True, 14, 15),  # depthwise
+    (8, 12, 3, 1, 2, 2, 4, False, 10, 7),   # grouped + dilated
+    (5, 7, 5, 3, 2, 1, 1, True, 17, 12),
+    (1, 4, 2, 2, 0, 1, 1, True, 8, 9),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv(case, rng):
+    ci, co, k, s, p, d, g, b, h, w = case
+    L = LayerList((ci, h, w))
+    L.conv(co, k, s, pad=p, dilation=d, groups=g, bias=b)
+    if b:
+        L.params[-1][1][:] = rng.normal(0, 1, co)
+    check(L, rng)
+
+
+DECONV_CASES = [
+    # c_in, c_out, k, stride, pad, output_pad, groups, h, w
+    (4, 6, 3, 2, 1, 1, 1, 7, 5),
+    (8, 8, 3, 2, 1, 0, 8, 6, 6),
+    (3, 5, 2, 2, 0, 0, 1, 5, 4),
+    (6, 4, 4, 2, 1, 0, 2, 3, 5),
+    (2, 3, 3, 1, 1, 0, 1, 9, 8),
+]
+
+
+@pytest.mark.parametrize("case", DECONV_CASES)
+def test_deconv(case, rng):
+    ci, co, k, s, p, op, g, h, w = case
+    L = LayerList((ci, h, w))
+    L.conv(co, k, s, pad=p, groups=g, bias=True, deconv=True, output_pad=op)
+    L.params[-1][1][:] = rng.normal(0, 1, co)
+    check(L, rng)
+
+
+@pytest.mark.parametrize("relu", ["relu", "relu6", None])
+def test_conv_bn_relu_fused(relu, rng):
+    L = LayerList((6, 11, 10))
+    L.conv(9, 3, 2)
+    L.bn()
+    if relu:
+        L.simple(relu)
+    randomize_bn(L, rng)
+    check(L, rng)
+
+
+def test_conv_bn_add_relu_fused(rng):
+    """The residual pattern: conv+BN+sum+ReLU into one primitive writing into the shortcut."""
+    L = LayerList((16, 9, 9))
+    x = L.conv_bn(16, 3, 1, name="a")
+    y = L.conv_bn(16, 3, 1, relu=False, name="b")
+    L.add(y, x)
+    L.relu()
+    z = L.conv_bn(32, 3, 2, relu=False, name="c")
+    sc = L.conv_bn(32, 1, 2, src=L.last - 3, relu=False, name="d", pad=0)
+    L.add(sc, z)
+    L.relu()
+    randomize_bn(L, rng)
+    check(L, rng)
+
+
+def test_batchnorm_alone(rng):
+    L = LayerList((5, 7, 6))
+    L.relu()
+    L.bn()
+    L.relu()
+    L.bn()
+    randomize_bn(L, rng)
+    check(L, rng)
+
+
+@pytest.mark.parametrize("kind,k,s,p", [("maxpool", 3, 2, 1), ("maxpool", 2, 2, 0),
+                                         ("avgpool", 3, 2, 1), ("avgpool", 3, 1, 1),
+                                         ("avgpool", 2, 2, 0), ("maxpool", 3, 1, 0)])
+def test_pool(kind, k, s, p, rng):
+    L = LayerList((3, 13, 10))
+    L.pool(kind, k, s, p)
+    check(L, rng)
+
+
+def test_global_avgpool_linear_softmax(rng):
+    L = LayerList((8, 5, 7))
+    L.global_avgpool()
+    L.linear(10)
+    L.linear(4)
+    L.simple("softmax")
+    check(L, rng, n=3)
+
+
+def test_linear_from_feature_map(rng):
+    L = LayerList((3, 4, 5))
+    L.linear(7)
+    check(L, rng, n=2)
+
+
+def test_relu_relu6_add_upsample(rng):
+    L = LayerList((4, 6, 5))
+    a = L.simple("relu6")
+    b = L.relu(src=0)
+    L.add(a, b)
+    L.upsample(2)
+    L.simple("relu6")
+    x = check(L, rng)[1]
+    assert x.shape == (2, 4, 6, 5)
+
+
+def test_quantize_dequantize(rng):
+    L = LayerList((3, 5, 7))
+    L.part = "reduce"
+    L.simple("quantize")
+    L.part = "restore"
+    L.simple("dequantize")
+    net = bf.Network.from_layers(L.layers, L.params)
+    x = (rng.standard_normal((4, 3, 5, 7)) * 3).astype(np.float32)
+    x[2] = 1.5  # a constant image: scale 0, everything maps to min
+    pay = net.reduce(x)
+    q_ref, r_ref = reference.quantize(x)
+    np.testing.assert_array_equal(pay.data, q_ref)
+    np.testing.assert_array_equal(pay.ranges, r_ref)
+    back = net.restore(pay)
+    np.testing.assert_array_equal(back, reference.dequantize(q_ref, r_ref))
+    # the error of an 8-bit round trip is at most half a step
+    step = (r_ref[:, 1] - r_ref[:, 0]) / 255
+    assert np.all(np.abs(back - x).reshape(4, -1).max(axis=1) <= step / 2 + 1e-6)
