@@ -660,3 +660,12 @@ static void refresh_hash(bf_model *m)
     snprintf(m->hash, sizeof m->hash, "%016llx", (unsigned long long)h);
     m->hash_dirty = 0;
 }
+
+bf_status bf_model_set_frozen(bf_model *m, int layer, int frozen)
+{
+    if (!m || layer < 0 || layer >= m->n_layers)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "layer %d out of range", layer);
+    m->layers[layer].frozen = frozen != 0;
+    m->hash_dirty = m->loaded == BF_LOAD_ALL;
+    return BF_STATUS_OK;
+}

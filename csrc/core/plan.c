@@ -461,7 +461,7 @@ done:
 
 bf_plan_params bf_plan_default_params(void)
 {
-    bf_plan_params pp = {BF_PART_HEAD, BF_PART_TAIL, 1, 0};
+    bf_plan_params pp = {BF_PART_HEAD, BF_PART_TAIL, 1, 0, 0};
     return pp;
 }
 
@@ -621,6 +621,8 @@ bf_status bf_plan_create(bf_plan **out, bf_model *model, const bf_plan_params *p
     BF_TRY(plan_dest(p));
     BF_TRY(plan_memory(p));
     BF_TRY(load_params(p));
+    if (params->training)
+        BF_TRY(bf_plan_build_backward(p));
     free(use);
     *out = p;
     return BF_STATUS_OK;
@@ -634,6 +636,7 @@ void bf_plan_destroy(bf_plan *p)
 {
     if (!p)
         return;
+    bf_plan_destroy_training(p);
     for (int k = 0; k < p->n_nodes; k++) {
         bf_node *n = &p->nodes[k];
         dnnl_primitive_destroy(n->prim);

@@ -68,7 +68,30 @@ typedef struct bf_node {
     /* (re)loads the node's parameters from the model */
     bf_status (*load)(bf_plan *p, bf_node *n);
     void *priv;             /* op-private, freed with free() */
+    /* training: backward primitives (data, weights) or a custom backward */
+    dnnl_primitive_desc_t bwd_pd[2];
+    dnnl_primitive_t bwd[2];
+    int bwd_nargs[2];
+    dnnl_exec_arg_t bwd_args[2][BF_NODE_ARGS];
+    bf_status (*bwd_run)(bf_plan *p, bf_node *n);
+    dnnl_primitive_t bwd_pre; /* runs before bwd[0]: weights into the layout it wants */
+    dnnl_exec_arg_t bwd_pre_args[2];
+    int acc[2];             /* src k's gradient is added to what later readers wrote */
+    dnnl_memory_t acc_tmp[2]; /* where that gradient is written before the add */
 } bf_node;
+
+/* A trainable tensor of a training plan. */
+typedef struct bf_train_param {
+    int layer, slot;
+    dnnl_memory_t w;        /* the value (owned by its node) */
+    dnnl_memory_t g;        /* gradient in w's layout (owned here) */
+    dnnl_memory_t g_raw;    /* gradient as the primitive writes it, if its layout differs */
+    dnnl_primitive_t g_reorder; /* g_raw -> g */
+    dnnl_memory_t v;        /* momentum (owned here) */
+    dnnl_memory_desc_t plain; /* the model's layout, for syncing (owned) */
+    size_t n;               /* floats in w's buffer (padding included) */
+    int decay;              /* weight decay applies (conv / linear weights) */
+} bf_train_param;
 
 struct bf_plan {
     bf_model *model;
@@ -90,6 +113,12 @@ struct bf_plan {
     float *user_dst_range;
     uint64_t loaded_version;
     bf_io_desc io[2];
+    /* training */
+    int n_tparams, cap_tparams;
+    bf_train_param *tparams;
+    void *scratch;          /* target of non-first gradient writers (largest value) */
+    float *logits;          /* train_step's forward output */
+    int steps;
 };
 
 /* Adds a value with a copy of md; returns its id or -1 (error set). */
@@ -126,6 +155,23 @@ bf_status bf_plan_layer_dims(bf_plan *p, int layer, int out, dnnl_dims_t dims);
 /* Parameter of the model (data may be NULL when that half was not loaded). */
 const float *bf_plan_param(bf_plan *p, int layer, int slot);
 
+/* Training: registers a trainable tensor whose gradient the node's weights-backward
+ * writes into *g_raw_out (created here in layout `diff_md`; reordered to w's layout if it
+ * differs).  Returns BF_STATUS_OK. */
+bf_status bf_plan_add_tparam(bf_plan *p, int layer, int slot, dnnl_memory_t w,
+                             const_dnnl_memory_desc_t diff_md, const_dnnl_memory_desc_t plain,
+                             int decay, dnnl_memory_t *g_raw_out);
+/* Training: the memory a node writes the gradient of its source k into, and notes whether
+ * it must be added to what is there (set up in reverse order by the backward builder). */
+dnnl_memory_t bf_plan_diff_src(bf_plan *p, bf_node *n, int k);
+void bf_node_bwd_arg(bf_node *n, int which, int arg, dnnl_memory_t mem);
+/* Training: weights memory w in the layout `want` for a data-backward; when it differs, a
+ * reorder (node->bwd_pre) into node-owned memory runs before each backward. */
+bf_status bf_plan_weights_for_bwd(bf_plan *p, bf_node *n, dnnl_memory_t w,
+                                  const_dnnl_memory_desc_t want, dnnl_memory_t *out);
+bf_status bf_plan_build_backward(bf_plan *p);
+void bf_plan_destroy_training(bf_plan *p);
+
 /* Op families: each gets a prototype node (layer, sources, fusion fields), adds reorders
  * its sources need, pushes the node and creates its primitive and destination value. */
 bf_status bf_op_conv_fwd(bf_plan *p, const bf_node *proto);
@@ -137,5 +183,18 @@ bf_status bf_op_linear_fwd(bf_plan *p, const bf_node *proto);
 bf_status bf_op_softmax_fwd(bf_plan *p, const bf_node *proto);
 bf_status bf_op_quant_fwd(bf_plan *p, const bf_node *proto);
 bf_status bf_op_resample_fwd(bf_plan *p, const bf_node *proto);
+/* ... and, for training plans, the backward of a pushed node. */
+bf_status bf_op_conv_bwd(bf_plan *p, bf_node *n);
+bf_status bf_op_batchnorm_bwd(bf_plan *p, bf_node *n);
+bf_status bf_op_eltwise_bwd(bf_plan *p, bf_node *n);
+bf_status bf_op_pool_bwd(bf_plan *p, bf_node *n);
+bf_status bf_op_add_bwd(bf_plan *p, bf_node *n);
+bf_status bf_op_linear_bwd(bf_plan *p, bf_node *n);
+bf_status bf_op_softmax_bwd(bf_plan *p, bf_node *n);
+bf_status bf_op_quant_bwd(bf_plan *p, bf_node *n);
+bf_status bf_op_resample_bwd(bf_plan *p, bf_node *n);
+bf_status bf_op_reorder_bwd(bf_plan *p, bf_node *n);
+/* Copies (first writer) or adds the float gradient `from` into `to` (same layout). */
+bf_status bf_plan_grad_copy(bf_plan *p, bf_node *n, int k, dnnl_memory_t from);
 
 #endif

@@ -17,3 +17,42 @@ fail:
     dnnl_primitive_desc_destroy(pd);
     return st;
 }
+
+/* The gradient of a sum reaches both addends unchanged. */
+static bf_status add_bwd_run(bf_plan *p, bf_node *n)
+{
+    for (int k = 0; k < 2; k++) {
+        bf_status st = bf_plan_grad_copy(p, n, k, p->values[n->dst].diff);
+        if (st != BF_STATUS_OK)
+            return st;
+    }
+    return BF_STATUS_OK;
+}
+
+bf_status bf_op_add_bwd(bf_plan *p, bf_node *n)
+{
+    for (int k = 0; k < 2; k++)
+        if (!bf_plan_diff_src(p, n, k))
+            return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+    n->bwd_run = add_bwd_run;
+    return BF_STATUS_OK;
+}
+
+/* A layout change: its gradient changes layout back. */
+bf_status bf_op_reorder_bwd(bf_plan *p, bf_node *n)
+{
+    const_dnnl_memory_desc_t from, to;
+    dnnl_memory_t dsrc = bf_plan_diff_src(p, n, 0);
+    bf_status st = BF_STATUS_OK;
+    if (!dsrc)
+        return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+    DNNL_TRY(dnnl_memory_get_memory_desc(p->values[n->dst].diff, &from));
+    DNNL_TRY(dnnl_memory_get_memory_desc(dsrc, &to));
+    DNNL_TRY(dnnl_reorder_primitive_desc_create(&n->bwd_pd[0], from, p->engine, to, p->engine,
+                                                NULL));
+    DNNL_TRY(dnnl_primitive_create(&n->bwd[0], n->bwd_pd[0]));
+    bf_node_bwd_arg(n, 0, DNNL_ARG_FROM, p->values[n->dst].diff);
+    bf_node_bwd_arg(n, 0, DNNL_ARG_TO, dsrc);
+fail:
+    return st;
+}

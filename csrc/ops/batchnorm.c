@@ -22,12 +22,47 @@ static bf_status bn_load(bf_plan *p, bf_node *n)
     for (int k = 0; k < 4; k++) {
         const float *src = bf_plan_param(p, n->layer, k);
         void *dst = NULL;
-        if (!n->mem[k] || (p->params.training && k >= MEAN))
+        if (!n->mem[k] ||
+            (p->params.training && k >= MEAN && !bf_model_layer(p->model, n->layer)->frozen))
             continue; /* in training, mean / variance are outputs */
         if (!src)
             return bf_error(BF_STATUS_INVALID_ARGUMENT, "batch-norm weights not loaded");
         DNNL_TRY(dnnl_memory_get_data_handle(n->mem[k], &dst));
         memcpy(dst, src, bytes);
+    }
+fail:
+    return st;
+}
+
+static void *handle(dnnl_memory_t m)
+{
+    void *h = NULL;
+    dnnl_memory_get_data_handle(m, &h);
+    return h;
+}
+
+/* Training forward: batch statistics, then the running statistics follow them (the
+ * variance unbiased, as PyTorch does).  A frozen BN uses and keeps its running stats. */
+static bf_status bn_train_run(bf_plan *p, bf_node *n)
+{
+    const bf_layer_spec *s = bf_model_layer(p->model, n->layer);
+    bf_param_view rm, rv;
+    const float *mean = handle(n->mem[MEAN]), *var = handle(n->mem[VAR]);
+    bf_layer_info info;
+    double count;
+    bf_status st = BF_STATUS_OK;
+    DNNL_TRY(dnnl_primitive_execute(n->prim, p->stream, n->nargs, n->args));
+    DNNL_TRY(dnnl_stream_wait(p->stream));
+    if (s->frozen)
+        return BF_STATUS_OK;
+    bf_model_layer_info(p->model, n->layer, &info);
+    count = (double)p->params.batch * info.in_dims[1] * info.in_dims[2];
+    bf_model_param(p->model, n->layer, 2, &rm);
+    bf_model_param(p->model, n->layer, 3, &rv);
+    for (int c = 0; c < info.in_dims[0]; c++) {
+        float unbiased = count > 1 ? (float)(var[c] * count / (count - 1)) : var[c];
+        rm.data[c] = (1 - s->momentum) * rm.data[c] + s->momentum * mean[c];
+        rv.data[c] = (1 - s->momentum) * rv.data[c] + s->momentum * unbiased;
     }
 fail:
     return st;
@@ -46,7 +81,7 @@ bf_status bf_op_batchnorm_fwd(bf_plan *p, const bf_node *proto)
     bf_status st = BF_STATUS_OK;
     static const int args[4] = {DNNL_ARG_SCALE, DNNL_ARG_SHIFT, DNNL_ARG_MEAN, DNNL_ARG_VARIANCE};
 
-    if (!train)
+    if (!train || s->frozen)
         flags |= dnnl_use_global_stats;
     if (proto->post_eltwise == BF_ELT_RELU)
         flags |= dnnl_fuse_norm_relu;
@@ -68,8 +103,50 @@ bf_status bf_op_batchnorm_fwd(bf_plan *p, const bf_node *proto)
         bf_node_arg(n, DNNL_ARG_WORKSPACE, n->mem[4]);
     }
     n->load = bn_load;
+    if (train)
+        n->run = bn_train_run;
 fail:
     dnnl_memory_desc_destroy(cmd);
     dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+bf_status bf_op_batchnorm_bwd(bf_plan *p, bf_node *n)
+{
+    const bf_layer_spec *s = bf_model_layer(p->model, n->layer);
+    const_dnnl_memory_desc_t md = p->values[n->src[0]].md;
+    dnnl_memory_desc_t plain = NULL;
+    dnnl_memory_t dsrc = bf_plan_diff_src(p, n, 0), gs = NULL, gb = NULL;
+    int64_t c = bn_channels(p, n->layer);
+    unsigned flags = dnnl_use_scale | dnnl_use_shift | (s->frozen ? dnnl_use_global_stats : 0);
+    const_dnnl_memory_desc_t cmd;
+    bf_status st = BF_STATUS_OK;
+
+    if (!dsrc)
+        return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+    DNNL_TRY(dnnl_batch_normalization_backward_primitive_desc_create(
+        &n->bwd_pd[0], p->engine, dnnl_backward, md, md, md, s->eps, flags, n->pd, NULL));
+    DNNL_TRY(dnnl_primitive_create(&n->bwd[0], n->bwd_pd[0]));
+    DNNL_TRY(dnnl_memory_get_memory_desc(n->mem[SCALE], &cmd));
+    BF_TRY(bf_md_plain(&plain, 1, &c, dnnl_f32));
+    if (s->frozen) { /* gradients computed into scratch memories, never applied */
+        DNNL_TRY(dnnl_memory_create(&n->mem[5], cmd, p->engine, DNNL_MEMORY_ALLOCATE));
+        DNNL_TRY(dnnl_memory_create(&n->mem[6], cmd, p->engine, DNNL_MEMORY_ALLOCATE));
+        gs = n->mem[5];
+        gb = n->mem[6];
+    } else {
+        BF_TRY(bf_plan_add_tparam(p, n->layer, 0, n->mem[SCALE], cmd, plain, 0, &gs));
+        BF_TRY(bf_plan_add_tparam(p, n->layer, 1, n->mem[SHIFT], cmd, plain, 0, &gb));
+    }
+    bf_node_bwd_arg(n, 0, DNNL_ARG_SRC, p->values[n->src[0]].mem);
+    bf_node_bwd_arg(n, 0, DNNL_ARG_MEAN, n->mem[MEAN]);
+    bf_node_bwd_arg(n, 0, DNNL_ARG_VARIANCE, n->mem[VAR]);
+    bf_node_bwd_arg(n, 0, DNNL_ARG_SCALE, n->mem[SCALE]);
+    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_DST, p->values[n->dst].diff);
+    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_SRC, dsrc);
+    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_SCALE, gs);
+    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_SHIFT, gb);
+fail:
+    dnnl_memory_desc_destroy(plain);
     return st;
 }

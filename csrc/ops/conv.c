@@ -77,20 +77,30 @@ fail:
     return st;
 }
 
+/* The padding on both sides is the symmetric `pad`: oneDNN's size check divides with
+ * floor, as the shape inference does. */
+static void conv_geometry(const bf_layer_spec *s, dnnl_dims_t strides, dnnl_dims_t dil,
+                          dnnl_dims_t pad)
+{
+    for (int d = 0; d < 2; d++) {
+        strides[d] = s->stride[d];
+        dil[d] = s->dilation[d] - 1;
+        pad[d] = s->pad[d];
+    }
+}
+
 static bf_status conv_make_pd(bf_plan *p, const bf_node *proto, const bf_layer_spec *s,
                               int in_c, int has_bias, dnnl_primitive_desc_t *pd)
 {
     bf_layer_info info;
     dnnl_memory_desc_t src = NULL, wei = NULL, bias = NULL, dst = NULL;
     dnnl_primitive_attr_t attr = NULL;
-    dnnl_dims_t sd, dd, wd, bd = {s->out_channels};
-    dnnl_dims_t strides = {s->stride[0], s->stride[1]};
-    dnnl_dims_t dil = {s->dilation[0] - 1, s->dilation[1] - 1};
-    dnnl_dims_t pad = {s->pad[0], s->pad[1]};
+    dnnl_dims_t sd, dd, wd, bd = {s->out_channels}, strides, dil, pad;
     int deconv = s->type == BF_LAYER_DECONV, g = s->groups, wnd;
     dnnl_prop_kind_t prop = p->params.training ? dnnl_forward_training : dnnl_forward_inference;
     bf_status st = BF_STATUS_OK;
 
+    conv_geometry(s, strides, dil, pad);
     bf_model_layer_info(p->model, proto->layer, &info);
     sd[0] = dd[0] = p->params.batch;
     for (int d = 0; d < 3; d++) {
@@ -181,5 +191,112 @@ bf_status bf_op_conv_fwd(bf_plan *p, const bf_node *proto)
 fail:
     dnnl_primitive_desc_destroy(pd);
     free(cp);
+    return st;
+}
+
+/* ---- backward ------------------------------------------------------------------------ */
+
+static bf_status conv_bwd_data(bf_plan *p, bf_node *n, const bf_layer_spec *s)
+{
+    dnnl_dims_t strides, dil, pad;
+    const_dnnl_memory_desc_t wmd = dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 0);
+    dnnl_memory_desc_t any = NULL;
+    dnnl_memory_t dsrc = bf_plan_diff_src(p, n, 0), w = NULL;
+    const dnnl_dims_t *wd;
+    int nd;
+    bf_status st = BF_STATUS_OK;
+    conv_geometry(s, strides, dil, pad);
+    if (!dsrc)
+        return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+    /* the data-backward kernels want the weights in a layout of their own */
+    DNNL_TRY(dnnl_memory_desc_query(wmd, dnnl_query_ndims_s32, &nd));
+    DNNL_TRY(dnnl_memory_desc_query(wmd, dnnl_query_dims, &wd));
+    DNNL_TRY(dnnl_memory_desc_create_with_tag(&any, nd, *wd, dnnl_f32, dnnl_format_tag_any));
+    if (s->type == BF_LAYER_DECONV)
+        DNNL_TRY(dnnl_deconvolution_backward_data_primitive_desc_create(
+            &n->bwd_pd[0], p->engine, dnnl_deconvolution_direct, p->values[n->src[0]].md, any,
+            p->values[n->dst].md, strides, dil, pad, pad, n->pd, NULL));
+    else
+        DNNL_TRY(dnnl_convolution_backward_data_primitive_desc_create(
+            &n->bwd_pd[0], p->engine, dnnl_convolution_direct, p->values[n->src[0]].md, any,
+            p->values[n->dst].md, strides, dil, pad, pad, n->pd, NULL));
+    DNNL_TRY(dnnl_primitive_create(&n->bwd[0], n->bwd_pd[0]));
+    BF_TRY(bf_plan_weights_for_bwd(p, n, n->mem[W_MEM], dnnl_primitive_desc_query_md(
+                                       n->bwd_pd[0], dnnl_query_weights_md, 0), &w));
+    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_DST, p->values[n->dst].diff);
+    bf_node_bwd_arg(n, 0, DNNL_ARG_WEIGHTS, w);
+    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_SRC, dsrc);
+fail:
+    dnnl_memory_desc_destroy(any);
+    return st;
+}
+
+/* Weights-backward, preferring the gradient in the weights' own layout. */
+static bf_status conv_bwd_weights_pd(bf_plan *p, bf_node *n, const bf_layer_spec *s,
+                                     const_dnnl_memory_desc_t dw, const_dnnl_memory_desc_t db)
+{
+    dnnl_dims_t strides, dil, pad;
+    const_dnnl_memory_desc_t src = p->values[n->src[0]].md, dst = p->values[n->dst].md;
+    conv_geometry(s, strides, dil, pad);
+    if (s->type == BF_LAYER_DECONV)
+        return dnnl_deconvolution_backward_weights_primitive_desc_create(
+                   &n->bwd_pd[1], p->engine, dnnl_deconvolution_direct, src, dw, db, dst,
+                   strides, dil, pad, pad, n->pd, NULL) == dnnl_success
+                   ? BF_STATUS_OK
+                   : BF_STATUS_BACKEND;
+    return dnnl_convolution_backward_weights_primitive_desc_create(
+               &n->bwd_pd[1], p->engine, dnnl_convolution_direct, src, dw, db, dst, strides, dil,
+               pad, pad, n->pd, NULL) == dnnl_success
+               ? BF_STATUS_OK
+               : BF_STATUS_BACKEND;
+}
+
+bf_status bf_op_conv_bwd(bf_plan *p, bf_node *n)
+{
+    const bf_layer_spec *s = bf_model_layer(p->model, n->layer);
+    conv_priv *cp = n->priv;
+    const_dnnl_memory_desc_t wmd = dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 0);
+    const_dnnl_memory_desc_t bmd = dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 1);
+    dnnl_memory_desc_t any = NULL, wplain = NULL, bplain = NULL;
+    dnnl_memory_t gw = NULL, gb = NULL;
+    int64_t o = s->out_channels;
+    /* the image's own gradient is rarely wanted (and a slow kernel for 1-3 channels) */
+    int src_is_image = p->values[n->src[0]].producer < 0 ||
+                       (p->nodes[p->values[n->src[0]].producer].layer < 0 &&
+                        p->nodes[p->values[n->src[0]].producer].src[0] == p->src_value);
+    bf_status st = (src_is_image && !p->params.input_grad) ? BF_STATUS_OK
+                                                            : conv_bwd_data(p, n, s);
+    if (st != BF_STATUS_OK || s->frozen)
+        return st;
+    {   /* any layout for the gradient: forcing the weights' layout can select ref kernels */
+        const dnnl_dims_t *d;
+        int nd;
+        DNNL_TRY(dnnl_memory_desc_query(wmd, dnnl_query_ndims_s32, &nd));
+        DNNL_TRY(dnnl_memory_desc_query(wmd, dnnl_query_dims, &d));
+        DNNL_TRY(dnnl_memory_desc_create_with_tag(&any, nd, *d, dnnl_f32, dnnl_format_tag_any));
+        if (conv_bwd_weights_pd(p, n, s, any, cp->has_bias ? bmd : NULL) != BF_STATUS_OK) {
+            st = bf_error(BF_STATUS_BACKEND, "oneDNN has no weights-backward for this conv");
+            goto fail;
+        }
+    }
+    DNNL_TRY(dnnl_primitive_create(&n->bwd[1], n->bwd_pd[1]));
+    BF_TRY(bf_md_conv_weights_plain(&wplain, s, cp->in_c));
+    BF_TRY(bf_plan_add_tparam(p, n->layer, 0, n->mem[W_MEM],
+                              dnnl_primitive_desc_query_md(n->bwd_pd[1], dnnl_query_diff_weights_md, 0),
+                              wplain, 1, &gw));
+    bf_node_bwd_arg(n, 1, DNNL_ARG_SRC, p->values[n->src[0]].mem);
+    bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_DST, p->values[n->dst].diff);
+    bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_WEIGHTS, gw);
+    if (cp->has_bias) {
+        BF_TRY(bf_md_plain(&bplain, 1, &o, dnnl_f32));
+        BF_TRY(bf_plan_add_tparam(p, n->layer, 1, n->mem[B_MEM],
+                                  dnnl_primitive_desc_query_md(n->bwd_pd[1], dnnl_query_diff_weights_md, 1),
+                                  bplain, 0, &gb));
+        bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_BIAS, gb);
+    }
+fail:
+    dnnl_memory_desc_destroy(any);
+    dnnl_memory_desc_destroy(wplain);
+    dnnl_memory_desc_destroy(bplain);
     return st;
 }

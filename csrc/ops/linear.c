@@ -80,3 +80,53 @@ fail:
     dnnl_primitive_desc_destroy(pd);
     return st;
 }
+
+bf_status bf_op_linear_bwd(bf_plan *p, bf_node *n)
+{
+    const bf_layer_spec *s = bf_model_layer(p->model, n->layer);
+    const_dnnl_memory_desc_t wmd = dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 0);
+    const_dnnl_memory_desc_t bmd = dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 1);
+    const_dnnl_memory_desc_t src = p->values[n->src[0]].md, dst = p->values[n->dst].md;
+    dnnl_memory_desc_t wplain = NULL, bplain = NULL;
+    dnnl_memory_t dsrc = bf_plan_diff_src(p, n, 0), gw = NULL, gb = NULL;
+    const dnnl_dims_t *wd;
+    int64_t dims[4], o = s->out_channels;
+    int nd;
+    bf_status st = BF_STATUS_OK;
+
+    if (!dsrc)
+        return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+    DNNL_TRY(dnnl_inner_product_backward_data_primitive_desc_create(&n->bwd_pd[0], p->engine, src,
+                                                                    wmd, dst, n->pd, NULL));
+    DNNL_TRY(dnnl_primitive_create(&n->bwd[0], n->bwd_pd[0]));
+    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_DST, p->values[n->dst].diff);
+    bf_node_bwd_arg(n, 0, DNNL_ARG_WEIGHTS, n->mem[W_MEM]);
+    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_SRC, dsrc);
+    if (s->frozen)
+        return BF_STATUS_OK;
+    DNNL_TRY(dnnl_inner_product_backward_weights_primitive_desc_create(
+        &n->bwd_pd[1], p->engine, src, wmd, s->has_bias ? bmd : NULL, dst, n->pd, NULL));
+    DNNL_TRY(dnnl_primitive_create(&n->bwd[1], n->bwd_pd[1]));
+    DNNL_TRY(dnnl_memory_desc_query(wmd, dnnl_query_ndims_s32, &nd));
+    DNNL_TRY(dnnl_memory_desc_query(wmd, dnnl_query_dims, &wd));
+    for (int d = 0; d < nd; d++)
+        dims[d] = (*wd)[d];
+    BF_TRY(bf_md_plain(&wplain, nd, dims, dnnl_f32));
+    BF_TRY(bf_plan_add_tparam(p, n->layer, 0, n->mem[W_MEM],
+                              dnnl_primitive_desc_query_md(n->bwd_pd[1], dnnl_query_diff_weights_md, 0),
+                              wplain, 1, &gw));
+    bf_node_bwd_arg(n, 1, DNNL_ARG_SRC, p->values[n->src[0]].mem);
+    bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_DST, p->values[n->dst].diff);
+    bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_WEIGHTS, gw);
+    if (s->has_bias) {
+        BF_TRY(bf_md_plain(&bplain, 1, &o, dnnl_f32));
+        BF_TRY(bf_plan_add_tparam(p, n->layer, 1, n->mem[B_MEM],
+                                  dnnl_primitive_desc_query_md(n->bwd_pd[1], dnnl_query_diff_weights_md, 1),
+                                  bplain, 0, &gb));
+        bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_BIAS, gb);
+    }
+fail:
+    dnnl_memory_desc_destroy(wplain);
+    dnnl_memory_desc_destroy(bplain);
+    return st;
+}

@@ -1,31 +1,44 @@
 /* Max-pool, average-pool (padding excluded) and global average-pool. */
 #include "core/plan.h"
 
+/* Kernel, strides and padding; a global pool is a pool with the input's size. */
+static bf_status pool_geometry(bf_plan *p, int layer, dnnl_dims_t k, dnnl_dims_t str,
+                               dnnl_dims_t pad)
+{
+    const bf_layer_spec *s = bf_model_layer(p->model, layer);
+    dnnl_dims_t in;
+    bf_status st = bf_plan_layer_dims(p, layer, 0, in);
+    for (int d = 0; d < 2; d++) {
+        int global = s->type == BF_LAYER_GLOBAL_AVGPOOL;
+        k[d] = global ? in[2 + d] : s->kernel[d];
+        str[d] = global ? 1 : s->stride[d];
+        pad[d] = global ? 0 : s->pad[d];
+    }
+    return st;
+}
+
+static dnnl_alg_kind_t pool_alg(const bf_layer_spec *s)
+{
+    return s->type == BF_LAYER_MAXPOOL ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding;
+}
+
 bf_status bf_op_pool_fwd(bf_plan *p, const bf_node *proto)
 {
     const bf_layer_spec *s = bf_model_layer(p->model, proto->layer);
     const_dnnl_memory_desc_t src = p->values[proto->src[0]].md;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_memory_desc_t dst = NULL;
-    dnnl_dims_t in, out, k, str = {s->stride[0], s->stride[1]}, dil = {0, 0};
-    dnnl_dims_t pad = {s->pad[0], s->pad[1]};
+    dnnl_dims_t out, k, str, dil = {0, 0}, pad;
     int train = p->params.training, max = s->type == BF_LAYER_MAXPOOL;
     bf_node *n;
     bf_status st = BF_STATUS_OK;
 
-    BF_TRY(bf_plan_layer_dims(p, proto->layer, 0, in));
+    BF_TRY(pool_geometry(p, proto->layer, k, str, pad));
     BF_TRY(bf_plan_layer_dims(p, proto->layer, 1, out));
-    if (s->type == BF_LAYER_GLOBAL_AVGPOOL) {
-        k[0] = in[2], k[1] = in[3];
-        str[0] = str[1] = 1;
-        pad[0] = pad[1] = 0;
-    } else {
-        k[0] = s->kernel[0], k[1] = s->kernel[1];
-    }
     DNNL_TRY(dnnl_memory_desc_create_with_tag(&dst, 4, out, dnnl_f32, dnnl_format_tag_any));
     DNNL_TRY(dnnl_pooling_forward_primitive_desc_create(
         &pd, p->engine, train ? dnnl_forward_training : dnnl_forward_inference,
-        max ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding, src, dst, str, k, dil, pad,
+        pool_alg(s), src, dst, str, k, dil, pad,
         pad, NULL));
     n = bf_plan_push_primitive(p, proto, &pd, &st);
     if (n && train && max) {
@@ -37,5 +50,26 @@ bf_status bf_op_pool_fwd(bf_plan *p, const bf_node *proto)
 fail:
     dnnl_memory_desc_destroy(dst);
     dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+bf_status bf_op_pool_bwd(bf_plan *p, bf_node *n)
+{
+    const bf_layer_spec *s = bf_model_layer(p->model, n->layer);
+    dnnl_dims_t k, str, dil = {0, 0}, pad;
+    dnnl_memory_t dsrc = bf_plan_diff_src(p, n, 0);
+    bf_status st = BF_STATUS_OK;
+    if (!dsrc)
+        return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+    BF_TRY(pool_geometry(p, n->layer, k, str, pad));
+    DNNL_TRY(dnnl_pooling_backward_primitive_desc_create(
+        &n->bwd_pd[0], p->engine, pool_alg(s), p->values[n->src[0]].md, p->values[n->dst].md,
+        str, k, dil, pad, pad, n->pd, NULL));
+    DNNL_TRY(dnnl_primitive_create(&n->bwd[0], n->bwd_pd[0]));
+    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_DST, p->values[n->dst].diff);
+    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_SRC, dsrc);
+    if (n->mem[0])
+        bf_node_bwd_arg(n, 0, DNNL_ARG_WORKSPACE, n->mem[0]);
+fail:
     return st;
 }

@@ -99,3 +99,17 @@ fail:
     dnnl_memory_desc_destroy(out);
     return st;
 }
+
+/* Straight-through: in training the quantizer's gradient is the identity. */
+static bf_status quant_bwd_run(bf_plan *p, bf_node *n)
+{
+    return bf_plan_grad_copy(p, n, 0, p->values[n->dst].diff);
+}
+
+bf_status bf_op_quant_bwd(bf_plan *p, bf_node *n)
+{
+    if (!bf_plan_diff_src(p, n, 0))
+        return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+    n->bwd_run = quant_bwd_run;
+    return BF_STATUS_OK;
+}

@@ -22,3 +22,21 @@ fail:
     dnnl_primitive_desc_destroy(pd);
     return st;
 }
+
+bf_status bf_op_resample_bwd(bf_plan *p, bf_node *n)
+{
+    const bf_layer_spec *s = bf_model_layer(p->model, n->layer);
+    float factors[2] = {(float)s->scale, (float)s->scale};
+    dnnl_memory_t dsrc = bf_plan_diff_src(p, n, 0);
+    bf_status st = BF_STATUS_OK;
+    if (!dsrc)
+        return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+    DNNL_TRY(dnnl_resampling_backward_primitive_desc_create(
+        &n->bwd_pd[0], p->engine, dnnl_resampling_nearest, factors, p->values[n->src[0]].md,
+        p->values[n->dst].md, n->pd, NULL));
+    DNNL_TRY(dnnl_primitive_create(&n->bwd[0], n->bwd_pd[0]));
+    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_DST, p->values[n->dst].diff);
+    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_SRC, dsrc);
+fail:
+    return st;
+}

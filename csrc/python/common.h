@@ -37,6 +37,7 @@ extern PyTypeObject *bf_py_model_type;
 /* Each file that adds types or functions to the module exposes one of these; module.c
  * calls them from its exec slot. */
 int bf_py_model_init(PyObject *module);
+int bf_py_plan_init(PyObject *module);
 int bf_py_train_init(PyObject *module);
 int bf_py_serve_init(PyObject *module);
 int bf_py_cl_init(PyObject *module);

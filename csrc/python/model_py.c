@@ -1,25 +1,17 @@
-/* butterfly._C.Model and butterfly._C.Plan: thin wrappers of bf_model and bf_plan. */
+/* butterfly._C.Model: a thin wrapper of bf_model. */
 #include "python/common.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "pythread.h"
 
 PyTypeObject *bf_py_model_type;
-static PyTypeObject *plan_type;
 
 typedef struct ModelObject {
     PyObject_HEAD
     bf_model *model;
 } ModelObject;
 
-typedef struct PlanObject {
-    PyObject_HEAD
-    bf_plan *plan;
-    PyObject *model_obj; /* keeps the model alive */
-    PyThread_type_lock lock;
-} PlanObject;
 
 static const char *const what_names[] = {"all", "mobile", "cloud"};
 
@@ -299,6 +291,16 @@ static PyObject *model_part_range(ModelObject *self, PyObject *arg)
     return Py_BuildValue("(ii)", first, last);
 }
 
+static PyObject *model_set_frozen(ModelObject *self, PyObject *args)
+{
+    int i, frozen;
+    if (!PyArg_ParseTuple(args, "ip:set_frozen", &i, &frozen))
+        return NULL;
+    if (bf_py_check(bf_model_set_frozen(self->model, i, frozen)) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *model_set_meta(ModelObject *self, PyObject *arg)
 {
     Py_buffer buf;
@@ -359,6 +361,8 @@ static PyMethodDef model_methods[] = {
     {"part_range", (PyCFunction)model_part_range, METH_O,
      "part_range(part): (first, last) layer of a part, (-1, -1) if empty."},
     {"set_meta", (PyCFunction)model_set_meta, METH_O, "set_meta(msgpack bytes)."},
+    {"set_frozen", (PyCFunction)model_set_frozen, METH_VARARGS,
+     "set_frozen(i, flag): freeze layer i for training plans created afterwards."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -384,159 +388,10 @@ static PyType_Slot model_slots[] = {
 static PyType_Spec model_spec = {"butterfly._C.Model", sizeof(ModelObject), 0,
                                  Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE, model_slots};
 
-/* ---- Plan --------------------------------------------------------------------------- */
-
-static PyObject *plan_new(PyTypeObject *type, PyObject *args, PyObject *kw)
-{
-    static char *kwlist[] = {"model", "begin", "end", "batch", "training", NULL};
-    PyObject *mobj;
-    int begin, end, batch, training = 0;
-    bf_plan_params pp = bf_plan_default_params();
-    bf_model *m;
-    bf_plan *plan = NULL;
-    PlanObject *self;
-    bf_status st;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oiii|p:Plan", kwlist, &mobj, &begin, &end,
-                                     &batch, &training))
-        return NULL;
-    if (!(m = bf_py_model_get(mobj)))
-        return NULL;
-    pp.part_begin = (bf_part)begin;
-    pp.part_end = (bf_part)end;
-    pp.batch = batch;
-    pp.training = training;
-    Py_BEGIN_ALLOW_THREADS
-    st = bf_plan_create(&plan, m, &pp);
-    Py_END_ALLOW_THREADS
-    if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
-    self = (PlanObject *)type->tp_alloc(type, 0);
-    if (!self || !(self->lock = PyThread_allocate_lock())) {
-        bf_plan_destroy(plan);
-        Py_XDECREF(self);
-        return self ? PyErr_NoMemory() : NULL;
-    }
-    self->plan = plan;
-    Py_INCREF(mobj);
-    self->model_obj = mobj;
-    return (PyObject *)self;
-}
-
-static void plan_dealloc(PlanObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    bf_plan_destroy(self->plan);
-    if (self->lock)
-        PyThread_free_lock(self->lock);
-    Py_XDECREF(self->model_obj);
-    tp->tp_free(self);
-    Py_DECREF(tp);
-}
-
-static PyObject *io_dict(const bf_io_desc *d)
-{
-    return Py_BuildValue("{s:s,s:(LLLL),s:O}", "dtype", d->dtype == BF_U8 ? "uint8" : "float32",
-                         "shape", (long long)d->dims[0], (long long)d->dims[1],
-                         (long long)d->dims[2], (long long)d->dims[3], "quantized",
-                         d->quantized ? Py_True : Py_False);
-}
-
-static PyObject *plan_get_io(PlanObject *self, void *closure)
-{
-    bf_io_desc a, b;
-    (void)closure;
-    bf_plan_io(self->plan, 0, &a);
-    bf_plan_io(self->plan, 1, &b);
-    return Py_BuildValue("(NN)", io_dict(&a), io_dict(&b));
-}
-
-static PyObject *plan_forward(PlanObject *self, PyObject *args, PyObject *kw)
-{
-    static char *kwlist[] = {"src", "ranges", NULL};
-    PyObject *xo, *ro = Py_None, *out = NULL, *orange = NULL;
-    PyArrayObject *x = NULL, *r = NULL;
-    bf_io_desc in, od;
-    npy_intp dims[4], rdims[2];
-    bf_status st;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:forward", kwlist, &xo, &ro))
-        return NULL;
-    bf_plan_io(self->plan, 0, &in);
-    bf_plan_io(self->plan, 1, &od);
-    for (int d = 0; d < 4; d++)
-        dims[d] = (npy_intp)in.dims[d];
-    rdims[0] = dims[0];
-    rdims[1] = 2;
-    x = bf_py_input_array(xo, in.dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32, 4, dims, "src");
-    if (!x)
-        return NULL;
-    if (in.quantized && !(r = bf_py_input_array(ro, NPY_FLOAT32, 2, rdims, "ranges")))
-        goto done;
-    for (int d = 0; d < 4; d++)
-        dims[d] = (npy_intp)od.dims[d];
-    out = PyArray_SimpleNew(4, dims, od.dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32);
-    if (out && od.quantized)
-        orange = PyArray_SimpleNew(2, rdims, NPY_FLOAT32);
-    if (!out || (od.quantized && !orange))
-        goto fail;
-    Py_BEGIN_ALLOW_THREADS
-    PyThread_acquire_lock(self->lock, WAIT_LOCK);
-    st = bf_plan_forward(self->plan, PyArray_DATA(x), r ? PyArray_DATA(r) : NULL,
-                         PyArray_DATA((PyArrayObject *)out),
-                         orange ? PyArray_DATA((PyArrayObject *)orange) : NULL);
-    PyThread_release_lock(self->lock);
-    Py_END_ALLOW_THREADS
-    if (st != BF_STATUS_OK) {
-        bf_py_raise(st);
-        goto fail;
-    }
-    if (orange) {
-        PyObject *t = PyTuple_Pack(2, out, orange);
-        Py_DECREF(out);
-        Py_DECREF(orange);
-        out = t;
-    }
-    goto done;
-fail:
-    Py_CLEAR(out);
-    Py_CLEAR(orange);
-done:
-    Py_XDECREF(x);
-    Py_XDECREF(r);
-    return out;
-}
-
-static PyMethodDef plan_methods[] = {
-    {"forward", (PyCFunction)(void (*)(void))plan_forward, METH_VARARGS | METH_KEYWORDS,
-     "forward(src, ranges=None): run the plan; a quantized destination comes back as "
-     "(uint8 payload, float32 ranges (N, 2))."},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyGetSetDef plan_getset[] = {
-    {"io", (getter)plan_get_io, NULL, "(source, destination) descriptions", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyType_Slot plan_slots[] = {
-    {Py_tp_new, plan_new},
-    {Py_tp_dealloc, plan_dealloc},
-    {Py_tp_methods, plan_methods},
-    {Py_tp_getset, plan_getset},
-    {Py_tp_doc, "Plan(model, begin, end, batch, training=False): parts begin..end of a model "
-                "compiled for one batch size."},
-    {0, NULL},
-};
-
-static PyType_Spec plan_spec = {"butterfly._C.Plan", sizeof(PlanObject), 0,
-                                Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE, plan_slots};
-
 int bf_py_model_init(PyObject *m)
 {
     bf_py_model_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &model_spec, NULL);
     if (!bf_py_model_type || PyModule_AddType(m, bf_py_model_type) < 0)
         return -1;
-    plan_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &plan_spec, NULL);
-    if (!plan_type || PyModule_AddType(m, plan_type) < 0)
-        return -1;
-    return 0;
+    return bf_py_plan_init(m);
 }

@@ -137,7 +137,40 @@ static PyObject *py_get_num_threads(PyObject *self, PyObject *unused)
     return PyLong_FromLong(bf_get_num_threads());
 }
 
+static PyObject *py_softmax_xent(PyObject *self, PyObject *args)
+{
+    PyObject *zo, *lo, *diff = NULL;
+    PyArrayObject *z = NULL, *l = NULL;
+    npy_intp ldim[1];
+    float loss = 0;
+    int correct = 0;
+    bf_status st;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO:softmax_xent", &zo, &lo))
+        return NULL;
+    if (!(z = bf_py_input_array(zo, NPY_FLOAT32, 2, NULL, "logits")))
+        return NULL;
+    ldim[0] = PyArray_DIM(z, 0);
+    if (!(l = bf_py_input_array(lo, NPY_INT32, 1, ldim, "labels")))
+        goto done;
+    if (!(diff = PyArray_SimpleNew(2, PyArray_DIMS(z), NPY_FLOAT32)))
+        goto done;
+    st = bf_softmax_xent(PyArray_DATA(z), PyArray_DATA(l), (int)PyArray_DIM(z, 0),
+                         (int)PyArray_DIM(z, 1), &loss, &correct,
+                         PyArray_DATA((PyArrayObject *)diff));
+    if (st != BF_STATUS_OK) {
+        Py_CLEAR(diff);
+        bf_py_raise(st);
+    }
+done:
+    Py_XDECREF(z);
+    Py_XDECREF(l);
+    return diff ? Py_BuildValue("(diN)", (double)loss, correct, diff) : NULL;
+}
+
 static PyMethodDef module_methods[] = {
+    {"softmax_xent", py_softmax_xent, METH_VARARGS,
+     "softmax_xent(logits (N, K) float32, labels (N,) int32) -> (loss, correct, d_logits)."},
     {"set_num_threads", py_set_num_threads, METH_O, "Threads used by the calling thread."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "Threads used by the calling thread."},
     {NULL, NULL, 0, NULL},

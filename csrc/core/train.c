@@ -1,0 +1,374 @@
+/* Training plans: the backward graph, gradient accumulation, softmax cross-entropy, SGD,
+ * and writing the trained weights back into the model.
+ *
+ * Backward runs the nodes in reverse.  Each value has a gradient buffer in its own layout.
+ * The first node (in backward order) that produces a value's gradient writes it in place;
+ * later ones write into a scratch buffer that is then added, so values read twice (a
+ * residual block's input) get the sum of both paths. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/plan.h"
+
+void bf_node_bwd_arg(bf_node *n, int which, int arg, dnnl_memory_t mem)
+{
+    n->bwd_args[which][n->bwd_nargs[which]].arg = arg;
+    n->bwd_args[which][n->bwd_nargs[which]].memory = mem;
+    n->bwd_nargs[which]++;
+}
+
+static void *mem_handle(dnnl_memory_t m)
+{
+    void *h = NULL;
+    dnnl_memory_get_data_handle(m, &h);
+    return h;
+}
+
+bf_status bf_plan_add_tparam(bf_plan *p, int layer, int slot, dnnl_memory_t w,
+                             const_dnnl_memory_desc_t diff_md, const_dnnl_memory_desc_t plain,
+                             int decay, dnnl_memory_t *g_raw_out)
+{
+    bf_train_param *t;
+    const_dnnl_memory_desc_t wmd;
+    bf_status st = BF_STATUS_OK;
+    if (p->n_tparams == p->cap_tparams) {
+        int cap = p->cap_tparams ? 2 * p->cap_tparams : 32;
+        bf_train_param *nt = realloc(p->tparams, (size_t)cap * sizeof *nt);
+        if (!nt)
+            return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+        p->tparams = nt;
+        p->cap_tparams = cap;
+    }
+    t = &p->tparams[p->n_tparams++];
+    memset(t, 0, sizeof *t);
+    t->layer = layer;
+    t->slot = slot;
+    t->w = w;
+    t->decay = decay;
+    DNNL_TRY(dnnl_memory_get_memory_desc(w, &wmd));
+    t->n = dnnl_memory_desc_get_size(wmd) / sizeof(float);
+    DNNL_TRY(dnnl_memory_desc_clone(&t->plain, plain));
+    DNNL_TRY(dnnl_memory_create(&t->g, wmd, p->engine, DNNL_MEMORY_ALLOCATE));
+    DNNL_TRY(dnnl_memory_create(&t->v, wmd, p->engine, DNNL_MEMORY_ALLOCATE));
+    memset(mem_handle(t->g), 0, t->n * sizeof(float));
+    memset(mem_handle(t->v), 0, t->n * sizeof(float));
+    if (dnnl_memory_desc_equal(wmd, diff_md)) {
+        *g_raw_out = t->g;
+    } else {
+        dnnl_primitive_desc_t pd = NULL;
+        DNNL_TRY(dnnl_memory_create(&t->g_raw, diff_md, p->engine, DNNL_MEMORY_ALLOCATE));
+        DNNL_TRY(dnnl_reorder_primitive_desc_create(&pd, diff_md, p->engine, wmd, p->engine,
+                                                    NULL));
+        st = dnnl_primitive_create(&t->g_reorder, pd) == dnnl_success
+                 ? BF_STATUS_OK
+                 : bf_error(BF_STATUS_BACKEND, "cannot reorder a gradient");
+        dnnl_primitive_desc_destroy(pd);
+        *g_raw_out = t->g_raw;
+    }
+fail:
+    return st;
+}
+
+dnnl_memory_t bf_plan_diff_src(bf_plan *p, bf_node *n, int k)
+{
+    bf_value *v = &p->values[n->src[k]];
+    const_dnnl_memory_desc_t md;
+    if (!v->diff_ready) {
+        v->diff_ready = 1;
+        n->acc[k] = 0;
+        return v->diff;
+    }
+    n->acc[k] = 1;
+    if (!n->acc_tmp[k]) {
+        dnnl_memory_get_memory_desc(v->diff, &md);
+        if (dnnl_memory_create(&n->acc_tmp[k], md, p->engine, p->scratch) != dnnl_success)
+            return NULL;
+    }
+    return n->acc_tmp[k];
+}
+
+/* Adds (or copies, for a first writer) a float gradient into the source's gradient. */
+bf_status bf_plan_grad_copy(bf_plan *p, bf_node *n, int k, dnnl_memory_t from)
+{
+    bf_value *v = &p->values[n->src[k]];
+    const_dnnl_memory_desc_t md;
+    float *dst, *src = mem_handle(from);
+    size_t count;
+    dnnl_memory_get_memory_desc(v->diff, &md);
+    count = dnnl_memory_desc_get_size(md) / sizeof(float);
+    dst = mem_handle(v->diff);
+    if (!n->acc[k]) {
+        memcpy(dst, src, count * sizeof(float));
+        return BF_STATUS_OK;
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < count; i++)
+        dst[i] += src[i];
+    return BF_STATUS_OK;
+}
+
+static bf_status alloc_diffs(bf_plan *p)
+{
+    size_t biggest = 64;
+    bf_status st = BF_STATUS_OK;
+    for (int i = 0; i < p->n_values; i++) {
+        bf_value *v = &p->values[i];
+        dnnl_data_type_t dt;
+        dnnl_memory_desc_t md = NULL;
+        DNNL_TRY(dnnl_memory_desc_query(v->md, dnnl_query_data_type, &dt));
+        if (dt == dnnl_u8) { /* the payload's gradient passes straight through, in float */
+            const dnnl_dims_t *d;
+            int64_t dims[4];
+            DNNL_TRY(dnnl_memory_desc_query(v->md, dnnl_query_dims, &d));
+            for (int k = 0; k < 4; k++)
+                dims[k] = (*d)[k];
+            BF_TRY(bf_md_plain(&md, 4, dims, dnnl_f32));
+        } else {
+            DNNL_TRY(dnnl_memory_desc_clone(&md, v->md));
+        }
+        if (dnnl_memory_desc_get_size(md) > biggest)
+            biggest = dnnl_memory_desc_get_size(md);
+        st = dnnl_memory_create(&v->diff, md, p->engine, DNNL_MEMORY_ALLOCATE) == dnnl_success
+                 ? BF_STATUS_OK
+                 : bf_error(BF_STATUS_OUT_OF_MEMORY, "cannot allocate gradients");
+        dnnl_memory_desc_destroy(md);
+        if (st != BF_STATUS_OK)
+            return st;
+        memset(mem_handle(v->diff), 0, dnnl_memory_desc_get_size(v->md) * (dt == dnnl_u8 ? 4 : 1));
+        v->diff_ready = 0;
+    }
+    p->scratch = aligned_alloc(64, (biggest + 63) & ~(size_t)63);
+    p->logits = malloc((size_t)(p->io[1].dims[0] * p->io[1].dims[1] * p->io[1].dims[2] *
+                                p->io[1].dims[3]) * sizeof(float));
+    if (!p->scratch || !p->logits)
+        return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+fail:
+    return st;
+}
+
+bf_status bf_plan_weights_for_bwd(bf_plan *p, bf_node *n, dnnl_memory_t w,
+                                  const_dnnl_memory_desc_t want, dnnl_memory_t *out)
+{
+    const_dnnl_memory_desc_t have;
+    dnnl_primitive_desc_t pd = NULL;
+    bf_status st = BF_STATUS_OK;
+    DNNL_TRY(dnnl_memory_get_memory_desc(w, &have));
+    if (dnnl_memory_desc_equal(have, want)) {
+        *out = w;
+        return BF_STATUS_OK;
+    }
+    DNNL_TRY(dnnl_memory_create(&n->mem[BF_NODE_MEMS - 1], want, p->engine, DNNL_MEMORY_ALLOCATE));
+    DNNL_TRY(dnnl_reorder_primitive_desc_create(&pd, have, p->engine, want, p->engine, NULL));
+    DNNL_TRY(dnnl_primitive_create(&n->bwd_pre, pd));
+    n->bwd_pre_args[0].arg = DNNL_ARG_FROM;
+    n->bwd_pre_args[0].memory = w;
+    n->bwd_pre_args[1].arg = DNNL_ARG_TO;
+    n->bwd_pre_args[1].memory = n->mem[BF_NODE_MEMS - 1];
+    *out = n->mem[BF_NODE_MEMS - 1];
+fail:
+    dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+bf_status bf_plan_build_backward(bf_plan *p)
+{
+    bf_status st;
+    st = alloc_diffs(p);
+    if (st != BF_STATUS_OK)
+        return st;
+    p->values[p->dst_value].diff_ready = 1;
+    for (int k = p->n_nodes - 1; k >= 0; k--) {
+        bf_node *n = &p->nodes[k];
+        const bf_layer_spec *s = n->layer >= 0 ? bf_model_layer(p->model, n->layer) : NULL;
+        switch (s ? (int)s->type : -1) {
+        case -1: st = bf_op_reorder_bwd(p, n); break;
+        case BF_LAYER_CONV:
+        case BF_LAYER_DECONV: st = bf_op_conv_bwd(p, n); break;
+        case BF_LAYER_BATCHNORM: st = bf_op_batchnorm_bwd(p, n); break;
+        case BF_LAYER_RELU:
+        case BF_LAYER_RELU6: st = bf_op_eltwise_bwd(p, n); break;
+        case BF_LAYER_MAXPOOL:
+        case BF_LAYER_AVGPOOL:
+        case BF_LAYER_GLOBAL_AVGPOOL: st = bf_op_pool_bwd(p, n); break;
+        case BF_LAYER_ADD: st = bf_op_add_bwd(p, n); break;
+        case BF_LAYER_LINEAR: st = bf_op_linear_bwd(p, n); break;
+        case BF_LAYER_SOFTMAX: st = bf_op_softmax_bwd(p, n); break;
+        case BF_LAYER_QUANTIZE:
+        case BF_LAYER_DEQUANTIZE: st = bf_op_quant_bwd(p, n); break;
+        case BF_LAYER_UPSAMPLE: st = bf_op_resample_bwd(p, n); break;
+        default: st = bf_error(BF_STATUS_UNSUPPORTED, "no backward for layer %d", n->layer);
+        }
+        if (st != BF_STATUS_OK)
+            return bf_error(st, "backward of layer %d (%s): %s", n->layer,
+                            s ? s->name : "reorder", bf_last_error());
+    }
+    return BF_STATUS_OK;
+}
+
+void bf_plan_destroy_training(bf_plan *p)
+{
+    for (int k = 0; k < p->n_nodes; k++) {
+        bf_node *n = &p->nodes[k];
+        dnnl_primitive_destroy(n->bwd_pre);
+        for (int w = 0; w < 2; w++) {
+            dnnl_primitive_destroy(n->bwd[w]);
+            dnnl_primitive_desc_destroy(n->bwd_pd[w]);
+            dnnl_memory_destroy(n->acc_tmp[w]);
+        }
+    }
+    for (int i = 0; i < p->n_tparams; i++) {
+        bf_train_param *t = &p->tparams[i];
+        dnnl_memory_destroy(t->g);
+        dnnl_memory_destroy(t->g_raw);
+        dnnl_memory_destroy(t->v);
+        dnnl_primitive_destroy(t->g_reorder);
+        dnnl_memory_desc_destroy(t->plain);
+    }
+    free(p->tparams);
+    free(p->scratch);
+    free(p->logits);
+}
+
+/* ---- running it ---------------------------------------------------------------------- */
+
+static bf_status need_training(const bf_plan *p)
+{
+    if (!p || !p->params.training)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "not a training plan");
+    return BF_STATUS_OK;
+}
+
+bf_status bf_plan_backward(bf_plan *p, const float *diff_dst)
+{
+    bf_status st = need_training(p);
+    const_dnnl_memory_desc_t md;
+    if (st != BF_STATUS_OK)
+        return st;
+    if (!diff_dst)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_plan_backward: NULL gradient");
+    dnnl_memory_get_memory_desc(p->values[p->dst_value].diff, &md);
+    memcpy(mem_handle(p->values[p->dst_value].diff), diff_dst, dnnl_memory_desc_get_size(md));
+    for (int k = p->n_nodes - 1; k >= 0; k--) {
+        bf_node *n = &p->nodes[k];
+        if (n->bwd_run) {
+            BF_TRY(n->bwd_run(p, n));
+            continue;
+        }
+        if (n->bwd_pre)
+            DNNL_TRY(dnnl_primitive_execute(n->bwd_pre, p->stream, 2, n->bwd_pre_args));
+        for (int w = 0; w < 2; w++)
+            if (n->bwd[w])
+                DNNL_TRY(dnnl_primitive_execute(n->bwd[w], p->stream, n->bwd_nargs[w],
+                                                n->bwd_args[w]));
+        DNNL_TRY(dnnl_stream_wait(p->stream));
+        for (int s = 0; s < n->n_src; s++)
+            if (n->acc[s] && n->bwd[0])
+                BF_TRY(bf_plan_grad_copy(p, n, s, n->acc_tmp[s]));
+    }
+    for (int i = 0; i < p->n_tparams; i++) {
+        bf_train_param *t = &p->tparams[i];
+        if (t->g_reorder) {
+            dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, t->g_raw}, {DNNL_ARG_TO, t->g}};
+            DNNL_TRY(dnnl_primitive_execute(t->g_reorder, p->stream, 2, a));
+        }
+    }
+    DNNL_TRY(dnnl_stream_wait(p->stream));
+fail:
+    return st;
+}
+
+bf_sgd_params bf_sgd_default_params(void)
+{
+    bf_sgd_params s = {0.1f, 0.9f, 5e-4f, 0};
+    return s;
+}
+
+bf_status bf_plan_sgd_step(bf_plan *p, const bf_sgd_params *sgd)
+{
+    bf_status st = need_training(p);
+    if (st != BF_STATUS_OK)
+        return st;
+    if (!sgd || !isfinite(sgd->lr) || sgd->lr < 0 || !(sgd->momentum >= 0 && sgd->momentum < 1) ||
+        !(sgd->weight_decay >= 0))
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "SGD needs lr >= 0, momentum in [0, 1), "
+                                                    "weight_decay >= 0");
+    for (int i = 0; i < p->n_tparams; i++) {
+        bf_train_param *t = &p->tparams[i];
+        float *w = mem_handle(t->w), *g = mem_handle(t->g), *v = mem_handle(t->v);
+        float lr = sgd->lr, mom = sgd->momentum, wd = t->decay ? sgd->weight_decay : 0.0f;
+        int nesterov = sgd->nesterov;
+#pragma omp parallel for schedule(static)
+        for (size_t j = 0; j < t->n; j++) {
+            float gj = g[j] + wd * w[j];
+            v[j] = mom * v[j] + gj;
+            w[j] -= lr * (nesterov ? gj + mom * v[j] : v[j]);
+        }
+    }
+    p->steps++;
+    return BF_STATUS_OK;
+}
+
+bf_status bf_plan_train_step(bf_plan *p, const float *src, const int32_t *labels,
+                             const bf_sgd_params *sgd, float *loss, int *correct)
+{
+    bf_status st = need_training(p);
+    int n, k;
+    float *diff;
+    if (st != BF_STATUS_OK)
+        return st;
+    if (p->io[1].quantized || p->io[1].dims[2] != 1 || p->io[1].dims[3] != 1)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "train_step needs a plan ending in logits");
+    n = (int)p->io[1].dims[0];
+    k = (int)p->io[1].dims[1];
+    diff = p->scratch; /* free between forward and backward */
+    BF_TRY(bf_plan_forward(p, src, NULL, p->logits, NULL));
+    BF_TRY(bf_softmax_xent(p->logits, labels, n, k, loss, correct, diff));
+    BF_TRY(bf_plan_backward(p, diff));
+    if (sgd)
+        BF_TRY(bf_plan_sgd_step(p, sgd));
+fail:
+    return st;
+}
+
+bf_status bf_plan_sync(bf_plan *p)
+{
+    bf_status st = need_training(p);
+    if (st != BF_STATUS_OK)
+        return st;
+    for (int i = 0; i < p->n_tparams; i++) {
+        bf_train_param *t = &p->tparams[i];
+        bf_param_view v;
+        BF_TRY(bf_model_param(p->model, t->layer, t->slot, &v));
+        BF_TRY(bf_mem_to_host(p, t->w, t->plain, v.data));
+    }
+    bf_model_touch(p->model);
+    p->loaded_version = bf_model_version(p->model); /* the plan already holds these weights */
+fail:
+    return st;
+}
+
+bf_status bf_plan_param_grad(bf_plan *p, int layer, int slot, float *out)
+{
+    bf_status st = need_training(p);
+    if (st != BF_STATUS_OK)
+        return st;
+    for (int i = 0; i < p->n_tparams; i++)
+        if (p->tparams[i].layer == layer && p->tparams[i].slot == slot)
+            return bf_mem_to_host(p, p->tparams[i].g, p->tparams[i].plain, out);
+    return bf_error(BF_STATUS_INVALID_ARGUMENT, "layer %d parameter %d is not trained by this plan",
+                    layer, slot);
+}
+
+bf_status bf_plan_src_grad(bf_plan *p, float *out)
+{
+    bf_status st = need_training(p);
+    const_dnnl_memory_desc_t md;
+    if (st != BF_STATUS_OK)
+        return st;
+    if (!p->params.input_grad)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "the plan was made without input_grad");
+    dnnl_memory_get_memory_desc(p->values[p->src_value].diff, &md);
+    memcpy(out, mem_handle(p->values[p->src_value].diff), dnnl_memory_desc_get_size(md));
+    return BF_STATUS_OK;
+}

@@ -1,0 +1,325 @@
+/* butterfly._C.Plan: a thin wrapper of bf_plan (inference and training). */
+#include "python/common.h"
+
+#include "pythread.h"
+
+static PyTypeObject *plan_type;
+
+typedef struct PlanObject {
+    PyObject_HEAD
+    bf_plan *plan;
+    PyObject *model_obj; /* keeps the model alive */
+    PyThread_type_lock lock;
+} PlanObject;
+
+static PyObject *plan_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"model", "begin", "end", "batch", "training", "input_grad", NULL};
+    PyObject *mobj;
+    int begin, end, batch, training = 0, input_grad = 0;
+    bf_plan_params pp = bf_plan_default_params();
+    bf_model *m;
+    bf_plan *plan = NULL;
+    PlanObject *self;
+    bf_status st;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oiii|pp:Plan", kwlist, &mobj, &begin, &end,
+                                     &batch, &training, &input_grad))
+        return NULL;
+    if (!(m = bf_py_model_get(mobj)))
+        return NULL;
+    pp.part_begin = (bf_part)begin;
+    pp.part_end = (bf_part)end;
+    pp.batch = batch;
+    pp.training = training;
+    pp.input_grad = input_grad;
+    Py_BEGIN_ALLOW_THREADS
+    st = bf_plan_create(&plan, m, &pp);
+    Py_END_ALLOW_THREADS
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    self = (PlanObject *)type->tp_alloc(type, 0);
+    if (!self || !(self->lock = PyThread_allocate_lock())) {
+        bf_plan_destroy(plan);
+        Py_XDECREF(self);
+        return self ? PyErr_NoMemory() : NULL;
+    }
+    self->plan = plan;
+    Py_INCREF(mobj);
+    self->model_obj = mobj;
+    return (PyObject *)self;
+}
+
+static void plan_dealloc(PlanObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    bf_plan_destroy(self->plan);
+    if (self->lock)
+        PyThread_free_lock(self->lock);
+    Py_XDECREF(self->model_obj);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *io_dict(const bf_io_desc *d)
+{
+    return Py_BuildValue("{s:s,s:(LLLL),s:O}", "dtype", d->dtype == BF_U8 ? "uint8" : "float32",
+                         "shape", (long long)d->dims[0], (long long)d->dims[1],
+                         (long long)d->dims[2], (long long)d->dims[3], "quantized",
+                         d->quantized ? Py_True : Py_False);
+}
+
+static PyObject *plan_get_io(PlanObject *self, void *closure)
+{
+    bf_io_desc a, b;
+    (void)closure;
+    bf_plan_io(self->plan, 0, &a);
+    bf_plan_io(self->plan, 1, &b);
+    return Py_BuildValue("(NN)", io_dict(&a), io_dict(&b));
+}
+
+static PyObject *plan_forward(PlanObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"src", "ranges", NULL};
+    PyObject *xo, *ro = Py_None, *out = NULL, *orange = NULL;
+    PyArrayObject *x = NULL, *r = NULL;
+    bf_io_desc in, od;
+    npy_intp dims[4], rdims[2];
+    bf_status st;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:forward", kwlist, &xo, &ro))
+        return NULL;
+    bf_plan_io(self->plan, 0, &in);
+    bf_plan_io(self->plan, 1, &od);
+    for (int d = 0; d < 4; d++)
+        dims[d] = (npy_intp)in.dims[d];
+    rdims[0] = dims[0];
+    rdims[1] = 2;
+    x = bf_py_input_array(xo, in.dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32, 4, dims, "src");
+    if (!x)
+        return NULL;
+    if (in.quantized && !(r = bf_py_input_array(ro, NPY_FLOAT32, 2, rdims, "ranges")))
+        goto done;
+    for (int d = 0; d < 4; d++)
+        dims[d] = (npy_intp)od.dims[d];
+    out = PyArray_SimpleNew(4, dims, od.dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32);
+    if (out && od.quantized)
+        orange = PyArray_SimpleNew(2, rdims, NPY_FLOAT32);
+    if (!out || (od.quantized && !orange))
+        goto fail;
+    Py_BEGIN_ALLOW_THREADS
+    PyThread_acquire_lock(self->lock, WAIT_LOCK);
+    st = bf_plan_forward(self->plan, PyArray_DATA(x), r ? PyArray_DATA(r) : NULL,
+                         PyArray_DATA((PyArrayObject *)out),
+                         orange ? PyArray_DATA((PyArrayObject *)orange) : NULL);
+    PyThread_release_lock(self->lock);
+    Py_END_ALLOW_THREADS
+    if (st != BF_STATUS_OK) {
+        bf_py_raise(st);
+        goto fail;
+    }
+    if (orange) {
+        PyObject *t = PyTuple_Pack(2, out, orange);
+        Py_DECREF(out);
+        Py_DECREF(orange);
+        out = t;
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+    Py_CLEAR(orange);
+done:
+    Py_XDECREF(x);
+    Py_XDECREF(r);
+    return out;
+}
+
+/* ---- training ------------------------------------------------------------------------ */
+
+/* Runs `call` on the plan without the GIL, holding the plan's lock. */
+#define PLAN_CALL(self, st, call)                                                          \
+    do {                                                                                   \
+        Py_BEGIN_ALLOW_THREADS                                                             \
+        PyThread_acquire_lock((self)->lock, WAIT_LOCK);                                    \
+        st = (call);                                                                       \
+        PyThread_release_lock((self)->lock);                                               \
+        Py_END_ALLOW_THREADS                                                               \
+    } while (0)
+
+static int parse_sgd(PyObject *args, PyObject *kw, const char *fmt, char **kwlist,
+                     PyObject **x, PyObject **labels, bf_sgd_params *sgd)
+{
+    *sgd = bf_sgd_default_params();
+    if (x)
+        return PyArg_ParseTupleAndKeywords(args, kw, fmt, kwlist, x, labels, &sgd->lr,
+                                           &sgd->momentum, &sgd->weight_decay, &sgd->nesterov)
+                   ? 0
+                   : -1;
+    return PyArg_ParseTupleAndKeywords(args, kw, fmt, kwlist, &sgd->lr, &sgd->momentum,
+                                       &sgd->weight_decay, &sgd->nesterov)
+               ? 0
+               : -1;
+}
+
+static PyObject *plan_train_step(PlanObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"src", "labels", "lr", "momentum", "weight_decay", "nesterov",
+                             "update", NULL};
+    PyObject *xo, *lo;
+    PyArrayObject *x = NULL, *l = NULL;
+    bf_sgd_params sgd = bf_sgd_default_params();
+    bf_io_desc in;
+    npy_intp dims[4];
+    int update = 1, correct = 0;
+    float loss = 0;
+    bf_status st;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|fffpp:train_step", kwlist, &xo, &lo, &sgd.lr,
+                                     &sgd.momentum, &sgd.weight_decay, &sgd.nesterov, &update))
+        return NULL;
+    bf_plan_io(self->plan, 0, &in);
+    for (int d = 0; d < 4; d++)
+        dims[d] = (npy_intp)in.dims[d];
+    if (!(x = bf_py_input_array(xo, NPY_FLOAT32, 4, dims, "src")) ||
+        !(l = bf_py_input_array(lo, NPY_INT32, 1, dims, "labels"))) {
+        Py_XDECREF(x);
+        return NULL;
+    }
+    PLAN_CALL(self, st, bf_plan_train_step(self->plan, PyArray_DATA(x), PyArray_DATA(l),
+                                           update ? &sgd : NULL, &loss, &correct));
+    Py_DECREF(x);
+    Py_DECREF(l);
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    return Py_BuildValue("(di)", (double)loss, correct);
+}
+
+static PyObject *plan_backward(PlanObject *self, PyObject *arg)
+{
+    bf_io_desc od;
+    npy_intp dims[4];
+    PyArrayObject *g;
+    bf_status st;
+    bf_plan_io(self->plan, 1, &od);
+    for (int d = 0; d < 4; d++)
+        dims[d] = (npy_intp)od.dims[d];
+    if (!(g = bf_py_input_array(arg, NPY_FLOAT32, 4, dims, "diff_dst")))
+        return NULL;
+    PLAN_CALL(self, st, bf_plan_backward(self->plan, PyArray_DATA(g)));
+    Py_DECREF(g);
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *plan_sgd_step(PlanObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"lr", "momentum", "weight_decay", "nesterov", NULL};
+    bf_sgd_params sgd;
+    bf_status st;
+    if (parse_sgd(args, kw, "|fffp:sgd_step", kwlist, NULL, NULL, &sgd) < 0)
+        return NULL;
+    PLAN_CALL(self, st, bf_plan_sgd_step(self->plan, &sgd));
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *plan_sync(PlanObject *self, PyObject *unused)
+{
+    bf_status st;
+    (void)unused;
+    PLAN_CALL(self, st, bf_plan_sync(self->plan));
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *plan_param_grad(PlanObject *self, PyObject *args)
+{
+    int layer, slot;
+    bf_param_view v;
+    npy_intp dims[4];
+    PyObject *out;
+    bf_status st;
+    bf_model *m = bf_py_model_get(self->model_obj);
+    if (!m || !PyArg_ParseTuple(args, "ii:param_grad", &layer, &slot))
+        return NULL;
+    if (bf_py_check(bf_model_param(m, layer, slot, &v)) < 0)
+        return NULL;
+    for (int d = 0; d < v.ndims; d++)
+        dims[d] = (npy_intp)v.dims[d];
+    if (!(out = PyArray_SimpleNew(v.ndims, dims, NPY_FLOAT32)))
+        return NULL;
+    PLAN_CALL(self, st, bf_plan_param_grad(self->plan, layer, slot,
+                                           PyArray_DATA((PyArrayObject *)out)));
+    if (st != BF_STATUS_OK) {
+        Py_DECREF(out);
+        return bf_py_raise(st);
+    }
+    return out;
+}
+
+static PyObject *plan_src_grad(PlanObject *self, PyObject *unused)
+{
+    bf_io_desc in;
+    npy_intp dims[4];
+    PyObject *out;
+    bf_status st;
+    (void)unused;
+    bf_plan_io(self->plan, 0, &in);
+    for (int d = 0; d < 4; d++)
+        dims[d] = (npy_intp)in.dims[d];
+    if (in.dtype != BF_F32)
+        return PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+                            "a quantized source has no gradient");
+    if (!(out = PyArray_SimpleNew(4, dims, NPY_FLOAT32)))
+        return NULL;
+    PLAN_CALL(self, st, bf_plan_src_grad(self->plan, PyArray_DATA((PyArrayObject *)out)));
+    if (st != BF_STATUS_OK) {
+        Py_DECREF(out);
+        return bf_py_raise(st);
+    }
+    return out;
+}
+
+static PyMethodDef plan_methods[] = {
+    {"forward", (PyCFunction)(void (*)(void))plan_forward, METH_VARARGS | METH_KEYWORDS,
+     "forward(src, ranges=None): run the plan; a quantized destination comes back as "
+     "(uint8 payload, float32 ranges (N, 2))."},
+    {"train_step", (PyCFunction)(void (*)(void))plan_train_step, METH_VARARGS | METH_KEYWORDS,
+     "train_step(src, labels int32, lr, momentum, weight_decay, nesterov, update=True): "
+     "forward + softmax cross-entropy + backward (+ SGD); returns (loss, correct)."},
+    {"backward", (PyCFunction)plan_backward, METH_O,
+     "backward(diff_dst): gradients of the last forward from d(loss)/d(destination)."},
+    {"sgd_step", (PyCFunction)(void (*)(void))plan_sgd_step, METH_VARARGS | METH_KEYWORDS,
+     "sgd_step(lr, momentum, weight_decay, nesterov): one update from the gradients."},
+    {"sync", (PyCFunction)plan_sync, METH_NOARGS, "Write the trained weights into the model."},
+    {"param_grad", (PyCFunction)plan_param_grad, METH_VARARGS,
+     "param_grad(layer, slot): the gradient of a parameter in the model's layout."},
+    {"src_grad", (PyCFunction)plan_src_grad, METH_NOARGS, "The gradient of the source."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef plan_getset[] = {
+    {"io", (getter)plan_get_io, NULL, "(source, destination) descriptions", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot plan_slots[] = {
+    {Py_tp_new, plan_new},
+    {Py_tp_dealloc, plan_dealloc},
+    {Py_tp_methods, plan_methods},
+    {Py_tp_getset, plan_getset},
+    {Py_tp_doc, "Plan(model, begin, end, batch, training=False): parts begin..end of a model "
+                "compiled for one batch size."},
+    {0, NULL},
+};
+
+static PyType_Spec plan_spec = {"butterfly._C.Plan", sizeof(PlanObject), 0,
+                                Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE, plan_slots};
+
+int bf_py_plan_init(PyObject *m)
+{
+    plan_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &plan_spec, NULL);
+    if (!plan_type || PyModule_AddType(m, plan_type) < 0)
+        return -1;
+    return 0;
+}
