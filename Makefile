@@ -14,7 +14,7 @@ APT_PKGS := libzmq3-dev libmsgpack-dev libzstd-dev ocl-icd-opencl-dev opencl-hea
 DNNL_LIB = $(shell $(VPY) -c 'import sys; print(sys.prefix)')/lib
 CFLAGS_C := -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers -fopenmp -g
 
-.PHONY: all install apt venv build test test-py test-c test-c-asan demo bench clean check-install
+.PHONY: all install apt venv build test test-py test-c test-c-asan fuzz demo bench clean check-install
 
 all: build
 
@@ -41,11 +41,11 @@ build: venv
 	$(VPY) setup.py -q build_ext --inplace
 
 # C-level tests of the public header, plain and under ASan + UBSan.
-C_DIRS := core ops
+C_DIRS := core ops wire serve
 C_SRCS = $(foreach d,$(C_DIRS),$(wildcard csrc/$(d)/*.c))
 C_INC = -Icsrc/include -Icsrc -Icsrc/cl/generated -I$(VENV)/include
 C_LIBS = -L$(DNNL_LIB) -Wl,-rpath,$(DNNL_LIB) -ldnnl -lzmq -lmsgpackc -lzstd -ldl -lm -lpthread
-C_TESTS := test_core
+C_TESTS := test_core test_wire test_serve
 
 tests/c/build/%: tests/c/%.c $(C_SRCS) csrc/include/butterfly.h | venv
 	@mkdir -p tests/c/build
@@ -67,7 +67,12 @@ test-c-asan: $(addprefix tests/c/build/asan_,$(C_TESTS))
 test-py: build
 	$(VPY) -m pytest -q tests
 
-test: apt build test-c test-c-asan test-py
+# The wire decoder under libFuzzer (ASan + UBSan) for a bounded time, from the seed corpus.
+FUZZ_SECONDS ?= 60
+fuzz: apt
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+test: apt build test-c test-c-asan fuzz test-py
 
 check-install: apt
 	d=$$(mktemp -d); $(PYTHON) -m venv $$d/v && $$d/v/bin/pip install -q . && \

@@ -49,7 +49,7 @@ def _dnnl_dirs():
 
 
 # Each folder under csrc/ that makes up the extension (a folder joins when its tests pass).
-SOURCE_DIRS = ["core", "ops", "python"]
+SOURCE_DIRS = ["core", "ops", "wire", "serve", "python"]
 
 
 def _sources():

@@ -258,6 +258,7 @@ typedef struct bf_plan_params {
     bf_part part_end;   /* last part executed (inclusive) */
     int batch;          /* images per call, >= 1 */
     int training;       /* 0: inference (BN folded, fused post-ops); 1: keeps what backward needs */
+    int input_grad;     /* training: also compute the gradient of the source (bf_plan_src_grad) */
 } bf_plan_params;
 
 typedef enum bf_dtype { BF_F32 = 0, BF_U8 = 1 } bf_dtype;
@@ -303,7 +304,17 @@ BF_API bf_status bf_plan_forward(bf_plan *plan, const void *src, const float *sr
  *   bf_pool_stop(pool); bf_pool_destroy(pool);
  *
  * Every blocking call here is plain C (no Python) and may run without the GIL.  A pool may
- * be stopped from any thread; a client or a standalone worker is used by one thread.
+ * be stopped from any thread (once); a client or a standalone worker is used by one thread.
+ * The pool's threads block all signals, so signals reach the caller's thread; a blocking
+ * client or worker call that a signal interrupts returns BF_STATUS_INTERRUPTED.
+ *
+ * A request names the model (bf_model_hash) and the SPLIT: the index in the model's layer
+ * list of the first layer of its restore part (bf_model_part_range(m, BF_PART_RESTORE, ..)).
+ * The pool answers every request exactly once: top-k, or an error the client returns as a
+ * status -- BF_STATUS_PROTOCOL (malformed), _REFUSED (other model, split or shape; over a
+ * size limit), _BUSY (queue full, shutting down), _TIMEOUT (no answer after the retries, or
+ * waited past queue_timeout_ms).  Heartbeats: heartbeat_interval_ms * heartbeat_liveness
+ * must exceed the longest batch compute, or a busy worker is taken for dead.
  */
 
 #define BF_PROTOCOL_VERSION 1
@@ -349,10 +360,11 @@ typedef enum bf_compute_kind {
 
 typedef struct bf_compute_params {
     bf_compute_kind kind;
-    int max_batch;            /* largest batch run() will get (>= 1) */
+    int max_batch;            /* largest batch run() will get (>= 1; a pool or bf_worker_run
+                                 raises it to the worker's max_batch) */
     /* PLAN */
     const char *model_path;   /* model file; plans for restore..tail built per batch size */
-    int n_threads;            /* oneDNN threads for this backend (0: leave as is) */
+    int n_threads;            /* oneDNN threads its plans are built for (0: the caller's) */
     /* ECHO */
     int dims[3];              /* accepted payload shape (C, H, W) */
     int num_classes;
@@ -409,16 +421,19 @@ typedef struct bf_pool_params {
     const char *backend;          /* worker processes connect here; NULL: threads only */
     int n_workers;                /* worker threads in this process */
     int queue_max;                /* requests waiting for a worker; more get a "busy" reply */
-    int max_message;              /* largest request body, bytes; larger gets an error */
+    int max_message;              /* largest request body, bytes; larger gets an error
+                                     (past 2x, libzmq drops the connection instead) */
     int heartbeat_interval_ms;    /* to and from workers */
     int heartbeat_liveness;       /* silent intervals before a worker is purged */
-    int queue_timeout_ms;         /* waited longer: a "timeout" reply (0: wait forever) */
+    int queue_timeout_ms;         /* waited longer: a "timeout" reply (0: wait forever;
+                                     default 10 s, past the default client's patience) */
     int drain_timeout_ms;         /* bf_pool_stop waits this long for requests in flight */
     int n_threads;                /* cores shared by the worker threads (0: all online) */
     const char *curve_key_file;   /* server key pair (bf_curve_keygen); NULL: no CURVE */
     const char *curve_allow_file; /* client public keys allowed; NULL: any CURVE client */
-    bf_worker_params worker;      /* batching + compute of the worker threads (connect and
-                                     heartbeats come from the pool) */
+    bf_worker_params worker;      /* batching + compute of the worker threads, one compute
+                                     each (connect, heartbeats, n_threads come from the
+                                     pool: each thread gets max(1, cores / n_workers)) */
 } bf_pool_params;
 
 #define BF_STATS_BUCKETS 32     /* latency bucket b >= 1 holds [2^(b-1), 2^b) us; 0: < 1 us */
@@ -487,8 +502,8 @@ BF_API bf_status bf_client_classify(bf_client *client, const uint8_t *payload,
 BF_API void bf_client_destroy(bf_client *client);
 
 /* CURVE keys.  A key file is text: "public = <40 Z85 chars>" and, for a key pair,
- * "secret = <40 Z85 chars>" lines; '#' starts a comment.  An allow file lists public keys,
- * one "public = ..." (or a bare key) per line. */
+ * "secret = <40 Z85 chars>" lines; a line starting with '#' is a comment.  An allow file
+ * lists client public keys, one "public = ..." (or a bare key) per line. */
 /* Writes a new pair to `path` (mode 0600) and its public half to `path`.pub. */
 BF_API bf_status bf_curve_keygen(const char *path, char public_key[BF_CURVE_KEY_LEN + 1]);
 /* Reads a key file; secret_key may be NULL, and is "" when the file has none. */
@@ -504,8 +519,9 @@ BF_API bf_status bf_curve_key_read(const char *path, char public_key[BF_CURVE_KE
  * NCHW float32 source, same destination (float32, or for a plan ending with the reduce part
  * the uint8 payload + per-sample (min, max), with the quantizer formula above computed
  * bit-exactly in float32).  Batch-norm is folded into the preceding convolution, and
- * ReLU / ReLU6 and residual adds run in the convolution's epilogue.  Cloud-side layers
- * (linear, softmax, deconv, dequantize) and training plans give BF_STATUS_UNSUPPORTED.
+ * ReLU / ReLU6 and residual adds run in the convolution's epilogue.  Linear and softmax
+ * run too (a plain network's whole forward: the mobile-only baseline); the restore part's
+ * layers (dequantize, deconv) and training plans give BF_STATUS_UNSUPPORTED.
  *
  * libOpenCL.so.1 is loaded on first use (override with the BF_OPENCL_LIBRARY environment
  * variable); without it these calls fail with BF_STATUS_OPENCL and nothing else changes.
@@ -566,6 +582,45 @@ typedef struct bf_cl_op_time {
  * the first forward every ms is 0. */
 BF_API bf_status bf_cl_plan_profile(const bf_cl_plan *plan, bf_cl_op_time *out, int max,
                                     int *n);
+
+/* ------------------------------------------------------------------------------------ */
+/* Training                                                                             */
+/* ------------------------------------------------------------------------------------ */
+/*
+ * A plan created with training = 1 keeps every activation, uses batch statistics in its
+ * batch-norms (updating the model's running statistics on each forward; a layer marked
+ * frozen keeps its running statistics and its weights), and runs the 8-bit quantizer in the
+ * forward pass with an identity gradient (straight-through).  Its weights live in the plan
+ * while it trains: bf_plan_sync writes them back into the model.
+ */
+typedef struct bf_sgd_params {
+    float lr;
+    float momentum;     /* 0 = plain SGD */
+    float weight_decay; /* applied to conv / linear weights, not to biases or BN */
+    int nesterov;
+} bf_sgd_params;
+
+BF_API bf_sgd_params bf_sgd_default_params(void);
+/* Mean softmax cross-entropy of n x k logits against labels in [0, k); optional outputs:
+ * the loss, the count of correct argmax predictions, d(loss)/d(logits) (n x k). */
+BF_API bf_status bf_softmax_xent(const float *logits, const int32_t *labels, int n, int k,
+                                 float *loss, int *correct, float *diff);
+/* Backward of the plan's last forward, from the gradient of the loss with respect to the
+ * plan's destination.  Overwrites the gradients of all trained parameters and the source. */
+BF_API bf_status bf_plan_backward(bf_plan *plan, const float *diff_dst);
+/* One SGD update of every trained parameter from its gradient (PyTorch's formula:
+ * g += wd * w; v = momentum * v + g; w -= lr * (nesterov ? g + momentum * v : v)). */
+BF_API bf_status bf_plan_sgd_step(bf_plan *plan, const bf_sgd_params *params);
+/* forward + softmax cross-entropy against labels + backward + (if sgd) an SGD step. */
+BF_API bf_status bf_plan_train_step(bf_plan *plan, const float *src, const int32_t *labels,
+                                    const bf_sgd_params *sgd, float *loss, int *correct);
+/* Writes the plan's weights back into the model (bumping its version). */
+BF_API bf_status bf_plan_sync(bf_plan *plan);
+/* The gradient of one parameter (plain layout, as bf_model_param) / of the source. */
+BF_API bf_status bf_plan_param_grad(bf_plan *plan, int layer, int slot, float *out);
+BF_API bf_status bf_plan_src_grad(bf_plan *plan, float *out);
+/* Marks a layer frozen (or not) for plans created afterwards. */
+BF_API bf_status bf_model_set_frozen(bf_model *model, int layer, int frozen);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,215 @@
+/* CURVE keys in files, and the ZAP handler that admits client keys from an allow list.
+ * File format (docs/PROTOCOL.md section 5): text lines "public = <Z85>" and
+ * "secret = <Z85>"; '#' starts a comment; an allow file may also hold bare keys. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "serve/serve.h"
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+static int valid_z85_key(const char *s)
+{
+    uint8_t bin[32];
+    return strlen(s) == BF_CURVE_KEY_LEN && zmq_z85_decode(bin, s) != NULL;
+}
+
+/* Reads "public = KEY", "secret = KEY" or a bare KEY (name "").  Z85 uses '#' and '=',
+ * so a comment is a line that starts with '#', and the name ends at the first '='.
+ * Returns 0 on a usable line, -1 on a blank or comment line. */
+static int parse_line(char *line, const char **name, char **value)
+{
+    line = trim(line);
+    if (*line == '\0' || *line == '#')
+        return -1;
+    *name = "";
+    *value = line;
+    if (strlen(line) == BF_CURVE_KEY_LEN)
+        return 0;
+    static const char *const names[2] = {"public", "secret"};
+    for (int i = 0; i < 2; i++) {
+        size_t n = strlen(names[i]);
+        if (strncmp(line, names[i], n) != 0)
+            continue;
+        char *p = line + n;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p != '=')
+            continue;
+        *name = names[i];
+        *value = trim(p + 1);
+        return 0;
+    }
+    *name = "?";
+    return 0;
+}
+
+bf_status bf_curve_key_read(const char *path, char public_key[BF_CURVE_KEY_LEN + 1],
+                            char secret_key[BF_CURVE_KEY_LEN + 1])
+{
+    char line[512];
+    int lineno = 0;
+    if (path == NULL || public_key == NULL)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_curve_key_read: NULL argument");
+    public_key[0] = '\0';
+    if (secret_key)
+        secret_key[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return bf_error(BF_STATUS_IO, "%s: %s", path, strerror(errno));
+    while (fgets(line, sizeof line, f)) {
+        const char *name;
+        char *value;
+        lineno++;
+        if (parse_line(line, &name, &value) < 0)
+            continue;
+        char *dst = strcmp(name, "public") == 0 ? public_key
+                    : strcmp(name, "secret") == 0 ? secret_key : NULL;
+        if (strcmp(name, "secret") == 0 && secret_key == NULL)
+            continue;
+        if (dst == NULL || !valid_z85_key(value)) {
+            fclose(f);
+            return bf_error(BF_STATUS_INVALID_ARGUMENT, "%s:%d: expected \"public = <40 Z85 "
+                            "chars>\" or \"secret = <40 Z85 chars>\"", path, lineno);
+        }
+        memcpy(dst, value, BF_CURVE_KEY_LEN + 1);
+    }
+    fclose(f);
+    if (public_key[0] == '\0')
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "%s: no public key", path);
+    return BF_STATUS_OK;
+}
+
+static bf_status write_key_file(const char *path, const char *pub, const char *sec)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, sec ? 0600 : 0644);
+    if (fd < 0)
+        return bf_error(BF_STATUS_IO, "%s: %s", path, strerror(errno));
+    FILE *f = fdopen(fd, "w");
+    if (f == NULL) {
+        close(fd);
+        return bf_error(BF_STATUS_IO, "%s: %s", path, strerror(errno));
+    }
+    fprintf(f, "# butterfly CURVE key v1%s\npublic = %s\n",
+            sec ? " (keep this file private)" : "", pub);
+    if (sec)
+        fprintf(f, "secret = %s\n", sec);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad)
+        return bf_error(BF_STATUS_IO, "%s: write failed", path);
+    return BF_STATUS_OK;
+}
+
+bf_status bf_curve_keygen(const char *path, char public_key[BF_CURVE_KEY_LEN + 1])
+{
+    char pub[BF_CURVE_KEY_LEN + 1], sec[BF_CURVE_KEY_LEN + 1], pubpath[4096];
+    if (path == NULL)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_curve_keygen: NULL path");
+    if (zmq_curve_keypair(pub, sec) != 0)
+        return bf_error(BF_STATUS_UNSUPPORTED, "libzmq without CURVE: %s",
+                        zmq_strerror(zmq_errno()));
+    if ((size_t)snprintf(pubpath, sizeof pubpath, "%s.pub", path) >= sizeof pubpath)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "key path too long");
+    bf_status st = write_key_file(path, pub, sec);
+    if (st == BF_STATUS_OK)
+        st = write_key_file(pubpath, pub, NULL);
+    if (st == BF_STATUS_OK && public_key)
+        memcpy(public_key, pub, sizeof pub);
+    return st;
+}
+
+bf_status bf_curve_allow_load(bf_curve_allow *allow, const char *path)
+{
+    char line[512];
+    int cap = 0;
+    allow->n = 0;
+    allow->keys = NULL;
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return bf_error(BF_STATUS_IO, "%s: %s", path, strerror(errno));
+    while (fgets(line, sizeof line, f)) {
+        const char *name;
+        char *value;
+        if (parse_line(line, &name, &value) < 0 || strcmp(name, "secret") == 0)
+            continue;
+        if (!valid_z85_key(value) || (name[0] && strcmp(name, "public") != 0)) {
+            fclose(f);
+            bf_curve_allow_free(allow);
+            return bf_error(BF_STATUS_INVALID_ARGUMENT, "%s: bad key line", path);
+        }
+        if (allow->n == cap) {
+            cap = cap ? 2 * cap : 16;
+            void *nk = realloc(allow->keys, (size_t)cap * 32);
+            if (nk == NULL) {
+                fclose(f);
+                bf_curve_allow_free(allow);
+                return bf_error(BF_STATUS_OUT_OF_MEMORY, "allow list");
+            }
+            allow->keys = nk;
+        }
+        zmq_z85_decode(allow->keys[allow->n++], value);
+    }
+    fclose(f);
+    if (allow->n == 0)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "%s: no keys (an empty allow list "
+                        "would refuse everyone)", path);
+    return BF_STATUS_OK;
+}
+
+void bf_curve_allow_free(bf_curve_allow *allow)
+{
+    free(allow->keys);
+    allow->keys = NULL;
+    allow->n = 0;
+}
+
+static int allowed(const bf_curve_allow *allow, zmq_msg_t *parts, int n)
+{
+    size_t mlen = zmq_msg_size(&parts[5]);
+    const char *mech = zmq_msg_data(&parts[5]);
+    if (mlen == 4 && memcmp(mech, "NULL", 4) == 0)
+        return 1; /* the backend's workers; the CURVE frontend never asks with NULL */
+    if (mlen != 5 || memcmp(mech, "CURVE", 5) != 0 || n < 7 || zmq_msg_size(&parts[6]) != 32)
+        return 0;
+    if (allow->n == 0)
+        return 1; /* knowing the server key is enough */
+    for (int i = 0; i < allow->n; i++)
+        if (memcmp(allow->keys[i], zmq_msg_data(&parts[6]), 32) == 0)
+            return 1;
+    return 0;
+}
+
+void bf_zap_handle(void *zap, const bf_curve_allow *allow)
+{
+    zmq_msg_t parts[8];
+    for (int i = 0; i < 8; i++)
+        zmq_msg_init(&parts[i]);
+    int n = bf_zmq_recv_parts(zap, parts, 8, ZMQ_DONTWAIT);
+    if (n >= 6 && n <= 8) {
+        int ok = allowed(allow, parts, n);
+        const void *out[6] = {"1.0", zmq_msg_data(&parts[1]), ok ? "200" : "400",
+                              ok ? "OK" : "client key not allowed", "", ""};
+        size_t lens[6] = {3, zmq_msg_size(&parts[1]), 3, strlen(out[3]), 0, 0};
+        bf_zmq_send_parts(zap, out, lens, 6, 0);
+    } else if (n > 0) {
+        /* REP must answer before it can read again */
+        const void *out[6] = {"1.0", "", "500", "malformed ZAP request", "", ""};
+        size_t lens[6] = {3, 0, 3, 21, 0, 0};
+        bf_zmq_send_parts(zap, out, lens, 6, 0);
+    }
+    for (int i = 0; i < 8; i++)
+        zmq_msg_close(&parts[i]);
+}

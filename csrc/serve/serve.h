@@ -1,0 +1,64 @@
+/* Internals shared by the pool, the worker and the client (private). */
+#ifndef BF_SERVE_H
+#define BF_SERVE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#include "butterfly.h"
+#include "serve/protocol.h"
+#include "wire/wire.h"
+
+/* Monotonic clock, microseconds. */
+uint64_t bf_now_us(void);
+
+/* zmq failure as a status: EINTR -> INTERRUPTED, ETERM -> NETWORK, else NETWORK + text. */
+bf_status bf_zmq_error(const char *what);
+
+/* Sends the frames of parts[] (n of them) as one message; flags adds e.g. ZMQ_DONTWAIT. */
+int bf_zmq_send_parts(void *sock, const void *const *parts, const size_t *lens, int n,
+                      int flags);
+/* Receives a whole message into at most max parts (zmq_msg_init'ed by the caller, closed
+ * and re-inited here); extra parts are read and dropped.  Returns the number of parts
+ * (> max means it had extra ones) or -1 with errno. */
+int bf_zmq_recv_parts(void *sock, zmq_msg_t *parts, int max, int flags);
+
+/* Encodes an error reply body into sb. */
+bf_status bf_reply_error_encode(msgpack_sbuffer *sb, int has_id, uint64_t id, bf_status status,
+                                const char *message);
+
+/* Softmax of logits[0..n) (skipped when probs_already) and its k best classes. */
+bf_status bf_topk(const float *logits, int n, int probs_already, int k, int *classes,
+                  float *probs);
+
+/* Thread worker controls, set by the pool. */
+typedef struct bf_worker_ctl {
+    atomic_int leaving; /* the pool is stopping: a DISCONNECT means leave, not reconnect */
+    atomic_int stop;    /* leave now (the broker is gone) */
+    atomic_int kill;    /* vanish now without a word (fault injection) */
+} bf_worker_ctl;
+
+/* The worker loop shared by pool threads (ctl != NULL) and bf_worker_run (ctl == NULL).
+ * Uses zctx for its sockets and compute for the work; owns neither. */
+bf_status bf_worker_loop(void *zctx, const bf_worker_params *params, bf_compute *compute,
+                         bf_worker_ctl *ctl);
+
+bf_status bf_worker_params_check(const bf_worker_params *p);
+/* The engine backend (compute_plan.c). */
+bf_status bf_compute_plan_create(bf_compute *out, const bf_compute_params *params);
+
+/* CURVE: reads a key file's keys (see butterfly.h); the ZAP handler's allow list. */
+typedef struct bf_curve_allow {
+    int n;
+    uint8_t (*keys)[32];
+} bf_curve_allow;
+bf_status bf_curve_allow_load(bf_curve_allow *allow, const char *path);
+void bf_curve_allow_free(bf_curve_allow *allow);
+/* Answers one ZAP request waiting on the REP socket zap. */
+void bf_zap_handle(void *zap, const bf_curve_allow *allow);
+
+/* Latency histogram bucket of us. */
+int bf_stats_bucket(uint64_t us);
+
+#endif /* BF_SERVE_H */

@@ -1,0 +1,126 @@
+/* Small helpers of the serving code: clock, multipart send/receive, error replies, top-k,
+ * latency buckets. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve/serve.h"
+
+uint64_t bf_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+bf_status bf_zmq_error(const char *what)
+{
+    int e = zmq_errno();
+    if (e == EINTR)
+        return bf_error(BF_STATUS_INTERRUPTED, "%s: interrupted by a signal", what);
+    if (e == EAGAIN)
+        return bf_error(BF_STATUS_TIMEOUT, "%s: timed out", what);
+    return bf_error(BF_STATUS_NETWORK, "%s: %s", what, zmq_strerror(e));
+}
+
+int bf_zmq_send_parts(void *sock, const void *const *parts, const size_t *lens, int n,
+                      int flags)
+{
+    for (int i = 0; i < n; i++)
+        if (zmq_send(sock, parts[i], lens[i], flags | (i + 1 < n ? ZMQ_SNDMORE : 0)) < 0)
+            return -1;
+    return 0;
+}
+
+int bf_zmq_recv_parts(void *sock, zmq_msg_t *parts, int max, int flags)
+{
+    int n = 0, more = 1;
+    while (more) {
+        zmq_msg_t scratch, *m = n < max ? &parts[n] : &scratch;
+        if (n >= max)
+            zmq_msg_init(&scratch);
+        else
+            zmq_msg_close(m), zmq_msg_init(m);
+        /* later parts of a message are already here: never wait for them */
+        if (zmq_msg_recv(m, sock, n == 0 ? flags : 0) < 0) {
+            if (n >= max)
+                zmq_msg_close(&scratch);
+            return -1;
+        }
+        more = zmq_msg_more(m);
+        if (n >= max)
+            zmq_msg_close(&scratch);
+        n++;
+    }
+    return n;
+}
+
+bf_status bf_reply_error_encode(msgpack_sbuffer *sb, int has_id, uint64_t id, bf_status status,
+                                const char *message)
+{
+    bf_wire_reply r = {0};
+    r.has_id = has_id;
+    r.id = id;
+    r.status = status == BF_STATUS_OK ? BF_STATUS_BACKEND : status;
+    snprintf(r.error, sizeof r.error, "%s", message ? message : "");
+    return bf_wire_reply_encode(&r, sb);
+}
+
+bf_status bf_topk(const float *logits, int n, int probs_already, int k, int *classes,
+                  float *probs)
+{
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(logits[i]))
+            return bf_error(BF_STATUS_NUMERIC, "logit %d is not finite", i);
+        mx = logits[i] > mx ? logits[i] : mx;
+    }
+    double sum = 0.0;
+    if (!probs_already)
+        for (int i = 0; i < n; i++)
+            sum += exp((double)(logits[i] - mx));
+    if (k > n)
+        k = n;
+    /* selection of the k largest: k <= BF_TOPK_MAX, so O(n k) is fine */
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int i = 0; i < n; i++) {
+            int taken = 0;
+            for (int t = 0; t < j && !taken; t++)
+                taken = classes[t] == i;
+            if (!taken && (best < 0 || logits[i] > logits[best]))
+                best = i;
+        }
+        classes[j] = best;
+        probs[j] = probs_already ? logits[best] : (float)(exp((double)(logits[best] - mx)) / sum);
+    }
+    return BF_STATUS_OK;
+}
+
+int bf_stats_bucket(uint64_t us)
+{
+    int b = 0;
+    while (us > 0 && b < BF_STATS_BUCKETS - 1)
+        us >>= 1, b++;
+    return b;
+}
+
+double bf_stats_quantile(const uint64_t hist[BF_STATS_BUCKETS], double q)
+{
+    uint64_t total = 0, seen = 0;
+    for (int b = 0; b < BF_STATS_BUCKETS; b++)
+        total += hist[b];
+    if (total == 0)
+        return 0.0;
+    q = q < 0 ? 0 : q > 1 ? 1 : q;
+    uint64_t rank = (uint64_t)ceil(q * (double)total);
+    rank = rank ? rank : 1;
+    for (int b = 0; b < BF_STATS_BUCKETS; b++) {
+        seen += hist[b];
+        if (seen >= rank)
+            return b == 0 ? 1.0 : ldexp(1.0, b); /* bucket b holds [2^(b-1), 2^b) */
+    }
+    return ldexp(1.0, BF_STATS_BUCKETS - 1);
+}

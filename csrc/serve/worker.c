@@ -1,0 +1,364 @@
+/* The worker: Paranoid Pirate on the worker side (heartbeats, reconnect with back-off) plus
+ * dynamic batching.  One loop serves both pool threads and standalone worker processes.
+ *
+ * Flow control is by credit: READY tells the broker how many requests this worker may hold
+ * at once (its batch capacity); each reply gives one credit back.  So the broker can hand a
+ * worker a whole batch, and the worker runs what arrived within batch_timeout_us. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "serve/serve.h"
+
+typedef struct slot {
+    uint64_t tag;           /* the broker's handle */
+    uint32_t broker_us;     /* time it waited in the broker */
+    uint64_t arrived_us;
+    uint64_t id;
+    int k, want_logits;
+} slot;
+
+typedef struct worker {
+    void *zctx, *sock;
+    const bf_worker_params *p;
+    bf_compute *c;
+    bf_worker_ctl *ctl;
+    int cap;                /* batch capacity */
+    size_t elems;           /* C*H*W */
+    uint8_t *buf;           /* cap payloads, contiguous */
+    float *logits;          /* cap * num_classes */
+    bf_feature *feats;
+    slot *slots;
+    int n;                  /* requests collected */
+    uint64_t batch_deadline_us, broker_expiry_us, next_heartbeat_us;
+    int reconnect_ms;
+    msgpack_sbuffer sb;
+} worker;
+
+enum { KEEP_ON = 0, RECONNECT = 1, LEAVE = 2 };
+
+static uint64_t liveness_us(const worker *w)
+{
+    return (uint64_t)w->p->heartbeat_interval_ms * 1000u * (uint64_t)w->p->heartbeat_liveness;
+}
+
+static int send_command(worker *w, uint8_t cmd)
+{
+    const void *parts[2] = {BF_WORKER_HEADER, &cmd};
+    size_t lens[2] = {strlen(BF_WORKER_HEADER), 1};
+    return bf_zmq_send_parts(w->sock, parts, lens, 2, ZMQ_DONTWAIT);
+}
+
+static bf_status worker_connect(worker *w)
+{
+    int zero = 0;
+    w->sock = zmq_socket(w->zctx, ZMQ_DEALER);
+    if (w->sock == NULL)
+        return bf_zmq_error("worker socket");
+    zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_connect(w->sock, w->p->connect) != 0)
+        return bf_zmq_error(w->p->connect);
+    uint8_t cmd = BF_CMD_READY, cap[4];
+    bf_put_le(cap, (uint64_t)w->cap, 4);
+    const void *parts[3] = {BF_WORKER_HEADER, &cmd, cap};
+    size_t lens[3] = {strlen(BF_WORKER_HEADER), 1, 4};
+    if (bf_zmq_send_parts(w->sock, parts, lens, 3, 0) < 0)
+        return bf_zmq_error("worker READY");
+    uint64_t now = bf_now_us();
+    w->broker_expiry_us = now + liveness_us(w);
+    w->next_heartbeat_us = now + (uint64_t)w->p->heartbeat_interval_ms * 1000u;
+    w->n = 0; /* requests collected on a lost connection are the broker's to re-queue */
+    return BF_STATUS_OK;
+}
+
+/* Sends one reply: [hdr][REPLY][meta][body in w->sb]. */
+static void send_reply(worker *w, const bf_reply_meta *m)
+{
+    uint8_t cmd = BF_CMD_REPLY, meta[BF_REPLY_META_SIZE];
+    bf_reply_meta_pack(m, meta);
+    const void *parts[4] = {BF_WORKER_HEADER, &cmd, meta, w->sb.data};
+    size_t lens[4] = {strlen(BF_WORKER_HEADER), 1, sizeof meta, w->sb.size};
+    /* a reply the broker cannot take now is lost like a crashed worker's: it re-queues */
+    bf_zmq_send_parts(w->sock, parts, lens, 4, ZMQ_DONTWAIT);
+}
+
+static void reply_error(worker *w, uint64_t tag, uint32_t queue_us, int has_id, uint64_t id,
+                        bf_status st, const char *msg)
+{
+    bf_reply_meta m = {tag, queue_us, 0, 0, 0, (uint8_t)st};
+    msgpack_sbuffer_clear(&w->sb);
+    if (bf_reply_error_encode(&w->sb, has_id, id, st, msg) == BF_STATUS_OK)
+        send_reply(w, &m);
+}
+
+/* Checks a decoded request against what this worker serves; 0 or an error reply sent. */
+static int check_request(worker *w, const bf_wire_request *r, uint64_t tag, uint32_t bq)
+{
+    char msg[BF_WIRE_ERROR_MAX];
+    const bf_compute *c = w->c;
+    if (c->model_hash[0] && strcmp(c->model_hash, r->model) != 0)
+        snprintf(msg, sizeof msg, "model %s, this pool serves model %s", r->model,
+                 c->model_hash);
+    else if (c->split >= 0 && r->split != c->split)
+        snprintf(msg, sizeof msg, "split %d, this pool serves split %d", r->split, c->split);
+    else if (memcmp(r->dims, c->dims, sizeof r->dims) != 0)
+        snprintf(msg, sizeof msg, "shape [%d, %d, %d] does not match the split's [%d, %d, %d]",
+                 r->dims[0], r->dims[1], r->dims[2], c->dims[0], c->dims[1], c->dims[2]);
+    else if (bf_wire_request_elems(r) > (size_t)w->p->max_payload)
+        snprintf(msg, sizeof msg, "payload of %zu bytes over the limit of %d",
+                 bf_wire_request_elems(r), w->p->max_payload);
+    else
+        return 0;
+    reply_error(w, tag, bq, 1, r->id, BF_STATUS_REFUSED, msg);
+    return -1;
+}
+
+/* A REQUEST: [hdr][cmd][dispatch meta][body]; good ones join the batch. */
+static void accept_request(worker *w, zmq_msg_t *parts, int n)
+{
+    if (n != 4 || zmq_msg_size(&parts[2]) != BF_DISPATCH_META_SIZE)
+        return; /* not from our broker: nothing to address a reply to */
+    const uint8_t *meta = zmq_msg_data(&parts[2]);
+    uint64_t tag = bf_get_le(meta, 8), now = bf_now_us();
+    uint32_t bq = (uint32_t)bf_get_le(meta + 8, 4);
+    bf_wire_request r;
+    bf_status st = bf_wire_request_decode(&r, zmq_msg_data(&parts[3]), zmq_msg_size(&parts[3]));
+    if (st != BF_STATUS_OK) {
+        reply_error(w, tag, bq, r.has_id, r.id, st, bf_last_error());
+        return;
+    }
+    if (check_request(w, &r, tag, bq) < 0)
+        return;
+    if (w->n >= w->cap) { /* the broker gave more than our credit: a broker bug */
+        reply_error(w, tag, bq, 1, r.id, BF_STATUS_BUSY, "worker over capacity");
+        return;
+    }
+    st = bf_wire_payload_decode(&r, w->buf + (size_t)w->n * w->elems, w->elems);
+    if (st != BF_STATUS_OK) {
+        reply_error(w, tag, bq, 1, r.id, st, bf_last_error());
+        return;
+    }
+    if (w->n == 0)
+        w->batch_deadline_us = now + (uint64_t)w->p->batch_timeout_us;
+    w->feats[w->n] = (bf_feature){w->buf + (size_t)w->n * w->elems,
+                                  {r.dims[0], r.dims[1], r.dims[2]}, r.min, r.max};
+    w->slots[w->n] = (slot){tag, bq, now, r.id, r.k, r.want_logits};
+    w->n++;
+}
+
+/* Runs the collected batch and replies to each request. */
+static void run_batch(worker *w)
+{
+    uint64_t t0 = bf_now_us();
+    bf_status st = w->c->run(w->c->ctx, w->n, w->feats, w->logits);
+    uint64_t t1 = bf_now_us();
+    char msg[BF_WIRE_ERROR_MAX];
+    if (st != BF_STATUS_OK)
+        snprintf(msg, sizeof msg, "compute: %s", bf_last_error());
+    if (w->ctl && atomic_load(&w->ctl->kill))
+        return; /* "crashed" mid-batch: these replies are never sent */
+    int nc = w->c->num_classes;
+    for (int i = 0; i < w->n; i++) {
+        const slot *s = &w->slots[i];
+        uint64_t waited = t0 - s->arrived_us + s->broker_us;
+        bf_reply_meta m = {s->tag, (uint32_t)(waited > UINT32_MAX ? UINT32_MAX : waited),
+                           (uint32_t)(t1 - t0), (uint16_t)w->n, (uint16_t)i, 0};
+        bf_wire_reply r = {0};
+        r.id = s->id, r.has_id = 1, r.status = st;
+        const float *lg = w->logits + (size_t)i * nc;
+        if (st == BF_STATUS_OK && bf_topk(lg, nc, w->c->probs, s->k, r.classes, r.probs) != 0) {
+            r.status = BF_STATUS_NUMERIC;
+            snprintf(r.error, sizeof r.error, "%s", bf_last_error());
+        } else if (st != BF_STATUS_OK) {
+            snprintf(r.error, sizeof r.error, "%s", msg);
+        }
+        r.k = s->k < nc ? s->k : nc;
+        r.queue_us = m.queue_us, r.compute_us = m.compute_us, r.batch = w->n;
+        if (s->want_logits)
+            r.logits = lg, r.n_logits = nc;
+        m.status = (uint8_t)r.status;
+        msgpack_sbuffer_clear(&w->sb);
+        if (bf_wire_reply_encode(&r, &w->sb) == BF_STATUS_OK)
+            send_reply(w, &m);
+    }
+    w->n = 0;
+}
+
+/* Reads what is waiting; returns KEEP_ON, RECONNECT or LEAVE. */
+static int drain_socket(worker *w, zmq_msg_t *parts)
+{
+    for (int budget = 2 * w->cap + 16; budget > 0 && w->n < w->cap; budget--) {
+        int n = bf_zmq_recv_parts(w->sock, parts, 4, ZMQ_DONTWAIT);
+        if (n < 0)
+            return KEEP_ON; /* EAGAIN: nothing more */
+        if (n < 2 || zmq_msg_size(&parts[0]) != strlen(BF_WORKER_HEADER) ||
+            memcmp(zmq_msg_data(&parts[0]), BF_WORKER_HEADER, 4) != 0 ||
+            zmq_msg_size(&parts[1]) != 1)
+            continue; /* not our protocol */
+        w->broker_expiry_us = bf_now_us() + liveness_us(w);
+        w->reconnect_ms = BF_RECONNECT_INIT_MS;
+        uint8_t cmd = *(const uint8_t *)zmq_msg_data(&parts[1]);
+        if (cmd == BF_CMD_REQUEST)
+            accept_request(w, parts, n);
+        else if (cmd == BF_CMD_DISCONNECT)
+            return w->ctl && atomic_load(&w->ctl->leaving) ? LEAVE : RECONNECT;
+        /* HEARTBEAT: the expiry above is all it does */
+    }
+    return KEEP_ON;
+}
+
+/* Sleeps ms, in slices so that flags are seen; INTERRUPTED on a signal. */
+static bf_status backoff(worker *w, int ms)
+{
+    while (ms > 0) {
+        if (w->ctl && (atomic_load(&w->ctl->stop) || atomic_load(&w->ctl->kill)))
+            return BF_STATUS_OK;
+        int slice = ms < BF_THREAD_POLL_MS ? ms : BF_THREAD_POLL_MS;
+        struct timespec ts = {slice / 1000, (long)(slice % 1000) * 1000000L};
+        if (nanosleep(&ts, NULL) != 0 && errno == EINTR)
+            return bf_error(BF_STATUS_INTERRUPTED, "worker: interrupted by a signal");
+        ms -= slice;
+    }
+    return BF_STATUS_OK;
+}
+
+static int poll_timeout_ms(const worker *w, uint64_t now)
+{
+    uint64_t until = w->next_heartbeat_us < w->broker_expiry_us ? w->next_heartbeat_us
+                                                                : w->broker_expiry_us;
+    if (w->n > 0 && w->batch_deadline_us < until)
+        until = w->batch_deadline_us;
+    int ms = until > now ? (int)((until - now + 999) / 1000) : 0;
+    if (w->ctl && ms > BF_THREAD_POLL_MS)
+        ms = BF_THREAD_POLL_MS;
+    return ms;
+}
+
+static bf_status serve(worker *w, zmq_msg_t *parts)
+{
+    bf_status st = worker_connect(w);
+    while (st == BF_STATUS_OK) {
+        if (w->ctl && (atomic_load(&w->ctl->kill) || atomic_load(&w->ctl->stop)))
+            break;
+        zmq_pollitem_t item = {w->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, poll_timeout_ms(w, bf_now_us())) < 0) {
+            st = zmq_errno() == ETERM ? BF_STATUS_OK : bf_zmq_error("worker poll");
+            break;
+        }
+        int what = (item.revents & ZMQ_POLLIN) ? drain_socket(w, parts) : KEEP_ON;
+        uint64_t now = bf_now_us();
+        if (what == LEAVE)
+            break;
+        if (w->n > 0 && (w->n >= w->cap || now >= w->batch_deadline_us))
+            run_batch(w);
+        if (now >= w->next_heartbeat_us) {
+            send_command(w, BF_CMD_HEARTBEAT);
+            w->next_heartbeat_us = now + (uint64_t)w->p->heartbeat_interval_ms * 1000u;
+        }
+        if (what == RECONNECT || now >= w->broker_expiry_us) {
+            zmq_close(w->sock);
+            w->sock = NULL;
+            st = backoff(w, w->reconnect_ms);
+            w->reconnect_ms = w->reconnect_ms * 2 < w->p->reconnect_max_ms
+                                  ? w->reconnect_ms * 2 : w->p->reconnect_max_ms;
+            if (st == BF_STATUS_OK)
+                st = worker_connect(w);
+        }
+    }
+    return st;
+}
+
+bf_status bf_worker_loop(void *zctx, const bf_worker_params *params, bf_compute *compute,
+                         bf_worker_ctl *ctl)
+{
+    worker w = {0};
+    zmq_msg_t parts[4];
+    bf_status st = BF_STATUS_OUT_OF_MEMORY;
+    for (int i = 0; i < 4; i++)
+        zmq_msg_init(&parts[i]);
+    msgpack_sbuffer_init(&w.sb);
+    w.zctx = zctx, w.p = params, w.c = compute, w.ctl = ctl;
+    w.cap = params->max_batch < compute->max_batch ? params->max_batch : compute->max_batch;
+    w.elems = (size_t)compute->dims[0] * compute->dims[1] * compute->dims[2];
+    w.reconnect_ms = BF_RECONNECT_INIT_MS;
+    w.buf = malloc((size_t)w.cap * w.elems);
+    w.logits = malloc((size_t)w.cap * compute->num_classes * sizeof(float));
+    w.feats = calloc((size_t)w.cap, sizeof *w.feats);
+    w.slots = calloc((size_t)w.cap, sizeof *w.slots);
+    if (!w.buf || !w.logits || !w.feats || !w.slots) {
+        bf_error(st, "worker buffers for a batch of %d", w.cap);
+        goto fail;
+    }
+    st = serve(&w, parts);
+fail:
+    if (w.sock)
+        zmq_close(w.sock);
+    for (int i = 0; i < 4; i++)
+        zmq_msg_close(&parts[i]);
+    msgpack_sbuffer_destroy(&w.sb);
+    free(w.buf), free(w.logits), free(w.feats), free(w.slots);
+    return st;
+}
+
+bf_worker_params bf_worker_default_params(void)
+{
+    bf_worker_params p = {0};
+    p.connect = "tcp://127.0.0.1:5556";
+    p.max_batch = 1;
+    p.batch_timeout_us = BF_BATCH_TIMEOUT_US;
+    p.heartbeat_interval_ms = BF_HEARTBEAT_INTERVAL_MS;
+    p.heartbeat_liveness = BF_HEARTBEAT_LIVENESS;
+    p.reconnect_max_ms = BF_RECONNECT_MAX_MS;
+    p.max_payload = BF_MAX_MESSAGE;
+    p.compute = bf_compute_default_params();
+    return p;
+}
+
+bf_status bf_worker_params_check(const bf_worker_params *p)
+{
+    if (p->max_batch < 1 || p->max_batch > 4096 || p->batch_timeout_us < 0 ||
+        p->batch_timeout_us > 10000000)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "worker: max_batch in [1, 4096], "
+                        "batch_timeout_us in [0, 10 s]");
+    if (p->heartbeat_interval_ms < 1 || p->heartbeat_liveness < 1 ||
+        p->reconnect_max_ms < BF_RECONNECT_INIT_MS || p->max_payload < 1)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "worker: heartbeat_interval_ms, "
+                        "heartbeat_liveness, max_payload >= 1, reconnect_max_ms >= %d",
+                        BF_RECONNECT_INIT_MS);
+    return BF_STATUS_OK;
+}
+
+bf_status bf_worker_run(const bf_worker_params *params)
+{
+    if (params == NULL || params->connect == NULL)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_worker_run: no endpoint");
+    bf_status st = bf_worker_params_check(params);
+    if (st != BF_STATUS_OK)
+        return st;
+    bf_worker_params p = *params;
+    bf_compute c = {0};
+    void *zctx = NULL;
+    if (p.compute.max_batch < p.max_batch)
+        p.compute.max_batch = p.max_batch;
+    if (p.n_threads > 0)
+        bf_set_num_threads(p.n_threads);
+    if (p.compute.n_threads == 0)
+        p.compute.n_threads = p.n_threads;
+    st = bf_compute_create(&c, &p.compute);
+    if (st != BF_STATUS_OK)
+        goto fail;
+    zctx = zmq_ctx_new();
+    if (zctx == NULL) {
+        st = bf_zmq_error("zmq_ctx_new");
+        goto fail;
+    }
+    st = bf_worker_loop(zctx, &p, &c, NULL);
+fail:
+    if (zctx)
+        zmq_ctx_term(zctx);
+    bf_compute_destroy(&c);
+    return st;
+}

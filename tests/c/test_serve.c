@@ -1,0 +1,928 @@
+/* Serving tests on loopback with the echo compute: concurrency, batching, a worker dying
+ * mid-load, the busy reply, malformed messages, CURVE, standalone workers, drain on stop.
+ * Every loop is bounded in count and time; the whole file runs in a few seconds. */
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "serve/serve.h"
+
+static int n_pass, n_fail;
+
+#define CHECK(cond)                                                                       \
+    do {                                                                                  \
+        if (!(cond)) {                                                                    \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed [%s]\n", __FILE__, __LINE__, #cond,   \
+                    bf_last_error());                                                     \
+            goto fail;                                                                    \
+        }                                                                                 \
+    } while (0)
+
+static void run(const char *name, int (*fn)(void))
+{
+    uint64_t t0 = bf_now_us();
+    int rc = fn();
+    printf("%-44s %s (%.2f s)\n", name, rc ? "FAIL" : "ok", (double)(bf_now_us() - t0) / 1e6);
+    fflush(stdout);
+    if (rc)
+        n_fail++;
+    else
+        n_pass++;
+}
+
+#define HASH "00112233445566aa"
+#define SPLIT 5
+#define CLASSES 10
+static const int DIMS[3] = {2, 4, 4};
+#define ELEMS 32
+
+static bf_pool_params test_params(int workers)
+{
+    bf_pool_params pp = bf_pool_default_params();
+    pp.frontend = "tcp://127.0.0.1:*";
+    pp.n_workers = workers;
+    pp.n_threads = 2;
+    pp.heartbeat_interval_ms = 50;
+    pp.heartbeat_liveness = 3;
+    pp.drain_timeout_ms = 2000;
+    pp.worker.compute.kind = BF_COMPUTE_ECHO;
+    memcpy(pp.worker.compute.dims, DIMS, sizeof DIMS);
+    pp.worker.compute.num_classes = CLASSES;
+    pp.worker.compute.split = SPLIT;
+    pp.worker.compute.model_hash = HASH;
+    return pp;
+}
+
+static bf_pool *start_pool(const bf_pool_params *pp, char ep[256])
+{
+    bf_pool *pool = NULL;
+    if (bf_pool_create(&pool, pp) != BF_STATUS_OK || bf_pool_start(pool) != BF_STATUS_OK ||
+        bf_pool_endpoint(pool, 0, ep, 256) != BF_STATUS_OK) {
+        fprintf(stderr, "pool: %s\n", bf_last_error());
+        bf_pool_destroy(pool);
+        return NULL;
+    }
+    return pool;
+}
+
+static bf_client_params client_params(const char *ep)
+{
+    bf_client_params cp = bf_client_default_params();
+    cp.endpoint = ep;
+    cp.model_hash = HASH;
+    cp.split = SPLIT;
+    cp.timeout_ms = 2000;
+    cp.retries = 2;
+    return cp;
+}
+
+/* A payload whose echo class is known: the byte sum mod CLASSES. */
+static int make_payload(uint8_t *p, unsigned *seed)
+{
+    unsigned sum = 0;
+    for (int i = 0; i < ELEMS; i++)
+        p[i] = (uint8_t)(rand_r(seed) & 0xff), sum += p[i];
+    return (int)(sum % CLASSES);
+}
+
+/* ---- load from several client threads ------------------------------------------------ */
+
+typedef struct load_arg {
+    const char *ep;
+    int n, seed, ok, wrong, errors, max_batch_seen, codec;
+    bf_status last;
+} load_arg;
+
+static void *load_thread(void *v)
+{
+    load_arg *a = v;
+    bf_client *c = NULL;
+    bf_client_params cp = client_params(a->ep);
+    cp.codec = a->codec;
+    unsigned seed = (unsigned)a->seed;
+    if (bf_client_create(&c, &cp) != BF_STATUS_OK) {
+        a->errors = a->n;
+        return NULL;
+    }
+    for (int i = 0; i < a->n; i++) {
+        uint8_t p[ELEMS];
+        bf_result r = {0};
+        int want = make_payload(p, &seed);
+        bf_status st = bf_client_classify(c, p, DIMS, -1.0f, 1.0f, 3, &r);
+        if (st != BF_STATUS_OK) {
+            a->errors++, a->last = st;
+            continue;
+        }
+        if (r.k == 3 && r.classes[0] == want && r.probs[0] > 0.9f)
+            a->ok++;
+        else
+            a->wrong++;
+        if (r.batch > a->max_batch_seen)
+            a->max_batch_seen = r.batch;
+    }
+    bf_client_destroy(c);
+    return NULL;
+}
+
+/* Runs n_threads clients x n requests; returns requests answered correctly. */
+static int run_load(const char *ep, int n_threads, int n, load_arg *args, int codec)
+{
+    pthread_t th[16];
+    int ok = 0;
+    for (int i = 0; i < n_threads; i++) {
+        args[i] = (load_arg){ep, n, 1000 + i, 0, 0, 0, 0, codec, BF_STATUS_OK};
+        pthread_create(&th[i], NULL, load_thread, &args[i]);
+    }
+    for (int i = 0; i < n_threads; i++) {
+        pthread_join(th[i], NULL);
+        ok += args[i].ok;
+        if (args[i].errors || args[i].wrong)
+            fprintf(stderr, "  client %d: %d errors (last %s), %d wrong\n", i, args[i].errors,
+                    bf_status_str(args[i].last), args[i].wrong);
+    }
+    return ok;
+}
+
+static int test_concurrent(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(2);
+    bf_pool *pool = start_pool(&pp, ep);
+    load_arg args[4];
+    bf_serve_stats s;
+    CHECK(pool);
+    CHECK(run_load(ep, 4, 250, args, BF_CODEC_RAW) == 1000);
+    CHECK(bf_pool_stats(pool, &s) == BF_STATUS_OK);
+    CHECK(s.requests == 1000 && s.replies_ok == 1000 && s.errors == 0 && s.busy == 0);
+    CHECK(s.batches == 1000 && s.batch_hist[1] == 1000);
+    printf("  total p50 <= %.0f us, p99 <= %.0f us\n", bf_stats_quantile(s.total_us, 0.5),
+           bf_stats_quantile(s.total_us, 0.99));
+    CHECK(bf_pool_stop(pool) == BF_STATUS_OK);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+static int test_zstd_and_logits(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(1);
+    bf_pool *pool = start_pool(&pp, ep);
+    bf_client *c = NULL;
+    load_arg args[2];
+    CHECK(pool);
+    CHECK(run_load(ep, 2, 50, args, BF_CODEC_ZSTD) == 100);
+    bf_client_params cp = client_params(ep);
+    CHECK(bf_client_create(&c, &cp) == BF_STATUS_OK);
+    float logits[CLASSES + 5];
+    bf_result r = {0};
+    r.logits = logits, r.logits_cap = CLASSES + 5;
+    uint8_t p[ELEMS] = {0};
+    p[0] = 7;
+    CHECK(bf_client_classify(c, p, DIMS, 0.0f, 2.0f, 50, &r) == BF_STATUS_OK);
+    CHECK(r.n_logits == CLASSES && r.k == CLASSES && r.classes[0] == 7 && logits[7] == 8.0f);
+    CHECK(r.attempts == 1 && r.batch == 1 && r.total_us > 0);
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+static int test_batching(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(1);
+    pp.worker.max_batch = 8;
+    pp.worker.batch_timeout_us = 3000;
+    pp.worker.compute.delay_us = 2000; /* per batch: batching pays */
+    bf_pool *pool = start_pool(&pp, ep);
+    load_arg args[8];
+    bf_serve_stats s;
+    CHECK(pool);
+    CHECK(run_load(ep, 8, 40, args, BF_CODEC_RAW) == 320);
+    CHECK(bf_pool_stats(pool, &s) == BF_STATUS_OK);
+    uint64_t reqs = 0, big = 0;
+    for (int b = 1; b <= BF_STATS_BATCH_MAX; b++)
+        reqs += (uint64_t)b * s.batch_hist[b], big += b > 1 ? s.batch_hist[b] : 0;
+    printf("  %llu batches for 320 requests (max seen by a client %d)\n",
+           (unsigned long long)s.batches, args[0].max_batch_seen);
+    CHECK(reqs == 320 && big > 0 && s.batches < 320);
+    CHECK(s.batch_hist[9] == 0 && s.batch_hist[BF_STATS_BATCH_MAX] == 0);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+typedef struct killer_arg {
+    bf_pool *pool;
+    int after_ms;
+} killer_arg;
+
+static void *killer(void *v)
+{
+    killer_arg *k = v;
+    usleep((useconds_t)k->after_ms * 1000);
+    bf_pool_kill_worker(k->pool, 0);
+    return NULL;
+}
+
+static int test_worker_dies(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(2);
+    pp.worker.compute.delay_us = 1000;
+    bf_pool *pool = start_pool(&pp, ep);
+    load_arg args[4];
+    bf_serve_stats s;
+    pthread_t th;
+    CHECK(pool);
+    killer_arg k = {pool, 100};
+    pthread_create(&th, NULL, killer, &k);
+    int ok = run_load(ep, 4, 150, args, BF_CODEC_RAW);
+    pthread_join(th, NULL);
+    CHECK(ok == 600);
+    CHECK(bf_pool_stats(pool, &s) == BF_STATUS_OK);
+    printf("  purged %llu, re-queued %llu, late %llu, live workers %d\n",
+           (unsigned long long)s.workers_purged, (unsigned long long)s.requeued,
+           (unsigned long long)s.late_replies, s.workers);
+    CHECK(s.workers_purged == 1 && s.workers == 1 && s.replies_ok == 600);
+    CHECK(bf_pool_stop(pool) == BF_STATUS_OK);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+/* ---- raw sockets ------------------------------------------------------------------- */
+
+static void *raw_dealer(void *zctx, const char *ep)
+{
+    void *s = zmq_socket(zctx, ZMQ_DEALER);
+    int zero = 0, tmo = 2000;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    zmq_connect(s, ep);
+    return s;
+}
+
+static void raw_send(void *s, const void *body, size_t len, int delim)
+{
+    if (delim)
+        zmq_send(s, "", 0, ZMQ_SNDMORE);
+    zmq_send(s, body, len, 0);
+}
+
+static uint8_t g_reply[1 << 16];
+
+/* Receives one reply (with or without delimiter) and decodes it; -1 on timeout. */
+static int raw_recv(void *s, bf_wire_reply *rep, int *delim)
+{
+    int n = zmq_recv(s, g_reply, sizeof g_reply, 0);
+    if (n < 0)
+        return -1;
+    *delim = n == 0;
+    if (n == 0 && (n = zmq_recv(s, g_reply, sizeof g_reply, 0)) < 0)
+        return -1;
+    return bf_wire_reply_decode(rep, g_reply, (size_t)n) == BF_STATUS_OK ? 0 : -1;
+}
+
+static void encode_good(msgpack_sbuffer *sb, uint64_t id, const uint8_t *payload)
+{
+    bf_wire_request r = {0};
+    r.id = id;
+    memcpy(r.model, HASH, 17);
+    r.split = SPLIT;
+    memcpy(r.dims, DIMS, sizeof DIMS);
+    r.max = 1.0f;
+    r.payload = payload;
+    r.payload_len = ELEMS;
+    r.k = 2;
+    msgpack_sbuffer_clear(sb);
+    bf_wire_request_encode(&r, sb);
+}
+
+static int test_busy(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(1);
+    pp.queue_max = 2;
+    pp.worker.compute.delay_us = 30000;
+    bf_pool *pool = start_pool(&pp, ep);
+    void *zctx = zmq_ctx_new(), *s = NULL;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    uint8_t p[ELEMS] = {0};
+    int seen[10] = {0}, ok = 0, busy = 0;
+    CHECK(pool);
+    s = raw_dealer(zctx, ep);
+    for (int i = 0; i < 10; i++) {
+        encode_good(&sb, 100 + (uint64_t)i, p);
+        raw_send(s, sb.data, sb.size, 1);
+    }
+    for (int i = 0; i < 10; i++) {
+        bf_wire_reply rep;
+        int delim;
+        CHECK(raw_recv(s, &rep, &delim) == 0 && delim && rep.has_id);
+        CHECK(rep.id >= 100 && rep.id < 110 && !seen[rep.id - 100]);
+        seen[rep.id - 100] = 1;
+        ok += rep.status == BF_STATUS_OK;
+        busy += rep.status == BF_STATUS_BUSY;
+    }
+    printf("  %d ok, %d busy\n", ok, busy);
+    CHECK(ok >= 2 && busy >= 1 && ok + busy == 10);
+    zmq_close(s);
+    zmq_ctx_term(zctx);
+    msgpack_sbuffer_destroy(&sb);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    if (s)
+        zmq_close(s);
+    zmq_ctx_term(zctx);
+    msgpack_sbuffer_destroy(&sb);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+static void encode_req(msgpack_sbuffer *sb, uint64_t id, const char *model, int split,
+                       int c, int h, int w)
+{
+    static uint8_t payload[4096];
+    bf_wire_request r = {0};
+    r.id = id;
+    snprintf(r.model, sizeof r.model, "%s", model);
+    r.split = split;
+    r.dims[0] = c, r.dims[1] = h, r.dims[2] = w;
+    r.max = 1.0f;
+    r.payload = payload;
+    r.payload_len = (size_t)c * h * w;
+    r.k = 1;
+    msgpack_sbuffer_clear(sb);
+    bf_wire_request_encode(&r, sb);
+}
+
+static int test_malformed(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(2);
+    pp.max_message = 4096;
+    bf_pool *pool = start_pool(&pp, ep);
+    void *zctx = zmq_ctx_new(), *s = NULL;
+    bf_client *c = NULL;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    static uint8_t junk[5000];
+    bf_wire_reply rep;
+    int delim;
+    CHECK(pool);
+    s = raw_dealer(zctx, ep);
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)(i * 131 + 7);
+    /* undecodable: error reply with a nil id, in the shape the client used */
+    static const uint8_t wrong_version[] = {0x82, 0xa1, 'v', 0x02, 0xa2, 'i', 'd', 0x05};
+    static const uint8_t wrong_type[] = {0x81, 0xa1, 'v', 0xa1, '1'};
+    static const uint8_t huge_bin[] = {0x82, 0xa1, 'v', 0x01, 0xa1, 'p', 0xc6, 0xff, 0xff,
+                                       0xff, 0xf0, 0x00};
+    static const uint8_t array_body[] = {0x92, 0x01, 0x02};
+    struct { const void *p; size_t n; int delim; bf_status want; } bad[] = {
+        {junk, 100, 1, BF_STATUS_PROTOCOL}, {junk, 1, 0, BF_STATUS_PROTOCOL},
+        {wrong_version, sizeof wrong_version, 1, BF_STATUS_PROTOCOL},
+        {wrong_type, sizeof wrong_type, 1, BF_STATUS_PROTOCOL},
+        {huge_bin, sizeof huge_bin, 1, BF_STATUS_PROTOCOL},
+        {array_body, sizeof array_body, 0, BF_STATUS_PROTOCOL},
+        {junk, sizeof junk, 1, BF_STATUS_REFUSED}, /* over max_message */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        raw_send(s, bad[i].p, bad[i].n, bad[i].delim);
+        CHECK(raw_recv(s, &rep, &delim) == 0);
+        CHECK(rep.status == bad[i].want && !rep.has_id && delim == bad[i].delim);
+        CHECK(rep.error[0] != '\0');
+    }
+    /* the wrong version keeps its reason */
+    raw_send(s, wrong_version, sizeof wrong_version, 1);
+    CHECK(raw_recv(s, &rep, &delim) == 0 && strstr(rep.error, "version"));
+    /* frame shapes: a lone delimiter, delimiter + empty body, three body frames */
+    zmq_send(s, "", 0, 0);
+    CHECK(raw_recv(s, &rep, &delim) == 0 && rep.status == BF_STATUS_PROTOCOL);
+    zmq_send(s, "", 0, ZMQ_SNDMORE), zmq_send(s, "", 0, 0);
+    CHECK(raw_recv(s, &rep, &delim) == 0 && rep.status == BF_STATUS_PROTOCOL);
+    zmq_send(s, "", 0, ZMQ_SNDMORE), zmq_send(s, "a", 1, ZMQ_SNDMORE), zmq_send(s, "b", 1, 0);
+    CHECK(raw_recv(s, &rep, &delim) == 0 && rep.status == BF_STATUS_PROTOCOL);
+    /* truncated request: its id may not be readable, but it is answered */
+    encode_req(&sb, 7, HASH, SPLIT, 2, 4, 4);
+    raw_send(s, sb.data, sb.size - 3, 1);
+    CHECK(raw_recv(s, &rep, &delim) == 0 && rep.status == BF_STATUS_PROTOCOL);
+    /* well-formed but refused: the id comes back */
+    struct { const char *model; int split, c, h, w; } refused[] = {
+        {"ffffffffffffffff", SPLIT, 2, 4, 4}, {HASH, SPLIT + 1, 2, 4, 4},
+        {HASH, SPLIT, 2, 4, 5}, {HASH, SPLIT, 1, 4, 4}};
+    for (int i = 0; i < 4; i++) {
+        encode_req(&sb, 50 + (uint64_t)i, refused[i].model, refused[i].split, refused[i].c,
+                   refused[i].h, refused[i].w);
+        raw_send(s, sb.data, sb.size, 1);
+        CHECK(raw_recv(s, &rep, &delim) == 0);
+        CHECK(rep.status == BF_STATUS_REFUSED && rep.has_id && rep.id == 50 + (uint64_t)i);
+    }
+    /* a good request without the delimiter is answered without one */
+    encode_req(&sb, 77, HASH, SPLIT, 2, 4, 4);
+    raw_send(s, sb.data, sb.size, 0);
+    CHECK(raw_recv(s, &rep, &delim) == 0 && rep.status == BF_STATUS_OK && !delim &&
+          rep.id == 77);
+    /* and the pool still serves a normal client */
+    bf_client_params cp = client_params(ep);
+    bf_result r = {0};
+    uint8_t p[ELEMS] = {3};
+    CHECK(bf_client_create(&c, &cp) == BF_STATUS_OK);
+    CHECK(bf_client_classify(c, p, DIMS, 0, 1, 1, &r) == BF_STATUS_OK && r.classes[0] == 3);
+    /* the client reports a refusal as such */
+    int wrong_dims[3] = {2, 4, 5};
+    uint8_t big[40] = {0};
+    CHECK(bf_client_classify(c, big, wrong_dims, 0, 1, 1, &r) == BF_STATUS_REFUSED);
+    CHECK(strstr(bf_last_error(), "shape") != NULL);
+    bf_serve_stats st;
+    CHECK(bf_pool_stats(pool, &st) == BF_STATUS_OK);
+    CHECK(st.malformed >= 10 && st.replies_ok == 2);
+    bf_client_destroy(c);
+    zmq_close(s);
+    zmq_ctx_term(zctx);
+    msgpack_sbuffer_destroy(&sb);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_client_destroy(c);
+    if (s)
+        zmq_close(s);
+    zmq_ctx_term(zctx);
+    msgpack_sbuffer_destroy(&sb);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+static int test_curve(void)
+{
+    char ep[256], dir[] = "/tmp/bf_curve_XXXXXX", server[300], cli[300], cli_pub[300],
+                  other[300], allow[300], pub[BF_CURVE_KEY_LEN + 1], sec[BF_CURVE_KEY_LEN + 1];
+    bf_pool *pool = NULL;
+    bf_client *c = NULL;
+    bf_result r = {0};
+    uint8_t p[ELEMS] = {4};
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(server, sizeof server, "%s/server.key", dir);
+    snprintf(cli, sizeof cli, "%s/client.key", dir);
+    snprintf(cli_pub, sizeof cli_pub, "%s/client.key.pub", dir);
+    snprintf(other, sizeof other, "%s/other.key", dir);
+    snprintf(allow, sizeof allow, "%s/allow", dir);
+    CHECK(bf_curve_keygen(server, pub) == BF_STATUS_OK && strlen(pub) == BF_CURVE_KEY_LEN);
+    CHECK(bf_curve_key_read(server, pub, sec) == BF_STATUS_OK && sec[0] != '\0');
+    CHECK(bf_curve_keygen(cli, NULL) == BF_STATUS_OK);
+    CHECK(bf_curve_keygen(other, NULL) == BF_STATUS_OK);
+    CHECK(bf_curve_key_read(cli_pub, pub, sec) == BF_STATUS_OK && sec[0] == '\0');
+    FILE *f = fopen(allow, "w");
+    CHECK(f);
+    fprintf(f, "# allowed clients\npublic = %s\n", pub);
+    fclose(f);
+    bf_pool_params pp = test_params(1);
+    pp.curve_key_file = server;
+    pp.curve_allow_file = allow;
+    pool = start_pool(&pp, ep);
+    CHECK(pool);
+    char server_pub[320];
+    snprintf(server_pub, sizeof server_pub, "%s.pub", server);
+    bf_client_params cp = client_params(ep);
+    cp.curve_server_key = server_pub;
+    cp.curve_key_file = cli;
+    CHECK(bf_client_create(&c, &cp) == BF_STATUS_OK);
+    CHECK(bf_client_classify(c, p, DIMS, 0, 1, 1, &r) == BF_STATUS_OK && r.classes[0] == 4);
+    bf_client_destroy(c), c = NULL;
+    /* a plain client cannot complete the handshake; a keyed one not on the list neither */
+    cp.timeout_ms = 300, cp.retries = 1;
+    for (int i = 0; i < 2; i++) {
+        cp.curve_server_key = i ? server_pub : NULL;
+        cp.curve_key_file = i ? other : NULL;
+        CHECK(bf_client_create(&c, &cp) == BF_STATUS_OK);
+        CHECK(bf_client_classify(c, p, DIMS, 0, 1, 1, &r) == BF_STATUS_TIMEOUT);
+        CHECK(r.attempts == 2);
+        bf_client_destroy(c), c = NULL;
+    }
+    bf_serve_stats st;
+    CHECK(bf_pool_stats(pool, &st) == BF_STATUS_OK && st.requests == 1);
+    bf_pool_destroy(pool);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    return 0;
+fail:
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+/* A worker outside the pool (as bf_worker_run runs it) over TCP, same loop. */
+typedef struct ext_arg {
+    const char *ep;
+    bf_worker_ctl ctl;
+    bf_status st;
+} ext_arg;
+
+static void *ext_worker(void *v)
+{
+    ext_arg *a = v;
+    bf_worker_params wp = bf_worker_default_params();
+    bf_compute c = {0};
+    void *zctx = zmq_ctx_new();
+    wp.connect = a->ep;
+    wp.heartbeat_interval_ms = 50;
+    wp.max_batch = 4;
+    wp.compute = test_params(0).worker.compute;
+    wp.compute.max_batch = 4;
+    a->st = bf_compute_create(&c, &wp.compute);
+    if (a->st == BF_STATUS_OK)
+        a->st = bf_worker_loop(zctx, &wp, &c, &a->ctl);
+    bf_compute_destroy(&c);
+    zmq_ctx_term(zctx);
+    return NULL;
+}
+
+static int test_external_worker(void)
+{
+    char ep[256], be[256];
+    bf_pool_params pp = test_params(0);
+    pp.backend = "tcp://127.0.0.1:*";
+    bf_pool *pool = start_pool(&pp, ep);
+    ext_arg ea[2];
+    pthread_t th[2];
+    int started = 0;
+    load_arg args[4];
+    CHECK(pool);
+    CHECK(bf_pool_endpoint(pool, 1, be, sizeof be) == BF_STATUS_OK);
+    for (; started < 2; started++) {
+        memset(&ea[started], 0, sizeof ea[started]);
+        ea[started].ep = be;
+        pthread_create(&th[started], NULL, ext_worker, &ea[started]);
+    }
+    CHECK(run_load(ep, 4, 100, args, BF_CODEC_RAW) == 400);
+    bf_serve_stats s;
+    CHECK(bf_pool_stats(pool, &s) == BF_STATUS_OK && s.workers == 2);
+    CHECK(bf_pool_stop(pool) == BF_STATUS_OK);
+    for (int i = 0; i < started; i++)
+        atomic_store(&ea[i].ctl.stop, 1), pthread_join(th[i], NULL);
+    started = 0;
+    CHECK(ea[0].st == BF_STATUS_OK && ea[1].st == BF_STATUS_OK);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    for (int i = 0; i < started; i++)
+        atomic_store(&ea[i].ctl.stop, 1), pthread_join(th[i], NULL);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+static int test_stop_drains(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(1);
+    pp.worker.compute.delay_us = 20000;
+    bf_pool *pool = start_pool(&pp, ep);
+    void *zctx = zmq_ctx_new(), *s = NULL;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    uint8_t p[ELEMS] = {0};
+    CHECK(pool);
+    s = raw_dealer(zctx, ep);
+    for (int i = 0; i < 5; i++) {
+        encode_good(&sb, 200 + (uint64_t)i, p);
+        raw_send(s, sb.data, sb.size, 1);
+    }
+    usleep(20000);
+    uint64_t t0 = bf_now_us();
+    CHECK(bf_pool_stop(pool) == BF_STATUS_OK);
+    printf("  stop took %.0f ms\n", (double)(bf_now_us() - t0) / 1000);
+    for (int i = 0; i < 5; i++) {
+        bf_wire_reply rep;
+        int delim;
+        CHECK(raw_recv(s, &rep, &delim) == 0 && rep.status == BF_STATUS_OK);
+    }
+    /* stop twice is harmless; start again works */
+    CHECK(bf_pool_stop(pool) == BF_STATUS_OK);
+    CHECK(bf_pool_start(pool) == BF_STATUS_OK);
+    CHECK(bf_pool_stop(pool) == BF_STATUS_OK);
+    zmq_close(s);
+    zmq_ctx_term(zctx);
+    msgpack_sbuffer_destroy(&sb);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    if (s)
+        zmq_close(s);
+    zmq_ctx_term(zctx);
+    msgpack_sbuffer_destroy(&sb);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+static void on_usr1(int sig) { (void)sig; }
+
+typedef struct intr_arg {
+    const char *ep;
+    bf_status st;
+} intr_arg;
+
+static void *intr_client(void *v)
+{
+    intr_arg *a = v;
+    bf_client *c = NULL;
+    bf_client_params cp = client_params(a->ep);
+    bf_result r = {0};
+    uint8_t p[ELEMS] = {0};
+    a->st = bf_client_create(&c, &cp);
+    if (a->st == BF_STATUS_OK)
+        a->st = bf_client_classify(c, p, DIMS, 0, 1, 1, &r);
+    bf_client_destroy(c);
+    return NULL;
+}
+
+static int test_interrupted(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(1);
+    pp.worker.compute.delay_us = 400000;
+    pp.heartbeat_interval_ms = 200; /* liveness must outlast the longest batch */
+    bf_pool *pool = start_pool(&pp, ep);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1; /* no SA_RESTART: the poll must come back with EINTR */
+    sigaction(SIGUSR1, &sa, &old);
+    intr_arg a = {ep, BF_STATUS_OK};
+    pthread_t th;
+    CHECK(pool);
+    pthread_create(&th, NULL, intr_client, &a);
+    usleep(100000);
+    pthread_kill(th, SIGUSR1);
+    pthread_join(th, NULL);
+    sigaction(SIGUSR1, &old, NULL);
+    CHECK(a.st == BF_STATUS_INTERRUPTED);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+static int test_api_errors(void)
+{
+    bf_pool *pool = NULL;
+    bf_client *c = NULL;
+    bf_pool_params pp = test_params(0);
+    bf_client_params cp = client_params("tcp://127.0.0.1:1");
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT && pool == NULL);
+    pp = test_params(1);
+    pp.worker.max_batch = 0;
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT);
+    pp = test_params(1);
+    pp.frontend = "bogus://x";
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_OK);
+    CHECK(bf_pool_start(pool) == BF_STATUS_NETWORK);
+    bf_pool_destroy(pool), pool = NULL;
+    pp = test_params(1);
+    pp.worker.compute.kind = BF_COMPUTE_PLAN; /* no model file */
+    pp.worker.compute.model_path = "/nonexistent.bfly";
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_OK);
+    CHECK(bf_pool_start(pool) != BF_STATUS_OK);
+    bf_pool_destroy(pool), pool = NULL;
+    cp.model_hash = "XYZ";
+    CHECK(bf_client_create(&c, &cp) == BF_STATUS_INVALID_ARGUMENT && c == NULL);
+    cp.model_hash = HASH;
+    CHECK(bf_client_create(&c, &cp) == BF_STATUS_OK);
+    int bad[3] = {0, 1, 1};
+    bf_result r;
+    uint8_t p[4] = {0};
+    CHECK(bf_client_classify(c, p, bad, 0, 1, 1, &r) == BF_STATUS_INVALID_ARGUMENT);
+    CHECK(bf_client_classify(c, p, DIMS, 1, 0, 1, &r) == BF_STATUS_INVALID_ARGUMENT);
+    bf_client_destroy(c);
+    bf_pool_destroy(NULL);
+    bf_client_destroy(NULL);
+    bf_compute_destroy(NULL);
+    bf_worker_params wp = bf_worker_default_params();
+    wp.connect = NULL;
+    CHECK(bf_worker_run(&wp) == BF_STATUS_INVALID_ARGUMENT);
+    return 0;
+fail:
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+/* ---- the engine backend (skipped when the engine is not linked in) ------------------ */
+
+/* Weak, so this file also links with the serving code alone (the engine test is skipped). */
+#pragma weak bf_model_load_buffer
+#pragma weak bf_model_save_file
+#pragma weak bf_model_destroy
+#pragma weak bf_model_hash
+#pragma weak bf_model_part_range
+#pragma weak bf_plan_default_params
+#pragma weak bf_plan_create
+#pragma weak bf_plan_forward
+#pragma weak bf_plan_destroy
+
+static void mkey(msgpack_packer *pk, const char *k) { msgpack_pack_str_with_body(pk, k, strlen(k)); }
+
+static void mlayer(msgpack_packer *pk, const char *type, const char *part, int input, int out_c)
+{
+    msgpack_pack_map(pk, out_c ? 7 : 3);
+    mkey(pk, "type"), mkey(pk, type), mkey(pk, "part"), mkey(pk, part);
+    if (input < 0) {
+        mkey(pk, "shape"), msgpack_pack_array(pk, 3);
+        msgpack_pack_int(pk, 3), msgpack_pack_int(pk, 9), msgpack_pack_int(pk, 8);
+        return;
+    }
+    mkey(pk, "inputs"), msgpack_pack_array(pk, 1), msgpack_pack_int(pk, input);
+    if (out_c) {
+        static const char *names[3] = {"kernel", "stride", "pad"};
+        static const int vals[3] = {3, 2, 1};
+        mkey(pk, "out_channels"), msgpack_pack_int(pk, out_c);
+        for (int i = 0; i < 3; i++) {
+            mkey(pk, names[i]), msgpack_pack_array(pk, 2);
+            msgpack_pack_int(pk, vals[i]), msgpack_pack_int(pk, vals[i]);
+        }
+    }
+}
+
+static void mparam(msgpack_packer *pk, const char *name, int n, const int *dims, float seed)
+{
+    size_t count = 1;
+    for (int i = 0; i < n; i++)
+        count *= (size_t)dims[i];
+    float *d = malloc(count * sizeof *d);
+    for (size_t i = 0; i < count && d; i++)
+        d[i] = sinf(seed + 0.37f * (float)i);
+    msgpack_pack_map(pk, 3);
+    mkey(pk, "name"), mkey(pk, name), mkey(pk, "shape"), msgpack_pack_array(pk, (size_t)n);
+    for (int i = 0; i < n; i++)
+        msgpack_pack_int(pk, dims[i]);
+    mkey(pk, "data"), msgpack_pack_bin_with_body(pk, d, d ? count * sizeof *d : 0);
+    free(d);
+}
+
+/* input(3x9x8) - conv(4) - relu | quantize || dequantize | conv(6) - gap - linear(5) */
+static void make_model(msgpack_sbuffer *sb)
+{
+    msgpack_packer pk;
+    int w1[4] = {4, 3, 3, 3}, w2[4] = {6, 4, 3, 3}, wl[2] = {5, 6}, bl[1] = {5};
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    mkey(&pk, "format"), mkey(&pk, "butterfly-model");
+    mkey(&pk, "version"), msgpack_pack_int(&pk, 1);
+    mkey(&pk, "layers"), msgpack_pack_array(&pk, 8);
+    mlayer(&pk, "input", "head", -1, 0);
+    mlayer(&pk, "conv", "head", 0, 4);
+    mlayer(&pk, "relu", "head", 1, 0);
+    mlayer(&pk, "quantize", "reduce", 2, 0);
+    mlayer(&pk, "dequantize", "restore", 3, 0);
+    mlayer(&pk, "conv", "tail", 4, 6);
+    mlayer(&pk, "global_avgpool", "tail", 5, 0);
+    msgpack_pack_map(&pk, 5);
+    mkey(&pk, "type"), mkey(&pk, "linear"), mkey(&pk, "part"), mkey(&pk, "tail");
+    mkey(&pk, "inputs"), msgpack_pack_array(&pk, 1), msgpack_pack_int(&pk, 6);
+    mkey(&pk, "out_channels"), msgpack_pack_int(&pk, 5), mkey(&pk, "bias");
+    msgpack_pack_true(&pk);
+    mkey(&pk, "params"), msgpack_pack_array(&pk, 8);
+    msgpack_pack_array(&pk, 0), msgpack_pack_array(&pk, 1);
+    mparam(&pk, "weight", 4, w1, 0.1f);
+    for (int i = 0; i < 3; i++)
+        msgpack_pack_array(&pk, 0);
+    msgpack_pack_array(&pk, 1), mparam(&pk, "weight", 4, w2, 0.7f);
+    msgpack_pack_array(&pk, 0), msgpack_pack_array(&pk, 2);
+    mparam(&pk, "weight", 2, wl, 1.3f), mparam(&pk, "bias", 1, bl, 2.1f);
+}
+
+static bf_plan *mk_plan(bf_model *m, bf_part a, bf_part b, int batch)
+{
+    bf_plan *p = NULL;
+    bf_plan_params pp = bf_plan_default_params();
+    pp.part_begin = a, pp.part_end = b, pp.batch = batch;
+    return bf_plan_create(&p, m, &pp) == BF_STATUS_OK ? p : NULL;
+}
+
+typedef struct engine_ref {
+    enum { N = 6 } n_;
+    uint8_t q[N][4 * 5 * 4];
+    float range[2 * N], logits[N * 5];
+} engine_ref;
+
+/* The mobile half's payloads and the cloud half's logits, computed locally. */
+static int engine_reference(bf_model *m, engine_ref *ref)
+{
+    static float x[N * 3 * 9 * 8];
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = cosf(0.11f * (float)i);
+    bf_plan *mob = mk_plan(m, BF_PART_HEAD, BF_PART_REDUCE, N);
+    bf_plan *cloud = mk_plan(m, BF_PART_RESTORE, BF_PART_TAIL, 1);
+    int rc = -1;
+    if (mob && cloud && bf_plan_forward(mob, x, NULL, ref->q, ref->range) == BF_STATUS_OK) {
+        rc = 0;
+        for (int i = 0; i < N && rc == 0; i++)
+            rc = bf_plan_forward(cloud, ref->q[i], ref->range + 2 * i, ref->logits + 5 * i,
+                                 NULL) == BF_STATUS_OK ? 0 : -1;
+    }
+    bf_plan_destroy(mob);
+    bf_plan_destroy(cloud);
+    return rc;
+}
+
+static int test_engine(void)
+{
+    if (bf_model_load_buffer == NULL) {
+        printf("  (engine not linked: skipped)\n");
+        return 0;
+    }
+    char path[] = "/tmp/bf_model_XXXXXX", ep[256], hash[17];
+    bf_model *m = NULL;
+    bf_pool *pool = NULL;
+    bf_client *c = NULL;
+    static engine_ref ref;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    int fd = mkstemp(path), first, last;
+    CHECK(fd >= 0);
+    close(fd);
+    make_model(&sb);
+    CHECK(bf_model_load_buffer(&m, sb.data, sb.size, BF_LOAD_ALL) == BF_STATUS_OK);
+    CHECK(bf_model_save_file(m, path) == BF_STATUS_OK);
+    CHECK(engine_reference(m, &ref) == 0);
+    bf_model_hash(m, hash);
+    bf_model_part_range(m, BF_PART_RESTORE, &first, &last);
+    bf_pool_params pp = test_params(2);
+    pp.worker.max_batch = 4;
+    pp.worker.compute.kind = BF_COMPUTE_PLAN;
+    pp.worker.compute.model_path = path;
+    pool = start_pool(&pp, ep);
+    CHECK(pool);
+    bf_client_params cp = client_params(ep);
+    cp.model_hash = hash;
+    cp.split = first;
+    CHECK(bf_client_create(&c, &cp) == BF_STATUS_OK);
+    int dims[3] = {4, 5, 4};
+    for (int i = 0; i < N; i++) {
+        float logits[5];
+        bf_result r = {0};
+        r.logits = logits, r.logits_cap = 5;
+        CHECK(bf_client_classify(c, ref.q[i], dims, ref.range[2 * i], ref.range[2 * i + 1], 5,
+                                 &r) == BF_STATUS_OK);
+        CHECK(r.n_logits == 5 && r.k == 5);
+        for (int j = 0; j < 5; j++)
+            CHECK(fabsf(logits[j] - ref.logits[5 * i + j]) <= 1e-4f * (1 + fabsf(logits[j])));
+        for (int j = 1; j < 5; j++)
+            CHECK(logits[r.classes[j - 1]] >= logits[r.classes[j]]);
+    }
+    /* another model's hash is refused */
+    bf_client_destroy(c), c = NULL;
+    cp.model_hash = "0123456789abcdef";
+    CHECK(bf_client_create(&c, &cp) == BF_STATUS_OK);
+    bf_result r = {0};
+    CHECK(bf_client_classify(c, ref.q[0], dims, 0, 1, 1, &r) == BF_STATUS_REFUSED);
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    bf_model_destroy(m);
+    msgpack_sbuffer_destroy(&sb);
+    unlink(path);
+    return 0;
+fail:
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    if (m)
+        bf_model_destroy(m);
+    msgpack_sbuffer_destroy(&sb);
+    unlink(path);
+    return 1;
+}
+
+int main(void)
+{
+    run("api errors", test_api_errors);
+    run("4 clients x 250 requests, 2 workers", test_concurrent);
+    run("zstd payloads, logits, k clamped", test_zstd_and_logits);
+    run("dynamic batching (B=8, T=3 ms)", test_batching);
+    run("worker killed mid-load: re-queued", test_worker_dies);
+    run("bounded queue: busy replies", test_busy);
+    run("malformed messages: error replies", test_malformed);
+    run("CURVE: keyed served, others refused", test_curve);
+    run("external workers over tcp", test_external_worker);
+    run("stop drains in-flight requests", test_stop_drains);
+    run("signal interrupts a client wait", test_interrupted);
+    run("engine backend: restore + tail served", test_engine);
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail != 0;
+}

@@ -1,0 +1,43 @@
+#!/bin/sh
+# Builds the wire decoder fuzzer (libFuzzer + ASan + UBSan) and runs it for a bounded time.
+#   tests/fuzz/run.sh [SECONDS]        (default 60; run from anywhere)
+# Needs clang and libFuzzer's runtime (Debian: clang, libclang-rt-*-dev).  Crashes, if any,
+# are written to tests/fuzz/build/ as crash-* files and the script exits non-zero.
+set -eu
+cd "$(dirname "$0")/../.."
+secs=${1:-60}
+out=tests/fuzz/build
+mkdir -p "$out" "$out/corpus"
+CC=${CC:-}
+if [ -z "$CC" ]; then
+  for c in clang clang-15 clang-14 clang-16 clang-17 clang-18; do
+    if command -v "$c" >/dev/null 2>&1; then CC=$c; break; fi
+  done
+fi
+[ -n "$CC" ] || { echo "run.sh: no clang found" >&2; exit 2; }
+# clang-N looks for libFuzzer under its own resource dir; fall back to another installed one
+fuzz_flags="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
+if ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n){return 0;}' |
+     "$CC" $fuzz_flags -x c - -o "$out/probe" 2>/dev/null; then
+  for rd in /usr/lib/llvm-*/lib/clang/*; do
+    if ls "$rd"/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
+      fuzz_flags="$fuzz_flags -resource-dir=$rd"; break
+    fi
+  done
+fi
+wire="csrc/wire/scan.c csrc/wire/wire.c csrc/wire/decode.c"
+src="csrc/core/status.c $wire"
+inc="-Icsrc/include -Icsrc"
+libs="-lmsgpackc -lzstd -lm"
+# the seeds come from the real encoder (built with the project's compiler)
+${HOSTCC:-cc} -std=gnu11 -O1 -g -fopenmp $inc -o "$out/make_corpus" tests/fuzz/make_corpus.c \
+  $src $libs
+"$out/make_corpus" tests/fuzz/corpus
+# status.c includes <omp.h>, which clang may lack (no libomp): build it with the project's
+# compiler, uninstrumented (it only formats error text), and link libgomp
+${HOSTCC:-cc} -std=gnu11 -O1 -g -fopenmp $inc -c csrc/core/status.c -o "$out/status.o"
+"$CC" -std=gnu11 -O1 -g $fuzz_flags $inc -o "$out/fuzz_decode" tests/fuzz/fuzz_decode.c \
+  $wire "$out/status.o" $libs -lgomp
+# new inputs go to build/corpus; the committed seeds stay as they are
+"$out/fuzz_decode" -max_total_time="$secs" -max_len=4096 -rss_limit_mb=2048 \
+  -artifact_prefix="$out/" "$out/corpus" tests/fuzz/corpus
