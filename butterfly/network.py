@@ -70,6 +70,7 @@ class Network:
     def __init__(self, model: _C.Model):
         self.model = model
         self._plans: dict[tuple, _C.Plan] = {}
+        self._trainer = None  # a Trainer whose weights must reach the model before inference
         meta = msgpack.unpackb(model.meta, raw=False) if model.meta else {}
         self.meta: dict[str, Any] = meta if isinstance(meta, dict) else {}
 
@@ -88,6 +89,8 @@ class Network:
         return cls(_C.Model.load(os.fspath(path), part))
 
     def save(self, path: str | os.PathLike) -> None:
+        if self._trainer is not None:
+            self._trainer.sync()
         self._sync_meta()
         self.model.save(os.fspath(path))
 
@@ -177,6 +180,8 @@ class Network:
         return parts[0], parts[-1]
 
     def _run(self, begin: int, end: int, x: np.ndarray, ranges: np.ndarray | None = None):
+        if self._trainer is not None:
+            self._trainer.sync()
         begin, end = self._range(begin, end)
         n = len(x)
         outs = []

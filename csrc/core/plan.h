@@ -74,8 +74,15 @@ typedef struct bf_node {
     int bwd_nargs[2];
     dnnl_exec_arg_t bwd_args[2][BF_NODE_ARGS];
     bf_status (*bwd_run)(bf_plan *p, bf_node *n);
-    dnnl_primitive_t bwd_pre; /* runs before bwd[0]: weights into the layout it wants */
-    dnnl_exec_arg_t bwd_pre_args[2];
+    /* reorders before the backward primitives (inputs into the layouts they chose) and
+     * after the data-backward (its gradient into the source's layout) */
+    int n_pre;
+    dnnl_primitive_t pre[4];
+    dnnl_exec_arg_t pre_args[4][2];
+    dnnl_primitive_t post;
+    dnnl_exec_arg_t post_args[2];
+    dnnl_memory_t bwd_mem[6]; /* owned: the reordered copies */
+    int n_bwd_mem;
     int acc[2];             /* src k's gradient is added to what later readers wrote */
     dnnl_memory_t acc_tmp[2]; /* where that gradient is written before the add */
 } bf_node;
@@ -165,10 +172,14 @@ bf_status bf_plan_add_tparam(bf_plan *p, int layer, int slot, dnnl_memory_t w,
  * it must be added to what is there (set up in reverse order by the backward builder). */
 dnnl_memory_t bf_plan_diff_src(bf_plan *p, bf_node *n, int k);
 void bf_node_bwd_arg(bf_node *n, int which, int arg, dnnl_memory_t mem);
-/* Training: weights memory w in the layout `want` for a data-backward; when it differs, a
- * reorder (node->bwd_pre) into node-owned memory runs before each backward. */
-bf_status bf_plan_weights_for_bwd(bf_plan *p, bf_node *n, dnnl_memory_t w,
-                                  const_dnnl_memory_desc_t want, dnnl_memory_t *out);
+/* Training: memory m in the layout `want` for a backward primitive; when it differs, a
+ * reorder into node-owned memory runs before the node's backward (shared by both). */
+bf_status bf_bwd_input_as(bf_plan *p, bf_node *n, dnnl_memory_t m, const_dnnl_memory_desc_t want,
+                          dnnl_memory_t *out);
+/* Training: where a data-backward producing layout `made` writes a gradient meant for
+ * `target`; when they differ, a reorder into target runs after it. */
+bf_status bf_bwd_output_as(bf_plan *p, bf_node *n, dnnl_memory_t target,
+                           const_dnnl_memory_desc_t made, dnnl_memory_t *out);
 bf_status bf_plan_build_backward(bf_plan *p);
 void bf_plan_destroy_training(bf_plan *p);
 

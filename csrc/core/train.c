@@ -147,27 +147,73 @@ fail:
     return st;
 }
 
-bf_status bf_plan_weights_for_bwd(bf_plan *p, bf_node *n, dnnl_memory_t w,
-                                  const_dnnl_memory_desc_t want, dnnl_memory_t *out)
+static bf_status reorder_prim(bf_plan *p, const_dnnl_memory_desc_t from,
+                              const_dnnl_memory_desc_t to, dnnl_primitive_t *prim)
 {
-    const_dnnl_memory_desc_t have;
     dnnl_primitive_desc_t pd = NULL;
     bf_status st = BF_STATUS_OK;
-    DNNL_TRY(dnnl_memory_get_memory_desc(w, &have));
-    if (dnnl_memory_desc_equal(have, want)) {
-        *out = w;
-        return BF_STATUS_OK;
-    }
-    DNNL_TRY(dnnl_memory_create(&n->mem[BF_NODE_MEMS - 1], want, p->engine, DNNL_MEMORY_ALLOCATE));
-    DNNL_TRY(dnnl_reorder_primitive_desc_create(&pd, have, p->engine, want, p->engine, NULL));
-    DNNL_TRY(dnnl_primitive_create(&n->bwd_pre, pd));
-    n->bwd_pre_args[0].arg = DNNL_ARG_FROM;
-    n->bwd_pre_args[0].memory = w;
-    n->bwd_pre_args[1].arg = DNNL_ARG_TO;
-    n->bwd_pre_args[1].memory = n->mem[BF_NODE_MEMS - 1];
-    *out = n->mem[BF_NODE_MEMS - 1];
+    DNNL_TRY(dnnl_reorder_primitive_desc_create(&pd, from, p->engine, to, p->engine, NULL));
+    DNNL_TRY(dnnl_primitive_create(prim, pd));
 fail:
     dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+static bf_status own_memory(bf_plan *p, bf_node *n, const_dnnl_memory_desc_t md,
+                            dnnl_memory_t *out)
+{
+    if (n->n_bwd_mem == (int)(sizeof n->bwd_mem / sizeof n->bwd_mem[0]))
+        return bf_error(BF_STATUS_UNSUPPORTED, "too many layout changes in one backward");
+    if (dnnl_memory_create(&n->bwd_mem[n->n_bwd_mem], md, p->engine, DNNL_MEMORY_ALLOCATE) !=
+        dnnl_success)
+        return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+    *out = n->bwd_mem[n->n_bwd_mem++];
+    return BF_STATUS_OK;
+}
+
+bf_status bf_bwd_input_as(bf_plan *p, bf_node *n, dnnl_memory_t m, const_dnnl_memory_desc_t want,
+                          dnnl_memory_t *out)
+{
+    const_dnnl_memory_desc_t have, other;
+    bf_status st = BF_STATUS_OK;
+    DNNL_TRY(dnnl_memory_get_memory_desc(m, &have));
+    if (dnnl_memory_desc_equal(have, want)) {
+        *out = m;
+        return BF_STATUS_OK;
+    }
+    for (int k = 0; k < n->n_pre; k++) { /* the same copy already made for the other pass */
+        DNNL_TRY(dnnl_memory_get_memory_desc(n->pre_args[k][1].memory, &other));
+        if (n->pre_args[k][0].memory == m && dnnl_memory_desc_equal(other, want)) {
+            *out = n->pre_args[k][1].memory;
+            return BF_STATUS_OK;
+        }
+    }
+    if (n->n_pre == 4)
+        return bf_error(BF_STATUS_UNSUPPORTED, "too many layout changes in one backward");
+    BF_TRY(own_memory(p, n, want, out));
+    BF_TRY(reorder_prim(p, have, want, &n->pre[n->n_pre]));
+    n->pre_args[n->n_pre][0] = (dnnl_exec_arg_t){DNNL_ARG_FROM, m};
+    n->pre_args[n->n_pre][1] = (dnnl_exec_arg_t){DNNL_ARG_TO, *out};
+    n->n_pre++;
+fail:
+    return st;
+}
+
+bf_status bf_bwd_output_as(bf_plan *p, bf_node *n, dnnl_memory_t target,
+                           const_dnnl_memory_desc_t made, dnnl_memory_t *out)
+{
+    const_dnnl_memory_desc_t want;
+    bf_status st = BF_STATUS_OK;
+    DNNL_TRY(dnnl_memory_get_memory_desc(target, &want));
+    if (dnnl_memory_desc_equal(want, made)) {
+        *out = target;
+        return BF_STATUS_OK;
+    }
+    BF_TRY(own_memory(p, n, made, out));
+    BF_TRY(reorder_prim(p, made, want, &n->post));
+    n->post_args[0] = (dnnl_exec_arg_t){DNNL_ARG_FROM, *out};
+    n->post_args[1] = (dnnl_exec_arg_t){DNNL_ARG_TO, target};
+fail:
     return st;
 }
 
@@ -210,7 +256,11 @@ void bf_plan_destroy_training(bf_plan *p)
 {
     for (int k = 0; k < p->n_nodes; k++) {
         bf_node *n = &p->nodes[k];
-        dnnl_primitive_destroy(n->bwd_pre);
+        for (int r = 0; r < n->n_pre; r++)
+            dnnl_primitive_destroy(n->pre[r]);
+        dnnl_primitive_destroy(n->post);
+        for (int m = 0; m < n->n_bwd_mem; m++)
+            dnnl_memory_destroy(n->bwd_mem[m]);
         for (int w = 0; w < 2; w++) {
             dnnl_primitive_destroy(n->bwd[w]);
             dnnl_primitive_desc_destroy(n->bwd_pd[w]);
@@ -255,12 +305,15 @@ bf_status bf_plan_backward(bf_plan *p, const float *diff_dst)
             BF_TRY(n->bwd_run(p, n));
             continue;
         }
-        if (n->bwd_pre)
-            DNNL_TRY(dnnl_primitive_execute(n->bwd_pre, p->stream, 2, n->bwd_pre_args));
-        for (int w = 0; w < 2; w++)
+        for (int r = 0; r < n->n_pre; r++)
+            DNNL_TRY(dnnl_primitive_execute(n->pre[r], p->stream, 2, n->pre_args[r]));
+        for (int w = 0; w < 2; w++) {
             if (n->bwd[w])
                 DNNL_TRY(dnnl_primitive_execute(n->bwd[w], p->stream, n->bwd_nargs[w],
                                                 n->bwd_args[w]));
+            if (w == 0 && n->bwd[0] && n->post)
+                DNNL_TRY(dnnl_primitive_execute(n->post, p->stream, 2, n->post_args));
+        }
         DNNL_TRY(dnnl_stream_wait(p->stream));
         for (int s = 0; s < n->n_src; s++)
             if (n->acc[s] && n->bwd[0])
@@ -371,4 +424,51 @@ bf_status bf_plan_src_grad(bf_plan *p, float *out)
     dnnl_memory_get_memory_desc(p->values[p->src_value].diff, &md);
     memcpy(out, mem_handle(p->values[p->src_value].diff), dnnl_memory_desc_get_size(md));
     return BF_STATUS_OK;
+}
+
+bf_status bf_plan_momentum(bf_plan *p, int layer, int slot, float *buf, int set)
+{
+    bf_status st = need_training(p);
+    dnnl_memory_t host = NULL;
+    if (st != BF_STATUS_OK)
+        return st;
+    for (int i = 0; i < p->n_tparams; i++) {
+        bf_train_param *t = &p->tparams[i];
+        if (t->layer != layer || t->slot != slot)
+            continue;
+        if (!set)
+            return bf_mem_to_host(p, t->v, t->plain, buf);
+        DNNL_TRY(dnnl_memory_create(&host, t->plain, p->engine, buf));
+        {
+            const_dnnl_memory_desc_t vmd;
+            dnnl_primitive_desc_t pd = NULL;
+            dnnl_primitive_t prim = NULL;
+            dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, host}, {DNNL_ARG_TO, t->v}};
+            DNNL_TRY(dnnl_memory_get_memory_desc(t->v, &vmd));
+            DNNL_TRY(dnnl_reorder_primitive_desc_create(&pd, t->plain, p->engine, vmd, p->engine,
+                                                        NULL));
+            if (dnnl_primitive_create(&prim, pd) != dnnl_success ||
+                dnnl_primitive_execute(prim, p->stream, 2, a) != dnnl_success ||
+                dnnl_stream_wait(p->stream) != dnnl_success)
+                st = bf_error(BF_STATUS_BACKEND, "cannot restore the momentum");
+            dnnl_primitive_destroy(prim);
+            dnnl_primitive_desc_destroy(pd);
+        }
+        dnnl_memory_destroy(host);
+        return st;
+    }
+    return bf_error(BF_STATUS_INVALID_ARGUMENT, "layer %d parameter %d is not trained by this plan",
+                    layer, slot);
+fail:
+    dnnl_memory_destroy(host);
+    return st;
+}
+
+int bf_plan_num_trained(const bf_plan *p, int *layers, int *slots, int max)
+{
+    for (int i = 0; p && i < p->n_tparams && i < max; i++) {
+        layers[i] = p->tparams[i].layer;
+        slots[i] = p->tparams[i].slot;
+    }
+    return p ? p->n_tparams : 0;
 }

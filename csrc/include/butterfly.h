@@ -525,8 +525,12 @@ BF_API bf_status bf_curve_key_read(const char *path, char public_key[BF_CURVE_KE
  *
  * libOpenCL.so.1 is loaded on first use (override with the BF_OPENCL_LIBRARY environment
  * variable); without it these calls fail with BF_STATUS_OPENCL and nothing else changes.
- * A plan owns its context, queue, kernels and device buffers, and borrows its model like
- * bf_plan does.  One thread at a time per plan.
+ * A plan owns its context, queue, kernels and device buffers (activations share buffers
+ * when their lifetimes do not overlap), and borrows its model like bf_plan does; weights
+ * changed in the model (bf_model_version) are re-uploaded before the next forward.  One
+ * thread at a time per plan.  Tuning knobs, read when a plan is created:
+ * BF_OPENCL_GPU_LAYOUT=1 uses the GPU work-item layout on any device, BF_OPENCL_TM=16 the
+ * taller GEMM tile, BF_OPENCL_BUILD_OPTIONS is appended to the kernel build options.
  */
 
 typedef enum bf_cl_device_type {
@@ -565,7 +569,7 @@ BF_API bf_status bf_cl_plan_io(const bf_cl_plan *plan, int which, bf_io_desc *ou
 /* As bf_plan_forward; blocks until the results are in `dst` / `dst_range`. */
 BF_API bf_status bf_cl_plan_forward(bf_cl_plan *plan, const void *src, const float *src_range,
                                     void *dst, float *dst_range);
-/* Writes the name of the plan's device ("name (platform)") into buf. */
+/* Writes the plan's device ("device N 'name' (platform)") into buf. */
 BF_API void bf_cl_plan_device(const bf_cl_plan *plan, char *buf, size_t size);
 
 /* One executed op of the last forward: fused model layers first_layer..last_layer (e.g.
@@ -619,6 +623,11 @@ BF_API bf_status bf_plan_sync(bf_plan *plan);
 /* The gradient of one parameter (plain layout, as bf_model_param) / of the source. */
 BF_API bf_status bf_plan_param_grad(bf_plan *plan, int layer, int slot, float *out);
 BF_API bf_status bf_plan_src_grad(bf_plan *plan, float *out);
+/* The momentum buffer of a trained parameter, in the model's layout: copied out (set = 0)
+ * or in (set = 1), for checkpoints. */
+BF_API bf_status bf_plan_momentum(bf_plan *plan, int layer, int slot, float *buf, int set);
+/* How many parameters the plan trains; fills up to max (layer, slot) pairs. */
+BF_API int bf_plan_num_trained(const bf_plan *plan, int *layers, int *slots, int max);
 /* Marks a layer frozen (or not) for plans created afterwards. */
 BF_API bf_status bf_model_set_frozen(bf_model *model, int layer, int frozen);
 

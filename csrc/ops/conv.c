@@ -196,59 +196,81 @@ fail:
 
 /* ---- backward ------------------------------------------------------------------------ */
 
+/* A descriptor of md's dims in any layout (caller destroys). */
+static bf_status md_any(const_dnnl_memory_desc_t md, dnnl_memory_desc_t *out)
+{
+    const dnnl_dims_t *d;
+    int nd;
+    bf_status st = BF_STATUS_OK;
+    DNNL_TRY(dnnl_memory_desc_query(md, dnnl_query_ndims_s32, &nd));
+    DNNL_TRY(dnnl_memory_desc_query(md, dnnl_query_dims, &d));
+    DNNL_TRY(dnnl_memory_desc_create_with_tag(out, nd, *d, dnnl_f32, dnnl_format_tag_any));
+fail:
+    return st;
+}
+
+/* The backward kernels choose their own layouts (the forward's can leave only reference
+ * kernels, e.g. for channel counts that are not a multiple of the vector width); reorders
+ * around them adapt the values. */
 static bf_status conv_bwd_data(bf_plan *p, bf_node *n, const bf_layer_spec *s)
 {
     dnnl_dims_t strides, dil, pad;
-    const_dnnl_memory_desc_t wmd = dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 0);
-    dnnl_memory_desc_t any = NULL;
-    dnnl_memory_t dsrc = bf_plan_diff_src(p, n, 0), w = NULL;
-    const dnnl_dims_t *wd;
-    int nd;
+    dnnl_memory_desc_t wany = NULL, sany = NULL, dany = NULL;
+    dnnl_memory_t dsrc = bf_plan_diff_src(p, n, 0), w = NULL, ddst = NULL, out = NULL;
     bf_status st = BF_STATUS_OK;
     conv_geometry(s, strides, dil, pad);
     if (!dsrc)
         return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
-    /* the data-backward kernels want the weights in a layout of their own */
-    DNNL_TRY(dnnl_memory_desc_query(wmd, dnnl_query_ndims_s32, &nd));
-    DNNL_TRY(dnnl_memory_desc_query(wmd, dnnl_query_dims, &wd));
-    DNNL_TRY(dnnl_memory_desc_create_with_tag(&any, nd, *wd, dnnl_f32, dnnl_format_tag_any));
+    BF_TRY(md_any(dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 0), &wany));
+    BF_TRY(md_any(p->values[n->src[0]].md, &sany));
+    BF_TRY(md_any(p->values[n->dst].md, &dany));
     if (s->type == BF_LAYER_DECONV)
         DNNL_TRY(dnnl_deconvolution_backward_data_primitive_desc_create(
-            &n->bwd_pd[0], p->engine, dnnl_deconvolution_direct, p->values[n->src[0]].md, any,
-            p->values[n->dst].md, strides, dil, pad, pad, n->pd, NULL));
+            &n->bwd_pd[0], p->engine, dnnl_deconvolution_direct, sany, wany, dany, strides, dil,
+            pad, pad, n->pd, NULL));
     else
         DNNL_TRY(dnnl_convolution_backward_data_primitive_desc_create(
-            &n->bwd_pd[0], p->engine, dnnl_convolution_direct, p->values[n->src[0]].md, any,
-            p->values[n->dst].md, strides, dil, pad, pad, n->pd, NULL));
+            &n->bwd_pd[0], p->engine, dnnl_convolution_direct, sany, wany, dany, strides, dil,
+            pad, pad, n->pd, NULL));
     DNNL_TRY(dnnl_primitive_create(&n->bwd[0], n->bwd_pd[0]));
-    BF_TRY(bf_plan_weights_for_bwd(p, n, n->mem[W_MEM], dnnl_primitive_desc_query_md(
-                                       n->bwd_pd[0], dnnl_query_weights_md, 0), &w));
-    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_DST, p->values[n->dst].diff);
+    BF_TRY(bf_bwd_input_as(p, n, n->mem[W_MEM], dnnl_primitive_desc_query_md(
+                               n->bwd_pd[0], dnnl_query_weights_md, 0), &w));
+    BF_TRY(bf_bwd_input_as(p, n, p->values[n->dst].diff, dnnl_primitive_desc_query_md(
+                               n->bwd_pd[0], dnnl_query_diff_dst_md, 0), &ddst));
+    BF_TRY(bf_bwd_output_as(p, n, dsrc, dnnl_primitive_desc_query_md(
+                                n->bwd_pd[0], dnnl_query_diff_src_md, 0), &out));
+    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_DST, ddst);
     bf_node_bwd_arg(n, 0, DNNL_ARG_WEIGHTS, w);
-    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_SRC, dsrc);
+    bf_node_bwd_arg(n, 0, DNNL_ARG_DIFF_SRC, out);
 fail:
-    dnnl_memory_desc_destroy(any);
+    dnnl_memory_desc_destroy(wany);
+    dnnl_memory_desc_destroy(sany);
+    dnnl_memory_desc_destroy(dany);
     return st;
 }
 
-/* Weights-backward, preferring the gradient in the weights' own layout. */
+/* Weights-backward with every layout left to oneDNN. */
 static bf_status conv_bwd_weights_pd(bf_plan *p, bf_node *n, const bf_layer_spec *s,
                                      const_dnnl_memory_desc_t dw, const_dnnl_memory_desc_t db)
 {
     dnnl_dims_t strides, dil, pad;
-    const_dnnl_memory_desc_t src = p->values[n->src[0]].md, dst = p->values[n->dst].md;
+    dnnl_memory_desc_t src = NULL, dst = NULL;
+    bf_status st = BF_STATUS_OK;
     conv_geometry(s, strides, dil, pad);
+    BF_TRY(md_any(p->values[n->src[0]].md, &src));
+    BF_TRY(md_any(p->values[n->dst].md, &dst));
     if (s->type == BF_LAYER_DECONV)
-        return dnnl_deconvolution_backward_weights_primitive_desc_create(
-                   &n->bwd_pd[1], p->engine, dnnl_deconvolution_direct, src, dw, db, dst,
-                   strides, dil, pad, pad, n->pd, NULL) == dnnl_success
-                   ? BF_STATUS_OK
-                   : BF_STATUS_BACKEND;
-    return dnnl_convolution_backward_weights_primitive_desc_create(
-               &n->bwd_pd[1], p->engine, dnnl_convolution_direct, src, dw, db, dst, strides, dil,
-               pad, pad, n->pd, NULL) == dnnl_success
-               ? BF_STATUS_OK
-               : BF_STATUS_BACKEND;
+        DNNL_TRY(dnnl_deconvolution_backward_weights_primitive_desc_create(
+            &n->bwd_pd[1], p->engine, dnnl_deconvolution_direct, src, dw, db, dst, strides, dil,
+            pad, pad, n->pd, NULL));
+    else
+        DNNL_TRY(dnnl_convolution_backward_weights_primitive_desc_create(
+            &n->bwd_pd[1], p->engine, dnnl_convolution_direct, src, dw, db, dst, strides, dil,
+            pad, pad, n->pd, NULL));
+fail:
+    dnnl_memory_desc_destroy(src);
+    dnnl_memory_desc_destroy(dst);
+    return st;
 }
 
 bf_status bf_op_conv_bwd(bf_plan *p, bf_node *n)
@@ -258,7 +280,7 @@ bf_status bf_op_conv_bwd(bf_plan *p, bf_node *n)
     const_dnnl_memory_desc_t wmd = dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 0);
     const_dnnl_memory_desc_t bmd = dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 1);
     dnnl_memory_desc_t any = NULL, wplain = NULL, bplain = NULL;
-    dnnl_memory_t gw = NULL, gb = NULL;
+    dnnl_memory_t gw = NULL, gb = NULL, bsrc = NULL, bddst = NULL;
     int64_t o = s->out_channels;
     /* the image's own gradient is rarely wanted (and a slow kernel for 1-3 channels) */
     int src_is_image = p->values[n->src[0]].producer < 0 ||
@@ -268,24 +290,19 @@ bf_status bf_op_conv_bwd(bf_plan *p, bf_node *n)
                                                             : conv_bwd_data(p, n, s);
     if (st != BF_STATUS_OK || s->frozen)
         return st;
-    {   /* any layout for the gradient: forcing the weights' layout can select ref kernels */
-        const dnnl_dims_t *d;
-        int nd;
-        DNNL_TRY(dnnl_memory_desc_query(wmd, dnnl_query_ndims_s32, &nd));
-        DNNL_TRY(dnnl_memory_desc_query(wmd, dnnl_query_dims, &d));
-        DNNL_TRY(dnnl_memory_desc_create_with_tag(&any, nd, *d, dnnl_f32, dnnl_format_tag_any));
-        if (conv_bwd_weights_pd(p, n, s, any, cp->has_bias ? bmd : NULL) != BF_STATUS_OK) {
-            st = bf_error(BF_STATUS_BACKEND, "oneDNN has no weights-backward for this conv");
-            goto fail;
-        }
-    }
+    BF_TRY(md_any(wmd, &any));
+    BF_TRY(conv_bwd_weights_pd(p, n, s, any, cp->has_bias ? bmd : NULL));
     DNNL_TRY(dnnl_primitive_create(&n->bwd[1], n->bwd_pd[1]));
+    BF_TRY(bf_bwd_input_as(p, n, p->values[n->src[0]].mem, dnnl_primitive_desc_query_md(
+                               n->bwd_pd[1], dnnl_query_src_md, 0), &bsrc));
+    BF_TRY(bf_bwd_input_as(p, n, p->values[n->dst].diff, dnnl_primitive_desc_query_md(
+                               n->bwd_pd[1], dnnl_query_diff_dst_md, 0), &bddst));
     BF_TRY(bf_md_conv_weights_plain(&wplain, s, cp->in_c));
     BF_TRY(bf_plan_add_tparam(p, n->layer, 0, n->mem[W_MEM],
                               dnnl_primitive_desc_query_md(n->bwd_pd[1], dnnl_query_diff_weights_md, 0),
                               wplain, 1, &gw));
-    bf_node_bwd_arg(n, 1, DNNL_ARG_SRC, p->values[n->src[0]].mem);
-    bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_DST, p->values[n->dst].diff);
+    bf_node_bwd_arg(n, 1, DNNL_ARG_SRC, bsrc);
+    bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_DST, bddst);
     bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_WEIGHTS, gw);
     if (cp->has_bias) {
         BF_TRY(bf_md_plain(&bplain, 1, &o, dnnl_f32));

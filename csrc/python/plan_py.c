@@ -280,6 +280,63 @@ static PyObject *plan_src_grad(PlanObject *self, PyObject *unused)
     return out;
 }
 
+static PyObject *plan_trained(PlanObject *self, PyObject *unused)
+{
+    int n = bf_plan_num_trained(self->plan, NULL, NULL, 0), *buf;
+    PyObject *out;
+    (void)unused;
+    buf = PyMem_Malloc(sizeof(int) * 2 * (size_t)(n + 1));
+    if (!buf)
+        return PyErr_NoMemory();
+    bf_plan_num_trained(self->plan, buf, buf + n, n);
+    out = PyList_New(n);
+    for (int i = 0; out && i < n; i++) {
+        PyObject *t = Py_BuildValue("(ii)", buf[i], buf[n + i]);
+        if (!t) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, t);
+    }
+    PyMem_Free(buf);
+    return out;
+}
+
+static PyObject *plan_momentum(PlanObject *self, PyObject *args)
+{
+    int layer, slot;
+    PyObject *value = NULL, *out = NULL;
+    PyArrayObject *a = NULL;
+    bf_param_view v;
+    npy_intp dims[4];
+    bf_status st;
+    bf_model *m = bf_py_model_get(self->model_obj);
+    if (!m || !PyArg_ParseTuple(args, "ii|O:momentum", &layer, &slot, &value))
+        return NULL;
+    if (bf_py_check(bf_model_param(m, layer, slot, &v)) < 0)
+        return NULL;
+    for (int d = 0; d < v.ndims; d++)
+        dims[d] = (npy_intp)v.dims[d];
+    if (value && value != Py_None) {
+        if (!(a = bf_py_input_array(value, NPY_FLOAT32, v.ndims, dims, "momentum")))
+            return NULL;
+        PLAN_CALL(self, st, bf_plan_momentum(self->plan, layer, slot, PyArray_DATA(a), 1));
+        Py_DECREF(a);
+        if (st != BF_STATUS_OK)
+            return bf_py_raise(st);
+        Py_RETURN_NONE;
+    }
+    if (!(out = PyArray_SimpleNew(v.ndims, dims, NPY_FLOAT32)))
+        return NULL;
+    PLAN_CALL(self, st, bf_plan_momentum(self->plan, layer, slot,
+                                         PyArray_DATA((PyArrayObject *)out), 0));
+    if (st != BF_STATUS_OK) {
+        Py_DECREF(out);
+        return bf_py_raise(st);
+    }
+    return out;
+}
+
 static PyMethodDef plan_methods[] = {
     {"forward", (PyCFunction)(void (*)(void))plan_forward, METH_VARARGS | METH_KEYWORDS,
      "forward(src, ranges=None): run the plan; a quantized destination comes back as "
@@ -295,6 +352,9 @@ static PyMethodDef plan_methods[] = {
     {"param_grad", (PyCFunction)plan_param_grad, METH_VARARGS,
      "param_grad(layer, slot): the gradient of a parameter in the model's layout."},
     {"src_grad", (PyCFunction)plan_src_grad, METH_NOARGS, "The gradient of the source."},
+    {"trained", (PyCFunction)plan_trained, METH_NOARGS, "[(layer, slot)] the plan trains."},
+    {"momentum", (PyCFunction)plan_momentum, METH_VARARGS,
+     "momentum(layer, slot[, value]): get (or set) a momentum buffer, model layout."},
     {NULL, NULL, 0, NULL},
 };
 

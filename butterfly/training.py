@@ -1,0 +1,371 @@
+"""Training: end-to-end, compression-aware (the 8-bit quantizer runs in the forward pass and is
+straight-through in the backward pass), on the C core's backward primitives and SGD.
+
+    train, test = bf.datasets.fashion_mnist()
+    net = bf.resnet18(small=True, num_classes=10, in_channels=1,
+                      butterfly=bf.Butterfly(after=2, channels=1, stride=2))
+    hist = bf.train(net, train, epochs=5, batch_size=128, lr=0.1, test=test)
+    print(bf.evaluate(net, test))
+
+The loop (shuffling, augmentation, the learning-rate schedule, checkpoints) lives here; each
+step (forward, loss, backward, update) is one call into C with the GIL released.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _C
+from .network import HEAD, TAIL, Network
+
+PART_IDS = {"head": 0, "reduce": 1, "restore": 2, "tail": 3}
+
+
+@dataclass
+class Schedule:
+    """Learning rate per step: linear warm-up, then cosine to 0 or step decay."""
+
+    lr: float
+    total_steps: int
+    kind: str = "cosine"  # "cosine" | "step" | "constant"
+    warmup_steps: int = 0
+    milestones: tuple[int, ...] = ()  # steps at which "step" multiplies by gamma
+    gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("cosine", "step", "constant"):
+            raise ValueError("schedule must be 'cosine', 'step' or 'constant'")
+        if self.lr < 0 or self.total_steps < 1:
+            raise ValueError("lr must be >= 0 and total_steps >= 1")
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.kind == "cosine":
+            span = max(1, self.total_steps - self.warmup_steps)
+            t = min(1.0, (step - self.warmup_steps) / span)
+            return 0.5 * self.lr * (1 + math.cos(math.pi * t))
+        if self.kind == "step":
+            return self.lr * self.gamma ** sum(step >= m for m in self.milestones)
+        return self.lr
+
+
+def augment(x: np.ndarray, rng: np.random.Generator, pad: int = 2, flip: bool = True):
+    """Random crop after zero padding by `pad`, and random horizontal flips (per image)."""
+    n, c, h, w = x.shape
+    out = np.empty_like(x)
+    if pad:
+        xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+        dy = rng.integers(0, 2 * pad + 1, n)
+        dx = rng.integers(0, 2 * pad + 1, n)
+        for i in range(n):
+            out[i] = xp[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+    else:
+        out[:] = x
+    if flip:
+        f = rng.random(n) < 0.5
+        out[f] = out[f, :, :, ::-1]
+    return out
+
+
+def set_frozen(net: Network, parts=(), layers=(), frozen: bool = True) -> None:
+    """Freezes (or unfreezes) whole parts ('head', 'reduce', ...) and/or layer indices, for
+    training plans made afterwards: their weights and BN statistics stay as they are."""
+    ids = {PART_IDS[p] for p in parts}
+    for i in range(len(net.model)):
+        if i in layers or PART_IDS[net.model.layer(i)["part"]] in ids:
+            net.model.set_frozen(i, frozen)
+    net._plans.clear()
+
+
+class Trainer:
+    """SGD on a training plan of fixed batch size.  `step` trains on one batch; `sync` writes
+    the weights into the model (done automatically before the network runs inference)."""
+
+    def __init__(self, net: Network, batch_size: int, schedule: Schedule,
+                 momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False):
+        begin, end = net._range(HEAD, TAIL)
+        self.net = net
+        self.batch_size = batch_size
+        self.schedule = schedule
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.nesterov = nesterov
+        self.plan = _C.Plan(net.model, begin, end, batch_size, True)
+        self.step_count = 0
+        self._dirty = False
+        net._trainer = self
+
+    def step(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
+        lr = self.schedule(self.step_count)
+        loss, correct = self.plan.train_step(
+            np.ascontiguousarray(x, np.float32), np.ascontiguousarray(labels, np.int32),
+            lr=lr, momentum=self.momentum, weight_decay=self.weight_decay,
+            nesterov=self.nesterov)
+        self.step_count += 1
+        self._dirty = True
+        return loss, correct
+
+    def sync(self) -> None:
+        if self._dirty:
+            self.plan.sync()
+            self._dirty = False
+
+    def close(self) -> None:
+        self.sync()
+        if self.net._trainer is self:
+            self.net._trainer = None
+
+    def state(self) -> dict[str, Any]:
+        """Optimizer state for a checkpoint: step count and momentum buffers."""
+        mom = [[layer, slot, self.plan.momentum(layer, slot).tobytes()]
+               for layer, slot in self.plan.trained()]
+        return {"step": self.step_count, "momentum": mom}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.step_count = int(state["step"])
+        for layer, slot, blob in state["momentum"]:
+            shape = dict(self.net.model.param_names(layer))  # name -> shape
+            names = [n for n, _ in self.net.model.param_names(layer)]
+            buf = np.frombuffer(blob, np.float32).reshape(shape[names[slot]])
+            self.plan.momentum(layer, slot, np.ascontiguousarray(buf))
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of a run."""
+
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+
+    def __getitem__(self, i):
+        return self.epochs[i]
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.epochs[-1]
+
+
+def evaluate(net: Network, data, batch_size: int = 256) -> dict[str, float]:
+    """Top-1 accuracy and mean cross-entropy through the real quantized path (inference
+    plans, folded BN, running statistics), and the payload bytes per image."""
+    n = len(data.labels)
+    correct = 0
+    loss = 0.0
+    for i in range(0, n, batch_size):
+        x = data.images[i:i + batch_size]
+        y = np.ascontiguousarray(data.labels[i:i + batch_size], np.int32)
+        logits = np.ascontiguousarray(net.forward(x), np.float32)
+        l, c, _ = _C.softmax_xent(logits, y)
+        loss += l * len(y)
+        correct += c
+    payload = net.summary()["payload_bytes"]
+    return {"top1": correct / n, "loss": loss / n, "n": n,
+            "payload_bytes": None if payload is None else payload + 8}
+
+
+def _rng_state(rng: np.random.Generator) -> dict:
+    # msgpack holds 64-bit integers only: the PCG64 state words travel as strings
+    st = rng.bit_generator.state
+    return {"bit_generator": st["bit_generator"],
+            "state": {k: str(v) for k, v in st["state"].items()},
+            "has_uint32": st["has_uint32"], "uinteger": st["uinteger"]}
+
+
+def _set_rng_state(rng: np.random.Generator, st: dict) -> None:
+    rng.bit_generator.state = {"bit_generator": st["bit_generator"],
+                               "state": {k: int(v) for k, v in st["state"].items()},
+                               "has_uint32": st["has_uint32"], "uinteger": st["uinteger"]}
+
+
+def _save_checkpoint(path, net: Network, trainer: Trainer, epoch: int, rng, history, config):
+    trainer.sync()
+    meta = dict(net.meta)
+    meta["train_state"] = {"epoch": epoch, "optimizer": trainer.state(), "rng": _rng_state(rng),
+                           "history": history.epochs, "config": config}
+    net.meta = meta
+    net.save(path)
+    del net.meta["train_state"]
+
+
+def _load_checkpoint(path, net: Network) -> dict:
+    ck = Network.load(path)
+    if len(ck.model) != len(net.model) or any(
+            ck.model.layer(i) | {"frozen": False} != net.model.layer(i) | {"frozen": False}
+            for i in range(len(net.model))):
+        raise _C.ModelError(f"checkpoint {path} holds a different architecture")
+    state = ck.meta.get("train_state")
+    if not state:
+        raise _C.ModelError(f"{path} is a model file without training state")
+    for i in range(len(net.model)):
+        for k in range(len(net.model.param_names(i))):
+            net.model.set_param(i, k, ck.model.get_param(i, k))
+    return state
+
+
+def train(net: Network, data, epochs: int = 1, batch_size: int = 128, lr: float = 0.1,
+          momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False,
+          schedule: str = "cosine", warmup_epochs: float = 0.0, milestones=(),
+          gamma: float = 0.1, augment_pad: int = 2, flip: bool = True, seed: int = 0,
+          test=None, progress: bool = True, checkpoint: str | os.PathLike | None = None,
+          resume: bool = False, max_steps: int | None = None,
+          on_epoch: Callable[[dict], None] | None = None) -> History:
+    """Trains `net` in place on `data` (a Dataset with .images (N,C,H,W) float32 and .labels).
+
+    Every epoch shuffles with `seed`, augments (random crop after `augment_pad` zero padding,
+    horizontal flips), steps SGD with the chosen schedule (per step; milestones in epochs),
+    then records train loss/accuracy and, if `test` is given, test metrics through the real
+    quantized inference path.  With `checkpoint`, the model and the optimizer state are
+    saved after each epoch; with `resume=True` a run continues from that file if it exists.
+    The last partial batch of an epoch is dropped (one plan, one batch size).
+    """
+    n = len(data.labels)
+    if n < batch_size:
+        raise _C.InvalidArgument(f"{n} samples are fewer than one batch of {batch_size}")
+    steps_per_epoch = n // batch_size
+    total = steps_per_epoch * epochs if max_steps is None else min(max_steps,
+                                                                    steps_per_epoch * epochs)
+    sched = Schedule(lr, total, schedule, int(warmup_epochs * steps_per_epoch),
+                     tuple(int(m * steps_per_epoch) for m in milestones), gamma)
+    config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,
+              "weight_decay": weight_decay, "nesterov": nesterov, "schedule": schedule,
+              "warmup_epochs": warmup_epochs, "seed": seed}
+    rng = np.random.default_rng(seed)
+    history = History()
+    start_epoch = 0
+    state = None
+    if resume and checkpoint is not None and os.path.exists(checkpoint):
+        state = _load_checkpoint(checkpoint, net)
+    trainer = Trainer(net, batch_size, sched, momentum, weight_decay, nesterov)
+    if state is not None:
+        trainer.load_state(state["optimizer"])
+        _set_rng_state(rng, state["rng"])
+        history.epochs = list(state["history"])
+        start_epoch = int(state["epoch"])
+    try:
+        for epoch in range(start_epoch, epochs):
+            if trainer.step_count >= total:
+                break
+            row = _run_epoch(trainer, data, rng, epoch, epochs, augment_pad, flip, total,
+                             progress)
+            if test is not None:
+                ev = evaluate(net, test)
+                row.update(test_top1=ev["top1"], test_loss=ev["loss"])
+            history.epochs.append(row)
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, net, trainer, epoch + 1, rng, history, config)
+            if on_epoch:
+                on_epoch(row)
+    finally:
+        trainer.close()
+    net.meta["training"] = {**config, "history": history.epochs}
+    return history
+
+
+def _run_epoch(trainer: Trainer, data, rng, epoch, epochs, pad, flip, total, progress):
+    n = len(data.labels)
+    bs = trainer.batch_size
+    order = rng.permutation(n)
+    steps = n // bs
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+    t0 = time.perf_counter()
+    loss_sum = 0.0
+    right = 0
+    seen = 0
+    for s in range(steps):
+        if trainer.step_count >= total:
+            break
+        idx = order[s * bs:(s + 1) * bs]
+        x = data.images[idx]
+        if pad or flip:
+            x = augment(x, rng, pad, flip)
+        loss, correct = trainer.step(x, data.labels[idx])
+        loss_sum += loss * bs
+        right += correct
+        seen += bs
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{right / seen:.3f}")
+    if bar is not None:
+        bar.close()
+    trainer.sync()
+    dt = time.perf_counter() - t0
+    return {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
+            "train_top1": right / max(seen, 1), "seconds": dt,
+            "images_per_s": seen / dt if dt > 0 else 0.0,
+            "lr_end": trainer.schedule(max(trainer.step_count - 1, 0))}
+
+
+# --- command line -----------------------------------------------------------------------
+
+def _build_from_args(args) -> Network:
+    from .models import Butterfly, resnet
+
+    bfly = None
+    if args.after:
+        bfly = Butterfly(after=args.after, channels=args.channels, stride=args.stride)
+    return resnet(args.arch, num_classes=10, in_channels=1, small=True, width=args.width,
+                  butterfly=bfly, seed=args.seed)
+
+
+def _cli_train(args) -> int:
+    from . import datasets
+
+    train_set, test_set = datasets.fashion_mnist(subset=args.subset)
+    net = _build_from_args(args)
+    net.meta["dataset"] = "fashion-mnist"
+    net.meta["classes"] = list(datasets.FASHION_MNIST_CLASSES)
+    hist = train(net, train_set, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                 momentum=args.momentum, weight_decay=args.weight_decay,
+                 nesterov=args.nesterov, schedule=args.schedule,
+                 warmup_epochs=args.warmup_epochs, seed=args.seed, test=test_set,
+                 checkpoint=args.checkpoint, resume=args.resume,
+                 on_epoch=lambda r: print(
+                     f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} "
+                     f"top1 {r['train_top1']:.4f}, test top1 {r.get('test_top1', 0):.4f} "
+                     f"({r['seconds']:.0f} s)", flush=True))
+    ev = evaluate(net, test_set)
+    net.meta["accuracy"] = ev["top1"]
+    net.save(args.output)
+    print(f"saved {args.output}: test top-1 {ev['top1']:.4f}, payload "
+          f"{ev['payload_bytes']} bytes/image, {len(hist)} epochs")
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("train", help="train a small-image ResNet on Fashion-MNIST")
+    p.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34", "resnet50"])
+    p.add_argument("--width", type=int, default=32, help="channels of the first stage")
+    p.add_argument("--after", type=int, default=0,
+                   help="residual block after which the butterfly unit goes (0 = none)")
+    p.add_argument("--channels", type=int, default=1, help="c', channels of the payload")
+    p.add_argument("--stride", type=int, default=2, help="s, spatial reduction")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--nesterov", action="store_true")
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "step", "constant"])
+    p.add_argument("--warmup-epochs", type=float, default=0.0)
+    p.add_argument("--subset", type=int, default=None, help="first N images of each split")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", default=None, help="save after each epoch here")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("-o", "--output", default="model.bfly")
+    p.set_defaults(func=_cli_train)
+
+
+__all__ = ["History", "Schedule", "Trainer", "augment", "evaluate", "set_frozen", "train"]
