@@ -24,6 +24,9 @@ from ._C import (  # noqa: F401  (the exception hierarchy)
 )
 from .models import Butterfly, resnet, resnet18, resnet34, resnet50
 from .network import Network, Payload, load
+from .serving import Client, serve  # noqa: F401  (the cloud half and its client)
+from .training import Trainer, evaluate, set_frozen, train
+from . import datasets  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -34,6 +37,7 @@ def set_num_threads(n: int) -> None:
 
 
 __all__ = [
-    "Butterfly", "Error", "Network", "Payload", "load", "resnet", "resnet18", "resnet34",
-    "resnet50", "set_num_threads",
+    "Butterfly", "Client", "Error", "Network", "Payload", "Trainer", "datasets", "evaluate",
+    "load", "resnet", "resnet18", "resnet34", "resnet50", "serve", "set_frozen",
+    "set_num_threads", "train",
 ]

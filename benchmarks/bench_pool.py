@@ -1,0 +1,323 @@
+"""The worker pool: transport overhead against raw ZeroMQ, throughput and latency under load.
+
+(a) Overhead.  The pool with the C echo backend (no model: compute ~0 us) on loopback,
+    one client sending the real payload (the 2x14x14 uint8 feature of the test model) one
+    request at a time, against a raw ZeroMQ REQ/REP round trip of the same request body
+    (pyzmq; the REP echo server in a child process), in interleaved rounds.  Both are timed
+    in Python around the call.  overhead_us = pool round trip - server compute time;
+    target: overhead_us <= 2 x raw_rtt_us.
+
+(b) Load.  The real model (ResNet-18, width 16, 28x28 grayscale, butterfly unit after RB2)
+    served by W = 1, 2 worker threads (1 oneDNN thread each), C = 1, 4, 16 closed-loop
+    client threads, without batching (B = 1) and with dynamic batching (B = 8, T = 2 ms).
+    Throughput and client-side round-trip p50 / p99.  t_compute is the median server
+    compute of one request (B = 1, one client); targets: throughput >= 90 % of W / t_compute
+    (B = 1, enough clients to keep the workers busy), and at 70 % of the measured W = 1
+    capacity (requests paced at a constant rate) p99 <= 2 x p50.  The peer, in the same
+    run: W threads running restore + tail in a tight loop without any serving ("bare"),
+    the capacity the workers can really get when other processes share the cores.
+
+The machine has 2 cores shared by the clients, the broker, the workers and ZeroMQ's I/O
+threads, so W = 2 competes with the load generator for the cores.  Medians are quoted;
+the load average and raw ZeroMQ's own p99 / p50 (the machine's noise floor) are reported
+with them.
+Prints one JSON line.  Usage: python benchmarks/bench_pool.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+from common import emit, log, r, ratio
+
+import butterfly as bf  # common (above) puts the repository root on sys.path
+from butterfly import _C
+
+ANY = "tcp://127.0.0.1:*"
+
+REP_SERVER = r"""
+import sys, zmq
+ctx = zmq.Context()
+s = ctx.socket(zmq.REP)
+s.bind("tcp://127.0.0.1:*")
+print(s.getsockopt_string(zmq.LAST_ENDPOINT), flush=True)
+while True:
+    m = s.recv()
+    if m == b"quit":
+        s.send(b"")
+        break
+    s.send(m)
+"""
+
+
+def pct(xs, q):
+    return float(np.percentile(np.asarray(xs, dtype=np.float64), q)) if xs else None
+
+
+# --- (a) transport overhead --------------------------------------------------------------
+
+def bench_overhead(shape, rounds, per_round):
+    import msgpack
+    import zmq
+
+    dims, hash_, split = tuple(shape), "00112233445566aa", 5
+    payload = np.random.default_rng(0).integers(0, 256, dims, dtype=np.uint8)
+    rng = np.float32([0.0, 1.0])
+    body = msgpack.packb({"v": 1, "id": 1, "model": hash_, "split": split, "codec": "raw",
+                          "shape": list(dims), "dtype": "u8", "min": 0.0, "max": 1.0,
+                          "payload": payload.tobytes(), "k": 5}, use_bin_type=True)
+    server = subprocess.Popen([sys.executable, "-c", REP_SERVER], stdout=subprocess.PIPE,
+                              text=True)
+    ctx = zmq.Context()
+    req = ctx.socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    req.setsockopt(zmq.RCVTIMEO, 5000)
+    req.connect(server.stdout.readline().strip())
+    echo = {"dims": dims, "classes": 10, "split": split, "model_hash": hash_, "delay_us": 0}
+    pool = _C.Pool(workers=1, frontend=ANY, echo=echo)
+    client = _C.Client(pool.endpoint, hash_, split)
+    raw_us, pool_us, c_total, c_compute = [], [], [], []
+    try:
+        for _ in range(50):  # warm-up: connections, caches
+            req.send(body)
+            req.recv()
+            client.classify(payload, rng)
+        for _ in range(rounds):
+            for _ in range(per_round):
+                t = time.perf_counter()
+                req.send(body)
+                req.recv()
+                raw_us.append((time.perf_counter() - t) * 1e6)
+            for _ in range(per_round):
+                t = time.perf_counter()
+                res = client.classify(payload, rng, 5)[0]
+                pool_us.append((time.perf_counter() - t) * 1e6)
+                c_total.append(res["total_us"])
+                c_compute.append(res["compute_us"])
+        req.send(b"quit")
+        req.recv()
+    finally:
+        pool.stop()
+        req.close()
+        ctx.term()
+        server.wait(timeout=10)
+    raw = statistics.median(raw_us)
+    rtt = statistics.median(pool_us)
+    compute = statistics.median(c_compute)
+    return {"raw_rtt_us": r(raw, 1), "pool_rtt_us": r(rtt, 1),
+            "pool_rtt_c_us": r(statistics.median(c_total), 1), "compute_us": r(compute, 1),
+            "overhead_us": r(rtt - compute, 1), "overhead_vs_raw": ratio(rtt - compute, raw),
+            "raw_p99_us": r(pct(raw_us, 99), 1), "pool_p99_us": r(pct(pool_us, 99), 1),
+            "body_bytes": len(body), "n": len(pool_us)}
+
+
+# --- (b) throughput and latency ----------------------------------------------------------
+
+def make_model(path):
+    net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=16,
+                      butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+    net.save(path)
+    x = np.random.default_rng(1).random((64, 1, 28, 28), dtype=np.float32)
+    return net, net.mobile(x)
+
+
+def closed_loop(endpoint, net, pay, n_clients, seconds):
+    """n_clients threads, each one request at a time for `seconds`; returns (requests/s,
+    round trips us, server compute us, batch sizes)."""
+    split = net.model.part_range(2)[0]
+    rtts, computes, batches = [], [], []
+    lock = threading.Lock()
+    start = threading.Barrier(n_clients + 1)
+    stop_at = [0.0]
+
+    def run(t):
+        c = _C.Client(endpoint, net.hash, split, timeout_ms=10000)
+        mine, comp, bat = [], [], []
+        j = t
+        start.wait()
+        while time.perf_counter() < stop_at[0]:
+            res = c.classify(pay.data[j % 64], pay.ranges[j % 64], 1)[0]
+            mine.append(res["total_us"])
+            comp.append(res["compute_us"])
+            bat.append(res["batch"])
+            j += 1
+        with lock:
+            rtts.extend(mine)
+            computes.extend(comp)
+            batches.extend(bat)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(n_clients)]
+    for t in threads:
+        t.start()
+    stop_at[0] = time.perf_counter() + seconds
+    t0 = time.perf_counter()
+    start.wait()
+    for t in threads:
+        t.join()
+    dt = time.perf_counter() - t0
+    return len(rtts) / dt, rtts, computes, batches
+
+
+def paced(endpoint, net, pay, rate, seconds, n_senders=8):
+    """Requests at a constant total rate (open loop) from n_senders threads; latency is
+    answer time - scheduled send time (so a late sender counts against us)."""
+    split = net.model.part_range(2)[0]
+    period = n_senders / rate
+    lat, lock = [], threading.Lock()
+    t0 = time.perf_counter() + 0.05
+    n_each = int(seconds * rate / n_senders)
+
+    def run(t):
+        c = _C.Client(endpoint, net.hash, split, timeout_ms=10000)
+        mine = []
+        for i in range(n_each):
+            due = t0 + (i + t / n_senders) * period
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            j = (t * n_each + i) % 64
+            c.classify(pay.data[j], pay.ranges[j], 1)
+            mine.append((time.perf_counter() - due) * 1e6)
+        with lock:
+            lat.extend(mine)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(n_senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return lat
+
+
+def bare_rate(path, pay, workers, seconds):
+    """The peer of the pool: `workers` threads running restore + tail (batch 1, one oneDNN
+    thread each) in a tight loop, no serving; total images per second.  On a shared
+    machine this is the capacity the pool's workers can actually get."""
+    counts = [0] * workers
+    start = threading.Barrier(workers + 1)
+    stop_at = [0.0]
+
+    def run(t):
+        bf.set_num_threads(1)
+        plan = bf.load(path, part="cloud").plan(2, 3, 1)
+        j = t
+        plan.forward(pay.data[:1], pay.ranges[:1])  # compile + warm
+        start.wait()
+        while time.perf_counter() < stop_at[0]:
+            plan.forward(pay.data[j % 64:j % 64 + 1], pay.ranges[j % 64:j % 64 + 1])
+            counts[t] += 1
+            j += 1
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(workers)]
+    for t in threads:
+        t.start()
+    stop_at[0] = time.perf_counter() + seconds
+    t0 = time.perf_counter()
+    start.wait()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - t0)
+
+
+def bench_load(path, net, pay, seconds):
+    rows = []
+    t_compute = None
+    bare = {}
+    for batch in (1, 8):
+        for workers in (1, 2):
+            if batch == 1:
+                bare[workers] = bare_rate(path, pay, workers, seconds)
+                log(f"bare restore + tail, {workers} thread(s): {bare[workers]:.0f} images/s")
+            pool = bf.serve(path, workers=workers, bind=ANY, threads=1, batch=batch,
+                            batch_timeout_us=2000)
+            try:
+                closed_loop(pool.endpoint, net, pay, 2, 0.2)  # warm-up: plans, caches
+                for clients in (1, 4, 16):
+                    thr, rtts, comp, bats = closed_loop(pool.endpoint, net, pay, clients,
+                                                        seconds)
+                    if batch == 1 and workers == 1 and clients == 1:
+                        t_compute = statistics.median(comp)
+                    row = {"workers": workers, "clients": clients, "batch": batch,
+                           "req_per_s": r(thr, 1), "p50_us": r(pct(rtts, 50), 0),
+                           "p99_us": r(pct(rtts, 99), 0),
+                           "compute_p50_us": r(statistics.median(comp), 0),
+                           "mean_batch": r(float(np.mean(bats)), 2)}
+                    if t_compute:
+                        row["vs_capacity"] = r(thr / (workers * 1e6 / t_compute), 3)
+                    row["vs_bare"] = r(thr / bare[workers], 3)
+                    rows.append(row)
+                    log(row)
+            finally:
+                pool.stop()
+    return rows, t_compute, bare
+
+
+def bench_tail(path, net, pay, capacity, seconds):
+    """p99 / p50 at 70 % of the W = 1, B = 1 capacity, constant-rate arrivals."""
+    pool = bf.serve(path, workers=1, bind=ANY, threads=1)
+    try:
+        closed_loop(pool.endpoint, net, pay, 1, 0.2)
+        rate = 0.7 * capacity
+        lat = paced(pool.endpoint, net, pay, rate, seconds)
+    finally:
+        pool.stop()
+    p50, p99 = pct(lat, 50), pct(lat, 99)
+    return {"rate_per_s": r(rate, 1), "p50_us": r(p50, 0), "p99_us": r(p99, 0),
+            "p99_over_p50": ratio(p99, p50), "n": len(lat)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="shorter runs (~1 min)")
+    args = ap.parse_args()
+    bf.set_num_threads(1)  # the client's own oneDNN use (the mobile half, once)
+    rounds, per_round, seconds = (4, 250, 1.0) if args.quick else (10, 500, 3.0)
+    load0 = os.getloadavg()[0]  # other processes on a shared machine skew every figure
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "net.bfly")
+        net, pay = make_model(path)
+        log(f"(a) overhead: echo pool vs raw REQ/REP, payload {pay.data.shape[1:]}")
+        over = bench_overhead(pay.data.shape[1:], rounds, per_round)
+        log(over)
+        log("(b) throughput / latency, real model")
+        rows, t_compute, bare = bench_load(path, net, pay, seconds)
+        cap1 = max(x["req_per_s"] for x in rows if x["workers"] == 1 and x["batch"] == 1)
+        tail = bench_tail(path, net, pay, cap1, seconds * 1.5)
+        log(tail)
+
+    def best(w):
+        return max(x["req_per_s"] for x in rows if x["workers"] == w and x["batch"] == 1)
+
+    eff1, eff2 = (r(best(w) / (w * 1e6 / t_compute), 3) for w in (1, 2))
+    bare1, bare2 = (r(best(w) / bare[w], 3) for w in (1, 2))
+    emit({"bench": "pool", "model": "resnet18-w16-28x28-bf(after=2,c=2,s=2)",
+          "quick": args.quick, "cores": os.cpu_count(),
+          "load_avg_start_end": [r(load0, 2), r(os.getloadavg()[0], 2)],
+          "raw_p99_over_p50": ratio(over["raw_p99_us"], over["raw_rtt_us"]),
+          "overhead_us": over["overhead_us"], "raw_rtt_us": over["raw_rtt_us"],
+          "pool_rtt_us": over["pool_rtt_us"], "ratio_overhead_vs_raw": over["overhead_vs_raw"],
+          "overhead": over, "t_compute_us": r(t_compute, 1),
+          "throughput_vs_capacity": {"W1": eff1, "W2": eff2},
+          "bare_compute_per_s": {f"W{w}": r(v, 1) for w, v in bare.items()},
+          "throughput_vs_bare": {"W1": bare1, "W2": bare2},
+          "p99_over_p50_at_70pct": tail["p99_over_p50"], "tail_at_70pct": tail,
+          "targets": {"overhead_le_2x_raw": bool(over["overhead_vs_raw"] <= 2.0),
+                      "throughput_ge_90pct_W1": bool(eff1 >= 0.9),
+                      "throughput_ge_90pct_W2": bool(eff2 >= 0.9),
+                      "throughput_ge_90pct_of_bare_W1": bool(bare1 >= 0.9),
+                      "throughput_ge_90pct_of_bare_W2": bool(bare2 >= 0.9),
+                      "p99_le_2x_p50_at_70pct": bool(tail["p99_over_p50"] <= 2.0)},
+          "table": rows})
+
+
+if __name__ == "__main__":
+    main()

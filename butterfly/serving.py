@@ -1,0 +1,494 @@
+"""Serving: the cloud half as a ZeroMQ worker pool, and the phone half as its client.
+
+The pool, its workers and the client are C (csrc/serve, docs/PROTOCOL.md); this module
+starts and stops them, runs the mobile half locally and measures each stage.
+
+    >>> pool = serve("net.bfly", workers=2, bind="tcp://127.0.0.1:5555")
+    >>> client = Client("net.bfly", pool.endpoint)
+    >>> client.classify(images, k=5)[0].topk      # [(class, probability), ...]
+    >>> pool.stop()                               # drains: every request is answered
+
+Command line: ``butterfly serve``, ``butterfly worker``, ``butterfly infer``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Self
+
+import numpy as np
+
+from . import _C
+from .network import RESTORE, load
+
+DEFAULT_BIND = "tcp://127.0.0.1:5555"
+Pool = _C.Pool
+
+
+# --- the cloud half ----------------------------------------------------------------------
+
+def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: str | None = None,
+          batch: int = 1, batch_timeout_us: int = 1000, threads: int = 0,
+          queue_max: int = 1024, max_message: int = 8 << 20, curve_key=None,
+          curve_allow=None, drain_timeout_ms: int = 5000, queue_timeout_ms: int = 10000,
+          heartbeat_interval_ms: int = 1000, heartbeat_liveness: int = 3,
+          process: bool = False, startup_timeout: float = 60.0):
+    """Serves restore + tail of a model file; returns a started :class:`Pool`.
+
+    bind: the frontend clients connect to ("tcp://127.0.0.1:*" picks a free port; read
+    ``.endpoint``).  backend: an endpoint for ``butterfly worker`` processes (None: the
+    pool's own worker threads only).  batch / batch_timeout_us: dynamic batching (a worker
+    runs up to `batch` requests that arrived within the timeout as one batch).  threads:
+    oneDNN threads per worker (0: the cores shared out).  curve_key: the server's key pair
+    (:func:`curve_keygen`); curve_allow: a file of client public keys to admit.
+
+    process=True starts ``butterfly serve`` in a child process instead and returns a
+    :class:`ServerProcess` (same ``endpoint`` / ``backend`` / ``stop()``, plus ``kill()``).
+    """
+    if process:
+        return ServerProcess.start(
+            model_path, workers=workers, bind=bind, backend=backend, batch=batch,
+            batch_timeout_us=batch_timeout_us, threads=threads, queue_max=queue_max,
+            curve_key=curve_key, curve_allow=curve_allow, drain_timeout_ms=drain_timeout_ms,
+            heartbeat_interval_ms=heartbeat_interval_ms, timeout=startup_timeout)
+    return Pool(os.fspath(model_path), workers=workers, frontend=bind, backend=backend,
+                batch=batch, batch_timeout_us=batch_timeout_us, threads=threads,
+                queue_max=queue_max, max_message=max_message, curve_key=curve_key,
+                curve_allow=curve_allow, drain_timeout_ms=drain_timeout_ms,
+                queue_timeout_ms=queue_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
+                heartbeat_liveness=heartbeat_liveness)
+
+
+def child_env() -> dict:
+    """The environment for a `python -m butterfly.cli` child: this package importable
+    from any working directory (an in-place build is not on sys.path elsewhere)."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+class ServerProcess:
+    """``butterfly serve`` running in a child process (so that it can be killed)."""
+
+    def __init__(self, proc: subprocess.Popen, endpoint: str, backend: str | None):
+        self.proc = proc
+        self.endpoint = endpoint
+        self.backend = backend
+        self.final_stats: dict | None = None
+
+    @classmethod
+    def start(cls, model_path, *, workers=2, bind=DEFAULT_BIND, backend=None, batch=1,
+              batch_timeout_us=1000, threads=0, queue_max=1024, curve_key=None,
+              curve_allow=None, drain_timeout_ms=5000, heartbeat_interval_ms=1000,
+              timeout=60.0) -> ServerProcess:
+        cmd = [sys.executable, "-m", "butterfly.cli", "serve", os.fspath(model_path),
+               "--workers", str(workers), "--bind", bind, "--batch", str(batch),
+               "--batch-timeout-us", str(batch_timeout_us), "--threads", str(threads),
+               "--queue-max", str(queue_max), "--drain-timeout-ms", str(drain_timeout_ms),
+               "--heartbeat-interval-ms", str(heartbeat_interval_ms)]
+        if backend:
+            cmd += ["--backend-bind", backend]
+        if curve_key:
+            cmd += ["--curve-key", os.fspath(curve_key)]
+        if curve_allow:
+            cmd += ["--curve-allow", os.fspath(curve_allow)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=child_env())
+        ends: dict[str, str] = {}
+        deadline = time.monotonic() + timeout
+        # the child prints its bound endpoints, then "ready"
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            key, _, value = line.strip().partition(" ")
+            if key in ("frontend", "backend"):
+                ends[key] = value
+            elif key == "ready":
+                return cls(proc, ends["frontend"], ends.get("backend"))
+        proc.kill()
+        proc.wait()
+        raise _C.NetworkError(f"butterfly serve did not start (exit code {proc.returncode})")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> dict | None:
+        """SIGTERM: the server drains, prints its statistics and exits; returns them."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        for line in (out or "").splitlines():
+            if line.startswith("stats "):
+                self.final_stats = json.loads(line[6:])
+        return self.final_stats
+
+    def kill(self) -> None:
+        """SIGKILL, no drain."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            self.stop()
+
+
+def worker(model_path, connect: str, *, batch: int = 1, batch_timeout_us: int = 1000,
+           threads: int = 0, heartbeat_interval_ms: int = 1000, heartbeat_liveness: int = 3,
+           reconnect_max_ms: int = 8000, echo: dict | None = None) -> int | None:
+    """A standalone worker process's loop: serves the pool's backend at `connect` until
+    SIGINT or SIGTERM; returns the signal number.  Heartbeats must match the pool's.
+    echo (model_path None): the C echo backend instead of a model (tests, benchmarks)."""
+    kw = {"batch": batch, "batch_timeout_us": batch_timeout_us, "threads": threads,
+          "heartbeat_interval_ms": heartbeat_interval_ms,
+          "heartbeat_liveness": heartbeat_liveness, "reconnect_max_ms": reconnect_max_ms,
+          "echo": echo}
+    path = None if model_path is None else os.fspath(model_path)
+    if threading.current_thread() is not threading.main_thread():
+        _C.run_worker(path, connect, **kw)
+        return None
+    with _SignalStop() as stop:
+        try:
+            _C.run_worker(path, connect, **kw)
+        except _C.Interrupted:
+            if stop.signum is None:
+                raise
+    return stop.signum
+
+
+class _SignalStop:
+    """SIGINT / SIGTERM stop the C worker loop running on the main thread.
+
+    The loop sees a signal only as an interrupted poll (EINTR).  A signal that lands while
+    it computes, or on another thread, would be missed; so the C-level handler's wakeup fd
+    wakes a watcher thread that re-sends the signal to the main thread until the loop is out.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> Self:
+        self.signum = None
+        self.done = threading.Event()
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._w, False)
+        self._old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
+        self._old_fd = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+        self._main = threading.main_thread().ident
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    def _watch(self) -> None:
+        while True:
+            data = os.read(self._r, 64)
+            if not data or self.done.is_set():
+                return
+            signum = data[0]
+            if signum not in self.SIGNALS:
+                continue
+            while not self.done.wait(0.05):
+                signal.pthread_kill(self._main, signum)
+            return
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        signal.set_wakeup_fd(self._old_fd)
+        os.write(self._w, b"\0")  # wakes the watcher (the fd is ours again)
+        self._watcher.join(timeout=5)
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        os.close(self._r)
+        os.close(self._w)
+
+
+def curve_keygen(path) -> str:
+    """Writes a CURVE key pair to `path` (mode 0600) and its public half to `path`.pub;
+    returns the public key (Z85 text)."""
+    return _C.curve_keygen(os.fspath(path))
+
+
+# --- the phone half ----------------------------------------------------------------------
+
+@dataclass
+class Result:
+    """One image's answer and where its time went."""
+
+    topk: list[tuple[int, float]]  # (class, probability), best first
+    mobile_ms: float               # head + reduce: this image's share of its batch
+    rtt_ms: float                  # client: request sent to answer in (every attempt)
+    queue_us: int                  # server: waited in the broker and the worker
+    compute_us: int                # server: its batch's restore + tail
+    batch: int                     # server: requests in that batch
+    attempts: int = 1
+    logits: np.ndarray | None = field(default=None, repr=False)
+    names: list[str] | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> int:
+        return self.topk[0][0]
+
+    @property
+    def classes(self) -> list[int]:
+        return [c for c, _ in self.topk]
+
+    @property
+    def probs(self) -> list[float]:
+        return [p for _, p in self.topk]
+
+    @property
+    def transfer_ms(self) -> float:
+        """Round trip minus the server's queue and compute: network, codec and broker."""
+        return self.rtt_ms - (self.queue_us + self.compute_us) / 1000.0
+
+
+class Client:
+    """The phone: runs head + reduce of a model file locally, sends the 8-bit payload to a
+    pool and gets top-k classes back.
+
+    backend: "onednn" or "opencl" (the mobile half on an OpenCL device).  The model hash and
+    split id sent with each request come from the file, so a pool serving another model
+    refuses the requests.  timeout_ms / retries: the Lazy Pirate client's patience.
+    curve_server_key: the server's public key file (CURVE on); curve_key: this client's key
+    pair (else a fresh pair).  One thread at a time uses a client (calls are serialized).
+    """
+
+    def __init__(self, model_path, endpoint: str = DEFAULT_BIND, *, timeout_ms: int = 3000,
+                 retries: int = 2, codec: str = "raw", curve_server_key=None, curve_key=None,
+                 backend: str = "onednn", device: int | None = None):
+        self.half = load(model_path, part="mobile", backend=backend, device=device)
+        self.network = getattr(self.half, "network", self.half)
+        self.hash = self.network.hash
+        self.split = self.network.model.part_range(RESTORE)[0]
+        if self.split < 0:
+            raise _C.InvalidArgument(f"{model_path}: no butterfly unit (nothing to offload)")
+        classes = self.network.meta.get("classes")
+        self.class_names = [str(c) for c in classes] if isinstance(classes, list) else None
+        self.endpoint = endpoint
+        self._c = _C.Client(endpoint, self.hash, self.split, timeout_ms=timeout_ms,
+                            retries=retries, codec=codec, curve_server_key=curve_server_key,
+                            curve_key=curve_key)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.network.input_shape
+
+    def mobile(self, images):
+        """head + reduce: images -> :class:`butterfly.Payload` (and the time it took, ms)."""
+        t0 = time.perf_counter()
+        payload = self.half.mobile(images)
+        return payload, (time.perf_counter() - t0) * 1e3
+
+    def classify_payload(self, payload, k: int = 5, *, codec: str | None = None,
+                         logits: bool = False, mobile_ms: float = 0.0) -> list[Result]:
+        """Sends payloads already computed (data (N, C, H, W) uint8, ranges (N, 2))."""
+        data, ranges = payload
+        data = np.ascontiguousarray(data, dtype=np.uint8)
+        ranges = np.ascontiguousarray(ranges, dtype=np.float32).reshape(len(data), 2)
+        raw = self._c.classify(data, ranges, k, codec=codec, logits=logits)
+        share = mobile_ms / max(len(data), 1)
+        out = []
+        for r in raw:
+            names = ([self.class_names[c] if 0 <= c < len(self.class_names) else str(c)
+                      for c, _ in r["topk"]] if self.class_names else None)
+            out.append(Result(r["topk"], share, r["total_us"] / 1000.0, r["queue_us"],
+                              r["compute_us"], r["batch"], r["attempts"], r.get("logits"),
+                              names))
+        return out
+
+    def classify(self, images, k: int = 5, *, codec: str | None = None,
+                 logits: bool = False) -> list[Result]:
+        """Top-k of images (N, C, H, W) or (C, H, W) float32: head + reduce here, restore +
+        tail at the pool, one request per image.  Raises Timeout, Busy, Refused, ..."""
+        payload, ms = self.mobile(images)
+        return self.classify_payload(payload, k, codec=codec, logits=logits, mobile_ms=ms)
+
+    __call__ = classify
+
+
+# --- command line ------------------------------------------------------------------------
+
+def _summary(stats: dict) -> str:
+    lines = [(f"requests {stats['requests']}: {stats['replies_ok']} ok, {stats['errors']} "
+              f"errors ({stats['malformed']} malformed), {stats['busy']} busy, "
+              f"{stats['requeued']} re-queued, {stats['workers_purged']} workers purged")]
+    if stats["batches"]:
+        sizes = ", ".join(f"{b}: {n}" for b, n in sorted(stats["batch_sizes"].items()))
+        lines.append(f"batches {stats['batches']} (size: count  {sizes})")
+    for stage in ("queue_us", "compute_us", "total_us"):
+        h = stats[stage]
+        if h["count"]:
+            lines.append(f"{stage[:-3]:>8} us  p50 <= {h['p50']:.0f}  p90 <= {h['p90']:.0f}  "
+                         f"p99 <= {h['p99']:.0f}  max <= {h['max']:.0f}")
+    return "\n".join(lines)
+
+
+def _stats_json(stats: dict) -> str:
+    slim = {k: v for k, v in stats.items() if k not in ("queue_us", "compute_us", "total_us")}
+    slim["batch_sizes"] = {str(b): n for b, n in stats["batch_sizes"].items()}
+    for stage in ("queue_us", "compute_us", "total_us"):
+        slim[stage] = {q: stats[stage][q] for q in ("count", "p50", "p90", "p99", "max")}
+    return json.dumps(slim)
+
+
+def _cli_serve(args) -> int:
+    net = load(args.model, part="cloud")
+    pool = serve(args.model, workers=args.workers, bind=args.bind, backend=args.backend_bind,
+                 batch=args.batch, batch_timeout_us=args.batch_timeout_us,
+                 threads=args.threads, queue_max=args.queue_max, curve_key=args.curve_key,
+                 curve_allow=args.curve_allow, drain_timeout_ms=args.drain_timeout_ms,
+                 heartbeat_interval_ms=args.heartbeat_interval_ms)
+    stop = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in signals}
+    try:
+        print(f"serving {args.model} (model {net.hash}, split "
+              f"{net.model.part_range(RESTORE)[0]}, {args.workers} worker threads, batch "
+              f"{args.batch}{', CURVE' if args.curve_key else ''})")
+        print(f"frontend {pool.endpoint}")
+        if pool.backend:
+            print(f"backend {pool.backend}")
+        print("ready (Ctrl-C or SIGTERM: drain and stop)", flush=True)
+        while not stop.wait(0.5):
+            pass
+        print("draining ...", flush=True)
+        pool.stop()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        pool.stop()
+    stats = pool.stats()
+    print(_summary(stats))
+    print("stats " + _stats_json(stats), flush=True)
+    return 0
+
+
+def _cli_worker(args) -> int:
+    print(f"worker for {args.model} connecting to {args.connect}", flush=True)
+    signum = worker(args.model, args.connect, batch=args.batch,
+                    batch_timeout_us=args.batch_timeout_us, threads=args.threads,
+                    heartbeat_interval_ms=args.heartbeat_interval_ms)
+    print(f"worker stopped ({signal.Signals(signum).name if signum else 'done'})", flush=True)
+    return 0
+
+
+def _load_image(path, shape: tuple[int, int, int]) -> np.ndarray:
+    """One file as float32 (n, C, H, W) in [0, 1]."""
+    c, h, w = shape
+    path = os.fspath(path)
+    if path.endswith(".npy"):
+        a = np.load(path)
+        a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
+        a = a[None] if a.ndim == 2 else a
+        a = a[None] if a.ndim == 3 else a
+        if a.ndim != 4 or a.shape[1:] != (c, h, w):
+            raise _C.InvalidArgument(f"{path}: shape {a.shape}, the model takes "
+                                     f"(N, {c}, {h}, {w})")
+        return a
+    from PIL import Image
+
+    if c not in (1, 3):
+        raise _C.InvalidArgument(f"the model takes {c} channels: give .npy arrays")
+    with Image.open(path) as im:
+        im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
+        a = np.asarray(im, dtype=np.float32) / 255.0
+    return (a[None] if c == 1 else a.transpose(2, 0, 1))[None]
+
+
+def load_images(paths, shape: tuple[int, int, int]) -> np.ndarray:
+    """Images for a model input of shape (C, H, W) as float32 (N, C, H, W) in [0, 1].
+
+    Picture files (Pillow) are converted to grayscale (C = 1) or RGB (C = 3) and resized to
+    W x H.  A .npy file holds one image (H, W) / (C, H, W) or a stack (N, C, H, W); uint8
+    arrays are divided by 255, float arrays taken as they are."""
+    return np.ascontiguousarray(np.concatenate([_load_image(p, shape) for p in paths]))
+
+
+def _cli_infer(args) -> int:
+    client = Client(args.model, args.connect, timeout_ms=args.timeout_ms, retries=args.retries,
+                    codec=args.codec, curve_server_key=args.curve_server_key,
+                    curve_key=args.curve_key, backend=args.backend)
+    for path in args.images:
+        x = _load_image(path, client.input_shape)
+        client.mobile(x)  # compiles the plans for this batch size: timings below are warm
+        for i, r in enumerate(client.classify(x, k=args.k)):
+            print(f"{path}{f'[{i}]' if len(x) > 1 else ''}:")
+            for j, (c, p) in enumerate(r.topk):
+                name = f"  {r.names[j]}" if r.names else ""
+                print(f"  {j + 1}. class {c:>4}{name}  {p:.4f}")
+            print(f"  mobile {r.mobile_ms:.2f} ms, round trip {r.rtt_ms:.2f} ms (server queue "
+                  f"{r.queue_us} us, compute {r.compute_us} us, batch {r.batch}; transfer "
+                  f"{r.transfer_ms:.2f} ms)")
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("serve", help="serve the cloud half of a model with the worker pool")
+    p.add_argument("model", help="model file (.bfly) with a butterfly unit")
+    p.add_argument("--workers", type=int, default=2, help="worker threads (default 2)")
+    p.add_argument("--bind", default=DEFAULT_BIND, help=f"client endpoint ({DEFAULT_BIND})")
+    p.add_argument("--backend-bind", default=None,
+                   help="endpoint for `butterfly worker` processes, e.g. tcp://127.0.0.1:5556")
+    p.add_argument("--batch", type=int, default=1, help="B: requests per batch (1: none)")
+    p.add_argument("--batch-timeout-us", type=int, default=1000,
+                   help="T: how long a batch may wait to fill up")
+    p.add_argument("--threads", type=int, default=0,
+                   help="oneDNN threads per worker (0: the cores shared out)")
+    p.add_argument("--queue-max", type=int, default=1024, help="queued requests before busy")
+    p.add_argument("--drain-timeout-ms", type=int, default=5000)
+    p.add_argument("--heartbeat-interval-ms", type=int, default=1000,
+                   help="to and from workers (worker processes must use the same)")
+    p.add_argument("--curve-key", default=None, help="server key pair: turns CURVE on")
+    p.add_argument("--curve-allow", default=None, help="file of client public keys to admit")
+    p.set_defaults(func=_cli_serve)
+
+    p = sub.add_parser("worker", help="a worker process for a pool's backend endpoint")
+    p.add_argument("model")
+    p.add_argument("--connect", default="tcp://127.0.0.1:5556", help="the pool's backend")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch-timeout-us", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=0, help="oneDNN threads (0: all cores)")
+    p.add_argument("--heartbeat-interval-ms", type=int, default=1000,
+                   help="must match the pool's")
+    p.set_defaults(func=_cli_worker)
+
+    p = sub.add_parser("infer", help="classify images: head + reduce here, the rest at a pool")
+    p.add_argument("model")
+    p.add_argument("images", nargs="+", help="picture files (Pillow) or .npy arrays")
+    p.add_argument("--connect", default=DEFAULT_BIND, help="the pool's frontend")
+    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--backend", default="onednn", choices=["onednn", "opencl"],
+                   help="where the mobile half runs")
+    p.add_argument("--codec", default="raw", choices=["raw", "zstd"])
+    p.add_argument("--timeout-ms", type=int, default=3000)
+    p.add_argument("--retries", type=int, default=2)
+    p.add_argument("--curve-server-key", default=None, help="the server's public key file")
+    p.add_argument("--curve-key", default=None, help="this client's key pair")
+    p.set_defaults(func=_cli_infer)
+
+
+__all__ = ["Client", "Pool", "Result", "ServerProcess", "curve_keygen", "load_images",
+           "serve", "worker"]

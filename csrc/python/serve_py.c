@@ -1,0 +1,695 @@
+/* butterfly._C serving: Pool, Client, run_worker, curve_keygen.  Thin wrappers of bf_pool,
+ * bf_client, bf_worker_run and bf_curve_keygen (butterfly.h, "Serving"); butterfly/serving.py
+ * is the Python face.  Every blocking call runs without the GIL. */
+#include "python/common.h"
+
+#include "pythread.h"
+
+#define LOGITS_CAP (1 << 20) /* scores one reply may carry (the wire codec's limit) */
+
+static PyTypeObject *pool_type, *client_type;
+
+/* ---- argument helpers ----------------------------------------------------------------- */
+
+/* A path-like or None -> a new bytes reference in *out (NULL for None); -1 on error. */
+static int fs_opt(PyObject *o, PyObject **out)
+{
+    *out = NULL;
+    if (o == NULL || o == Py_None)
+        return 0;
+    return PyUnicode_FSConverter(o, out) ? 0 : -1;
+}
+
+static const char *cstr(PyObject *bytes) { return bytes ? PyBytes_AS_STRING(bytes) : NULL; }
+
+static int dict_int(PyObject *d, const char *key, int *out)
+{
+    PyObject *v = PyDict_GetItemString(d, key); /* borrowed */
+    if (v == NULL)
+        return 0;
+    long x = PyLong_AsLong(v);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    if (x < INT32_MIN || x > INT32_MAX) {
+        PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT), "echo %s out of range", key);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+/*
+ * Fills the compute part of worker params: the engine on a model file, or (echo, a dict with
+ * dims (C, H, W), classes, delay_us, split, model_hash) the echo backend of tests and
+ * benchmarks.  *keep receives new bytes references the params point into (release them
+ * after the C call).
+ */
+static int parse_compute(PyObject *model_path, PyObject *echo, bf_compute_params *cp,
+                         PyObject *keep[2])
+{
+    PyObject *exc = bf_py_exception(BF_STATUS_INVALID_ARGUMENT);
+    keep[0] = keep[1] = NULL;
+    if ((model_path == NULL || model_path == Py_None) == (echo == NULL || echo == Py_None)) {
+        PyErr_SetString(exc, "give either a model path or echo={...}, not both or neither");
+        return -1;
+    }
+    if (echo == NULL || echo == Py_None) {
+        cp->kind = BF_COMPUTE_PLAN;
+        if (fs_opt(model_path, &keep[0]) < 0)
+            return -1;
+        cp->model_path = cstr(keep[0]);
+        return 0;
+    }
+    if (!PyDict_Check(echo)) {
+        PyErr_SetString(exc, "echo must be a dict (dims, classes, delay_us, split, model_hash)");
+        return -1;
+    }
+    cp->kind = BF_COMPUTE_ECHO;
+    PyObject *dims = PyDict_GetItemString(echo, "dims"), *hash;
+    if (dims && !PyArg_ParseTuple(dims, "iii;echo dims must be (C, H, W)", &cp->dims[0],
+                                  &cp->dims[1], &cp->dims[2]))
+        return -1;
+    if (dict_int(echo, "classes", &cp->num_classes) < 0 ||
+        dict_int(echo, "delay_us", &cp->delay_us) < 0 || dict_int(echo, "split", &cp->split) < 0)
+        return -1;
+    hash = PyDict_GetItemString(echo, "model_hash");
+    if (hash && hash != Py_None) {
+        if (!(keep[1] = PyUnicode_AsUTF8String(hash)))
+            return -1;
+        cp->model_hash = cstr(keep[1]);
+    }
+    return 0;
+}
+
+/* After a blocking call came back BF_STATUS_INTERRUPTED: the exception a Python signal
+ * handler raised (KeyboardInterrupt for Ctrl-C), else butterfly.Interrupted. */
+static PyObject *raise_status(bf_status st)
+{
+    if (st == BF_STATUS_INTERRUPTED && PyErr_CheckSignals() < 0)
+        return NULL;
+    return bf_py_raise(st);
+}
+
+/* ---- Pool ------------------------------------------------------------------------------ */
+
+typedef struct PoolObject {
+    PyObject_HEAD
+    bf_pool *pool;
+    PyThread_type_lock lock; /* start / stop / kill_worker, one at a time */
+    int running;
+    int n_workers;
+} PoolObject;
+
+/* Runs a call on the pool without the GIL, holding the pool's lock. */
+#define POOL_CALL(self, st, call)                                                          \
+    do {                                                                                   \
+        Py_BEGIN_ALLOW_THREADS                                                             \
+        PyThread_acquire_lock((self)->lock, WAIT_LOCK);                                    \
+        st = (call);                                                                       \
+        PyThread_release_lock((self)->lock);                                               \
+        Py_END_ALLOW_THREADS                                                               \
+    } while (0)
+
+static bf_status pool_start_locked(PoolObject *self)
+{
+    bf_status st = self->running ? BF_STATUS_OK : bf_pool_start(self->pool);
+    self->running |= st == BF_STATUS_OK;
+    return st;
+}
+
+static bf_status pool_stop_locked(PoolObject *self)
+{
+    bf_status st = self->running ? bf_pool_stop(self->pool) : BF_STATUS_OK;
+    self->running = 0;
+    return st;
+}
+
+static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"model_path", "workers", "frontend", "backend", "batch",
+                             "batch_timeout_us", "queue_max", "max_message", "max_payload",
+                             "threads", "heartbeat_interval_ms", "heartbeat_liveness",
+                             "queue_timeout_ms", "drain_timeout_ms", "curve_key", "curve_allow",
+                             "echo", "start", NULL};
+    bf_pool_params pp = bf_pool_default_params();
+    PyObject *model_path = Py_None, *curve_key = Py_None, *curve_allow = Py_None;
+    PyObject *echo = Py_None, *keep[4] = {NULL, NULL, NULL, NULL};
+    int threads = 0, start = 1;
+    PoolObject *self = NULL;
+    bf_pool *pool = NULL;
+    bf_status st;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kw, "|O$isziiiiiiiiiiOOOp:Pool", kwlist, &model_path, &pp.n_workers,
+            &pp.frontend, &pp.backend, &pp.worker.max_batch, &pp.worker.batch_timeout_us,
+            &pp.queue_max, &pp.max_message, &pp.worker.max_payload, &threads,
+            &pp.heartbeat_interval_ms, &pp.heartbeat_liveness, &pp.queue_timeout_ms,
+            &pp.drain_timeout_ms, &curve_key, &curve_allow, &echo, &start))
+        return NULL;
+    if (threads < 0 || threads > 1024) {
+        PyErr_SetString(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+                        "threads (per worker) must be in [0, 1024]");
+        return NULL;
+    }
+    pp.n_threads = threads * pp.n_workers; /* the pool gives each thread cores / workers */
+    if (parse_compute(model_path, echo, &pp.worker.compute, keep) < 0 ||
+        fs_opt(curve_key, &keep[2]) < 0 || fs_opt(curve_allow, &keep[3]) < 0)
+        goto done;
+    pp.curve_key_file = cstr(keep[2]);
+    pp.curve_allow_file = cstr(keep[3]);
+    /* bf_pool_create copies every string it keeps */
+    if (bf_py_check(bf_pool_create(&pool, &pp)) < 0)
+        goto done;
+    self = (PoolObject *)type->tp_alloc(type, 0);
+    if (self == NULL || !(self->lock = PyThread_allocate_lock())) {
+        if (self)
+            PyErr_NoMemory();
+        Py_CLEAR(self);
+        bf_pool_destroy(pool);
+        goto done;
+    }
+    self->pool = pool;
+    self->n_workers = pp.n_workers;
+    if (start) {
+        POOL_CALL(self, st, pool_start_locked(self));
+        if (st != BF_STATUS_OK) {
+            raise_status(st);
+            Py_CLEAR(self);
+        }
+    }
+done:
+    for (int i = 0; i < 4; i++)
+        Py_XDECREF(keep[i]);
+    return (PyObject *)self;
+}
+
+static void pool_dealloc(PoolObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (self->pool) {
+        bf_pool *pool = self->pool;
+        Py_BEGIN_ALLOW_THREADS
+        bf_pool_destroy(pool); /* stops (drains) a running pool */
+        Py_END_ALLOW_THREADS
+    }
+    if (self->lock)
+        PyThread_free_lock(self->lock);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *pool_start(PoolObject *self, PyObject *unused)
+{
+    bf_status st;
+    (void)unused;
+    POOL_CALL(self, st, pool_start_locked(self));
+    if (st != BF_STATUS_OK)
+        return raise_status(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *pool_stop(PoolObject *self, PyObject *unused)
+{
+    bf_status st;
+    (void)unused;
+    POOL_CALL(self, st, pool_stop_locked(self));
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *pool_kill_worker(PoolObject *self, PyObject *arg)
+{
+    long i = PyLong_AsLong(arg);
+    bf_status st;
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    if (i < 0 || i >= self->n_workers) {
+        PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+                     "no worker thread %ld (the pool has %d)", i, self->n_workers);
+        return NULL;
+    }
+    POOL_CALL(self, st, bf_pool_kill_worker(self->pool, (int)i));
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *pool_enter(PoolObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!pool_start(self, NULL))
+        return NULL;
+    Py_DECREF(Py_None);
+    Py_INCREF(self);
+    return (PyObject *)self;
+}
+
+static PyObject *pool_exit(PoolObject *self, PyObject *args)
+{
+    (void)args;
+    if (!pool_stop(self, NULL))
+        return NULL;
+    Py_DECREF(Py_None);
+    Py_RETURN_FALSE;
+}
+
+static PyObject *hist_summary(const uint64_t h[BF_STATS_BUCKETS])
+{
+    uint64_t n = 0;
+    PyObject *buckets = PyList_New(BF_STATS_BUCKETS);
+    if (buckets == NULL)
+        return NULL;
+    for (int b = 0; b < BF_STATS_BUCKETS; b++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(h[b]);
+        if (v == NULL) {
+            Py_DECREF(buckets);
+            return NULL;
+        }
+        PyList_SET_ITEM(buckets, b, v);
+        n += h[b];
+    }
+    return Py_BuildValue("{s:K,s:d,s:d,s:d,s:d,s:N}", "count", (unsigned long long)n, "p50",
+                         bf_stats_quantile(h, 0.5), "p90", bf_stats_quantile(h, 0.9), "p99",
+                         bf_stats_quantile(h, 0.99), "max", bf_stats_quantile(h, 1.0),
+                         "buckets", buckets);
+}
+
+static PyObject *pool_stats(PoolObject *self, PyObject *unused)
+{
+    bf_serve_stats s;
+    PyObject *out, *batches;
+    (void)unused;
+    if (bf_py_check(bf_pool_stats(self->pool, &s)) < 0)
+        return NULL;
+    if (!(batches = PyDict_New()))
+        return NULL;
+    for (int b = 0; b <= BF_STATS_BATCH_MAX; b++) {
+        PyObject *k, *v;
+        if (s.batch_hist[b] == 0)
+            continue;
+        k = PyLong_FromLong(b);
+        v = PyLong_FromUnsignedLongLong(s.batch_hist[b]);
+        if (!k || !v || PyDict_SetItem(batches, k, v) < 0) {
+            Py_XDECREF(k), Py_XDECREF(v), Py_DECREF(batches);
+            return NULL;
+        }
+        Py_DECREF(k), Py_DECREF(v);
+    }
+    out = Py_BuildValue(
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:i,s:N,s:N,s:N,s:N}", "requests",
+        (unsigned long long)s.requests, "replies_ok", (unsigned long long)s.replies_ok,
+        "errors", (unsigned long long)s.errors, "malformed", (unsigned long long)s.malformed,
+        "busy", (unsigned long long)s.busy, "requeued", (unsigned long long)s.requeued,
+        "late_replies", (unsigned long long)s.late_replies, "workers_purged",
+        (unsigned long long)s.workers_purged, "batches", (unsigned long long)s.batches,
+        "workers", s.workers, "queued", s.queued, "in_flight", s.in_flight, "batch_sizes",
+        batches, "queue_us", hist_summary(s.queue_us), "compute_us",
+        hist_summary(s.compute_us), "total_us", hist_summary(s.total_us));
+    return out;
+}
+
+static PyObject *pool_endpoint_which(PoolObject *self, int which)
+{
+    char buf[256];
+    if (bf_pool_endpoint(self->pool, which, buf, sizeof buf) != BF_STATUS_OK)
+        Py_RETURN_NONE; /* not bound (stopped, or no backend) */
+    return PyUnicode_FromString(buf);
+}
+
+static PyObject *pool_get_endpoint(PoolObject *self, void *closure)
+{
+    (void)closure;
+    return pool_endpoint_which(self, 0);
+}
+
+static PyObject *pool_get_backend(PoolObject *self, void *closure)
+{
+    (void)closure;
+    return pool_endpoint_which(self, 1);
+}
+
+static PyObject *pool_get_running(PoolObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->running);
+}
+
+static PyMethodDef pool_methods[] = {
+    {"start", (PyCFunction)pool_start, METH_NOARGS,
+     "Build the computes, bind the endpoints, start the threads (no-op when running)."},
+    {"stop", (PyCFunction)pool_stop, METH_NOARGS,
+     "Refuse new requests, answer those queued or in flight (up to drain_timeout_ms), join "
+     "the threads.  Harmless when stopped."},
+    {"stats", (PyCFunction)pool_stats, METH_NOARGS,
+     "Counters, live workers / queued / in flight, batch sizes and per-stage latency "
+     "quantiles (upper bounds of power-of-two buckets, us)."},
+    {"kill_worker", (PyCFunction)pool_kill_worker, METH_O,
+     "kill_worker(i): worker thread i stops dead, as if crashed (fault injection)."},
+    {"__enter__", (PyCFunction)pool_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)pool_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef pool_getset[] = {
+    {"endpoint", (getter)pool_get_endpoint, NULL, "the frontend as bound, or None", NULL},
+    {"backend", (getter)pool_get_backend, NULL,
+     "the backend for worker processes as bound, or None", NULL},
+    {"running", (getter)pool_get_running, NULL, "whether the pool is started", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot pool_slots[] = {
+    {Py_tp_new, pool_new},
+    {Py_tp_dealloc, pool_dealloc},
+    {Py_tp_methods, pool_methods},
+    {Py_tp_getset, pool_getset},
+    {Py_tp_doc,
+     "Pool(model_path=None, *, workers=1, frontend='tcp://127.0.0.1:5555', backend=None, "
+     "batch=1, batch_timeout_us=1000, queue_max=1024, max_message=8 MiB, max_payload=8 MiB, "
+     "threads=0, heartbeat_interval_ms=1000, heartbeat_liveness=3, queue_timeout_ms=10000, "
+     "drain_timeout_ms=5000, curve_key=None, curve_allow=None, echo=None, start=True): the "
+     "cloud worker pool (bf_pool) serving restore + tail of a model file, or the echo "
+     "backend (echo={'dims': (C, H, W), 'classes', 'delay_us', 'split', 'model_hash'}).  "
+     "threads: oneDNN threads per worker thread (0: the cores shared out)."},
+    {0, NULL},
+};
+
+static PyType_Spec pool_spec = {"butterfly._C.Pool", sizeof(PoolObject), 0,
+                                Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE, pool_slots};
+
+/* ---- Client ---------------------------------------------------------------------------- */
+
+typedef struct ClientObject {
+    PyObject_HEAD
+    bf_client *c[2];          /* by codec; the one not chosen at creation made on first use */
+    bf_client_params p;       /* strings point into the bytes below */
+    PyObject *keep[4];        /* endpoint, model hash, server key path, client key path */
+    PyThread_type_lock lock;  /* one request at a time per client */
+} ClientObject;
+
+static int parse_codec(const char *s, bf_codec *out)
+{
+    if (strcmp(s, "raw") == 0)
+        *out = BF_CODEC_RAW;
+    else if (strcmp(s, "zstd") == 0)
+        *out = BF_CODEC_ZSTD;
+    else {
+        PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+                     "codec must be 'raw' or 'zstd', not '%s'", s);
+        return -1;
+    }
+    return 0;
+}
+
+/* The C client for a codec, created on first use; called without the GIL, lock held. */
+static bf_status client_for(ClientObject *self, bf_codec codec, bf_client **out)
+{
+    if (self->c[codec] == NULL) {
+        bf_client_params p = self->p;
+        p.codec = codec;
+        bf_status st = bf_client_create(&self->c[codec], &p);
+        if (st != BF_STATUS_OK)
+            return st;
+    }
+    *out = self->c[codec];
+    return BF_STATUS_OK;
+}
+
+static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"endpoint", "model_hash", "split", "timeout_ms", "retries",
+                             "codec", "zstd_level", "curve_server_key", "curve_key", NULL};
+    ClientObject *self;
+    PyObject *endpoint, *hash = Py_None, *server_key = Py_None, *key = Py_None;
+    const char *codec = "raw";
+    bf_client_params p = bf_client_default_params();
+    bf_client *c = NULL;
+    bf_status st;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|Oi$iisiOO:Client", kwlist, &endpoint, &hash,
+                                     &p.split, &p.timeout_ms, &p.retries, &codec,
+                                     &p.zstd_level, &server_key, &key))
+        return NULL;
+    if (parse_codec(codec, &p.codec) < 0)
+        return NULL;
+    if (!(self = (ClientObject *)type->tp_alloc(type, 0)))
+        return NULL;
+    if (!(self->lock = PyThread_allocate_lock())) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    if (!(self->keep[0] = PyUnicode_AsUTF8String(endpoint)) ||
+        (hash != Py_None && !(self->keep[1] = PyUnicode_AsUTF8String(hash))) ||
+        fs_opt(server_key, &self->keep[2]) < 0 || fs_opt(key, &self->keep[3]) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    p.endpoint = cstr(self->keep[0]);
+    p.model_hash = cstr(self->keep[1]);
+    p.curve_server_key = cstr(self->keep[2]);
+    p.curve_key_file = cstr(self->keep[3]);
+    self->p = p;
+    /* make the first client now, so that bad parameters or keys fail here */
+    Py_BEGIN_ALLOW_THREADS
+    st = client_for(self, p.codec, &c);
+    Py_END_ALLOW_THREADS
+    if (st != BF_STATUS_OK) {
+        Py_DECREF(self);
+        return bf_py_raise(st);
+    }
+    return (PyObject *)self;
+}
+
+static void client_dealloc(ClientObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    bf_client_destroy(self->c[0]);
+    bf_client_destroy(self->c[1]);
+    for (int i = 0; i < 4; i++)
+        Py_XDECREF(self->keep[i]);
+    if (self->lock)
+        PyThread_free_lock(self->lock);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+/* One reply as a dict: topk [(class, prob)], server timings, the client's round trip. */
+static PyObject *result_dict(const bf_result *r)
+{
+    PyObject *topk = PyList_New(r->k);
+    if (topk == NULL)
+        return NULL;
+    for (int j = 0; j < r->k; j++) {
+        PyObject *t = Py_BuildValue("(id)", r->classes[j], (double)r->probs[j]);
+        if (t == NULL) {
+            Py_DECREF(topk);
+            return NULL;
+        }
+        PyList_SET_ITEM(topk, j, t);
+    }
+    return Py_BuildValue("{s:N,s:k,s:k,s:i,s:k,s:i}", "topk", topk, "queue_us",
+                         (unsigned long)r->queue_us, "compute_us", (unsigned long)r->compute_us,
+                         "batch", r->batch, "total_us", (unsigned long)r->total_us, "attempts",
+                         r->attempts);
+}
+
+static PyObject *client_classify(ClientObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"payload", "ranges", "k", "codec", "logits", NULL};
+    PyObject *po, *ro, *out = NULL;
+    PyArrayObject *pa = NULL, *ra = NULL;
+    const char *codec_s = NULL;
+    int k = 5, want_logits = 0, nd;
+    bf_codec codec = self->p.codec;
+    float *logits = NULL;
+    npy_intp n, rdims[2];
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|izp:classify", kwlist, &po, &ro, &k,
+                                     &codec_s, &want_logits))
+        return NULL;
+    if (codec_s && parse_codec(codec_s, &codec) < 0)
+        return NULL;
+    nd = PyArray_Check(po) && PyArray_NDIM((PyArrayObject *)po) == 3 ? 3 : 4;
+    if (!(pa = bf_py_input_array(po, NPY_UINT8, nd, NULL, "payload")))
+        return NULL;
+    n = nd == 3 ? 1 : PyArray_DIM(pa, 0);
+    rdims[0] = n, rdims[1] = 2;
+    if (nd == 3)
+        ra = bf_py_input_array(ro, NPY_FLOAT32, 1, rdims + 1, "ranges");
+    else
+        ra = bf_py_input_array(ro, NPY_FLOAT32, 2, rdims, "ranges");
+    if (ra == NULL)
+        goto done;
+    if (want_logits && !(logits = PyMem_RawMalloc(LOGITS_CAP * sizeof(float)))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int dims[3];
+    for (int d = 0; d < 3; d++) {
+        npy_intp v = PyArray_DIM(pa, nd - 3 + d);
+        dims[d] = v > INT32_MAX ? INT32_MAX : (int)v;
+    }
+    size_t elems = (size_t)dims[0] * dims[1] * dims[2];
+    const uint8_t *data = PyArray_DATA(pa);
+    const float *rng = PyArray_DATA(ra);
+    if (!(out = PyList_New(n)))
+        goto done;
+    for (npy_intp i = 0; i < n; i++) {
+        bf_result r;
+        bf_client *c = NULL;
+        bf_status st;
+        PyObject *item;
+        memset(&r, 0, sizeof r);
+        r.logits = logits;
+        r.logits_cap = logits ? LOGITS_CAP : 0;
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(self->lock, WAIT_LOCK);
+        st = client_for(self, codec, &c);
+        if (st == BF_STATUS_OK)
+            st = bf_client_classify(c, data + (size_t)i * elems, dims, rng[2 * i],
+                                    rng[2 * i + 1], k, &r);
+        PyThread_release_lock(self->lock);
+        Py_END_ALLOW_THREADS
+        if (st != BF_STATUS_OK) {
+            raise_status(st);
+            Py_CLEAR(out);
+            goto done;
+        }
+        if (!(item = result_dict(&r))) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, item);
+        if (logits) {
+            npy_intp ld[1] = {r.n_logits};
+            PyObject *a = PyArray_SimpleNew(1, ld, NPY_FLOAT32);
+            if (a)
+                memcpy(PyArray_DATA((PyArrayObject *)a), logits, (size_t)r.n_logits * 4);
+            if (!a || PyDict_SetItemString(item, "logits", a) < 0) {
+                Py_XDECREF(a);
+                Py_CLEAR(out);
+                goto done;
+            }
+            Py_DECREF(a);
+        }
+    }
+done:
+    PyMem_RawFree(logits);
+    Py_XDECREF(pa);
+    Py_XDECREF(ra);
+    return out;
+}
+
+static PyObject *client_get_endpoint(ClientObject *self, void *closure)
+{
+    (void)closure;
+    return PyUnicode_FromString(self->p.endpoint);
+}
+
+static PyMethodDef client_methods[] = {
+    {"classify", (PyCFunction)(void (*)(void))client_classify, METH_VARARGS | METH_KEYWORDS,
+     "classify(payload uint8 (N, C, H, W) or (C, H, W), ranges float32 (N, 2) or (2,), k=5, "
+     "codec=None, logits=False) -> per image a dict: topk [(class, prob)] best first, "
+     "queue_us, compute_us, batch (server), total_us, attempts (client), logits (if asked).  "
+     "One request per image, in order; raises Timeout, Busy, Refused, ProtocolError, ..."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef client_getset[] = {
+    {"endpoint", (getter)client_get_endpoint, NULL, "the pool's frontend", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot client_slots[] = {
+    {Py_tp_new, client_new},
+    {Py_tp_dealloc, client_dealloc},
+    {Py_tp_methods, client_methods},
+    {Py_tp_getset, client_getset},
+    {Py_tp_doc,
+     "Client(endpoint, model_hash=None, split=-1, *, timeout_ms=3000, retries=2, "
+     "codec='raw', zstd_level=3, curve_server_key=None, curve_key=None): a Lazy Pirate "
+     "client of a pool's frontend (bf_client).  curve_server_key: a key file holding the "
+     "server's public key (CURVE on); curve_key: this client's key pair (else a fresh one)."},
+    {0, NULL},
+};
+
+static PyType_Spec client_spec = {"butterfly._C.Client", sizeof(ClientObject), 0,
+                                  Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE, client_slots};
+
+/* ---- functions --------------------------------------------------------------------------- */
+
+static PyObject *py_run_worker(PyObject *mod, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"model_path", "connect", "batch", "batch_timeout_us", "threads",
+                             "heartbeat_interval_ms", "heartbeat_liveness", "reconnect_max_ms",
+                             "max_payload", "echo", NULL};
+    bf_worker_params wp = bf_worker_default_params();
+    PyObject *model_path = Py_None, *echo = Py_None, *keep[2] = {NULL, NULL}, *ep = NULL;
+    bf_status st;
+    (void)mod;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|$iiiiiiiO:run_worker", kwlist, &model_path,
+                                     &ep, &wp.max_batch, &wp.batch_timeout_us, &wp.n_threads,
+                                     &wp.heartbeat_interval_ms, &wp.heartbeat_liveness,
+                                     &wp.reconnect_max_ms, &wp.max_payload, &echo))
+        return NULL;
+    if (parse_compute(model_path, echo, &wp.compute, keep) < 0)
+        goto fail;
+    /* the worker reads these strings for as long as it runs: the references live till then */
+    wp.connect = PyUnicode_AsUTF8(ep);
+    if (wp.connect == NULL)
+        goto fail;
+    Py_BEGIN_ALLOW_THREADS
+    st = bf_worker_run(&wp);
+    Py_END_ALLOW_THREADS
+    Py_XDECREF(keep[0]);
+    Py_XDECREF(keep[1]);
+    if (st != BF_STATUS_OK)
+        return raise_status(st);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(keep[0]);
+    Py_XDECREF(keep[1]);
+    return NULL;
+}
+
+static PyObject *py_curve_keygen(PyObject *mod, PyObject *arg)
+{
+    PyObject *path;
+    char pub[BF_CURVE_KEY_LEN + 1];
+    bf_status st;
+    (void)mod;
+    if (!PyUnicode_FSConverter(arg, &path))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    st = bf_curve_keygen(PyBytes_AS_STRING(path), pub);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(path);
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    return PyUnicode_FromString(pub);
+}
+
+static PyMethodDef serve_functions[] = {
+    {"run_worker", (PyCFunction)(void (*)(void))py_run_worker, METH_VARARGS | METH_KEYWORDS,
+     "run_worker(model_path, connect, *, batch=1, batch_timeout_us=1000, threads=0, "
+     "heartbeat_interval_ms=1000, heartbeat_liveness=3, reconnect_max_ms=8000, "
+     "max_payload=8 MiB, echo=None): a standalone worker connected to a pool's backend; "
+     "blocks (without the GIL) until a signal: then raises what the signal's Python handler "
+     "raised (KeyboardInterrupt for Ctrl-C), else butterfly.Interrupted.  model_path may be "
+     "None with echo={...} (see Pool)."},
+    {"curve_keygen", (PyCFunction)py_curve_keygen, METH_O,
+     "curve_keygen(path) -> public key: writes a CURVE key pair to path (mode 0600) and its "
+     "public half to path + '.pub'."},
+    {NULL, NULL, 0, NULL},
+};
+
+int bf_py_serve_init(PyObject *m)
+{
+    pool_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pool_spec, NULL);
+    if (!pool_type || PyModule_AddType(m, pool_type) < 0)
+        return -1;
+    client_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &client_spec, NULL);
+    if (!client_type || PyModule_AddType(m, client_type) < 0)
+        return -1;
+    if (PyModule_AddFunctions(m, serve_functions) < 0)
+        return -1;
+    return PyModule_AddIntConstant(m, "PROTOCOL_VERSION", BF_PROTOCOL_VERSION);
+}

@@ -1,0 +1,584 @@
+"""The cloud half through the worker pool, from Python, on loopback.
+
+Split inference through the pool against the local network, load from several client
+threads, a worker process killed with SIGKILL under load, malformed messages from a raw
+ZeroMQ socket, CURVE, statistics and draining.  Ports are chosen by the OS ("*"); every
+loop is bounded in count and time.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import msgpack
+import numpy as np
+import pytest
+
+import butterfly as bf
+from butterfly import _C, serving
+
+zmq = pytest.importorskip("zmq")
+
+ANY = "tcp://127.0.0.1:*"
+HB_MS = 100  # fast heartbeats: a dead worker is purged after 3 x 100 ms
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # the local reference and the mobile half on one core: the pool's workers take the rest
+    old = bf._C.get_num_threads()
+    bf.set_num_threads(1)
+    yield
+    bf.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=16,
+                      butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+    net.meta["classes"] = list(bf.datasets.FASHION_MNIST_CLASSES)
+    path = tmp_path_factory.mktemp("serving") / "net.bfly"
+    net.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def data(model_path):
+    """64 Fashion-MNIST test images, their payloads and the local softmax (float64)."""
+    try:
+        _, test = bf.datasets.fashion_mnist(subset=64)
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    net = bf.load(model_path)
+    logits = net.forward(test.images).astype(np.float64)
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return {"net": net, "images": test.images, "payload": net.mobile(test.images),
+            "probs": e / e.sum(1, keepdims=True), "logits": logits}
+
+
+def split_id(net):
+    return net.model.part_range(2)[0]
+
+
+def assert_topk(topk, probs, tol):
+    """topk [(class, prob)] against a reference probability vector: each probability is the
+    reference's at that class, and the ranks hold the reference's k largest (ties within
+    tol may swap)."""
+    ref = np.sort(probs)[::-1]
+    for j, (c, p) in enumerate(topk):
+        assert abs(p - probs[c]) <= tol, (j, c, p, probs[c])
+        assert abs(p - ref[j]) <= tol, (j, c, p, ref[j])
+    assert len({c for c, _ in topk}) == len(topk)
+
+
+def wait_for(cond, timeout, step=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+# --- the answer through the pool is the local answer --------------------------------------
+
+def test_split_inference_matches_local(model_path, data):
+    with serving.serve(model_path, workers=2, bind=ANY, threads=1,
+                       heartbeat_interval_ms=HB_MS) as pool:
+        client = serving.Client(model_path, pool.endpoint)
+        assert client.hash == data["net"].hash and client.split == split_id(data["net"])
+        results = client.classify(data["images"], k=5, logits=True)
+        assert len(results) == 64
+        for r, probs, logits in zip(results, data["probs"], data["logits"]):
+            assert r.batch == 1 and r.attempts == 1
+            # B = 1: the worker's batch-1 plan against the local batch-64 forward
+            np.testing.assert_allclose(r.logits, logits, rtol=0, atol=1e-5)
+            assert_topk(r.topk, probs, 1e-6)
+            assert r.names == [bf.datasets.FASHION_MNIST_CLASSES[c] for c in r.classes]
+            assert r.rtt_ms > 0 and r.compute_us > 0 and r.mobile_ms > 0
+            assert r.rtt_ms * 1000 >= r.compute_us
+        # the mobile half run here is the local network's mobile half, byte for byte
+        p, _ = client.mobile(data["images"])
+        assert np.array_equal(p.data, data["payload"].data)
+        # zstd payloads give the same answers
+        z = client.classify_payload((data["payload"].data[:8], data["payload"].ranges[:8]),
+                                    k=3, codec="zstd")
+        for r, probs in zip(z, data["probs"][:8]):
+            assert_topk(r.topk, probs, 1e-6)
+        stats = pool.stats()
+    assert stats["replies_ok"] == 72 and stats["errors"] == 0
+    assert stats["batch_sizes"] == {1: 72}
+
+
+def test_batched_inference(model_path, data):
+    """B = 8: requests from 4 threads share batches; a batch-n plan may pick other oneDNN
+    kernels than batch 1, so scores agree to float rounding, not bit for bit."""
+    pool = serving.serve(model_path, workers=1, bind=ANY, batch=8, batch_timeout_us=5000,
+                         threads=1, heartbeat_interval_ms=HB_MS)
+    pay = data["payload"]
+    errs, batches, failures = [], [], []
+
+    def run(part):
+        try:
+            c = _C.Client(pool.endpoint, data["net"].hash, split_id(data["net"]))
+            for i in range(part, 64, 4):
+                r = c.classify(pay.data[i], pay.ranges[i], k=10, logits=True)[0]
+                errs.append(float(np.abs(r["logits"] - data["logits"][i]).max()))
+                batches.append(r["batch"])
+                assert_topk(r["topk"], data["probs"][i], 1e-5)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            failures.append(e)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    stats = pool.stats()
+    pool.stop()
+    assert not failures, failures
+    assert len(errs) == 64 and max(errs) <= 1e-4, max(errs)
+    assert sum(stats["batch_sizes"].values()) == stats["batches"]
+    assert sum(b * n for b, n in stats["batch_sizes"].items()) == 64
+    assert max(batches) <= 8
+    print(f"B=8: max |logit diff| {max(errs):.2e}, batch sizes {stats['batch_sizes']}")
+
+
+# --- load -------------------------------------------------------------------------------------
+
+def run_clients(endpoint, net, pay, probs, n_threads, n_each, timeout=60.0, **client_kw):
+    """n_threads clients x n_each requests over the 64 payloads; returns (answers,
+    wrong, errors) where answers counts replies per (thread, request)."""
+    answered = np.zeros((n_threads, n_each), np.int32)
+    wrong, errors = [], []
+    deadline = time.monotonic() + timeout
+
+    def run(t):
+        c = _C.Client(endpoint, net.hash, split_id(net), **client_kw)
+        for i in range(n_each):
+            if time.monotonic() > deadline:
+                errors.append("deadline")
+                return
+            j = (7 * t + i) % 64
+            try:
+                r = c.classify(pay.data[j], pay.ranges[j], k=2)[0]
+            except bf.Error as e:
+                errors.append(repr(e))
+                continue
+            answered[t, i] += 1
+            c0, p0 = r["topk"][0]
+            if abs(p0 - probs[j].max()) > 1e-5 or abs(p0 - probs[j][c0]) > 1e-5:
+                wrong.append((t, i, j, r["topk"]))
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout + 10)
+    return answered, wrong, errors
+
+
+def test_concurrent_clients(model_path, data):
+    with serving.serve(model_path, workers=2, bind=ANY, threads=1,
+                       heartbeat_interval_ms=HB_MS) as pool:
+        answered, wrong, errors = run_clients(pool.endpoint, data["net"], data["payload"],
+                                              data["probs"], 4, 500)
+        stats = pool.stats()
+    assert not errors and not wrong, (errors[:3], wrong[:3])
+    assert (answered == 1).all()
+    assert stats["requests"] == stats["replies_ok"] == 2000
+    assert stats["errors"] == stats["busy"] == stats["requeued"] == 0
+
+
+def start_worker_process(model_path, backend):
+    cmd = [sys.executable, "-m", "butterfly.cli", "worker", model_path, "--connect", backend,
+           "--threads", "1", "--heartbeat-interval-ms", str(HB_MS)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=serving.child_env())
+
+
+def test_worker_process_killed_under_load(model_path, data):
+    """Two `butterfly worker` processes; one gets SIGKILL mid-load and a new one replaces
+    it: every request is answered once, correctly."""
+    pool = serving.serve(model_path, workers=0, bind=ANY, backend=ANY, threads=1,
+                         heartbeat_interval_ms=HB_MS)
+    procs = [start_worker_process(model_path, pool.backend) for _ in range(2)]
+    try:
+        assert wait_for(lambda: pool.stats()["workers"] == 2, 30), pool.stats()
+        result = {}
+
+        def load():
+            result["r"] = run_clients(pool.endpoint, data["net"], data["payload"],
+                                      data["probs"], 4, 300, timeout=60)
+
+        t = threading.Thread(target=load)
+        t.start()
+        assert wait_for(lambda: pool.stats()["replies_ok"] >= 200, 30)
+        assert t.is_alive()  # under load
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(timeout=10)
+        assert wait_for(lambda: pool.stats()["workers_purged"] >= 1, 10)
+        procs[0] = start_worker_process(model_path, pool.backend)
+        t.join(timeout=90)
+        assert not t.is_alive()
+        answered, wrong, errors = result["r"]
+        assert not errors and not wrong, (errors[:3], wrong[:3])
+        assert (answered == 1).all()
+        assert wait_for(lambda: pool.stats()["workers"] == 2, 30)
+        stats = pool.stats()
+        assert stats["replies_ok"] == 1200 and stats["workers_purged"] >= 1
+        print(f"kill -9: purged {stats['workers_purged']}, re-queued {stats['requeued']}, "
+              f"late replies {stats['late_replies']}")
+        # SIGTERM stops a worker process cleanly, even while it is busy
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            assert p.wait(timeout=15) == 0, p.stderr.read()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        pool.stop()
+
+
+def test_worker_process_stops_on_sigterm_mid_compute():
+    """SIGTERM while a worker process computes (a 300 ms echo batch) still stops it, and
+    its request is answered once."""
+    echo = {"dims": (2, 4, 4), "classes": 10, "split": 5, "model_hash": "00112233445566aa",
+            "delay_us": 300000}
+    code = ("import sys; from butterfly import serving; "
+            f"serving.worker(None, sys.argv[1], heartbeat_interval_ms={HB_MS}, echo={echo!r})")
+    pool = _C.Pool(workers=0, frontend=ANY, backend=ANY, echo=echo, heartbeat_interval_ms=HB_MS)
+    procs = []
+    try:
+        def spawn():
+            procs.append(subprocess.Popen([sys.executable, "-c", code, pool.backend],
+                                          env=serving.child_env(), stderr=subprocess.PIPE))
+            assert wait_for(lambda: pool.stats()["workers"] == 1, 30), pool.stats()
+
+        spawn()
+        c = _C.Client(pool.endpoint, "00112233445566aa", 5, timeout_ms=10000, retries=0)
+        x = np.arange(32, dtype=np.uint8).reshape(2, 4, 4)
+        got = []
+        t = threading.Thread(target=lambda: got.append(c.classify(x, np.float32([0, 1]), k=1)))
+        t.start()
+        assert wait_for(lambda: pool.stats()["in_flight"] == 1, 10)
+        time.sleep(0.05)  # inside the 300 ms compute
+        procs[0].send_signal(signal.SIGTERM)
+        assert procs[0].wait(timeout=5) == 0, procs[0].stderr.read()
+        spawn()
+        t.join(timeout=15)
+        assert got and got[0][0]["topk"][0][0] == int(x.sum()) % 10
+        # answered by the stopping worker (its batch ends before the loop sees the signal)
+        # or, if that reply was lost with its socket, re-queued to the new one
+        assert pool.stats()["requeued"] in (0, 1)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        pool.stop()
+
+
+# --- malformed messages -----------------------------------------------------------------------
+
+def good_request(net, pay, i, **over):
+    body = {"v": 1, "id": 1000 + i, "model": net.hash, "split": split_id(net), "codec": "raw",
+            "shape": list(pay.data.shape[1:]), "dtype": "u8", "min": float(pay.ranges[i, 0]),
+            "max": float(pay.ranges[i, 1]), "payload": pay.data[i].tobytes(), "k": 3}
+    body.update(over)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def test_malformed_messages(model_path, data):
+    net, pay = data["net"], data["payload"]
+    good = msgpack.packb(good_request(net, pay, 0), use_bin_type=True)
+    huge_bin = b"\x82\xa1v\x01\xa7payload\xc6\xff\xff\xff\xf0\x00"  # bin32 of ~4 GiB, 1 byte
+    # (frames, expected status, the request's id: a protocol error returns it when it could
+    # be read, a refusal always)
+    cases = [
+        ([b"", b""], "protocol", None),                      # empty body
+        ([b""], "protocol", None),                           # a lone delimiter
+        ([os.urandom(64)], "protocol", None),                # random bytes
+        ([b"", bytes(range(200))], "protocol", None),
+        ([b"", good[: len(good) // 2]], "protocol", None),   # truncated msgpack
+        ([b"", msgpack.packb([1, 2, 3])], "protocol", None),  # not a map
+        ([b"", msgpack.packb(good_request(net, pay, 1, v="1"), use_bin_type=True)],
+         "protocol", 1001),                                  # wrong type
+        ([b"", msgpack.packb(good_request(net, pay, 2, shape="big"), use_bin_type=True)],
+         "protocol", 1002),
+        ([b"", msgpack.packb(good_request(net, pay, 3, payload=list(range(10))),
+                             use_bin_type=True)], "protocol", 1003),  # numbers, not bin
+        ([b"", msgpack.packb(good_request(net, pay, 4, v=2), use_bin_type=True)],
+         "protocol", 1004),                                  # wrong version
+        ([b"", huge_bin], "protocol", None),                 # huge declared length
+        ([b"", b"a", b"b"], "protocol", None),               # two body frames
+        ([b"", msgpack.packb(good_request(net, pay, 5, model="0123456789abcdef"),
+                             use_bin_type=True)], "refused", 1005),  # other model
+        ([b"", msgpack.packb(good_request(net, pay, 6, split=3), use_bin_type=True)],
+         "refused", 1006),                                   # other split
+        ([b"", msgpack.packb(good_request(net, pay, 7, shape=[2, 7, 14],
+                                          payload=bytes(2 * 7 * 14)), use_bin_type=True)],
+         "refused", 1007),                                   # other shape
+        ([b"", msgpack.packb(good_request(net, pay, 8, payload=bytes(10)),
+                             use_bin_type=True)], "protocol", 1008),  # payload != shape
+        ([b"", msgpack.packb(good_request(net, pay, 9, codec="lz4"), use_bin_type=True)],
+         "protocol", 1009),                                  # unknown codec
+        ([b"", msgpack.packb(good_request(net, pay, 10, codec="zstd"), use_bin_type=True)],
+         "protocol", 1010),                                  # not a zstd frame
+    ]
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    with serving.serve(model_path, workers=2, bind=ANY, threads=1, max_message=64 << 10,
+                       heartbeat_interval_ms=HB_MS) as pool:
+        sock.connect(pool.endpoint)
+        try:
+            for frames, want, want_id in cases:
+                sock.send_multipart(frames)
+                reply = sock.recv_multipart()
+                if frames[0] == b"" and len(frames) > 1:
+                    assert reply[0] == b"" and len(reply) == 2, (frames, reply)
+                rep = msgpack.unpackb(reply[-1], raw=False)
+                assert rep["v"] == 1 and rep["status"] == want, (frames[-1][:40], rep)
+                assert rep["error"], rep
+                if want == "refused" or want_id is None:
+                    assert rep["id"] == want_id, rep
+                else:
+                    assert rep["id"] in (None, want_id), rep
+            # over max_message: refused; the reason says so
+            big = msgpack.packb(good_request(net, pay, 11, pad=bytes(100 << 10)),
+                                use_bin_type=True)
+            sock.send_multipart([b"", big])
+            rep = msgpack.unpackb(sock.recv_multipart()[-1], raw=False)
+            assert rep["status"] == "refused", rep
+            # the version error names both versions
+            sock.send_multipart([b"", msgpack.packb(good_request(net, pay, 4, v=2),
+                                                    use_bin_type=True)])
+            rep = msgpack.unpackb(sock.recv_multipart()[-1], raw=False)
+            assert "version" in rep["error"], rep
+            # and a good request is still served, with or without the delimiter
+            for frames in ([b"", good], [good]):
+                sock.send_multipart(frames)
+                reply = sock.recv_multipart()
+                assert len(reply) == len(frames)
+                rep = msgpack.unpackb(reply[-1], raw=False)
+                assert rep["status"] == "ok" and rep["id"] == 1000, rep
+                assert_topk([tuple(t) for t in rep["topk"]], data["probs"][0], 1e-6)
+                assert set(rep["timing"]) >= {"queue_us", "compute_us", "batch"}
+            # the C client maps error replies to exceptions
+            c = serving.Client(model_path, pool.endpoint)
+            assert c.classify(data["images"][:1], k=1)[0].label == int(data["probs"][0].argmax())
+            c2 = _C.Client(pool.endpoint, "0123456789abcdef", split_id(net))
+            with pytest.raises(bf.Refused, match="model"):
+                c2.classify(pay.data[0], pay.ranges[0])
+            with pytest.raises(bf.Refused):
+                c2.classify(np.zeros((3, 3, 3), np.uint8), np.float32([0, 1]))
+            stats = pool.stats()
+        finally:
+            sock.close()
+            ctx.term()
+    assert stats["malformed"] >= 12
+    assert stats["replies_ok"] == 3
+
+
+# --- CURVE ------------------------------------------------------------------------------------
+
+def test_curve(model_path, data, tmp_path):
+    server_pub = serving.curve_keygen(tmp_path / "server.key")
+    client_pub = serving.curve_keygen(tmp_path / "client.key")
+    serving.curve_keygen(tmp_path / "other.key")
+    assert len(server_pub) == 40 and os.stat(tmp_path / "server.key").st_mode & 0o077 == 0
+    (tmp_path / "allow").write_text(f"# admitted clients\npublic = {client_pub}\n")
+    pool = serving.serve(model_path, workers=1, bind=ANY, threads=1,
+                         curve_key=tmp_path / "server.key", curve_allow=tmp_path / "allow",
+                         heartbeat_interval_ms=HB_MS)
+    try:
+        keyed = serving.Client(model_path, pool.endpoint,
+                               curve_server_key=tmp_path / "server.key.pub",
+                               curve_key=tmp_path / "client.key")
+        r = keyed.classify(data["images"][:2], k=3)
+        for res, probs in zip(r, data["probs"][:2]):
+            assert_topk(res.topk, probs, 1e-6)
+        plain = serving.Client(model_path, pool.endpoint, timeout_ms=300, retries=0)
+        with pytest.raises(bf.Timeout, match="CURVE"):
+            plain.classify(data["images"][:1])
+        stranger = serving.Client(model_path, pool.endpoint, timeout_ms=300, retries=0,
+                                  curve_server_key=tmp_path / "server.key.pub",
+                                  curve_key=tmp_path / "other.key")
+        with pytest.raises(bf.Timeout):
+            stranger.classify(data["images"][:1])
+        # the server never saw the others' requests
+        assert pool.stats()["requests"] == 2
+        # a missing key file is an error at once
+        with pytest.raises(bf.FileError):
+            serving.Client(model_path, pool.endpoint, curve_server_key=tmp_path / "nope")
+    finally:
+        pool.stop()
+
+
+# --- statistics, draining, errors -------------------------------------------------------------
+
+def test_stats_and_stop_drains(model_path, data):
+    net, pay = data["net"], data["payload"]
+    pool = serving.serve(model_path, workers=1, bind=ANY, threads=1,
+                         heartbeat_interval_ms=HB_MS)
+    assert pool.running and pool.endpoint.startswith("tcp://127.0.0.1:")
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 10000)
+    sock.connect(pool.endpoint)
+    try:
+        n = 40
+        for i in range(n):
+            sock.send_multipart([b"", msgpack.packb(good_request(net, pay, i % 64, id=i),
+                                                    use_bin_type=True)])
+        # all in the broker's hands (most queued), then stop: every one is answered
+        assert wait_for(lambda: pool.stats()["requests"] == n, 10)
+        t0 = time.monotonic()
+        pool.stop()
+        stop_s = time.monotonic() - t0
+        assert not pool.running
+        got = {}
+        for _ in range(n):
+            rep = msgpack.unpackb(sock.recv_multipart()[-1], raw=False)
+            got[rep["id"]] = rep["status"]
+        assert sorted(got) == list(range(n))
+        assert set(got.values()) == {"ok"}
+        stats = pool.stats()
+        assert stats["replies_ok"] == n and stats["queued"] == stats["in_flight"] == 0
+        assert stop_s < 10
+    finally:
+        sock.close()
+        ctx.term()
+    keys = {"requests", "replies_ok", "errors", "malformed", "busy", "requeued", "late_replies",
+            "workers_purged", "batches", "workers", "queued", "in_flight", "batch_sizes",
+            "queue_us", "compute_us", "total_us"}
+    assert set(stats) == keys
+    for stage in ("queue_us", "compute_us", "total_us"):
+        h = stats[stage]
+        assert h["count"] == stats["replies_ok"] and len(h["buckets"]) == 32
+        assert 0 < h["p50"] <= h["p90"] <= h["p99"] <= h["max"]
+    assert stats["compute_us"]["p50"] <= stats["total_us"]["p99"]
+    pool.stop()  # twice is harmless
+    pool.start()  # and it starts again
+    c = serving.Client(model_path, pool.endpoint)
+    assert len(c.classify(data["images"][:1])) == 1
+    pool.stop()
+
+
+def test_thread_worker_killed(model_path, data):
+    with serving.serve(model_path, workers=2, bind=ANY, threads=1,
+                       heartbeat_interval_ms=HB_MS) as pool:
+        result = {}
+        t = threading.Thread(target=lambda: result.setdefault("r", run_clients(
+            pool.endpoint, data["net"], data["payload"], data["probs"], 3, 200)))
+        t.start()
+        assert wait_for(lambda: pool.stats()["replies_ok"] >= 50, 20)
+        pool.kill_worker(0)
+        t.join(timeout=60)
+        answered, wrong, errors = result["r"]
+        assert not errors and not wrong and (answered == 1).all()
+        stats = pool.stats()
+        assert stats["workers_purged"] == 1 and stats["workers"] == 1
+        with pytest.raises(bf.InvalidArgument):
+            pool.kill_worker(5)
+
+
+def test_errors(model_path, data, tmp_path):
+    with pytest.raises(bf.InvalidArgument):
+        _C.Pool(frontend=ANY)  # no model, no echo
+    with pytest.raises(bf.FileError):
+        serving.serve(tmp_path / "missing.bfly", bind=ANY)
+    with pytest.raises(bf.NetworkError):
+        serving.serve(model_path, bind="bogus://x")
+    with pytest.raises(bf.InvalidArgument):
+        _C.Client(ANY.replace("*", "1"), "xyz")
+    with pytest.raises(bf.InvalidArgument, match="codec"):
+        serving.Client(model_path, "tcp://127.0.0.1:1", codec="gzip")
+    # nobody listening: a timeout after the retries
+    c = serving.Client(model_path, "tcp://127.0.0.1:1", timeout_ms=100, retries=1)
+    t0 = time.monotonic()
+    with pytest.raises(bf.Timeout, match="2 attempt"):
+        c.classify(data["images"][:1])
+    assert time.monotonic() - t0 < 5
+    with pytest.raises(bf.InvalidArgument):
+        c._c.classify(np.zeros((2, 7, 7), np.float32), np.float32([0, 1]))
+    with pytest.raises(bf.InvalidArgument):
+        c._c.classify(np.zeros((2, 2, 7, 7), np.uint8), np.float32([0, 1]))
+    # a network without a butterfly unit has nothing to offload
+    plain = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8)
+    plain.save(tmp_path / "plain.bfly")
+    with pytest.raises(bf.InvalidArgument, match="butterfly"):
+        serving.Client(tmp_path / "plain.bfly", "tcp://127.0.0.1:1")
+    with pytest.raises(bf.ModelError):
+        serving.serve(tmp_path / "plain.bfly", bind=ANY)
+
+
+def test_echo_pool_and_interrupt():
+    """The echo backend (benchmarks) and a signal interrupting a blocked client."""
+    echo = {"dims": (2, 4, 4), "classes": 10, "split": 5, "model_hash": "00112233445566aa",
+            "delay_us": 300000}
+    with _C.Pool(workers=1, frontend=ANY, echo=echo, heartbeat_interval_ms=200) as pool:
+        c = _C.Client(pool.endpoint, "00112233445566aa", 5)
+        x = np.arange(32, dtype=np.uint8).reshape(2, 4, 4)
+        assert c.classify(x, np.float32([0, 1]), k=1)[0]["topk"][0][0] == int(x.sum()) % 10
+        # SIGALRM's Python handler raises: the blocked classify (GIL released) gives way
+        old = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(KeyError("alarm")))
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(KeyError):
+                c.classify(x, np.float32([0, 1]))
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+
+# --- the command line -------------------------------------------------------------------------
+
+def test_cli_serve_process_and_infer(model_path, data, tmp_path):
+    from PIL import Image
+
+    img = (data["images"][0, 0] * 255).round().astype(np.uint8)
+    Image.fromarray(img).resize((56, 56)).save(tmp_path / "shoe.png")
+    np.save(tmp_path / "two.npy", data["images"][:2])
+    server = serving.serve(model_path, workers=1, bind=ANY, threads=1, process=True,
+                           heartbeat_interval_ms=HB_MS)
+    try:
+        assert server.running and server.endpoint.startswith("tcp://127.0.0.1:")
+        out = subprocess.run(
+            [sys.executable, "-m", "butterfly.cli", "infer", model_path, "--connect",
+             server.endpoint, str(tmp_path / "shoe.png"), str(tmp_path / "two.npy"), "-k", "3"],
+            check=False, capture_output=True, text=True, timeout=60, env=serving.child_env())
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.count("1. class") == 3 and "round trip" in out.stdout
+        top = int(data["probs"][1].argmax())
+        assert bf.datasets.FASHION_MNIST_CLASSES[top] in out.stdout
+        # the same images through the Python client
+        x = serving.load_images([tmp_path / "shoe.png", tmp_path / "two.npy"], (1, 28, 28))
+        assert x.shape == (3, 1, 28, 28) and x.dtype == np.float32 and 0 <= x.min() <= x.max() <= 1
+        np.testing.assert_array_equal(x[1:], data["images"][:2])
+    finally:
+        stats = server.stop(timeout=30)
+    assert server.proc.returncode == 0
+    assert stats["replies_ok"] == 3 and stats["total_us"]["count"] == 3
+
+
+def test_cli_parser():
+    from butterfly.cli import build_parser
+
+    p = build_parser()
+    a = p.parse_args(["infer", "m.bfly", "x.png", "--backend", "opencl", "--connect",
+                      "tcp://127.0.0.1:5555"])
+    assert a.backend == "opencl" and a.images == ["x.png"]
+    a = p.parse_args(["serve", "m.bfly", "--workers", "3", "--batch", "8",
+                      "--batch-timeout-us", "2000", "--curve-key", "k"])
+    assert (a.workers, a.batch, a.batch_timeout_us, a.curve_key) == (3, 8, 2000, "k")
+    a = p.parse_args(["worker", "m.bfly", "--connect", "tcp://127.0.0.1:5556"])
+    assert a.connect == "tcp://127.0.0.1:5556"
