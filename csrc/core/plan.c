@@ -244,6 +244,12 @@ int bf_plan_value_as(bf_plan *p, int v, const_dnnl_memory_desc_t md)
 {
     if (dnnl_memory_desc_equal(p->values[v].md, md))
         return v;
+    for (int k = 0; k < p->n_nodes; k++) { /* another reader already asked for this layout */
+        const bf_node *n = &p->nodes[k];
+        if (n->layer < 0 && n->src[0] == v && n->dst >= 0 &&
+            dnnl_memory_desc_equal(p->values[n->dst].md, md) && !p->values[n->dst].external)
+            return n->dst;
+    }
     return add_reorder(p, v, md);
 }
 
