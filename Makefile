@@ -37,21 +37,25 @@ $(VENV)/.stamp: requirements.txt
 
 venv: $(VENV)/.stamp
 
-build: venv
-	$(VPY) setup.py -q build_ext --inplace
+CL_KERNELS_H := csrc/cl/generated/cl_kernels.h
+$(CL_KERNELS_H): tools/embed_cl.py $(wildcard csrc/cl/kernels/*.cl)
+	$(PYTHON) tools/embed_cl.py
+
+build: venv $(CL_KERNELS_H)
+	$(VPY) setup.py -q build_ext --inplace --force
 
 # C-level tests of the public header, plain and under ASan + UBSan.
-C_DIRS := core ops wire serve
+C_DIRS := core ops wire serve cl
 C_SRCS = $(foreach d,$(C_DIRS),$(wildcard csrc/$(d)/*.c))
 C_INC = -Icsrc/include -Icsrc -Icsrc/cl/generated -I$(VENV)/include
 C_LIBS = -L$(DNNL_LIB) -Wl,-rpath,$(DNNL_LIB) -ldnnl -lzmq -lmsgpackc -lzstd -ldl -lm -lpthread
-C_TESTS := test_core test_wire test_serve
+C_TESTS := test_core test_wire test_serve test_cl
 
-tests/c/build/%: tests/c/%.c $(C_SRCS) csrc/include/butterfly.h | venv
+tests/c/build/%: tests/c/%.c $(C_SRCS) csrc/include/butterfly.h $(CL_KERNELS_H) | venv
 	@mkdir -p tests/c/build
 	cc $(CFLAGS_C) -O1 $(C_INC) -o $@ $< $(C_SRCS) $(C_LIBS)
 
-tests/c/build/asan_%: tests/c/%.c $(C_SRCS) csrc/include/butterfly.h | venv
+tests/c/build/asan_%: tests/c/%.c $(C_SRCS) csrc/include/butterfly.h $(CL_KERNELS_H) | venv
 	@mkdir -p tests/c/build
 	cc $(CFLAGS_C) -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	  -fno-omit-frame-pointer $(C_INC) -o $@ $< $(C_SRCS) $(C_LIBS)

@@ -8,6 +8,7 @@ environment) and set an rpath so the installed extension finds libdnnl at run ti
 
 import glob
 import os
+import subprocess
 import sys
 from importlib import metadata
 
@@ -49,7 +50,7 @@ def _dnnl_dirs():
 
 
 # Each folder under csrc/ that makes up the extension (a folder joins when its tests pass).
-SOURCE_DIRS = ["core", "ops", "wire", "serve", "python"]
+SOURCE_DIRS = ["core", "ops", "wire", "serve", "cl", "python"]
 
 
 def _sources():
@@ -58,6 +59,9 @@ def _sources():
         out += sorted(glob.glob(os.path.join("csrc", d, "*.c")))
     return out
 
+
+# The OpenCL kernels (csrc/cl/kernels/*.cl) are embedded as strings into a generated header.
+subprocess.check_call([sys.executable, os.path.join(HERE, "tools", "embed_cl.py")], cwd=HERE)
 
 dnnl_inc, dnnl_lib = _dnnl_dirs()
 debug = os.environ.get("BF_DEBUG") == "1"
@@ -73,7 +77,8 @@ ext = Extension(
                         "-fvisibility=hidden", "-Wno-missing-field-initializers"]
     + (["-O0", "-g"] if debug else ["-O3"]),
     extra_link_args=["-fopenmp", "-Wl,-rpath,$ORIGIN/../../.."],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"), ("BF_WITH_SERVE", None)],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"), ("BF_WITH_SERVE", None),
+                   ("BF_WITH_OPENCL", None)],
 )
 
 setup(ext_modules=[ext])

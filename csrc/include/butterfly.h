@@ -631,6 +631,36 @@ BF_API int bf_plan_num_trained(const bf_plan *plan, int *layers, int *slots, int
 /* Marks a layer frozen (or not) for plans created afterwards. */
 BF_API bf_status bf_model_set_frozen(bf_model *model, int layer, int frozen);
 
+/* ------------------------------------------------------------------------------------ */
+/* Profiling                                                                            */
+/* ------------------------------------------------------------------------------------ */
+
+/* One layer of a profiled plan.  ms_median is the median over the repeats of the time
+ * charged to the layer (wall clock, monotonic, the whole batch).  Charging rules: a fused
+ * node (conv + folded BN + sum + ReLU) is charged to its first layer, so the absorbed
+ * layers report 0; a reorder is charged to the layer of the next computing node (the one
+ * that needed it); the destination reorder at the end of the plan to the plan's last
+ * layer.  macs and out_bytes are per image, as bf_model_layer_info. */
+typedef struct bf_layer_time {
+    int layer;               /* index in the model */
+    char name[BF_NAME_MAX];
+    double ms_median;
+    int64_t macs;
+    int64_t out_bytes;
+} bf_layer_time;
+
+/*
+ * Runs the plan once as bf_plan_forward (checking src / src_range as it does; the output
+ * goes to a scratch buffer), then `repeats` times node by node with a clock around each
+ * node (each one waits for its stream), and fills out[0..*n) with one row per layer of the
+ * plan's range, in order.  *n is always set to the number of rows the plan has; out = NULL
+ * asks only for that count, and max < *n is an error.  Inference plans only.  repeats in
+ * [1, 100000].  The per-node waits make the sum of the rows slightly larger than one
+ * bf_plan_forward.
+ */
+BF_API bf_status bf_plan_profile(bf_plan *plan, const void *src, const float *src_range,
+                                 int repeats, bf_layer_time *out, int max, int *n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,59 @@
+/* Element-wise ops that could not be fused into a convolution: add (+ activation), a
+ * per-channel affine (a batch-norm with no conv before it, or a lone activation with
+ * scale 1 / shift 0) and nearest-neighbour upsampling.  act: 0 none, 1 ReLU, 2 ReLU6. */
+#define BF_ACT1(v, act)                                                                    \
+    ((act) == 1 ? fmax((v), 0.0f) : (act) == 2 ? fmin(fmax((v), 0.0f), 6.0f) : (v))
+
+__kernel void add_act(__global const float *restrict a, __global const float *restrict b,
+                      __global float *restrict y, int n, int act)
+{
+    const int i = get_global_id(0);
+    if (i < n)
+        y[i] = BF_ACT1(a[i] + b[i], act);
+}
+
+/* global (HW, N*C); scale/shift per channel, NULL-free: the host always passes both */
+__kernel void affine_act(__global const float *restrict x, __global float *restrict y,
+                         __global const float *restrict scale,
+                         __global const float *restrict shift, int HW, int C, int act)
+{
+    const int i = get_global_id(0), z = get_global_id(1);
+    if (i >= HW)
+        return;
+    const int c = z % C;
+    const size_t at = (size_t)z * HW + i;
+    y[at] = BF_ACT1(x[at] * scale[c] + shift[c], act);
+}
+
+/* global (OW, OH, N*C) */
+__kernel void upsample_nearest(__global const float *restrict x, __global float *restrict y,
+                               int H, int W, int s)
+{
+    const int ox = get_global_id(0), oy = get_global_id(1), z = get_global_id(2);
+    const int OW = W * s, OH = H * s;
+    if (ox >= OW || oy >= OH)
+        return;
+    y[((size_t)z * OH + oy) * OW + ox] = x[((size_t)z * H + oy / s) * W + ox / s];
+}
+
+/* Softmax over channels at each pixel (oneDNN's softmax_accurate on axis 1: subtract the
+ * maximum, exp, normalize).  global (HW, N). */
+__kernel void softmax_channels(__global const float *restrict x, __global float *restrict y,
+                               int C, int HW)
+{
+    const int i = get_global_id(0), n = get_global_id(1);
+    if (i >= HW)
+        return;
+    __global const float *xp = x + (size_t)n * C * HW + i;
+    __global float *yp = y + (size_t)n * C * HW + i;
+    float m = -INFINITY, s = 0.0f;
+    for (int c = 0; c < C; c++)
+        m = fmax(m, xp[(size_t)c * HW]);
+    for (int c = 0; c < C; c++) {
+        const float e = exp(xp[(size_t)c * HW] - m);
+        yp[(size_t)c * HW] = e;
+        s += e;
+    }
+    for (int c = 0; c < C; c++)
+        yp[(size_t)c * HW] /= s;
+}

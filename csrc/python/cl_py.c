@@ -1,0 +1,268 @@
+/* butterfly._C.cl_devices() and butterfly._C.ClPlan: thin wrappers of the OpenCL backend
+ * (bf_cl_devices, bf_cl_plan).  The GIL is released around every call that reaches the
+ * OpenCL runtime (device listing, kernel builds, runs). */
+#include "python/common.h"
+
+/* Compiled only with the OpenCL backend (csrc/cl) in the build: module.c calls
+ * bf_py_cl_init under the same macro. */
+#ifdef BF_WITH_OPENCL
+
+#include "pythread.h"
+
+#define MAX_DEVICES 64
+
+static PyTypeObject *clplan_type;
+
+typedef struct ClPlanObject {
+    PyObject_HEAD
+    bf_cl_plan *plan;
+    PyObject *model_obj; /* keeps the borrowed bf_model alive */
+    PyThread_type_lock lock;
+} ClPlanObject;
+
+static const char *type_name(bf_cl_device_type t)
+{
+    return t == BF_CL_DEVICE_GPU ? "gpu" : t == BF_CL_DEVICE_CPU ? "cpu"
+           : t == BF_CL_DEVICE_ACCELERATOR ? "accelerator" : "other";
+}
+
+static PyObject *py_cl_devices(PyObject *mod, PyObject *unused)
+{
+    bf_cl_device_info *info = PyMem_Calloc(MAX_DEVICES, sizeof *info);
+    PyObject *list = NULL;
+    int n = 0;
+    bf_status st;
+    (void)mod;
+    (void)unused;
+    if (!info)
+        return PyErr_NoMemory();
+    Py_BEGIN_ALLOW_THREADS
+    st = bf_cl_devices(info, MAX_DEVICES, &n);
+    Py_END_ALLOW_THREADS
+    if (st != BF_STATUS_OK) {
+        PyMem_Free(info);
+        return bf_py_raise(st);
+    }
+    if (n > MAX_DEVICES)
+        n = MAX_DEVICES;
+    if (!(list = PyList_New(n)))
+        goto done;
+    for (int i = 0; i < n; i++) {
+        PyObject *d = Py_BuildValue(
+            "{s:i,s:s,s:s,s:s,s:s,s:i,s:L,s:L,s:L}", "index", i, "platform", info[i].platform,
+            "name", info[i].name, "version", info[i].version, "type", type_name(info[i].type),
+            "compute_units", info[i].compute_units, "global_mem", (long long)info[i].global_mem,
+            "local_mem", (long long)info[i].local_mem, "max_work_group",
+            (long long)info[i].max_work_group);
+        if (!d) {
+            Py_CLEAR(list);
+            goto done;
+        }
+        PyList_SET_ITEM(list, i, d);
+    }
+done:
+    PyMem_Free(info);
+    return list;
+}
+
+static PyObject *clplan_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"model", "begin", "end", "batch", "device", NULL};
+    PyObject *mobj;
+    int begin, end, batch, device = -1;
+    bf_plan_params pp = bf_plan_default_params();
+    bf_model *m;
+    bf_cl_plan *plan = NULL;
+    ClPlanObject *self;
+    bf_status st;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oiii|i:ClPlan", kwlist, &mobj, &begin, &end,
+                                     &batch, &device))
+        return NULL;
+    if (!(m = bf_py_model_get(mobj)))
+        return NULL;
+    pp.part_begin = (bf_part)begin;
+    pp.part_end = (bf_part)end;
+    pp.batch = batch;
+    Py_BEGIN_ALLOW_THREADS
+    st = bf_cl_plan_create(&plan, m, &pp, device);
+    Py_END_ALLOW_THREADS
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    self = (ClPlanObject *)type->tp_alloc(type, 0);
+    if (!self || !(self->lock = PyThread_allocate_lock())) {
+        bf_cl_plan_destroy(plan);
+        Py_XDECREF(self);
+        return self ? PyErr_NoMemory() : NULL;
+    }
+    self->plan = plan;
+    Py_INCREF(mobj);
+    self->model_obj = mobj;
+    return (PyObject *)self;
+}
+
+static void clplan_dealloc(ClPlanObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    bf_cl_plan *plan = self->plan;
+    Py_BEGIN_ALLOW_THREADS /* finishing the queue may wait on the device */
+    bf_cl_plan_destroy(plan);
+    Py_END_ALLOW_THREADS
+    if (self->lock)
+        PyThread_free_lock(self->lock);
+    Py_XDECREF(self->model_obj);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *io_dict(const bf_io_desc *d)
+{
+    return Py_BuildValue("{s:s,s:(LLLL),s:O}", "dtype", d->dtype == BF_U8 ? "uint8" : "float32",
+                         "shape", (long long)d->dims[0], (long long)d->dims[1],
+                         (long long)d->dims[2], (long long)d->dims[3], "quantized",
+                         d->quantized ? Py_True : Py_False);
+}
+
+static PyObject *clplan_get_io(ClPlanObject *self, void *closure)
+{
+    bf_io_desc a, b;
+    (void)closure;
+    bf_cl_plan_io(self->plan, 0, &a);
+    bf_cl_plan_io(self->plan, 1, &b);
+    return Py_BuildValue("(NN)", io_dict(&a), io_dict(&b));
+}
+
+static PyObject *clplan_get_device(ClPlanObject *self, void *closure)
+{
+    char buf[256];
+    (void)closure;
+    bf_cl_plan_device(self->plan, buf, sizeof buf);
+    return PyUnicode_FromString(buf);
+}
+
+/* forward(src): float32 NCHW in; float32 out, or (uint8 payload, float32 ranges (N, 2)). */
+static PyObject *clplan_forward(ClPlanObject *self, PyObject *xo)
+{
+    PyObject *out = NULL, *orange = NULL;
+    PyArrayObject *x;
+    bf_io_desc in, od;
+    npy_intp dims[4], rdims[2];
+    bf_status st;
+    bf_cl_plan_io(self->plan, 0, &in);
+    bf_cl_plan_io(self->plan, 1, &od);
+    for (int d = 0; d < 4; d++)
+        dims[d] = (npy_intp)in.dims[d];
+    if (!(x = bf_py_input_array(xo, NPY_FLOAT32, 4, dims, "src")))
+        return NULL;
+    for (int d = 0; d < 4; d++)
+        dims[d] = (npy_intp)od.dims[d];
+    rdims[0] = dims[0];
+    rdims[1] = 2;
+    out = PyArray_SimpleNew(4, dims, od.dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32);
+    if (out && od.quantized)
+        orange = PyArray_SimpleNew(2, rdims, NPY_FLOAT32);
+    if (!out || (od.quantized && !orange))
+        goto fail;
+    Py_BEGIN_ALLOW_THREADS
+    PyThread_acquire_lock(self->lock, WAIT_LOCK);
+    st = bf_cl_plan_forward(self->plan, PyArray_DATA(x), NULL,
+                            PyArray_DATA((PyArrayObject *)out),
+                            orange ? PyArray_DATA((PyArrayObject *)orange) : NULL);
+    PyThread_release_lock(self->lock);
+    Py_END_ALLOW_THREADS
+    if (st != BF_STATUS_OK) {
+        bf_py_raise(st);
+        goto fail;
+    }
+    Py_DECREF(x);
+    if (!orange)
+        return out;
+    return Py_BuildValue("(NN)", out, orange);
+fail:
+    Py_XDECREF(out);
+    Py_XDECREF(orange);
+    Py_DECREF(x);
+    return NULL;
+}
+
+/* profile(): [{"first", "last", "layers": [names], "kernel", "ms"}] of the last forward. */
+static PyObject *clplan_profile(ClPlanObject *self, PyObject *unused)
+{
+    bf_model *m = bf_py_model_get(self->model_obj);
+    bf_cl_op_time *t = NULL;
+    PyObject *list = NULL;
+    int n = 0;
+    (void)unused;
+    if (!m || bf_py_check(bf_cl_plan_profile(self->plan, NULL, 0, &n)) < 0)
+        return NULL;
+    if (n && !(t = PyMem_Calloc((size_t)n, sizeof *t)))
+        return PyErr_NoMemory();
+    if (bf_py_check(bf_cl_plan_profile(self->plan, t, n, &n)) < 0 || !(list = PyList_New(n)))
+        goto done;
+    for (int i = 0; i < n; i++) {
+        PyObject *names = PyList_New(0), *d = NULL;
+        for (int l = t[i].first_layer; names && l <= t[i].last_layer; l++) {
+            PyObject *s = PyUnicode_FromString(bf_model_layer(m, l)->name);
+            if (!s || PyList_Append(names, s) < 0)
+                Py_CLEAR(names);
+            Py_XDECREF(s);
+        }
+        if (names)
+            d = Py_BuildValue("{s:i,s:i,s:N,s:s,s:d}", "first", t[i].first_layer, "last",
+                              t[i].last_layer, "layers", names, "kernel", t[i].kernel, "ms",
+                              t[i].ms);
+        if (!d) {
+            Py_CLEAR(list);
+            goto done;
+        }
+        PyList_SET_ITEM(list, i, d);
+    }
+done:
+    PyMem_Free(t);
+    return list;
+}
+
+static PyMethodDef clplan_methods[] = {
+    {"forward", (PyCFunction)clplan_forward, METH_O,
+     "forward(src): run the plan on float32 NCHW src; a quantized destination comes back "
+     "as (uint8 payload, float32 ranges (N, 2))."},
+    {"profile", (PyCFunction)clplan_profile, METH_NOARGS,
+     "profile(): per-op device times (ms) of the last forward, from OpenCL event profiling; "
+     "fused layers share one entry."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef clplan_getset[] = {
+    {"io", (getter)clplan_get_io, NULL, "(source, destination) descriptions", NULL},
+    {"device", (getter)clplan_get_device, NULL, "the device the plan runs on", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot clplan_slots[] = {
+    {Py_tp_new, clplan_new},
+    {Py_tp_dealloc, clplan_dealloc},
+    {Py_tp_methods, clplan_methods},
+    {Py_tp_getset, clplan_getset},
+    {Py_tp_doc, "ClPlan(model, begin, end, batch, device=-1): parts begin..end (head, reduce)"
+                " of a model compiled for OpenCL device `device` (-1: first GPU, else first "
+                "device)."},
+    {0, NULL},
+};
+
+static PyType_Spec clplan_spec = {"butterfly._C.ClPlan", sizeof(ClPlanObject), 0,
+                                  Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE, clplan_slots};
+
+static PyMethodDef cl_functions[] = {
+    {"cl_devices", py_cl_devices, METH_NOARGS,
+     "cl_devices(): the OpenCL devices, a list of dicts (index, platform, name, type, ...)."},
+    {NULL, NULL, 0, NULL},
+};
+
+int bf_py_cl_init(PyObject *module)
+{
+    clplan_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &clplan_spec, NULL);
+    if (!clplan_type || PyModule_AddType(module, clplan_type) < 0)
+        return -1;
+    return PyModule_AddFunctions(module, cl_functions);
+}
+
+#endif /* BF_WITH_OPENCL */

@@ -1,0 +1,321 @@
+"""The OpenCL mobile half against the oneDNN path, op by op and on whole ResNets.
+
+Float outputs must agree to 1e-4 relative; payloads must be byte-equal except for rare
+1-LSB differences where the float feature (computed in a different summation order) sits
+on a rounding boundary of the quantizer.  Those are counted, asserted rare and reported.
+Skips cleanly where the build has no OpenCL backend or the machine no OpenCL device.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import assert_close
+
+import butterfly as bf
+from butterfly import _C
+from butterfly.models import LayerList
+from butterfly.network import Network
+
+opencl = pytest.importorskip("butterfly.opencl")
+if not hasattr(_C, "ClPlan"):
+    pytest.skip("this build has no OpenCL backend", allow_module_level=True)
+if not opencl.available():
+    pytest.skip("skipped: no OpenCL device", allow_module_level=True)
+
+LSB_MAX_FRACTION = 0.01  # at most 1 % of payload bytes may be 1 LSB off, none more
+
+
+def randomize_bn(L, rng):
+    """LayerList makes identity batch-norms; random ones exercise the folding."""
+    for spec, params in zip(L.layers, L.params):
+        if spec["type"] == "batchnorm":
+            c = len(params[0])
+            params[:] = [
+                rng.uniform(0.5, 1.5, c).astype(np.float32),
+                rng.uniform(-0.5, 0.5, c).astype(np.float32),
+                rng.uniform(-0.5, 0.5, c).astype(np.float32),
+                rng.uniform(0.5, 1.5, c).astype(np.float32),
+            ]
+        if spec["type"] == "conv" and spec.get("bias"):
+            params[1] = rng.uniform(-0.5, 0.5, len(params[1])).astype(np.float32)
+
+
+def network(L, rng):
+    randomize_bn(L, rng)
+    return Network.from_layers(L.layers, L.params)
+
+
+def compare_payload(got, ref, what):
+    """Returns (#1-LSB, total); asserts ranges close, no >1 differences, few 1-LSB ones."""
+    np.testing.assert_allclose(got.ranges, ref.ranges, rtol=1e-4, atol=1e-5)
+    diff = np.abs(got.data.astype(np.int16) - ref.data.astype(np.int16))
+    n1, total = int((diff == 1).sum()), diff.size
+    print(f"{what}: {n1} of {total} payload bytes 1 LSB off (fraction {n1 / total:.1e})")
+    assert int((diff > 1).sum()) == 0, f"{what}: differences above 1 LSB"
+    assert n1 <= LSB_MAX_FRACTION * total, f"{what}: {n1} of {total} bytes 1 LSB off"
+    return n1, total
+
+
+# ---- single ops ------------------------------------------------------------------------------
+
+CONVS = [  # (c, h, w, out, k, stride, pad, dilation, groups, bias)
+    (5, 9, 11, 12, 3, 1, 1, 1, 1, True),
+    (16, 7, 5, 20, 1, 1, 0, 1, 1, False),
+    (3, 23, 19, 8, 7, 2, 3, 1, 1, False),
+    (8, 9, 9, 16, 1, 2, 0, 1, 1, True),
+    (6, 11, 10, 6, 3, 2, 1, 1, 6, True),
+    (8, 10, 7, 16, 3, 1, 1, 1, 2, False),
+    (8, 10, 7, 8, 3, 1, 1, 1, 4, True),
+    (4, 13, 12, 9, 3, 1, 2, 2, 1, True),
+    (64, 6, 6, 1, 1, 1, 0, 1, 1, False),
+]
+
+
+@pytest.mark.parametrize("c,h,w,o,k,s,p,d,g,bias", CONVS)
+def test_conv_matches_onednn(c, h, w, o, k, s, p, d, g, bias, rng):
+    L = LayerList((c, h, w), seed=int(rng.integers(1 << 30)))
+    L.conv(o, k, s, pad=p, dilation=d, groups=g, bias=bias)
+    net = network(L, rng)
+    x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+    assert_close(opencl.MobileHalf(net).head(x), net.head(x))
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+def test_conv_bn_act_residual_fused(act, rng):
+    L = LayerList((6, 15, 13))
+    a = L.conv_bn(10, 3, 2, name="a")
+    sc = L.conv(10, 1, 2, pad=0, src=0, name="sc")
+    sc = L.bn(src=sc, name="sc.bn")
+    L.conv(10, 3, 1, src=a, name="b")
+    L.bn(name="b.bn")
+    L.add(L.last, sc, name="add")
+    L.simple(act, name="out")
+    net = network(L, rng)
+    xs = rng.standard_normal((3, 6, 15, 13)).astype(np.float32)
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(xs), net.head(xs))
+    prof = half.profile()
+    assert len(prof) == 3 and all(e["kernel"].startswith("conv_") for e in prof)  # all fused
+    assert prof[-1]["layers"] == ["b", "b.bn", "add", "out"]
+    assert all(e["ms"] >= 0 for e in prof)
+
+
+@pytest.mark.parametrize(
+    "kind,k,s,p",
+    [("maxpool", 3, 2, 1), ("avgpool", 3, 2, 1), ("avgpool", 2, 2, 0), ("maxpool", 2, 1, 0)],
+)
+def test_pool_matches_onednn(kind, k, s, p, rng):
+    L = LayerList((5, 17, 14))
+    L.pool(kind, k, s, p)
+    net = network(L, rng)
+    x = rng.standard_normal((2, 5, 17, 14)).astype(np.float32)
+    assert_close(opencl.MobileHalf(net).head(x), net.head(x))
+
+
+def test_eltwise_ops_match_onednn(rng):
+    L = LayerList((5, 12, 9))
+    a = L.pool("maxpool", 3, 1, 1)
+    b = L.pool("avgpool", 3, 1, 1, src=0)
+    L.add(a, b)
+    L.bn()
+    L.simple("relu6")
+    L.upsample(2)
+    L.relu()
+    L.global_avgpool()
+    net = network(L, rng)
+    x = rng.standard_normal((3, 5, 12, 9)).astype(np.float32)
+    assert_close(opencl.MobileHalf(net).head(x), net.head(x))
+
+
+def test_quantizer_is_bit_exact(rng):
+    """Quantizing the raw input: no arithmetic before it, so the bytes must be equal."""
+    L = LayerList((3, 37, 29))
+    L.part = "reduce"
+    L.simple("quantize")
+    L.part = "restore"
+    L.simple("dequantize")
+    net = network(L, rng)
+    x = rng.standard_normal((4, 3, 37, 29)).astype(np.float32)
+    x[1] = 0.75  # max == min
+    x[2] *= 1e-3
+    got, ref = opencl.MobileHalf(net).reduce(x), net.reduce(x)
+    np.testing.assert_array_equal(got.ranges, ref.ranges)
+    np.testing.assert_array_equal(got.data, ref.data)
+    assert not got.data[1].any()
+
+
+# ---- whole mobile halves ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "after,channels,stride,spatial",
+    [(1, 1, 1, "depthwise"), (3, 2, 2, "depthwise"), (5, 4, 2, "full"), (8, 8, 1, "depthwise")],
+)
+def test_resnet18_small_mobile_half(after, channels, stride, spatial, rng):
+    net = bf.resnet18(
+        small=True,
+        num_classes=10,
+        in_channels=1,
+        seed=after,
+        butterfly=bf.Butterfly(after=after, channels=channels, stride=stride, spatial=spatial),
+    )
+    x = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(x), net.head(x))
+    f = net.head(x)
+    compare_payload(half.reduce(f), net.reduce(f), f"resnet18 RB{after} reduce")
+    compare_payload(half.mobile(x), net.mobile(x), f"resnet18 RB{after} head+reduce")
+
+
+@pytest.mark.parametrize("after,channels", [(1, 1), (4, 2), (8, 5)])
+def test_resnet50_224_mobile_half(after, channels, rng):
+    net = bf.resnet50(
+        num_classes=100, butterfly=bf.Butterfly(after=after, channels=channels, stride=2)
+    )
+    x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(x), net.head(x))
+    compare_payload(half.mobile(x), net.mobile(x), f"resnet50 RB{after} head+reduce")
+
+
+def test_plain_network_whole_on_the_phone(rng):
+    """No butterfly unit: the head is the whole classifier (linear + softmax included), the
+    mobile-only baseline of the cost model."""
+    L = LayerList((3, 20, 20))
+    L.conv_bn(16, 3, 2, name="c1")
+    L.global_avgpool()
+    L.linear(10)
+    L.relu()
+    L.linear(5)
+    L.simple("softmax")
+    net = network(L, rng)
+    x = rng.standard_normal((4, 3, 20, 20)).astype(np.float32)
+    assert_close(opencl.MobileHalf(net).head(x), net.head(x))
+    plain = bf.resnet18(small=True, num_classes=10, in_channels=1)
+    x = rng.standard_normal((2, 1, 28, 28)).astype(np.float32)
+    assert_close(opencl.MobileHalf(plain).head(x), plain.head(x))
+
+
+@pytest.mark.parametrize("after,channels", [(1, 64), (4, 128)])
+def test_wide_payload_lsb_statistics(after, channels, rng):
+    """Hundreds of thousands of payload bytes: 1-LSB differences appear (the float feature
+    differs from oneDNN's in its last bits, and a few values sit on a rounding boundary),
+    but only on a tiny fraction (measured ~1e-5) and never more than 1 LSB."""
+    net = bf.resnet18(
+        small=True,
+        num_classes=10,
+        in_channels=1,
+        seed=after,
+        butterfly=bf.Butterfly(after=after, channels=channels, stride=1),
+    )
+    x = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
+    n1, total = compare_payload(
+        opencl.MobileHalf(net).mobile(x), net.mobile(x), f"resnet18 RB{after} c'={channels}"
+    )
+    assert total >= 200_000 and n1 <= 1e-3 * total
+
+
+def test_model_file_and_load(tmp_path, rng):
+    net = bf.resnet18(
+        small=True,
+        num_classes=10,
+        in_channels=1,
+        butterfly=bf.Butterfly(after=2, channels=2, stride=2),
+    )
+    path = tmp_path / "net.bfly"
+    net.save(path)
+    half = bf.load(path, part="mobile", backend="opencl")
+    x = rng.standard_normal((2, 1, 28, 28)).astype(np.float32)
+    compare_payload(half.mobile(x), net.mobile(x), "loaded mobile half")
+    assert "device" in half.device
+
+
+# ---- API and errors --------------------------------------------------------------------------
+
+
+def test_devices_listing():
+    devs = opencl.devices()
+    assert devs and {
+        "index",
+        "platform",
+        "name",
+        "type",
+        "compute_units",
+        "global_mem",
+        "local_mem",
+        "max_work_group",
+    } <= set(devs[0])
+    assert devs[0]["type"] in ("gpu", "cpu", "accelerator", "other")
+
+
+def test_plan_io_and_errors(rng):
+    net = bf.resnet18(
+        small=True,
+        num_classes=10,
+        in_channels=1,
+        butterfly=bf.Butterfly(after=1, channels=2, stride=2),
+    )
+    p = _C.ClPlan(net.model, 0, 1, 2)
+    src, dst = p.io
+    assert src == {"dtype": "float32", "shape": (2, 1, 28, 28), "quantized": False}
+    assert dst["dtype"] == "uint8" and dst["quantized"] and dst["shape"][0] == 2
+    with pytest.raises(bf.Unsupported, match="cloud-side"):
+        _C.ClPlan(net.model, 0, 3, 1)
+    with pytest.raises(bf.InvalidArgument):
+        _C.ClPlan(net.model, 0, 1, 1, 1000)
+    with pytest.raises(bf.InvalidArgument):
+        p.forward(np.zeros((1, 1, 28, 28), np.float32))  # wrong batch
+    with pytest.raises(bf.InvalidArgument):
+        p.forward(np.zeros((2, 1, 28, 28), np.float64))  # wrong dtype
+
+
+def test_missing_opencl_library_is_a_clear_error():
+    code = (
+        "import butterfly as bf\nfrom butterfly import opencl\n"
+        "assert opencl.devices() == []\n"
+        "try:\n    bf._C.cl_devices()\nexcept bf.OpenCLError as e:\n    print(e)\n"
+    )
+    env = dict(os.environ, BF_OPENCL_LIBRARY="/nonexistent/libOpenCL.so.1")
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "OpenCL is not available" in out.stdout
+
+
+def test_two_threads_two_plans(rng):
+    """The GIL is released while OpenCL runs: two plans on two threads give the same bytes
+    as one after the other."""
+    import threading
+
+    net = bf.resnet18(
+        small=True,
+        num_classes=10,
+        in_channels=1,
+        butterfly=bf.Butterfly(after=2, channels=2, stride=2),
+    )
+    xs = [rng.standard_normal((2, 1, 28, 28)).astype(np.float32) for _ in range(2)]
+    halves = [opencl.MobileHalf(net), opencl.MobileHalf(net)]
+    want = [h.mobile(x) for h, x in zip(halves, xs)]
+    got = [None, None]
+
+    def work(i):
+        for _ in range(3):
+            got[i] = halves[i].mobile(xs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.data, w.data)
+        np.testing.assert_array_equal(g.ranges, w.ranges)
