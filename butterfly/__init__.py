@@ -26,7 +26,7 @@ from .models import Butterfly, resnet, resnet18, resnet34, resnet50
 from .network import Network, Payload, load
 from .serving import Client, serve  # noqa: F401  (the cloud half and its client)
 from .training import Trainer, evaluate, set_frozen, train
-from . import datasets  # noqa: E402
+from . import datasets, opencl  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -319,3 +319,32 @@ def test_two_threads_two_plans(rng):
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g.data, w.data)
         np.testing.assert_array_equal(g.ranges, w.ranges)
+
+
+def test_pool_classifies_opencl_payload_like_onednn(tmp_path):
+    """The phone's half on OpenCL, the pool on oneDNN: the same answers as a oneDNN phone."""
+    pytest.importorskip("zmq")
+    net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=16,
+                      butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+    path = str(tmp_path / "net.bfly")
+    net.save(path)
+    _, test = bf.datasets.fashion_mnist(subset=32)
+    old = bf._C.get_num_threads()
+    bf.set_num_threads(1)
+    try:
+        with bf.serve(path, workers=1, bind="tcp://127.0.0.1:0", threads=1) as pool:
+            cl = bf.Client(path, pool.endpoint, backend="opencl")
+            dn = bf.Client(path, pool.endpoint)
+            pay_cl, _ = cl.mobile(test.images)
+            pay_dn, _ = dn.mobile(test.images)
+            off = int(np.count_nonzero(pay_cl.data != pay_dn.data))
+            assert off <= pay_dn.data.size // 1000  # at most a rare 1-LSB difference
+            res_cl = cl.classify_payload(pay_cl, k=3)
+            res_dn = dn.classify_payload(pay_dn, k=3)
+    finally:
+        bf.set_num_threads(old)
+    # the payload bytes match; the float (min, max) may differ in the last bits, so the
+    # probabilities agree to float precision and the classes exactly
+    np.testing.assert_allclose(pay_cl.ranges, pay_dn.ranges, rtol=1e-5, atol=1e-6)
+    assert [r.classes for r in res_cl] == [r.classes for r in res_dn]
+    np.testing.assert_allclose([r.probs for r in res_cl], [r.probs for r in res_dn], atol=1e-5)
