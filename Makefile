@@ -76,11 +76,14 @@ FUZZ_SECONDS ?= 60
 fuzz: apt
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
 
-test: apt build test-c test-c-asan fuzz test-py
+test: apt build test-c test-c-asan fuzz check-install test-py
 
 check-install: apt
 	d=$$(mktemp -d); $(PYTHON) -m venv $$d/v && $$d/v/bin/pip install -q . && \
-	  (cd $$d && v/bin/python -c 'import butterfly; print("installed", butterfly.__file__)'); rc=$$?; rm -rf $$d; exit $$rc
+	  (cd $$d && v/bin/python -c 'import numpy as np, butterfly as bf; \
+  net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8); \
+  print("installed", bf.__file__, net.forward(np.zeros((1, 1, 28, 28), np.float32)).shape)'); \
+  rc=$$?; rm -rf $$d; exit $$rc
 
 demo: apt build
 	$(VPY) -m butterfly.cli demo
