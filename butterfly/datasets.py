@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _C
+
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",

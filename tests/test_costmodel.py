@@ -1,31 +1,11 @@
 """The cost model against hand-computed numbers and its own consistency rules."""
 
 import dataclasses
-import importlib
 import math
-import sys
-import types
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _import(name):
-    """butterfly.<name>; if butterfly/__init__ cannot be imported yet, from the package folder."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    try:
-        return importlib.import_module(f"butterfly.{name}")
-    except ImportError:
-        pkg = types.ModuleType("butterfly")
-        pkg.__path__ = [str(ROOT / "butterfly")]
-        sys.modules["butterfly"] = pkg
-        return importlib.import_module(f"butterfly.{name}")
-
-
-cm = _import("costmodel")
+from butterfly import costmodel as cm
 
 # A toy network: head (phone), reduce (phone), restore (cloud), tail (cloud). Plain = no unit.
 HEAD = {"name": "head", "macs": 2_000_000_000, "out_bytes": 1_000_000, "part": "head"}

@@ -1,31 +1,12 @@
 """Data sets: the idx reader on hand-made files, Fashion-MNIST as shipped by Debian, digits."""
 
 import gzip
-import importlib
 import sys
-import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _import(name):
-    """butterfly.<name>; if butterfly/__init__ cannot be imported yet, from the package folder."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    try:
-        return importlib.import_module(f"butterfly.{name}")
-    except ImportError:
-        pkg = types.ModuleType("butterfly")
-        pkg.__path__ = [str(ROOT / "butterfly")]
-        sys.modules["butterfly"] = pkg
-        return importlib.import_module(f"butterfly.{name}")
-
-
-ds = _import("datasets")
+from butterfly import datasets as ds
 
 HAVE_FASHION = (ds.FASHION_MNIST_ROOT / "train-images-idx3-ubyte.gz").is_file()
 needs_fashion = pytest.mark.skipif(not HAVE_FASHION, reason="apt-get install dataset-fashion-mnist")

@@ -1,30 +1,11 @@
 """JPEG sizes: the cloud-only baseline measured on real photographs and on small grayscale."""
 
-import importlib
-import sys
-import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from butterfly import jpeg
 
-
-def _import(name):
-    """butterfly.<name>; if butterfly/__init__ cannot be imported yet, from the package folder."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    try:
-        return importlib.import_module(f"butterfly.{name}")
-    except ImportError:
-        pkg = types.ModuleType("butterfly")
-        pkg.__path__ = [str(ROOT / "butterfly")]
-        sys.modules["butterfly"] = pkg
-        return importlib.import_module(f"butterfly.{name}")
-
-
-jpeg = _import("jpeg")
 pytest.importorskip("PIL")
 
 

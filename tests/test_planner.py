@@ -1,32 +1,12 @@
 """Planner: accuracy-budget filtering, argmin choice, bandwidth estimate, hysteresis."""
 
 import dataclasses
-import importlib
 import random
-import sys
-import types
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _import(name):
-    """butterfly.<name>; if butterfly/__init__ cannot be imported yet, from the package folder."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    try:
-        return importlib.import_module(f"butterfly.{name}")
-    except ImportError:
-        pkg = types.ModuleType("butterfly")
-        pkg.__path__ = [str(ROOT / "butterfly")]
-        sys.modules["butterfly"] = pkg
-        return importlib.import_module(f"butterfly.{name}")
-
-
-cm = _import("costmodel")
-planner = _import("planner")
+from butterfly import costmodel as cm
+from butterfly import planner
 
 
 def _measured(table, power_w=None):
