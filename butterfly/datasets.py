@@ -38,8 +38,9 @@ _IDX_IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 _IDX_LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """A data set's files are not on this machine; the message says how to install them."""
+class DatasetNotFoundError(_C.FileError, FileNotFoundError):
+    """A data set's files are not on this machine; the message says how to install them.
+    A butterfly.Error and a FileNotFoundError."""
 
 
 @dataclass
