@@ -337,6 +337,60 @@ static PyObject *plan_momentum(PlanObject *self, PyObject *args)
     return out;
 }
 
+/* profile(src, ranges=None, repeats=20): [{"layer", "name", "ms", "macs", "out_bytes"}], one
+ * per layer of the plan (bf_plan_profile's charging rules). */
+static PyObject *plan_profile(PlanObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"src", "ranges", "repeats", NULL};
+    PyObject *xo, *ro = Py_None, *list = NULL;
+    PyArrayObject *x = NULL, *r = NULL;
+    bf_layer_time *rows = NULL;
+    bf_io_desc in;
+    npy_intp dims[4], rdims[2];
+    int repeats = 20, n = 0;
+    bf_status st;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|Oi:profile", kwlist, &xo, &ro, &repeats))
+        return NULL;
+    bf_plan_io(self->plan, 0, &in);
+    for (int d = 0; d < 4; d++)
+        dims[d] = (npy_intp)in.dims[d];
+    rdims[0] = dims[0];
+    rdims[1] = 2;
+    if (!(x = bf_py_input_array(xo, in.dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32, 4, dims, "src")))
+        return NULL;
+    if (in.quantized && !(r = bf_py_input_array(ro, NPY_FLOAT32, 2, rdims, "ranges")))
+        goto done;
+    bf_plan_profile(self->plan, PyArray_DATA(x), NULL, repeats, NULL, 0, &n);
+    if (!(rows = PyMem_Calloc((size_t)n + 1, sizeof *rows))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    PLAN_CALL(self, st, bf_plan_profile(self->plan, PyArray_DATA(x), r ? PyArray_DATA(r) : NULL,
+                                        repeats, rows, n, &n));
+    if (st != BF_STATUS_OK) {
+        bf_py_raise(st);
+        goto done;
+    }
+    if (!(list = PyList_New(n)))
+        goto done;
+    for (int i = 0; i < n; i++) {
+        PyObject *d = Py_BuildValue("{s:i,s:s,s:d,s:L,s:L}", "layer", rows[i].layer, "name",
+                                    rows[i].name, "ms", rows[i].ms_median, "macs",
+                                    (long long)rows[i].macs, "out_bytes",
+                                    (long long)rows[i].out_bytes);
+        if (!d) {
+            Py_CLEAR(list);
+            goto done;
+        }
+        PyList_SET_ITEM(list, i, d);
+    }
+done:
+    PyMem_Free(rows);
+    Py_XDECREF(x);
+    Py_XDECREF(r);
+    return list;
+}
+
 static PyMethodDef plan_methods[] = {
     {"forward", (PyCFunction)(void (*)(void))plan_forward, METH_VARARGS | METH_KEYWORDS,
      "forward(src, ranges=None): run the plan; a quantized destination comes back as "
@@ -355,6 +409,9 @@ static PyMethodDef plan_methods[] = {
     {"trained", (PyCFunction)plan_trained, METH_NOARGS, "[(layer, slot)] the plan trains."},
     {"momentum", (PyCFunction)plan_momentum, METH_VARARGS,
      "momentum(layer, slot[, value]): get (or set) a momentum buffer, model layout."},
+    {"profile", (PyCFunction)(void (*)(void))plan_profile, METH_VARARGS | METH_KEYWORDS,
+     "profile(src, ranges=None, repeats=20): per-layer median times (ms, whole batch), MACs "
+     "and output bytes (per image) from `repeats` node-by-node runs; see bf_plan_profile."},
     {NULL, NULL, 0, NULL},
 };
 

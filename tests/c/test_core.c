@@ -179,6 +179,31 @@ static void test_split_composes(bf_model *m)
     bf_plan_destroy(mob);
 }
 
+static void test_profile(bf_model *m)
+{
+    enum { N = 2 };
+    float x[N * 3 * 9 * 8];
+    bf_layer_time rows[16];
+    int n = -1, n0 = -1;
+    double total = 0;
+    bf_plan *full = plan(m, BF_PART_HEAD, BF_PART_TAIL, N);
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = sinf(0.3f * (float)i);
+    CHECK(bf_plan_profile(full, x, NULL, 3, NULL, 0, &n0) == BF_STATUS_OK && n0 == 7);
+    CHECK(bf_plan_profile(full, x, NULL, 3, rows, 16, &n) == BF_STATUS_OK && n == 7);
+    for (int i = 0; i < n && i < 16; i++) {
+        bf_layer_info info;
+        bf_model_layer_info(m, rows[i].layer, &info);
+        CHECK(rows[i].layer == i + 1 && rows[i].ms_median >= 0 && rows[i].macs == info.macs);
+        total += rows[i].ms_median;
+    }
+    CHECK(total > 0);
+    CHECK(bf_plan_profile(full, x, NULL, 0, rows, 16, &n) == BF_STATUS_INVALID_ARGUMENT);
+    x[0] = NAN;
+    CHECK(bf_plan_profile(full, x, NULL, 3, rows, 16, &n) == BF_STATUS_NUMERIC);
+    bf_plan_destroy(full);
+}
+
 static void test_bad_descriptions(const msgpack_sbuffer *sb)
 {
     bf_model *m = NULL;
@@ -246,6 +271,7 @@ int main(void)
     CHECK(bf_model_layer_info(m, 3, &info) == BF_STATUS_OK && info.out_bytes == 4 * 5 * 4);
     CHECK(bf_model_layer_info(m, 1, &info) == BF_STATUS_OK && info.macs == 4 * 5 * 4 * 3 * 9);
     test_split_composes(m);
+    test_profile(m);
     test_bad_descriptions(&sb);
     test_roundtrip_and_halves(m);
     CHECK(strcmp(bf_status_str(BF_STATUS_TIMEOUT), "timeout") == 0);
