@@ -326,6 +326,11 @@ typedef enum bf_codec {
     BF_CODEC_ZSTD = 1, /* payload compressed with zstd (one frame) */
 } bf_codec;
 
+/* Codes a payload the way a client sends it: a malloc'd copy (RAW) or one zstd frame at
+ * `level` (ZSTD) in *out (the caller frees it) of *out_len bytes. */
+BF_API bf_status bf_payload_encode(bf_codec codec, int level, const uint8_t *src, size_t len,
+                                   uint8_t **out, size_t *out_len);
+
 /* One sample's quantized feature (the restore part's input), borrowed. */
 typedef struct bf_feature {
     const uint8_t *data; /* dims[0] * dims[1] * dims[2] bytes, CHW */

@@ -667,7 +667,43 @@ static PyObject *py_curve_keygen(PyObject *mod, PyObject *arg)
     return PyUnicode_FromString(pub);
 }
 
+static PyObject *py_payload_encode(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"data", "codec", "level", NULL};
+    Py_buffer buf;
+    const char *codec = "zstd";
+    int level = 3;
+    uint8_t *out = NULL;
+    size_t len = 0;
+    bf_codec c;
+    bf_status st;
+    PyObject *res;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|si:payload_encode", kwlist, &buf, &codec,
+                                     &level))
+        return NULL;
+    if (strcmp(codec, "zstd") && strcmp(codec, "raw")) {
+        PyBuffer_Release(&buf);
+        return PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+                            "codec must be 'raw' or 'zstd', not '%s'", codec);
+    }
+    c = strcmp(codec, "zstd") ? BF_CODEC_RAW : BF_CODEC_ZSTD;
+    Py_BEGIN_ALLOW_THREADS
+    st = bf_payload_encode(c, level, buf.buf, (size_t)buf.len, &out, &len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buf);
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(st);
+    res = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)len);
+    free(out);
+    return res;
+}
+
 static PyMethodDef serve_functions[] = {
+    {"payload_encode", (PyCFunction)(void (*)(void))py_payload_encode,
+     METH_VARARGS | METH_KEYWORDS,
+     "payload_encode(data, codec='zstd', level=3) -> bytes: a payload coded as the client "
+     "sends it."},
     {"run_worker", (PyCFunction)(void (*)(void))py_run_worker, METH_VARARGS | METH_KEYWORDS,
      "run_worker(model_path, connect, *, batch=1, batch_timeout_us=1000, threads=0, "
      "heartbeat_interval_ms=1000, heartbeat_liveness=3, reconnect_max_ms=8000, "

@@ -127,3 +127,11 @@ bf_status bf_wire_payload_encode(bf_codec codec, int level, const uint8_t *src, 
     *out_len = cap;
     return BF_STATUS_OK;
 }
+
+bf_status bf_payload_encode(bf_codec codec, int level, const uint8_t *src, size_t len,
+                            uint8_t **out, size_t *out_len)
+{
+    if ((!src && len) || !out || !out_len)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_payload_encode: NULL argument");
+    return bf_wire_payload_encode(codec, level, src, len, out, out_len);
+}
