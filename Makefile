@@ -14,7 +14,7 @@ APT_PKGS := libzmq3-dev libmsgpack-dev libzstd-dev ocl-icd-opencl-dev opencl-hea
 DNNL_LIB = $(shell $(VPY) -c 'import sys; print(sys.prefix)')/lib
 CFLAGS_C := -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers -fopenmp -g
 
-.PHONY: all install apt venv build test test-py test-c test-c-asan fuzz demo bench clean check-install
+.PHONY: all install apt venv build test test-py test-c test-c-asan fuzz demo bench notebooks clean check-install
 
 all: build
 
@@ -91,6 +91,10 @@ demo: apt build
 bench: apt build
 	$(PIP) install -q torch==2.13.0 onnx onnxruntime pyzmq
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
+
+# Re-executes the notebooks with full parameters (outputs and figures are committed).
+notebooks: build
+	$(VPY) notebooks/make_notebooks.py --execute
 
 clean:
 	rm -rf build tests/c/build tests/fuzz/build butterfly/*.so

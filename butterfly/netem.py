@@ -1,0 +1,380 @@
+"""Emulated radio links, measured for real: two network namespaces joined by a veth pair.
+
+The "phone" namespace's end of the veth shapes its egress (the uplink) with a token bucket
+(``tc qdisc ... tbf rate R mbit burst B latency L``) and, where the kernel has sch_netem, a
+fixed delay (``netem delay D ms``).  The pool runs in the "cloud" namespace, the client in
+the phone's, as subprocesses under ``ip netns exec``; private addresses are used only inside
+the namespaces made here, and the namespaces (with their veth) are always deleted.
+
+    >>> ok, why = available()
+    >>> with Link(rate_mbit=5.85) as link:
+    ...     seconds = transfer_seconds(link, 200_000)     # ~ 8 * 200000 / 5.85e6
+
+A token bucket lets up to `burst` bytes through at line rate after an idle period, so a
+message smaller than the burst (one packet) is not slowed down: the emulation is faithful
+for transfers of many packets and optimistic for tiny ones.  The burst is kept at its
+minimum (one full frame, 1,600 B) to keep that error small; compare() reports it.
+
+Needs root and iproute2 (ip, tc); available() says why not otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+BURST_BYTES = 1600  # one Ethernet frame + headroom: the smallest burst tbf accepts in practice
+QUEUE_LATENCY_MS = 4000  # tbf's queue bound (packets waiting longer are dropped)
+START_TIMEOUT_S = 60.0
+CMD_TIMEOUT_S = 30.0
+
+
+def available() -> tuple[bool, str]:
+    """(True, "") when namespaces can be made here, else (False, the reason)."""
+    if os.geteuid() != 0:
+        return False, "needs root (network namespaces and tc)"
+    for tool in ("ip", "tc"):
+        if not shutil.which(tool):
+            return False, f"'{tool}' not found (apt-get install iproute2)"
+    name = f"bfchk{secrets.token_hex(3)}"
+    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True,
+                       timeout=CMD_TIMEOUT_S)
+    if r.returncode != 0:
+        return False, f"cannot create a network namespace: {r.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=CMD_TIMEOUT_S)
+    return True, ""
+
+
+def _sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run(list(args), capture_output=True, text=True, timeout=CMD_TIMEOUT_S)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip() or r.returncode}")
+    return r
+
+
+class Link:
+    """A cloud namespace and a phone namespace joined by a veth pair; the phone's uplink
+    shaped to rate_mbit (None: unshaped) with an optional delay.  A context manager."""
+
+    def __init__(self, rate_mbit: float | None = None, delay_ms: float = 0.0,
+                 burst_bytes: int = BURST_BYTES):
+        tok = secrets.token_hex(3)
+        self.ns = {"cloud": f"bf{tok}c", "phone": f"bf{tok}p"}
+        self.dev = {"cloud": f"bfv{tok}c", "phone": f"bfv{tok}p"}
+        octet = 16 + secrets.randbelow(200)
+        self.ip = {"cloud": f"192.168.{octet}.1", "phone": f"192.168.{octet}.2"}
+        self.rate_mbit = rate_mbit
+        self.delay_ms = delay_ms
+        self.burst_bytes = burst_bytes
+        self.notes: list[str] = []
+        self._procs: list[subprocess.Popen] = []
+        self._made: list[str] = []
+
+    def __enter__(self) -> Link:
+        try:
+            for side in ("cloud", "phone"):
+                _sh("ip", "netns", "add", self.ns[side])
+                self._made.append(self.ns[side])
+            _sh("ip", "link", "add", self.dev["cloud"], "type", "veth", "peer", "name",
+                self.dev["phone"])
+            for side in ("cloud", "phone"):
+                ns, dev = self.ns[side], self.dev[side]
+                _sh("ip", "link", "set", dev, "netns", ns)
+                _sh("ip", "-n", ns, "addr", "add", f"{self.ip[side]}/24", "dev", dev)
+                _sh("ip", "-n", ns, "link", "set", dev, "up")
+                _sh("ip", "-n", ns, "link", "set", "lo", "up")
+            if self.rate_mbit is not None or self.delay_ms:
+                self.shape(self.rate_mbit, self.delay_ms)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def shape(self, rate_mbit: float | None, delay_ms: float = 0.0) -> None:
+        """(Re)shapes the phone's uplink: tbf at rate_mbit, plus netem delay if asked."""
+        ns, dev = self.ns["phone"], self.dev["phone"]
+        _sh("ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", dev, "root", check=False)
+        parent = ["root"]
+        if delay_ms:
+            r = _sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root",
+                    "handle", "1:", "netem", "delay", f"{delay_ms}ms", check=False)
+            if r.returncode == 0:
+                parent = ["parent", "1:1"]
+            else:
+                self.notes.append(f"no netem delay ({r.stderr.strip()}): delay {delay_ms} ms "
+                                  "not applied")
+        if rate_mbit is not None:
+            _sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, *parent,
+                "tbf", "rate", f"{rate_mbit}mbit", "burst", str(self.burst_bytes),
+                "latency", f"{QUEUE_LATENCY_MS}ms")
+        self.rate_mbit, self.delay_ms = rate_mbit, delay_ms
+
+    def popen(self, side: str, args: list[str], **kw) -> subprocess.Popen:
+        """Starts `args` in the namespace of `side` ("cloud" | "phone"); killed on close."""
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns[side], *args], **kw)
+        self._procs.append(p)
+        return p
+
+    def run(self, side: str, args: list[str], timeout: float = 120.0, env=None) -> str:
+        """Runs `args` in a namespace to completion (bounded); returns its stdout."""
+        p = self.popen(side, args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       env=env)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            raise RuntimeError(f"{args[:3]}... ran past {timeout} s") from None
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(args[:4])}... exited {p.returncode}: {err[-2000:]}")
+        return out
+
+    def close(self) -> None:
+        for p in self._procs:
+            if p.poll() is None:
+                p.kill()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+        self._procs.clear()
+        for ns in self._made:  # deleting a namespace deletes its end of the veth (and so both)
+            _sh("ip", "netns", "del", ns, check=False)
+        self._made.clear()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _py(*args: str) -> list[str]:
+    return [sys.executable, "-m", "butterfly.netem", *args]
+
+
+def _env() -> dict:
+    """Children importable from anywhere, one oneDNN thread each and no OpenMP spinning: the
+    pool, the cloud-only server and the client share the machine's cores, and spinning
+    threads of one would steal the cores the others need (seen as ~100 ms stalls)."""
+    from .serving import child_env
+
+    env = child_env()
+    env.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="passive")
+    return env
+
+
+def transfer_seconds(link: Link, nbytes: int, timeout: float = 120.0) -> float:
+    """Seconds the cloud side takes to receive nbytes the phone sends over one TCP
+    connection (first byte to last, measured at the receiver)."""
+    port = "9000"
+    srv = link.popen("cloud", _py("_sink", link.ip["cloud"], port), stdout=subprocess.PIPE,
+                     text=True, env=_env())
+    line = srv.stdout.readline()  # "listening"
+    if not line.startswith("listening"):
+        raise RuntimeError("the receiver did not start")
+    link.run("phone", _py("_source", link.ip["cloud"], port, str(nbytes)), timeout=timeout,
+             env=_env())
+    try:
+        out, _ = srv.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        srv.kill()
+        raise RuntimeError("the receiver did not finish") from None
+    got, seconds = out.split()
+    if int(got) != nbytes:
+        raise RuntimeError(f"received {got} of {nbytes} bytes")
+    return float(seconds)
+
+
+def _start_server(link: Link, args: list[str]) -> tuple[subprocess.Popen, str]:
+    """Starts a server (prints "frontend <endpoint>" then "ready") in the cloud namespace."""
+    p = link.popen("cloud", args, stdout=subprocess.PIPE, text=True, env=_env())
+    deadline = time.monotonic() + START_TIMEOUT_S
+    endpoint = None
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            break
+        key, _, value = line.strip().partition(" ")
+        if key == "frontend":
+            endpoint = value
+        elif key == "ready" and endpoint:
+            return p, endpoint
+    raise RuntimeError(f"server {args[2:4]} did not start")
+
+
+def measure(link: Link, model_path, images: np.ndarray, codec: str = "zstd",
+            requests: int = 20, timeout: float = 300.0) -> dict[str, Any]:
+    """End-to-end latency over `link`, one image per request (medians, ms):
+    split = head + reduce here + upload + restore + tail at the pool + reply;
+    cloud-only = upload the JPEG of the image + decode + the plain network + reply."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        npy = os.path.join(tmp, "images.npy")
+        np.save(npy, images[:requests])
+        pool, pool_ep = _start_server(link, [
+            sys.executable, "-m", "butterfly.cli", "serve", os.fspath(model_path),
+            "--workers", "1", "--threads", "1", "--bind", f"tcp://{link.ip['cloud']}:5555"])
+        jsrv, jpeg_ep = _start_server(link, _py("_jpeg_server", os.fspath(model_path),
+                                                f"tcp://{link.ip['cloud']}:5556"))
+        try:
+            out = link.run("phone", _py("_client", os.fspath(model_path), pool_ep, jpeg_ep,
+                                        npy, codec, str(requests)), timeout=timeout,
+                           env=_env())
+        finally:
+            for p in (pool, jsrv):
+                p.terminate()
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def compare(model_path, images: np.ndarray, model, codec: str = "zstd", requests: int = 20,
+            nets=None, log=print) -> list[dict[str, Any]]:
+    """Per network: the measured split and cloud-only latency against the cost model's
+    prediction (`model`: a costmodel.CostModel whose profiles describe this machine; its
+    network is replaced by each one in turn), with the relative error."""
+    import dataclasses
+
+    from . import costmodel
+    from .experiments import _candidate, payload_bytes
+    from .network import Network
+
+    net = Network.load(model_path)
+    rows = []
+    for key, radio in (nets or costmodel.networks).items():
+        with Link(rate_mbit=radio.uplink_mbps) as link:
+            m = measure(link, model_path, images, codec, requests)
+        cm = dataclasses.replace(model, network=radio)
+        cand = _candidate(net, net.butterfly["after"], payload_bytes(net))
+        cand = dataclasses.replace(cand, payload_bytes=round(m["payload_bytes"]))
+        pred_split = cm.cost(cand)
+        pred_cloud = cm.cloud_only(round(m["jpeg_bytes"]))
+        row = {"network": radio.name, "uplink_mbps": radio.uplink_mbps,
+               "payload_bytes": m["payload_bytes"], "jpeg_bytes": m["jpeg_bytes"],
+               "split_ms": m["split_ms"], "split_pred_ms": pred_split.latency_ms,
+               "split_err": m["split_ms"] / pred_split.latency_ms - 1.0,
+               "cloud_ms": m["cloud_ms"], "cloud_pred_ms": pred_cloud.latency_ms,
+               "cloud_err": m["cloud_ms"] / pred_cloud.latency_ms - 1.0,
+               "split_energy_mj": pred_split.energy_mj, "cloud_energy_mj": pred_cloud.energy_mj,
+               "speedup_measured": m["cloud_ms"] / m["split_ms"], "notes": link.notes}
+        rows.append(row)
+        log(f"  {radio.name:6} split {row['split_ms']:7.2f} ms (model {row['split_pred_ms']:7.2f},"
+            f" {100 * row['split_err']:+.0f} %)   cloud-only {row['cloud_ms']:7.2f} ms (model "
+            f"{row['cloud_pred_ms']:7.2f}, {100 * row['cloud_err']:+.0f} %)   measured speed-up "
+            f"{row['speedup_measured']:.1f}x")
+    return rows
+
+
+# --- helpers run inside the namespaces (python -m butterfly.netem <cmd> ...) ----------------
+
+def _sink(host: str, port: str) -> None:
+    import socket
+
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, int(port)))
+    s.listen(1)
+    s.settimeout(CMD_TIMEOUT_S)
+    print("listening", flush=True)
+    c, _ = s.accept()
+    c.settimeout(120)
+    n, t0 = 0, None
+    while True:
+        d = c.recv(1 << 16)
+        if t0 is None:
+            t0 = time.perf_counter()
+        if not d:
+            break
+        n += len(d)
+    print(n, time.perf_counter() - t0, flush=True)
+
+
+def _source(host: str, port: str, nbytes: str) -> None:
+    import socket
+
+    s = socket.create_connection((host, int(port)), timeout=CMD_TIMEOUT_S)
+    s.sendall(b"\x5a" * int(nbytes))
+    s.shutdown(socket.SHUT_WR)
+    s.recv(1)
+    s.close()
+
+
+def _jpeg_server(model_path: str, bind: str) -> None:
+    """Cloud-only: JPEG in, top-5 of the plain network out (until SIGTERM)."""
+    import signal
+
+    import zmq
+
+    from . import jpeg
+    from .experiments import plain_network
+    from .network import Network
+
+    net = plain_network(Network.load(model_path))
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REP)
+    sock.bind(bind)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    print(f"frontend {bind}", flush=True)
+    print("ready", flush=True)
+    while True:
+        data = sock.recv()
+        img = jpeg.decode(data)
+        x = (img.astype(np.float32) / 255.0).reshape(1, *net.input_shape)
+        top = net.predict(x, k=5)[0]
+        sock.send(json.dumps([int(c) for c in top]).encode())
+
+
+def _client(model_path: str, pool_ep: str, jpeg_ep: str, npy: str, codec: str,
+            requests: str) -> None:
+    import zmq
+
+    from . import jpeg
+    from .experiments import coded_sizes
+    from .serving import Client
+
+    images = np.load(npy)[: int(requests)]
+    client = Client(model_path, pool_ep, codec=codec, timeout_ms=20000, retries=0)
+    client.classify(images[:1], k=1)  # connects, warms up
+    split = []
+    for i in range(len(images)):
+        t0 = time.perf_counter()
+        client.classify(images[i:i + 1], k=5)
+        split.append((time.perf_counter() - t0) * 1e3)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(jpeg_ep)
+    u8 = jpeg.to_uint8_hwc(images)
+    blobs = [jpeg.encode(im) for im in u8]
+    sock.send(blobs[0])
+    sock.recv()
+    cloud = []
+    for b in blobs:
+        t0 = time.perf_counter()
+        sock.send(b)
+        if not sock.poll(60000):
+            raise SystemExit("cloud-only server did not answer")
+        sock.recv()
+        cloud.append((time.perf_counter() - t0) * 1e3)
+    sizes = coded_sizes(client.half.mobile(images))
+    print(json.dumps({"split_ms": float(np.median(split)), "cloud_ms": float(np.median(cloud)),
+                      "payload_bytes": sizes["zstd" if codec == "zstd" else "raw"],
+                      "jpeg_bytes": float(np.mean([len(b) for b in blobs])),
+                      "requests": len(images)}), flush=True)
+
+
+if __name__ == "__main__":
+    cmds = {"_sink": _sink, "_source": _source, "_jpeg_server": _jpeg_server,
+            "_client": _client}
+    if len(sys.argv) < 2 or sys.argv[1] not in cmds:
+        sys.exit(f"usage: python -m butterfly.netem {{{','.join(cmds)}}} ...")
+    cmds[sys.argv[1]](*sys.argv[2:])

@@ -1,0 +1,204 @@
+"""Writes the notebooks of this folder (nbformat) and, with --execute, runs them headless
+(nbclient) so they are committed with their outputs.
+
+    .venv/bin/python notebooks/make_notebooks.py --execute          # full parameters
+    BF_NB_SMALL=1 .venv/bin/python notebooks/make_notebooks.py --execute --out /tmp/nb
+
+Each notebook reads BF_NB_SMALL from the environment: 1 = small parameters (tests, CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+SETUP = """import os, sys, json, time
+from pathlib import Path
+ROOT = Path(os.environ.get("BF_ROOT", Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
+sys.path.insert(0, str(ROOT))
+SMALL = os.environ.get("BF_NB_SMALL", "0") == "1"
+FIG = Path(os.environ.get("BF_NB_FIGURES", ROOT / "notebooks" / "figures")); FIG.mkdir(parents=True, exist_ok=True)
+import numpy as np
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import butterfly as bf
+print("small parameters" if SMALL else "full parameters")"""
+
+NOTEBOOKS = {
+    "01_quick_start": [
+        "# 01 Quick start: split a network, run it through the pool\n"
+        "A ResNet-18 for 28x28 grayscale images with a butterfly unit after residual block 2: "
+        "the phone runs head + reduce and uploads an 8-bit payload; a worker pool runs restore + tail.",
+        SETUP,
+        """net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=16,
+                  butterfly=bf.Butterfly(after=2, channels=1, stride=2))
+_, test = bf.datasets.fashion_mnist(subset=64 if SMALL else 512)
+x = test.images
+payload = net.mobile(x)                          # phone: head + reduce
+logits = net.cloud(payload)                      # cloud: restore + tail
+assert np.array_equal(logits, net.forward(x))    # the split changes nothing
+print(net.summary(), "payload", payload.data.shape, payload.nbytes_per_sample, "B per image")""",
+        """path = Path("/tmp/bf_nb_quick.bfly"); net.save(path)
+pool = bf.serve(path, workers=1, bind="tcp://127.0.0.1:*")
+client = bf.Client(path, pool.endpoint, codec="zstd")
+res = client.classify(x, k=1)
+pool.stop()
+local = net.predict(x)[:, 0]
+print("pool agrees with local on", np.mean([r.label for r in res] == local) * 100, "%")
+print("median round trip %.3f ms" % np.median([r.rtt_ms for r in res]))""",
+        """fig, ax = plt.subplots(1, 2, figsize=(6, 3))
+ax[0].imshow(x[0, 0], cmap="gray"); ax[0].set_title("input 28x28 (784 B)")
+ax[1].imshow(payload.data[0, 0], cmap="magma"); ax[1].set_title(f"payload 14x14 ({payload.nbytes_per_sample} B)")
+for a in ax: a.axis("off")
+fig.savefig(FIG / "01_payload.png", dpi=100); plt.show()""",
+    ],
+    "02_accuracy_vs_split": [
+        "# 02 Accuracy vs split\nReads the training sweep's results "
+        "(`benchmarks/results/sweep.json`: rows with after, channels, stride, top1, payload_bytes, "
+        "fp32_bytes, train_seconds, baseline_top1).",
+        SETUP,
+        """from butterfly import experiments as ex
+path = ROOT / "benchmarks" / "results" / "sweep.json"
+rows = ex.load_results(path) if path.exists() else []
+if not rows:
+    print(f"no results at {path}: run the training sweep first; nothing to plot")
+else:
+    print(f"{len(rows)} trained candidates")
+    for r in rows[:20]:
+        print(r)""",
+        """if rows:
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    for c in sorted({r["channels"] for r in rows}):
+        rs = sorted([r for r in rows if r["channels"] == c], key=lambda r: r["after"])
+        ax[0].plot([r["after"] for r in rs], [r["top1"] for r in rs], "o-", label=f"c'={c}")
+        ax[1].plot([r["after"] for r in rs], [r["payload_bytes"] for r in rs], "o-", label=f"c'={c}")
+    base = rows[0].get("baseline_top1")
+    if base: ax[0].axhline(base, color="k", ls="--", label="no unit")
+    ax[0].set_xlabel("unit after block"); ax[0].set_ylabel("top-1"); ax[0].legend()
+    ax[1].set_xlabel("unit after block"); ax[1].set_ylabel("payload bytes"); ax[1].set_yscale("log")
+    fig.tight_layout(); fig.savefig(FIG / "02_accuracy_vs_split.png", dpi=100); plt.show()""",
+    ],
+    "03_latency_energy": [
+        "# 03 Latency and energy per network and split\nCloud-only vs mobile-only vs butterfly, "
+        "the paper's setting (ResNet-50, TX2-class phone, GTX 1080 Ti-class cloud) and this machine.",
+        SETUP,
+        """from butterfly import costmodel, experiments as ex
+blocks = [1, 4, 8, 14] if SMALL else None
+paper = ex.paper_setting(blocks=blocks)
+print(ex.format_tables(paper["tables"], "ours, paper setting (8-bit payloads):"))
+theirs = {"3G": (63, 47), "4G": (21, 41), "Wi-Fi": (8, 31)}
+print("\\nside by side: latency / energy gain over cloud-only at the best split")
+print(f"{'network':8} {'BottleNet':>16} {'ours':>16}")
+for k in costmodel.networks:
+    t = paper["tables"][k]; b = t["best"]
+    print(f"{t['network']:8} {theirs[t['network']][0]:7.0f}x /{theirs[t['network']][1]:4.0f}x "
+          f"{b['latency']['gain_vs_cloud']:7.1f}x /{b['energy']['gain_vs_cloud']:5.1f}x")""",
+        """fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+for ax, obj, unit in ((axes[0], "latency", "ms"), (axes[1], "energy", "mJ")):
+    for k in costmodel.networks:
+        rows = [r for r in paper["tables"][k]["rows"] if r["kind"] == "split"]
+        ax.plot([r["name"] for r in rows], [r[f"{obj}_{unit.lower()}"] for r in rows], "o-",
+                label=paper["tables"][k]["network"])
+        ax.axhline(paper["tables"][k]["best"][obj]["cloud_only"], ls=":", lw=1)
+    ax.set_yscale("log"); ax.set_ylabel(f"{obj} ({unit})"); ax.legend(); ax.tick_params(axis="x", rotation=60)
+fig.suptitle("ResNet-50: each split point (dotted: cloud-only)"); fig.tight_layout()
+fig.savefig(FIG / "03_paper_splits.png", dpi=100); plt.show()""",
+        """net = ex.demo_network()   # untrained here: times and sizes only
+cands, nets = ex.split_candidates(net)
+phone = ex.machine_profile(net, nets, repeats=3 if SMALL else 20)
+plain = ex.layer_records(ex.plain_network(net))
+model = costmodel.CostModel(phone, phone, costmodel.networks["4g"], plain, input_bytes=850)
+mt = ex.cost_tables(model, cands)
+print(ex.format_tables(mt, "this machine (phone = cloud = this CPU, 1.306 W assumed), Fashion-MNIST ResNet-18:"))""",
+    ],
+    "04_serving": [
+        "# 04 Serving: throughput, batching, a worker killed under load",
+        SETUP,
+        """import threading
+from butterfly import experiments as ex
+net = ex.demo_network(); path = Path("/tmp/bf_nb_serve.bfly"); net.save(path)
+x = np.random.default_rng(0).random((32 if SMALL else 256, 1, 28, 28), dtype=np.float32)
+payload = net.mobile(x)
+
+def throughput(workers, batch, clients=2):
+    pool = bf.serve(path, workers=workers, bind="tcp://127.0.0.1:*", batch=batch, batch_timeout_us=500)
+    done = []
+    def run():
+        c = bf.Client(path, pool.endpoint)
+        done.append(len(c.classify_payload(payload, k=1)))
+    t0 = time.perf_counter()
+    ts = [threading.Thread(target=run) for _ in range(clients)]
+    [t.start() for t in ts]; [t.join() for t in ts]
+    dt = time.perf_counter() - t0
+    pool.stop()
+    return sum(done) / dt
+
+rows = [(w, b, throughput(w, b)) for w in (1, 2) for b in (1, 8)]
+for w, b, r in rows: print(f"workers {w} batch {b}: {r:8.0f} requests/s")""",
+        """fig, ax = plt.subplots(figsize=(5, 3))
+ax.bar([f"W{w} B{b}" for w, b, _ in rows], [r for *_, r in rows])
+ax.set_ylabel("requests / s"); fig.tight_layout(); fig.savefig(FIG / "04_throughput.png", dpi=100); plt.show()""",
+        """# kill a worker while two clients are sending: its requests are re-queued, none is lost
+pool = bf.serve(path, workers=2, bind="tcp://127.0.0.1:*", heartbeat_interval_ms=200)
+got = []
+def run():
+    c = bf.Client(path, pool.endpoint, timeout_ms=5000)
+    got.append(len(c.classify_payload(payload, k=1)))
+ts = [threading.Thread(target=run) for _ in range(2)]
+[t.start() for t in ts]; time.sleep(0.05); pool.kill_worker(0); [t.join() for t in ts]
+stats = pool.stats(); pool.stop()
+print("answered", sum(got), "of", 2 * len(payload), "| requeued", stats["requeued"], "| workers alive", stats["workers"])""",
+    ],
+}
+
+
+def build(out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, cells in NOTEBOOKS.items():
+        nb = new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        nb.cells = [new_markdown_cell(c) if i == 0 else new_code_cell(c)
+                    for i, c in enumerate(cells)]
+        p = out / f"{name}.ipynb"
+        nbformat.write(nb, p)
+        paths.append(p)
+    return paths
+
+
+def execute(path: Path, timeout: int = 600) -> None:
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    root = HERE.parent
+    env_root = os.environ.setdefault("BF_ROOT", str(root))
+    del env_root
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(root)}}).execute()
+    nbformat.write(nb, path)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(HERE))
+    ap.add_argument("--execute", action="store_true")
+    args = ap.parse_args(argv)
+    for p in build(Path(args.out)):
+        if args.execute:
+            t = __import__("time").perf_counter()
+            execute(p)
+            print(f"{p.name}: executed in {__import__('time').perf_counter() - t:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Profiler, cost-model inputs from real networks, the profile / plan commands."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import butterfly as bf
+from butterfly import costmodel
+from butterfly import experiments as ex
+from butterfly.serving import child_env
+
+
+def _small(**kw):
+    return bf.resnet18(small=True, num_classes=10, in_channels=1, width=16,
+                       butterfly=bf.Butterfly(after=2, channels=1, stride=2), **kw)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # the machines are shared: one thread keeps node-by-node timing comparable to a forward
+    n = bf._C.get_num_threads()
+    bf.set_num_threads(1)
+    yield
+    bf.set_num_threads(n)
+
+
+@pytest.mark.parametrize("part", ["all", "mobile", "cloud"])
+def test_layer_times_sum_to_the_whole_network(part):
+    net = _small()
+    prof = ex.profile(net, part, batch=4, repeats=15)
+    begin, end = net._range(*ex.PART_RANGES[part])
+    assert [r["index"] for r in prof["layers"]] == list(
+        range(net.model.part_range(begin)[0], net.model.part_range(end)[1] + 1))
+    assert all(r["ms"] >= 0 for r in prof["layers"])
+    assert prof["total_ms"] == pytest.approx(prof["forward_ms"], rel=0.35)
+    # a fused conv carries the time; the BN folded into it reports 0
+    rows = {r["name"]: r for r in prof["layers"]}
+    assert rows.get("stem.bn", {"ms": 0})["ms"] == 0
+
+
+def test_resnet50_macs_are_the_known_4_1_gmac():
+    net = bf.resnet50()
+    prof = ex.profile(net, "all", repeats=1)
+    assert prof["macs"] == pytest.approx(4.1e9, rel=0.02)
+    assert prof["macs"] == net.summary()["macs"]
+
+
+def test_profile_rejects_bad_arguments():
+    net = _small()
+    with pytest.raises(bf.InvalidArgument):
+        ex.profile(net, "phone")
+    with pytest.raises(bf.InvalidArgument):
+        ex.profile(net, "all", repeats=0)
+    with pytest.raises(bf.InvalidArgument):
+        net.plan(0, 3, 1).profile(np.zeros((1, 1, 28, 28), np.float32), repeats=0)
+    with pytest.raises(bf.Error):
+        ex.profile(net, "all", backend="vulkan")
+
+
+def test_opencl_profile_is_supported_or_says_why():
+    net = _small()
+    try:
+        prof = ex.profile(net, "mobile", repeats=2, backend="opencl")
+    except bf.Unsupported as e:
+        assert "OpenCL" in str(e)
+    else:
+        assert prof["backend"] == "opencl" and len(prof["layers"]) > 0
+    with pytest.raises(bf.Unsupported):
+        ex.profile(net, "cloud", repeats=1, backend="opencl")
+
+
+def test_candidates_and_machine_profile_feed_the_planner():
+    net = _small()
+    cands, nets = ex.split_candidates(net)
+    assert [c.name for c in cands] == [f"RB{k}" for k in range(1, 9)]
+    assert cands[1].payload_bytes == 14 * 14 + 8 == ex.payload_bytes(net)
+    phone = ex.machine_profile(net, nets, repeats=2)
+    plain = ex.layer_records(ex.plain_network(net))
+    model = costmodel.CostModel(phone, phone, costmodel.networks["3g"], plain, input_bytes=800)
+    tables = ex.cost_tables(model, cands)
+    for key in costmodel.networks:
+        best = tables[key]["best"]["latency"]
+        assert best["value"] <= best["cloud_only"] + 1e-9 or best["gain_vs_cloud"] < 1
+    assert "mean gain" in ex.format_tables(tables, "t")
+
+
+def test_results_file_gives_trained_candidates(tmp_path):
+    rows = [{"after": 1, "channels": 1, "stride": 2, "top1": 0.9, "payload_bytes": 204},
+            {"after": 3, "channels": 2, "stride": 2, "top1": 0.91, "payload_bytes": 106}]
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(rows))
+    cands, _ = ex.split_candidates(_small(), results=path)
+    assert [(c.name, c.accuracy, c.payload_bytes) for c in cands] == [
+        ("RB1", 0.9, 204), ("RB3", 0.91, 106)]
+
+
+def test_coded_sizes_match_zlib_and_zstd_frames():
+    data = np.zeros((2, 1, 14, 14), np.uint8)
+    data[:, :, :3] = 7
+    sizes = ex.coded_sizes((data, np.zeros((2, 2), np.float32)))
+    assert sizes["raw"] == 196 + 8
+    assert sizes["zstd"] < sizes["raw"] and sizes["zlib"] < sizes["raw"]
+    assert sizes["zero_fraction"] == pytest.approx(1 - 3 / 14)
+
+
+def test_profile_and_plan_commands(tmp_path):
+    model = tmp_path / "net.bfly"
+    _small().save(model)
+    prof = tmp_path / "p.json"
+    cmd = [sys.executable, "-m", "butterfly.cli"]
+    r = subprocess.run(cmd + ["profile", str(model), "--repeats", "3", "--save", str(prof)],
+                       capture_output=True, text=True, env=child_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "sum of layers" in r.stdout and prof.exists()
+    assert costmodel.DeviceProfile.load(prof).kind == "measured"
+    r = subprocess.run(cmd + ["plan", str(model), "--network", "4g", "--objective", "energy",
+                              "--repeats", "2", "--input-bytes", "800"],
+                       capture_output=True, text=True, env=child_env(), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "best for energy on 4G" in r.stdout
