@@ -114,21 +114,13 @@ static void clplan_dealloc(ClPlanObject *self)
     Py_DECREF(tp);
 }
 
-static PyObject *io_dict(const bf_io_desc *d)
-{
-    return Py_BuildValue("{s:s,s:(LLLL),s:O}", "dtype", d->dtype == BF_U8 ? "uint8" : "float32",
-                         "shape", (long long)d->dims[0], (long long)d->dims[1],
-                         (long long)d->dims[2], (long long)d->dims[3], "quantized",
-                         d->quantized ? Py_True : Py_False);
-}
-
 static PyObject *clplan_get_io(ClPlanObject *self, void *closure)
 {
     bf_io_desc a, b;
     (void)closure;
     bf_cl_plan_io(self->plan, 0, &a);
     bf_cl_plan_io(self->plan, 1, &b);
-    return Py_BuildValue("(NN)", io_dict(&a), io_dict(&b));
+    return Py_BuildValue("(NN)", bf_py_io_dict(&a), bf_py_io_dict(&b));
 }
 
 static PyObject *clplan_get_device(ClPlanObject *self, void *closure)
@@ -145,7 +137,7 @@ static PyObject *clplan_forward(ClPlanObject *self, PyObject *xo)
     PyObject *out = NULL, *orange = NULL;
     PyArrayObject *x;
     bf_io_desc in, od;
-    npy_intp dims[4], rdims[2];
+    npy_intp dims[4];
     bf_status st;
     bf_cl_plan_io(self->plan, 0, &in);
     bf_cl_plan_io(self->plan, 1, &od);
@@ -153,15 +145,10 @@ static PyObject *clplan_forward(ClPlanObject *self, PyObject *xo)
         dims[d] = (npy_intp)in.dims[d];
     if (!(x = bf_py_input_array(xo, NPY_FLOAT32, 4, dims, "src")))
         return NULL;
-    for (int d = 0; d < 4; d++)
-        dims[d] = (npy_intp)od.dims[d];
-    rdims[0] = dims[0];
-    rdims[1] = 2;
-    out = PyArray_SimpleNew(4, dims, od.dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32);
-    if (out && od.quantized)
-        orange = PyArray_SimpleNew(2, rdims, NPY_FLOAT32);
-    if (!out || (od.quantized && !orange))
-        goto fail;
+    if (bf_py_new_outputs(&od, &out, &orange) < 0) {
+        Py_DECREF(x);
+        return NULL;
+    }
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(self->lock, WAIT_LOCK);
     st = bf_cl_plan_forward(self->plan, PyArray_DATA(x), NULL,
@@ -169,19 +156,13 @@ static PyObject *clplan_forward(ClPlanObject *self, PyObject *xo)
                             orange ? PyArray_DATA((PyArrayObject *)orange) : NULL);
     PyThread_release_lock(self->lock);
     Py_END_ALLOW_THREADS
+    Py_DECREF(x);
     if (st != BF_STATUS_OK) {
-        bf_py_raise(st);
-        goto fail;
+        Py_DECREF(out);
+        Py_XDECREF(orange);
+        return bf_py_raise(st);
     }
-    Py_DECREF(x);
-    if (!orange)
-        return out;
-    return Py_BuildValue("(NN)", out, orange);
-fail:
-    Py_XDECREF(out);
-    Py_XDECREF(orange);
-    Py_DECREF(x);
-    return NULL;
+    return bf_py_outputs(out, orange);
 }
 
 /* profile(): [{"first", "last", "layers": [names], "kernel", "ms"}] of the last forward. */

@@ -29,6 +29,14 @@ PyObject *bf_py_exception(bf_status status);
 PyArrayObject *bf_py_input_array(PyObject *obj, int type_num, int ndim, const npy_intp *dims,
                                  const char *what);
 
+/* {"dtype", "shape", "quantized"} of a plan's source or destination. */
+PyObject *bf_py_io_dict(const bf_io_desc *d);
+/* New arrays for a plan's destination: *out, and *ranges (N, 2) when it is quantized (else
+ * NULL).  Returns 0, or -1 with an exception set and nothing allocated. */
+int bf_py_new_outputs(const bf_io_desc *d, PyObject **out, PyObject **ranges);
+/* out, or (out, ranges) when ranges is not NULL; steals both references. */
+PyObject *bf_py_outputs(PyObject *out, PyObject *ranges);
+
 /* The bf_model of a butterfly._C.Model, or NULL with TypeError set. */
 bf_model *bf_py_model_get(PyObject *obj);
 /* The Python type of butterfly._C.Model (borrowed). */

@@ -71,6 +71,33 @@ PyArrayObject *bf_py_input_array(PyObject *obj, int type_num, int ndim, const np
     return a;
 }
 
+PyObject *bf_py_io_dict(const bf_io_desc *d)
+{
+    return Py_BuildValue("{s:s,s:(LLLL),s:O}", "dtype", d->dtype == BF_U8 ? "uint8" : "float32",
+                         "shape", (long long)d->dims[0], (long long)d->dims[1],
+                         (long long)d->dims[2], (long long)d->dims[3], "quantized",
+                         d->quantized ? Py_True : Py_False);
+}
+
+int bf_py_new_outputs(const bf_io_desc *d, PyObject **out, PyObject **ranges)
+{
+    npy_intp dims[4], rdims[2];
+    for (int i = 0; i < 4; i++)
+        dims[i] = (npy_intp)d->dims[i];
+    rdims[0] = dims[0];
+    rdims[1] = 2;
+    *ranges = NULL;
+    *out = PyArray_SimpleNew(4, dims, d->dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32);
+    if (*out && d->quantized && !(*ranges = PyArray_SimpleNew(2, rdims, NPY_FLOAT32)))
+        Py_CLEAR(*out);
+    return *out ? 0 : -1;
+}
+
+PyObject *bf_py_outputs(PyObject *out, PyObject *ranges)
+{
+    return ranges ? Py_BuildValue("(NN)", out, ranges) : out;
+}
+
 static int add_exceptions(PyObject *m)
 {
     static const exc_def defs[] = {

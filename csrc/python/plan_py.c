@@ -60,21 +60,13 @@ static void plan_dealloc(PlanObject *self)
     Py_DECREF(tp);
 }
 
-static PyObject *io_dict(const bf_io_desc *d)
-{
-    return Py_BuildValue("{s:s,s:(LLLL),s:O}", "dtype", d->dtype == BF_U8 ? "uint8" : "float32",
-                         "shape", (long long)d->dims[0], (long long)d->dims[1],
-                         (long long)d->dims[2], (long long)d->dims[3], "quantized",
-                         d->quantized ? Py_True : Py_False);
-}
-
 static PyObject *plan_get_io(PlanObject *self, void *closure)
 {
     bf_io_desc a, b;
     (void)closure;
     bf_plan_io(self->plan, 0, &a);
     bf_plan_io(self->plan, 1, &b);
-    return Py_BuildValue("(NN)", io_dict(&a), io_dict(&b));
+    return Py_BuildValue("(NN)", bf_py_io_dict(&a), bf_py_io_dict(&b));
 }
 
 static PyObject *plan_forward(PlanObject *self, PyObject *args, PyObject *kw)
@@ -96,15 +88,9 @@ static PyObject *plan_forward(PlanObject *self, PyObject *args, PyObject *kw)
     x = bf_py_input_array(xo, in.dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32, 4, dims, "src");
     if (!x)
         return NULL;
-    if (in.quantized && !(r = bf_py_input_array(ro, NPY_FLOAT32, 2, rdims, "ranges")))
+    if ((in.quantized && !(r = bf_py_input_array(ro, NPY_FLOAT32, 2, rdims, "ranges"))) ||
+        bf_py_new_outputs(&od, &out, &orange) < 0)
         goto done;
-    for (int d = 0; d < 4; d++)
-        dims[d] = (npy_intp)od.dims[d];
-    out = PyArray_SimpleNew(4, dims, od.dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32);
-    if (out && od.quantized)
-        orange = PyArray_SimpleNew(2, rdims, NPY_FLOAT32);
-    if (!out || (od.quantized && !orange))
-        goto fail;
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(self->lock, WAIT_LOCK);
     st = bf_plan_forward(self->plan, PyArray_DATA(x), r ? PyArray_DATA(r) : NULL,
@@ -114,22 +100,13 @@ static PyObject *plan_forward(PlanObject *self, PyObject *args, PyObject *kw)
     Py_END_ALLOW_THREADS
     if (st != BF_STATUS_OK) {
         bf_py_raise(st);
-        goto fail;
+        Py_CLEAR(out);
+        Py_CLEAR(orange);
     }
-    if (orange) {
-        PyObject *t = PyTuple_Pack(2, out, orange);
-        Py_DECREF(out);
-        Py_DECREF(orange);
-        out = t;
-    }
-    goto done;
-fail:
-    Py_CLEAR(out);
-    Py_CLEAR(orange);
 done:
     Py_XDECREF(x);
     Py_XDECREF(r);
-    return out;
+    return out ? bf_py_outputs(out, orange) : NULL;
 }
 
 /* ---- training ------------------------------------------------------------------------ */
