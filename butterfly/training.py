@@ -13,7 +13,6 @@ step (forward, loss, backward, update) is one call into C with the GIL released.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -45,15 +44,9 @@ class Schedule:
             raise ValueError("lr must be >= 0 and total_steps >= 1")
 
     def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        if self.kind == "cosine":
-            span = max(1, self.total_steps - self.warmup_steps)
-            t = min(1.0, (step - self.warmup_steps) / span)
-            return 0.5 * self.lr * (1 + math.cos(math.pi * t))
-        if self.kind == "step":
-            return self.lr * self.gamma ** sum(step >= m for m in self.milestones)
-        return self.lr
+        """The rate at `step`, computed by the core (bf_lr_at)."""
+        return _C.lr_at(self.kind, self.lr, self.total_steps, step, self.warmup_steps,
+                        list(self.milestones), self.gamma)
 
 
 def augment(x: np.ndarray, rng: np.random.Generator, pad: int = 2, flip: bool = True):

@@ -337,6 +337,28 @@ bf_sgd_params bf_sgd_default_params(void)
     return s;
 }
 
+float bf_lr_at(const bf_lr_schedule *s, int64_t step)
+{
+    if (!s || !(s->lr >= 0) || s->total_steps < 1 || s->warmup_steps < 0 || step < 0 ||
+        s->n_milestones < 0 || s->n_milestones > BF_LR_MAX_MILESTONES)
+        return -1.0f;
+    if (step < s->warmup_steps)
+        return s->lr * (float)(step + 1) / (float)s->warmup_steps;
+    if (s->kind == BF_LR_COSINE) {
+        int64_t span = s->total_steps - s->warmup_steps;
+        double t = (double)(step - s->warmup_steps) / (double)(span > 0 ? span : 1);
+        return (float)(0.5 * s->lr * (1.0 + cos(M_PI * (t < 1.0 ? t : 1.0))));
+    }
+    if (s->kind == BF_LR_STEP) {
+        float lr = s->lr;
+        for (int i = 0; i < s->n_milestones; i++)
+            if (step >= s->milestones[i])
+                lr *= s->gamma;
+        return lr;
+    }
+    return s->kind == BF_LR_CONSTANT ? s->lr : -1.0f;
+}
+
 bf_status bf_plan_sgd_step(bf_plan *p, const bf_sgd_params *sgd)
 {
     bf_status st = need_training(p);

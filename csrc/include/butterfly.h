@@ -610,6 +610,24 @@ typedef struct bf_sgd_params {
 } bf_sgd_params;
 
 BF_API bf_sgd_params bf_sgd_default_params(void);
+
+/* Learning rate per step: linear warm-up over warmup_steps (lr * (step + 1) / warmup), then
+ * cosine decay to 0 at total_steps, or step decay (times gamma at each milestone), or
+ * constant. */
+typedef enum bf_lr_kind { BF_LR_CONSTANT = 0, BF_LR_COSINE = 1, BF_LR_STEP = 2 } bf_lr_kind;
+#define BF_LR_MAX_MILESTONES 16
+typedef struct bf_lr_schedule {
+    bf_lr_kind kind;
+    float lr;
+    int64_t total_steps;
+    int64_t warmup_steps;
+    int n_milestones;
+    int64_t milestones[BF_LR_MAX_MILESTONES];
+    float gamma;
+} bf_lr_schedule;
+
+/* The rate at `step` (0-based), or a negative value for an invalid schedule. */
+BF_API float bf_lr_at(const bf_lr_schedule *schedule, int64_t step);
 /* Mean softmax cross-entropy of n x k logits against labels in [0, k); optional outputs:
  * the loss, the count of correct argmax predictions, d(loss)/d(logits) (n x k). */
 BF_API bf_status bf_softmax_xent(const float *logits, const int32_t *labels, int n, int k,

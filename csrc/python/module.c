@@ -2,6 +2,8 @@
 #define BF_PY_MODULE_MAIN
 #include "python/common.h"
 
+#include <string.h>
+
 /* Exception classes by status; created at module exec, owned by the module. */
 static PyObject *bf_exc[BF_STATUS_COUNT_];
 static PyObject *bf_exc_base;
@@ -195,7 +197,50 @@ done:
     return diff ? Py_BuildValue("(diN)", (double)loss, correct, diff) : NULL;
 }
 
+static PyObject *py_lr_at(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"kind", "lr", "total_steps", "step", "warmup_steps", "milestones",
+                             "gamma", NULL};
+    static const char *const kinds[] = {"constant", "cosine", "step"};
+    bf_lr_schedule s = {BF_LR_CONSTANT, 0, 1, 0, 0, {0}, 0.1f};
+    const char *kind;
+    long long total, step, warmup = 0;
+    PyObject *ms = NULL, *seq = NULL;
+    float lr;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sfLL|LOf:lr_at", kwlist, &kind, &s.lr, &total,
+                                     &step, &warmup, &ms, &s.gamma))
+        return NULL;
+    s.kind = (bf_lr_kind)-1;
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(kind, kinds[i]))
+            s.kind = (bf_lr_kind)i;
+    s.total_steps = total;
+    s.warmup_steps = warmup;
+    if (ms && ms != Py_None) {
+        if (!(seq = PySequence_Fast(ms, "milestones must be a sequence of ints")))
+            return NULL;
+        s.n_milestones = (int)PySequence_Fast_GET_SIZE(seq);
+        for (int i = 0; i < s.n_milestones && i < BF_LR_MAX_MILESTONES; i++)
+            s.milestones[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        Py_DECREF(seq);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    lr = bf_lr_at(&s, step);
+    if (lr < 0)
+        return PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+                            "bad schedule: kind '%s' (constant, cosine or step), %lld steps, "
+                            "%lld warm-up, %d milestones (at most %d), step %lld; lr must be "
+                            ">= 0", kind, total, warmup, s.n_milestones, BF_LR_MAX_MILESTONES,
+                            step);
+    return PyFloat_FromDouble(lr);
+}
+
 static PyMethodDef module_methods[] = {
+    {"lr_at", (PyCFunction)(void (*)(void))py_lr_at, METH_VARARGS | METH_KEYWORDS,
+     "lr_at(kind, lr, total_steps, step, warmup_steps=0, milestones=None, gamma=0.1): the "
+     "learning rate of a schedule at a step (bf_lr_at)."},
     {"softmax_xent", py_softmax_xent, METH_VARARGS,
      "softmax_xent(logits (N, K) float32, labels (N,) int32) -> (loss, correct, d_logits)."},
     {"set_num_threads", py_set_num_threads, METH_O, "Threads used by the calling thread."},
