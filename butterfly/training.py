@@ -51,7 +51,7 @@ class Schedule:
 
 def augment(x: np.ndarray, rng: np.random.Generator, pad: int = 2, flip: bool = True):
     """Random crop after zero padding by `pad`, and random horizontal flips (per image)."""
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     out = np.empty_like(x)
     if pad:
         xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
