@@ -168,6 +168,12 @@ const float *bf_plan_param(bf_plan *p, int layer, int slot);
 bf_status bf_plan_add_tparam(bf_plan *p, int layer, int slot, dnnl_memory_t w,
                              const_dnnl_memory_desc_t diff_md, const_dnnl_memory_desc_t plain,
                              int decay, dnnl_memory_t *g_raw_out);
+/* Training: registers the weights (node->mem[0]) and, if n_bias > 0, the bias (mem[1]) of
+ * a node whose weights-backward is bwd_pd[1] / bwd[1] as trained parameters, and binds that
+ * primitive's arguments (src and diff_dst in the layouts it chose). */
+bf_status bf_plan_bind_weight_grads(bf_plan *p, bf_node *n, int64_t n_bias,
+                                    const_dnnl_memory_desc_t wplain, dnnl_memory_t src,
+                                    dnnl_memory_t diff_dst);
 /* Training: the memory a node writes the gradient of its source k into, and notes whether
  * it must be added to what is there (set up in reverse order by the backward builder). */
 dnnl_memory_t bf_plan_diff_src(bf_plan *p, bf_node *n, int k);

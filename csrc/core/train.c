@@ -70,6 +70,33 @@ fail:
     return st;
 }
 
+bf_status bf_plan_bind_weight_grads(bf_plan *p, bf_node *n, int64_t n_bias,
+                                    const_dnnl_memory_desc_t wplain, dnnl_memory_t src,
+                                    dnnl_memory_t diff_dst)
+{
+    dnnl_memory_desc_t bplain = NULL;
+    dnnl_memory_t gw = NULL, gb = NULL;
+    bf_status st = BF_STATUS_OK;
+    BF_TRY(bf_plan_add_tparam(p, n->layer, 0, n->mem[0],
+                              dnnl_primitive_desc_query_md(n->bwd_pd[1],
+                                                           dnnl_query_diff_weights_md, 0),
+                              wplain, 1, &gw));
+    bf_node_bwd_arg(n, 1, DNNL_ARG_SRC, src);
+    bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_DST, diff_dst);
+    bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_WEIGHTS, gw);
+    if (n_bias > 0) {
+        BF_TRY(bf_md_plain(&bplain, 1, &n_bias, dnnl_f32));
+        BF_TRY(bf_plan_add_tparam(p, n->layer, 1, n->mem[1],
+                                  dnnl_primitive_desc_query_md(n->bwd_pd[1],
+                                                               dnnl_query_diff_weights_md, 1),
+                                  bplain, 0, &gb));
+        bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_BIAS, gb);
+    }
+fail:
+    dnnl_memory_desc_destroy(bplain);
+    return st;
+}
+
 dnnl_memory_t bf_plan_diff_src(bf_plan *p, bf_node *n, int k)
 {
     bf_value *v = &p->values[n->src[k]];

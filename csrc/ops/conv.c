@@ -279,8 +279,8 @@ bf_status bf_op_conv_bwd(bf_plan *p, bf_node *n)
     conv_priv *cp = n->priv;
     const_dnnl_memory_desc_t wmd = dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 0);
     const_dnnl_memory_desc_t bmd = dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 1);
-    dnnl_memory_desc_t any = NULL, wplain = NULL, bplain = NULL;
-    dnnl_memory_t gw = NULL, gb = NULL, bsrc = NULL, bddst = NULL;
+    dnnl_memory_desc_t any = NULL, wplain = NULL;
+    dnnl_memory_t bsrc = NULL, bddst = NULL;
     int64_t o = s->out_channels;
     /* the image's own gradient is rarely wanted (and a slow kernel for 1-3 channels) */
     int src_is_image = p->values[n->src[0]].producer < 0 ||
@@ -298,22 +298,9 @@ bf_status bf_op_conv_bwd(bf_plan *p, bf_node *n)
     BF_TRY(bf_bwd_input_as(p, n, p->values[n->dst].diff, dnnl_primitive_desc_query_md(
                                n->bwd_pd[1], dnnl_query_diff_dst_md, 0), &bddst));
     BF_TRY(bf_md_conv_weights_plain(&wplain, s, cp->in_c));
-    BF_TRY(bf_plan_add_tparam(p, n->layer, 0, n->mem[W_MEM],
-                              dnnl_primitive_desc_query_md(n->bwd_pd[1], dnnl_query_diff_weights_md, 0),
-                              wplain, 1, &gw));
-    bf_node_bwd_arg(n, 1, DNNL_ARG_SRC, bsrc);
-    bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_DST, bddst);
-    bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_WEIGHTS, gw);
-    if (cp->has_bias) {
-        BF_TRY(bf_md_plain(&bplain, 1, &o, dnnl_f32));
-        BF_TRY(bf_plan_add_tparam(p, n->layer, 1, n->mem[B_MEM],
-                                  dnnl_primitive_desc_query_md(n->bwd_pd[1], dnnl_query_diff_weights_md, 1),
-                                  bplain, 0, &gb));
-        bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_BIAS, gb);
-    }
+    BF_TRY(bf_plan_bind_weight_grads(p, n, cp->has_bias ? o : 0, wplain, bsrc, bddst));
 fail:
     dnnl_memory_desc_destroy(any);
     dnnl_memory_desc_destroy(wplain);
-    dnnl_memory_desc_destroy(bplain);
     return st;
 }

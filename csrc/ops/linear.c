@@ -87,8 +87,8 @@ bf_status bf_op_linear_bwd(bf_plan *p, bf_node *n)
     const_dnnl_memory_desc_t wmd = dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 0);
     const_dnnl_memory_desc_t bmd = dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 1);
     const_dnnl_memory_desc_t src = p->values[n->src[0]].md, dst = p->values[n->dst].md;
-    dnnl_memory_desc_t wplain = NULL, bplain = NULL;
-    dnnl_memory_t dsrc = bf_plan_diff_src(p, n, 0), gw = NULL, gb = NULL;
+    dnnl_memory_desc_t wplain = NULL;
+    dnnl_memory_t dsrc = bf_plan_diff_src(p, n, 0);
     const dnnl_dims_t *wd;
     int64_t dims[4], o = s->out_channels;
     int nd;
@@ -112,21 +112,9 @@ bf_status bf_op_linear_bwd(bf_plan *p, bf_node *n)
     for (int d = 0; d < nd; d++)
         dims[d] = (*wd)[d];
     BF_TRY(bf_md_plain(&wplain, nd, dims, dnnl_f32));
-    BF_TRY(bf_plan_add_tparam(p, n->layer, 0, n->mem[W_MEM],
-                              dnnl_primitive_desc_query_md(n->bwd_pd[1], dnnl_query_diff_weights_md, 0),
-                              wplain, 1, &gw));
-    bf_node_bwd_arg(n, 1, DNNL_ARG_SRC, p->values[n->src[0]].mem);
-    bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_DST, p->values[n->dst].diff);
-    bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_WEIGHTS, gw);
-    if (s->has_bias) {
-        BF_TRY(bf_md_plain(&bplain, 1, &o, dnnl_f32));
-        BF_TRY(bf_plan_add_tparam(p, n->layer, 1, n->mem[B_MEM],
-                                  dnnl_primitive_desc_query_md(n->bwd_pd[1], dnnl_query_diff_weights_md, 1),
-                                  bplain, 0, &gb));
-        bf_node_bwd_arg(n, 1, DNNL_ARG_DIFF_BIAS, gb);
-    }
+    BF_TRY(bf_plan_bind_weight_grads(p, n, s->has_bias ? o : 0, wplain,
+                                     p->values[n->src[0]].mem, p->values[n->dst].diff));
 fail:
     dnnl_memory_desc_destroy(wplain);
-    dnnl_memory_desc_destroy(bplain);
     return st;
 }
