@@ -25,11 +25,21 @@ import time
 import warnings
 
 import numpy as np
+from common import (
+    copy_weights_to_torch,
+    emit,
+    log,
+    median,
+    optional_import,
+    r,
+    randomize_bn,
+    ratio,
+    stats,
+    torch_resnet,
+    total_macs,
+)
 
-from common import (copy_weights_to_torch, emit, log, median, optional_import, r, randomize_bn,
-                    ratio, stats, torch_resnet, total_macs)
-
-import butterfly as bf  # noqa: E402  (common puts the repository root on sys.path)
+import butterfly as bf
 
 HEAD, TAIL = 0, 3
 
@@ -154,7 +164,7 @@ def main():
         results.append(row)
         log(f"batch {batch}: " + ", ".join(f"{k} {med[k]:.1f} ms" for k in fns))
 
-    rel = lambda d: r(d / scale, 9) if scale else None  # noqa: E731
+    rel = lambda d: r(d / scale, 9) if scale else None
     check_ok = all(d is None or d <= 1e-3 for d in (rel(diff_t) if tm is not None else None,
                                                      rel(diff_o) if sess is not None else None))
     b1 = next((row for row in results if row["batch"] == 1), None)

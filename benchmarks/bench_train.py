@@ -24,16 +24,25 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import threading
 import os
+import threading
 import time
 
 import numpy as np
+from common import (
+    copy_weights_to_torch,
+    emit,
+    log,
+    median,
+    optional_import,
+    r,
+    ratio,
+    stats,
+    torch_resnet,
+    total_macs,
+)
 
-from common import (copy_weights_to_torch, emit, log, median, optional_import, r, ratio, stats,
-                    torch_resnet, total_macs)
-
-import butterfly as bf  # noqa: E402  (common puts the repository root on sys.path)
+import butterfly as bf
 
 LR, MOMENTUM, WEIGHT_DECAY = 0.05, 0.9, 5e-4
 

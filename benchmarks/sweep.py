@@ -22,7 +22,7 @@ import time
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-import butterfly as bf  # noqa: E402
+import butterfly as bf
 
 
 def copy_by_name(src: bf.Network, dst: bf.Network) -> int:

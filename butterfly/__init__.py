@@ -4,7 +4,7 @@ A phone runs the head of a network and a learned reduction unit and uploads an 8
 feature; a worker pool in the cloud restores it and runs the rest.  See README.md.
 """
 
-from . import _C
+from . import _C, datasets, opencl
 from ._C import (  # noqa: F401  (the exception hierarchy)
     BackendError,
     Busy,
@@ -24,9 +24,8 @@ from ._C import (  # noqa: F401  (the exception hierarchy)
 )
 from .models import Butterfly, resnet, resnet18, resnet34, resnet50
 from .network import Network, Payload, load
-from .serving import Client, serve  # noqa: F401  (the cloud half and its client)
+from .serving import Client, serve
 from .training import Trainer, evaluate, set_frozen, train
-from . import datasets, opencl  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -38,6 +37,6 @@ def set_num_threads(n: int) -> None:
 
 __all__ = [
     "Butterfly", "Client", "Error", "Network", "Payload", "Trainer", "datasets", "evaluate",
-    "load", "resnet", "resnet18", "resnet34", "resnet50", "serve", "set_frozen",
+    "load", "opencl", "resnet", "resnet18", "resnet34", "resnet50", "serve", "set_frozen",
     "set_num_threads", "train",
 ]

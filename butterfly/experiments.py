@@ -1,7 +1,7 @@
 """Experiments: per-layer profiling, cost-model inputs from real networks, planning, the demo.
 
     >>> prof = profile(net, part="all", repeats=20)     # per-layer medians on this machine
-    >>> prof["layers"][0]                                # {"name", "ms", "macs", "out_bytes", "part", ...}
+    >>> prof["layers"][0]              # {"name", "ms", "macs", "out_bytes", "part", ...}
     >>> phone = machine_profile(net)                     # a costmodel.DeviceProfile (measured)
     >>> cands = split_candidates(net)                    # one costmodel.Candidate per split point
 

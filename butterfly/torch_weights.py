@@ -20,7 +20,7 @@ _BN = {"gamma": "weight", "beta": "bias", "running_mean": "running_mean",
 
 
 def _torch_prefix(net, name: str) -> str | None:
-    """Our layer name -> torchvision module path, e.g. 'rb5.down.conv' -> 'layer3.0.downsample.0'."""
+    """Our layer name -> torchvision's module path ('rb5.down.conv' -> 'layer3.0.downsample.0')."""
     if name == "stem.conv":
         return "conv1"
     if name == "stem.bn":

@@ -157,8 +157,8 @@ def evaluate(net: Network, data, batch_size: int = 256) -> dict[str, float]:
         x = data.images[i:i + batch_size]
         y = np.ascontiguousarray(data.labels[i:i + batch_size], np.int32)
         logits = np.ascontiguousarray(net.forward(x), np.float32)
-        l, c, _ = _C.softmax_xent(logits, y)
-        loss += l * len(y)
+        batch_loss, c, _ = _C.softmax_xent(logits, y)
+        loss += batch_loss * len(y)
         correct += c
     payload = net.summary()["payload_bytes"]
     return {"top1": correct / n, "loss": loss / n, "n": n,

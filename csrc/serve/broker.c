@@ -72,12 +72,12 @@ static void reply_error(bf_broker *b, const uint8_t *cid, size_t cid_len, int de
     if (zmq_msg_init_size(&m, b->sb.size) != 0)
         return;
     memcpy(zmq_msg_data(&m), b->sb.data, b->sb.size);
-    send_to_client(b, cid, cid_len, delim, &m);
-    zmq_msg_close(&m);
-    if (st == BF_STATUS_BUSY)
+    if (st == BF_STATUS_BUSY) /* counted before it is sent, as the workers' replies */
         STATS(b, b->stats.busy++);
     else
         STATS(b, b->stats.errors++);
+    send_to_client(b, cid, cid_len, delim, &m);
+    zmq_msg_close(&m);
 }
 
 static void request_fail(bf_broker *b, bf_request *r, bf_status st, const char *msg)
@@ -165,7 +165,7 @@ static void worker_reply(bf_broker *b, bf_worker_rec *w, const zmq_msg_t *meta_m
     }
     list_remove(&w->inflight, r);
     b->in_flight--;
-    send_to_client(b, r->cid, r->cid_len, r->delim, body);
+    /* counted before it is sent, so a client holding its reply sees it in the stats */
     uint64_t total = bf_now_us() - r->arrived_us;
     pthread_mutex_lock(&b->stats_lock);
     if (m.status == BF_STATUS_OK)
@@ -184,6 +184,7 @@ static void worker_reply(bf_broker *b, bf_worker_rec *w, const zmq_msg_t *meta_m
     }
     b->stats.total_us[bf_stats_bucket(total)]++;
     pthread_mutex_unlock(&b->stats_lock);
+    send_to_client(b, r->cid, r->cid_len, r->delim, body);
     request_free(r);
 }
 
