@@ -160,10 +160,12 @@ print("answered", sum(got), "of", 2 * len(payload), "| requeued", stats["requeue
 }
 
 
-def build(out: Path) -> list[Path]:
+def build(out: Path, only: str | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, cells in NOTEBOOKS.items():
+        if only is not None and not name.startswith(only):
+            continue  # leave the others, and their outputs, as they are
         nb = new_notebook()
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                      "language": "python"}
@@ -191,8 +193,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(HERE))
     ap.add_argument("--execute", action="store_true")
+    ap.add_argument("--only", default=None, help="execute this notebook only (e.g. 02)")
     args = ap.parse_args(argv)
-    for p in build(Path(args.out)):
+    for p in build(Path(args.out), args.only):
         if args.execute:
             t = __import__("time").perf_counter()
             execute(p)
