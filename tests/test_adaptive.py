@@ -1,0 +1,43 @@
+"""Runtime switching: the phone moves to another split when its measured uplink changes."""
+
+import numpy as np
+import pytest
+
+import butterfly as bf
+from butterfly import costmodel
+from butterfly.adaptive import AdaptiveClient
+
+pytest.importorskip("zmq")
+
+
+def test_switches_split_with_the_uplink(tmp_path):
+    early = bf.resnet18(small=True, num_classes=10, in_channels=1, width=16,
+                        butterfly=bf.Butterfly(after=1, channels=8, stride=1))
+    late = bf.resnet18(small=True, num_classes=10, in_channels=1, width=16,
+                       butterfly=bf.Butterfly(after=6, channels=1, stride=2))
+    paths = [str(tmp_path / "early.bfly"), str(tmp_path / "late.bfly")]
+    early.save(paths[0])
+    late.save(paths[1])
+    x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
+    old = bf._C.get_num_threads()
+    bf.set_num_threads(1)
+    try:
+        with bf.serve(paths[0], workers=1, bind="tcp://127.0.0.1:0", threads=1) as p0, \
+                bf.serve(paths[1], workers=1, bind="tcp://127.0.0.1:0", threads=1) as p1:
+            phone = AdaptiveClient([(paths[0], p0.endpoint), (paths[1], p1.endpoint)],
+                                   costmodel.networks["wifi"], initial_mbps=1000.0)
+            # a fast link favours the early split (little work on the phone, 6 KB upload)
+            assert phone.current.network.hash == early.hash
+            res = phone.classify(x, k=3)
+            assert len(res) == 4 and all(r.split.endswith("early.bfly") for r in res)
+            np.testing.assert_array_equal([r.label for r in res], early.predict(x)[:, 0])
+            # the link degrades to ~0.5 Mbit/s: the 12-byte late split wins
+            for _ in range(16):
+                phone.observe(6280, rtt_ms=100.0, server_us=0.0)
+            assert phone.mbps < 1.0
+            assert phone.current.network.hash == late.hash
+            res = phone.classify(x, k=3)
+            assert all(r.split.endswith("late.bfly") for r in res)
+            np.testing.assert_array_equal([r.label for r in res], late.predict(x)[:, 0])
+    finally:
+        bf.set_num_threads(old)
