@@ -169,7 +169,7 @@ def worker(model_path, connect: str, *, batch: int = 1, batch_timeout_us: int = 
         return None
     with _SignalStop() as stop:
         try:
-            _C.run_worker(path, connect, **kw)
+            _C.run_worker(path, connect, stop_fd=stop.fd, **kw)
         except _C.Interrupted:
             if stop.signum is None:
                 raise
@@ -179,49 +179,30 @@ def worker(model_path, connect: str, *, batch: int = 1, batch_timeout_us: int = 
 class _SignalStop:
     """SIGINT / SIGTERM stop the C worker loop running on the main thread.
 
-    The loop sees a signal only as an interrupted poll (EINTR).  A signal that lands while
-    it computes, or on another thread, would be missed; so the C-level handler's wakeup fd
-    wakes a watcher thread that re-sends the signal to the main thread until the loop is out.
+    The handlers only record the signal; the C-level handler also writes to a wakeup pipe
+    whose read end the worker polls (stop_fd), so a signal that lands while it computes, or
+    on another thread, still stops it at its next poll.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __enter__(self) -> Self:
         self.signum = None
-        self.done = threading.Event()
-        self._r, self._w = os.pipe()
+        self.fd, self._w = os.pipe()
         os.set_blocking(self._w, False)
         self._old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
         self._old_fd = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
-        self._main = threading.main_thread().ident
-        self._watcher = threading.Thread(target=self._watch, daemon=True)
-        self._watcher.start()
         return self
 
     def _handler(self, signum, frame) -> None:
         if self.signum is None:
             self.signum = signum
 
-    def _watch(self) -> None:
-        while True:
-            data = os.read(self._r, 64)
-            if not data or self.done.is_set():
-                return
-            signum = data[0]
-            if signum not in self.SIGNALS:
-                continue
-            while not self.done.wait(0.05):
-                signal.pthread_kill(self._main, signum)
-            return
-
     def __exit__(self, *exc) -> None:
-        self.done.set()
         signal.set_wakeup_fd(self._old_fd)
-        os.write(self._w, b"\0")  # wakes the watcher (the fd is ours again)
-        self._watcher.join(timeout=5)
         for s, h in self._old.items():
             signal.signal(s, h)
-        os.close(self._r)
+        os.close(self.fd)
         os.close(self._w)
 
 

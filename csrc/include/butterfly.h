@@ -411,11 +411,15 @@ typedef struct bf_worker_params {
     int reconnect_max_ms;         /* back-off cap between reconnects */
     int max_payload;              /* largest decoded payload, bytes */
     int n_threads;                /* oneDNN / OpenMP threads (0: all cores) */
+    int stop_fd;                  /* > 0: the worker stops (BF_STATUS_INTERRUPTED) once this
+                                     fd is readable, e.g. a signal wakeup pipe, so a signal
+                                     that lands while it computes is not missed; 0: none */
     bf_compute_params compute;
 } bf_worker_params;
 
 BF_API bf_worker_params bf_worker_default_params(void);
-/* Serves until a signal interrupts it (BF_STATUS_INTERRUPTED) or an error. */
+/* Serves until a signal interrupts a wait, stop_fd becomes readable (both:
+ * BF_STATUS_INTERRUPTED) or an error. */
 BF_API bf_status bf_worker_run(const bf_worker_params *params);
 
 /* Pool */

@@ -620,15 +620,15 @@ static PyObject *py_run_worker(PyObject *mod, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"model_path", "connect", "batch", "batch_timeout_us", "threads",
                              "heartbeat_interval_ms", "heartbeat_liveness", "reconnect_max_ms",
-                             "max_payload", "echo", NULL};
+                             "max_payload", "echo", "stop_fd", NULL};
     bf_worker_params wp = bf_worker_default_params();
     PyObject *model_path = Py_None, *echo = Py_None, *keep[2] = {NULL, NULL}, *ep = NULL;
     bf_status st;
     (void)mod;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|$iiiiiiiO:run_worker", kwlist, &model_path,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|$iiiiiiiOi:run_worker", kwlist, &model_path,
                                      &ep, &wp.max_batch, &wp.batch_timeout_us, &wp.n_threads,
                                      &wp.heartbeat_interval_ms, &wp.heartbeat_liveness,
-                                     &wp.reconnect_max_ms, &wp.max_payload, &echo))
+                                     &wp.reconnect_max_ms, &wp.max_payload, &echo, &wp.stop_fd))
         return NULL;
     if (parse_compute(model_path, echo, &wp.compute, keep) < 0)
         goto fail;
@@ -707,7 +707,8 @@ static PyMethodDef serve_functions[] = {
     {"run_worker", (PyCFunction)(void (*)(void))py_run_worker, METH_VARARGS | METH_KEYWORDS,
      "run_worker(model_path, connect, *, batch=1, batch_timeout_us=1000, threads=0, "
      "heartbeat_interval_ms=1000, heartbeat_liveness=3, reconnect_max_ms=8000, "
-     "max_payload=8 MiB, echo=None): a standalone worker connected to a pool's backend; "
+     "max_payload=8 MiB, echo=None, stop_fd=0): a standalone worker connected to a pool's "
+     "backend (stop_fd > 0: it stops once that fd is readable, e.g. signal.set_wakeup_fd's); "
      "blocks (without the GIL) until a signal: then raises what the signal's Python handler "
      "raised (KeyboardInterrupt for Ctrl-C), else butterfly.Interrupted.  model_path may be "
      "None with echo={...} (see Pool)."},

@@ -5,6 +5,7 @@
  * at once (its batch capacity); each reply gives one credit back.  So the broker can hand a
  * worker a whole batch, and the worker runs what arrived within batch_timeout_us. */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,9 +218,10 @@ static bf_status backoff(worker *w, int ms)
         if (w->ctl && (atomic_load(&w->ctl->stop) || atomic_load(&w->ctl->kill)))
             return BF_STATUS_OK;
         int slice = ms < BF_THREAD_POLL_MS ? ms : BF_THREAD_POLL_MS;
-        struct timespec ts = {slice / 1000, (long)(slice % 1000) * 1000000L};
-        if (nanosleep(&ts, NULL) != 0 && errno == EINTR)
-            return bf_error(BF_STATUS_INTERRUPTED, "worker: interrupted by a signal");
+        struct pollfd pfd = {w->p->stop_fd > 0 ? w->p->stop_fd : -1, POLLIN, 0};
+        int r = poll(&pfd, 1, slice); /* a negative fd is ignored: a plain sleep */
+        if ((r < 0 && errno == EINTR) || (r > 0 && (pfd.revents & (POLLIN | POLLHUP))))
+            return bf_error(BF_STATUS_INTERRUPTED, "worker: stopped by a signal");
         ms -= slice;
     }
     return BF_STATUS_OK;
@@ -243,12 +245,17 @@ static bf_status serve(worker *w, zmq_msg_t *parts)
     while (st == BF_STATUS_OK) {
         if (w->ctl && (atomic_load(&w->ctl->kill) || atomic_load(&w->ctl->stop)))
             break;
-        zmq_pollitem_t item = {w->sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&item, 1, poll_timeout_ms(w, bf_now_us())) < 0) {
+        zmq_pollitem_t items[2] = {{w->sock, 0, ZMQ_POLLIN, 0},
+                                   {NULL, w->p->stop_fd, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, w->p->stop_fd > 0 ? 2 : 1, poll_timeout_ms(w, bf_now_us())) < 0) {
             st = zmq_errno() == ETERM ? BF_STATUS_OK : bf_zmq_error("worker poll");
             break;
         }
-        int what = (item.revents & ZMQ_POLLIN) ? drain_socket(w, parts) : KEEP_ON;
+        if (w->p->stop_fd > 0 && (items[1].revents & ZMQ_POLLIN)) {
+            st = bf_error(BF_STATUS_INTERRUPTED, "worker: stopped by a signal");
+            break;
+        }
+        int what = (items[0].revents & ZMQ_POLLIN) ? drain_socket(w, parts) : KEEP_ON;
         uint64_t now = bf_now_us();
         if (what == LEAVE)
             break;
