@@ -76,11 +76,15 @@ else:
         print(r)""",
         """if rows:
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-    for c in sorted({r["channels"] for r in rows}):
-        rs = sorted([r for r in rows if r["channels"] == c], key=lambda r: r["after"])
-        ax[0].plot([r["after"] for r in rs], [r["top1"] for r in rs], "o-", label=f"c'={c}")
-        ax[1].plot([r["after"] for r in rs], [r["payload_bytes"] for r in rs], "o-", label=f"c'={c}")
-    base = rows[0].get("baseline_top1")
+    units = [r for r in rows if r.get("after")]  # after == 0: the plain network
+    for c, s in sorted({(r["channels"], r["stride"]) for r in units}):
+        rs = sorted([r for r in units if (r["channels"], r["stride"]) == (c, s)],
+                    key=lambda r: r["after"])
+        lbl = f"c'={c}, s={s}"
+        ax[0].plot([r["after"] for r in rs], [r["top1"] for r in rs], "o-", label=lbl)
+        ax[1].plot([r["after"] for r in rs], [r["payload_bytes"] for r in rs], "o-", label=lbl)
+    plain = [r["top1"] for r in rows if not r.get("after")]
+    base = plain[0] if plain else units[0].get("baseline_top1")
     if base: ax[0].axhline(base, color="k", ls="--", label="no unit")
     ax[0].set_xlabel("unit after block"); ax[0].set_ylabel("top-1"); ax[0].legend()
     ax[1].set_xlabel("unit after block"); ax[1].set_ylabel("payload bytes"); ax[1].set_yscale("log")
