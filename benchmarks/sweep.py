@@ -65,12 +65,14 @@ def main(argv=None) -> int:
     ap.add_argument("--strides", default="2,1")
     ap.add_argument("--subset", type=int, default=None)
     ap.add_argument("--out", default=os.path.join(_ROOT, "benchmarks", "results", "sweep.json"))
-    ap.add_argument("--models", default=os.path.join(_ROOT, "out", "sweep"))
+    ap.add_argument("--models", default=os.path.join(_ROOT, "benchmarks", "results"),
+                    help="where the baseline model is kept (resumed runs reuse it)")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
         args.subset, args.epochs, args.finetune_epochs = 2048, 1, 1
         args.blocks, args.channels, args.strides = "2", "1", "2"
+        args.models = os.path.join(_ROOT, "out", "sweep-quick")
         args.out = os.path.join(args.models, "sweep-quick.json")
     train_set, test_set = bf.datasets.fashion_mnist(subset=args.subset)
     os.makedirs(args.models, exist_ok=True)
