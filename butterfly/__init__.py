@@ -24,7 +24,7 @@ from ._C import (  # noqa: F401  (the exception hierarchy)
 )
 from .models import Butterfly, resnet, resnet18, resnet34, resnet50
 from .network import Network, Payload, load
-from .serving import Client, serve
+from .serving import Client, LoadReport, serve
 from .training import Trainer, evaluate, set_frozen, train
 
 __version__ = "0.1.0"

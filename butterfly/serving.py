@@ -39,13 +39,15 @@ def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: st
           queue_max: int = 1024, max_message: int = 8 << 20, curve_key=None,
           curve_allow=None, drain_timeout_ms: int = 5000, queue_timeout_ms: int = 10000,
           heartbeat_interval_ms: int = 1000, heartbeat_liveness: int = 3,
-          process: bool = False, startup_timeout: float = 60.0):
+          prefetch: int = -1, process: bool = False, startup_timeout: float = 60.0):
     """Serves restore + tail of a model file; returns a started :class:`Pool`.
 
     bind: the frontend clients connect to ("tcp://127.0.0.1:*" picks a free port; read
     ``.endpoint``).  backend: an endpoint for ``butterfly worker`` processes (None: the
     pool's own worker threads only).  batch / batch_timeout_us: dynamic batching (a worker
-    runs up to `batch` requests that arrived within the timeout as one batch).  threads:
+    runs up to `batch` requests that arrived within the timeout as one batch).  prefetch:
+    requests a worker holds beyond its batch, so the next batch is there when one ends (-1:
+    one batch more; 0: strict least-recently-used dispatch).  threads:
     oneDNN threads per worker (0: the cores shared out).  curve_key: the server's key pair
     (:func:`curve_keygen`); curve_allow: a file of client public keys to admit.
 
@@ -57,13 +59,14 @@ def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: st
             model_path, workers=workers, bind=bind, backend=backend, batch=batch,
             batch_timeout_us=batch_timeout_us, threads=threads, queue_max=queue_max,
             curve_key=curve_key, curve_allow=curve_allow, drain_timeout_ms=drain_timeout_ms,
-            heartbeat_interval_ms=heartbeat_interval_ms, timeout=startup_timeout)
+            heartbeat_interval_ms=heartbeat_interval_ms, prefetch=prefetch,
+            timeout=startup_timeout)
     return Pool(os.fspath(model_path), workers=workers, frontend=bind, backend=backend,
                 batch=batch, batch_timeout_us=batch_timeout_us, threads=threads,
                 queue_max=queue_max, max_message=max_message, curve_key=curve_key,
                 curve_allow=curve_allow, drain_timeout_ms=drain_timeout_ms,
                 queue_timeout_ms=queue_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
-                heartbeat_liveness=heartbeat_liveness)
+                heartbeat_liveness=heartbeat_liveness, prefetch=prefetch)
 
 
 def child_env() -> dict:
@@ -88,12 +91,13 @@ class ServerProcess:
     def start(cls, model_path, *, workers=2, bind=DEFAULT_BIND, backend=None, batch=1,
               batch_timeout_us=1000, threads=0, queue_max=1024, curve_key=None,
               curve_allow=None, drain_timeout_ms=5000, heartbeat_interval_ms=1000,
-              timeout=60.0) -> ServerProcess:
+              prefetch=-1, timeout=60.0) -> ServerProcess:
         cmd = [sys.executable, "-m", "butterfly.cli", "serve", os.fspath(model_path),
                "--workers", str(workers), "--bind", bind, "--batch", str(batch),
                "--batch-timeout-us", str(batch_timeout_us), "--threads", str(threads),
                "--queue-max", str(queue_max), "--drain-timeout-ms", str(drain_timeout_ms),
-               "--heartbeat-interval-ms", str(heartbeat_interval_ms)]
+               "--heartbeat-interval-ms", str(heartbeat_interval_ms),
+               "--prefetch", str(prefetch)]
         if backend:
             cmd += ["--backend-bind", backend]
         if curve_key:
@@ -155,14 +159,15 @@ class ServerProcess:
 
 def worker(model_path, connect: str, *, batch: int = 1, batch_timeout_us: int = 1000,
            threads: int = 0, heartbeat_interval_ms: int = 1000, heartbeat_liveness: int = 3,
-           reconnect_max_ms: int = 8000, echo: dict | None = None) -> int | None:
+           reconnect_max_ms: int = 8000, prefetch: int = -1,
+           echo: dict | None = None) -> int | None:
     """A standalone worker process's loop: serves the pool's backend at `connect` until
     SIGINT or SIGTERM; returns the signal number.  Heartbeats must match the pool's.
     echo (model_path None): the C echo backend instead of a model (tests, benchmarks)."""
     kw = {"batch": batch, "batch_timeout_us": batch_timeout_us, "threads": threads,
           "heartbeat_interval_ms": heartbeat_interval_ms,
           "heartbeat_liveness": heartbeat_liveness, "reconnect_max_ms": reconnect_max_ms,
-          "echo": echo}
+          "prefetch": prefetch, "echo": echo}
     path = None if model_path is None else os.fspath(model_path)
     if threading.current_thread() is not threading.main_thread():
         _C.run_worker(path, connect, **kw)
@@ -309,6 +314,59 @@ class Client:
 
     __call__ = classify
 
+    def load_test(self, images=None, *, payload=None, clients: int = 1,
+                  seconds: float = 1.0, rate: float = 0.0, k: int = 1,
+                  codec: str | None = None) -> LoadReport:
+        """Loads the pool from `clients` C threads (no Python per request) for `seconds`:
+        closed loop (rate 0: each thread sends again as soon as it is answered) or open
+        loop (`rate` requests/s in total at a constant pace; latency counts from each
+        request's due time, so a pool that falls behind pays for the queue it builds).
+        The requests cycle through the payloads of `images` (head + reduce run here once)
+        or of `payload` (data, ranges) computed already."""
+        if (images is None) == (payload is None):
+            raise _C.InvalidArgument("load_test: give images or payload, one of them")
+        if payload is None:
+            payload, _ = self.mobile(images)
+        data, ranges = payload
+        data = np.ascontiguousarray(data, dtype=np.uint8)
+        ranges = np.ascontiguousarray(ranges, dtype=np.float32).reshape(len(data), 2)
+        r = self._c.load_test(data, ranges, clients=clients, seconds=seconds, rate=rate,
+                              k=k, codec=codec)
+        return LoadReport(clients=clients, rate=rate, **r)
+
+
+@dataclass
+class LoadReport:
+    """What :meth:`Client.load_test` measured (latencies in microseconds)."""
+
+    clients: int
+    rate: float              # offered requests/s (0: closed loop)
+    sent: int
+    ok: int
+    errors: int
+    last_error: str          # status name of the last failure ("" if none)
+    seconds: float           # start to last answer
+    latency_us: np.ndarray = field(repr=False)   # per answered request
+    compute_us: np.ndarray = field(repr=False)   # its batch's server compute
+    batch: np.ndarray = field(repr=False)        # its batch size
+
+    @property
+    def throughput(self) -> float:
+        """Answered requests per second."""
+        return self.ok / self.seconds if self.seconds > 0 else 0.0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latency_us, q)) if len(self.latency_us) else float("nan")
+
+    def summary(self) -> dict:
+        mean_batch = float(self.batch.mean()) if len(self.batch) else float("nan")
+        compute = float(np.median(self.compute_us)) if len(self.compute_us) else float("nan")
+        return {"clients": self.clients, "rate": self.rate, "sent": self.sent, "ok": self.ok,
+                "errors": self.errors, "last_error": self.last_error,
+                "req_per_s": round(self.throughput, 1), "p50_us": round(self.percentile(50)),
+                "p90_us": round(self.percentile(90)), "p99_us": round(self.percentile(99)),
+                "compute_p50_us": round(compute), "mean_batch": round(mean_batch, 2)}
+
 
 # --- command line ------------------------------------------------------------------------
 
@@ -341,7 +399,7 @@ def _cli_serve(args) -> int:
                  batch=args.batch, batch_timeout_us=args.batch_timeout_us,
                  threads=args.threads, queue_max=args.queue_max, curve_key=args.curve_key,
                  curve_allow=args.curve_allow, drain_timeout_ms=args.drain_timeout_ms,
-                 heartbeat_interval_ms=args.heartbeat_interval_ms)
+                 heartbeat_interval_ms=args.heartbeat_interval_ms, prefetch=args.prefetch)
     stop = threading.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in signals}
@@ -371,9 +429,33 @@ def _cli_worker(args) -> int:
     print(f"worker for {args.model} connecting to {args.connect}", flush=True)
     signum = worker(args.model, args.connect, batch=args.batch,
                     batch_timeout_us=args.batch_timeout_us, threads=args.threads,
-                    heartbeat_interval_ms=args.heartbeat_interval_ms)
+                    heartbeat_interval_ms=args.heartbeat_interval_ms, prefetch=args.prefetch)
     print(f"worker stopped ({signal.Signals(signum).name if signum else 'done'})", flush=True)
     return 0
+
+
+def _cli_loadtest(args) -> int:
+    client = Client(args.model, args.connect, timeout_ms=args.timeout_ms, codec=args.codec,
+                    curve_server_key=args.curve_server_key)
+    rng = np.random.default_rng(args.seed)
+    images = rng.random((args.images, *client.input_shape), dtype=np.float32)
+    rates = args.rate or [0.0]
+    print(f"load test of {args.connect}: {args.clients} client threads, {args.seconds:g} s "
+          f"per run, {args.images} distinct random inputs", flush=True)
+    rows = []
+    for rate in rates:
+        rep = client.load_test(images, clients=args.clients, seconds=args.seconds, rate=rate)
+        row = rep.summary()
+        rows.append(row)
+        offered = f"{rate:.0f} req/s offered" if rate else "closed loop"
+        print(f"{offered:>22}: {row['req_per_s']:.0f} req/s, p50 {row['p50_us']} us, "
+              f"p90 {row['p90_us']} us, p99 {row['p99_us']} us, server compute p50 "
+              f"{row['compute_p50_us']} us, mean batch {row['mean_batch']}, errors "
+              f"{row['errors']}{' (' + row['last_error'] + ')' if row['errors'] else ''}",
+              flush=True)
+    if args.json:
+        print(json.dumps(rows))
+    return 0 if all(r["errors"] == 0 for r in rows) else 1
 
 
 def _load_image(path, shape: tuple[int, int, int]) -> np.ndarray:
@@ -436,6 +518,8 @@ def add_cli(sub) -> None:
     p.add_argument("--batch", type=int, default=1, help="B: requests per batch (1: none)")
     p.add_argument("--batch-timeout-us", type=int, default=1000,
                    help="T: how long a batch may wait to fill up")
+    p.add_argument("--prefetch", type=int, default=-1,
+                   help="requests a worker holds beyond its batch (-1: one batch more)")
     p.add_argument("--threads", type=int, default=0,
                    help="oneDNN threads per worker (0: the cores shared out)")
     p.add_argument("--queue-max", type=int, default=1024, help="queued requests before busy")
@@ -451,10 +535,29 @@ def add_cli(sub) -> None:
     p.add_argument("--connect", default="tcp://127.0.0.1:5556", help="the pool's backend")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--batch-timeout-us", type=int, default=1000)
+    p.add_argument("--prefetch", type=int, default=-1,
+                   help="requests held beyond the batch (-1: one batch more)")
     p.add_argument("--threads", type=int, default=0, help="oneDNN threads (0: all cores)")
     p.add_argument("--heartbeat-interval-ms", type=int, default=1000,
                    help="must match the pool's")
     p.set_defaults(func=_cli_worker)
+
+    p = sub.add_parser("loadtest", help="load a pool from C client threads; throughput and "
+                       "latency percentiles")
+    p.add_argument("model", help="the model file the pool serves (its mobile half runs here)")
+    p.add_argument("--connect", default=DEFAULT_BIND, help=f"the pool ({DEFAULT_BIND})")
+    p.add_argument("--clients", type=int, default=4, help="client threads (default 4)")
+    p.add_argument("--seconds", type=float, default=3.0, help="per run (default 3)")
+    p.add_argument("--rate", type=float, action="append", default=None,
+                   help="open loop at this many requests/s (repeat for several runs); "
+                        "default: closed loop")
+    p.add_argument("--images", type=int, default=64, help="distinct random inputs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--codec", default="raw", choices=("raw", "zstd"))
+    p.add_argument("--timeout-ms", type=int, default=10000)
+    p.add_argument("--curve-server-key", default=None)
+    p.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    p.set_defaults(func=_cli_loadtest)
 
     p = sub.add_parser("infer", help="classify images: head + reduce here, the rest at a pool")
     p.add_argument("model")

@@ -6,6 +6,7 @@ ZeroMQ socket, CURVE, statistics and draining.  Ports are chosen by the OS ("*")
 loop is bounded in count and time.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -582,3 +583,73 @@ def test_cli_parser():
     assert (a.workers, a.batch, a.batch_timeout_us, a.curve_key) == (3, 8, 2000, "k")
     a = p.parse_args(["worker", "m.bfly", "--connect", "tcp://127.0.0.1:5556"])
     assert a.connect == "tcp://127.0.0.1:5556"
+
+
+# --- the load generator and prefetch -----------------------------------------------------
+
+def test_load_test_closed_and_open_loop(model_path, data):
+    with serving.serve(model_path, workers=1, bind=ANY, threads=1,
+                       heartbeat_interval_ms=HB_MS) as pool:
+        client = serving.Client(model_path, pool.endpoint)
+        rep = client.load_test(data["images"][:16], clients=3, seconds=0.5)
+        assert rep.errors == 0 and rep.ok == rep.sent > 10
+        assert len(rep.latency_us) == len(rep.compute_us) == len(rep.batch) == rep.ok
+        assert (rep.compute_us > 0).all() and (rep.latency_us >= rep.compute_us).all()
+        assert (rep.batch == 1).all()
+        assert 0.45 < rep.seconds < 10 and rep.throughput == pytest.approx(rep.ok / rep.seconds)
+        s = rep.summary()
+        assert s["p50_us"] <= s["p90_us"] <= s["p99_us"] and s["mean_batch"] == 1.0
+        # open loop: 120 requests/s for 0.5 s -> exactly 60 requests, on payloads given
+        rep2 = client.load_test(payload=data["payload"], clients=2, seconds=0.5, rate=120)
+        assert rep2.sent == rep2.ok == 60 and rep2.errors == 0 and rep2.rate == 120
+        stats = pool.stats()
+    assert stats["replies_ok"] == rep.ok + rep2.ok
+
+
+def test_load_test_errors(model_path, data):
+    with serving.serve(model_path, workers=1, bind=ANY, threads=1,
+                       heartbeat_interval_ms=HB_MS) as pool:
+        client = serving.Client(model_path, pool.endpoint)
+        with pytest.raises(bf.Error, match="images or payload"):
+            client.load_test()
+        with pytest.raises(bf.Error, match="n_clients"):
+            client.load_test(data["images"][:2], clients=0)
+        with pytest.raises(bf.Error, match="seconds"):
+            client.load_test(data["images"][:2], seconds=-1)
+        raw = _C.Client(pool.endpoint, data["net"].hash, split_id(data["net"]))
+        pay = data["payload"]
+        with pytest.raises(bf.Error):
+            raw.load_test(pay.data.astype(np.float32), pay.ranges)
+        with pytest.raises(bf.Error):
+            raw.load_test(pay.data, pay.ranges[:3])
+        # a pool serving another model refuses every request: counted, not raised
+        other = _C.Client(pool.endpoint, "ffffffffffffffff", split_id(data["net"]))
+        res = other.load_test(pay.data, pay.ranges, seconds=0.2)
+        assert res["ok"] == 0 and res["errors"] == res["sent"] > 0
+        assert res["last_error"] == "refused"
+
+
+def test_prefetch_setting(model_path, data):
+    for prefetch in (0, 3):
+        with serving.serve(model_path, workers=1, bind=ANY, threads=1, batch=2,
+                           prefetch=prefetch, heartbeat_interval_ms=HB_MS) as pool:
+            client = serving.Client(model_path, pool.endpoint)
+            got = client.classify_payload(data["payload"], k=1)
+            assert [r.label for r in got] == list(data["probs"].argmax(1))
+    with pytest.raises(bf.Error, match="prefetch"):
+        serving.serve(model_path, workers=1, bind=ANY, prefetch=-2)
+
+
+def test_cli_loadtest(model_path):
+    with serving.serve(model_path, workers=1, bind=ANY, threads=1,
+                       heartbeat_interval_ms=HB_MS) as pool:
+        out = subprocess.run(
+            [sys.executable, "-m", "butterfly.cli", "loadtest", model_path, "--connect",
+             pool.endpoint, "--clients", "2", "--seconds", "0.5", "--rate", "40", "--rate",
+             "80", "--images", "8", "--json"],
+            check=False, capture_output=True, text=True, timeout=60, env=serving.child_env())
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [(r["rate"], r["sent"], r["ok"], r["errors"]) for r in rows] == \
+        [(40.0, 20, 20, 0), (80.0, 40, 40, 0)]
+    assert "req/s" in out.stdout and "p99" in out.stdout

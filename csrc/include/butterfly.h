@@ -406,6 +406,9 @@ typedef struct bf_worker_params {
     const char *connect;          /* pool backend endpoint, e.g. "tcp://127.0.0.1:5556" */
     int max_batch;                /* B: requests run as one batch (1: no batching) */
     int batch_timeout_us;         /* T: how long a batch may wait to fill up */
+    int prefetch;                 /* requests held beyond the batch, queued in the worker
+                                     while it computes (-1: one more batch, the default;
+                                     0: strict least-recently-used dispatch) */
     int heartbeat_interval_ms;    /* BF_HEARTBEAT_INTERVAL_MS */
     int heartbeat_liveness;       /* intervals of silence before the broker counts as dead */
     int reconnect_max_ms;         /* back-off cap between reconnects */
@@ -509,6 +512,44 @@ BF_API bf_status bf_client_classify(bf_client *client, const uint8_t *payload,
                                     const int dims[3], float min, float max, int k,
                                     bf_result *out);
 BF_API void bf_client_destroy(bf_client *client);
+
+/* Load generator (benchmarks, capacity tests): n_clients threads, each its own bf_client
+ * with one request outstanding at a time, for `seconds`.  Closed loop (rate 0): each thread
+ * sends its next request as soon as the last one is answered; latency = send to answer.
+ * Open loop (rate > 0): requests are due at a constant total rate, request j of thread t at
+ * start + (t + j * n_clients) / rate; a thread sends at the due time (or at once when it is
+ * late) and latency counts from the due time, so a server that falls behind is charged
+ * for the wait it causes.  Payload i (row-major dims, ranges[2i], ranges[2i + 1]) is used
+ * by request j of thread t with i = (t + j * n_clients) % n_payloads. */
+typedef struct bf_load_params {
+    bf_client_params client;      /* shared by every thread */
+    int n_clients;                /* 1..1024 */
+    double rate;                  /* requests/s in total; 0: closed loop */
+    double seconds;               /* sending window, (0, 86400] */
+    int n_payloads;
+    const uint8_t *payloads;      /* n_payloads * dims[0] * dims[1] * dims[2] bytes */
+    const float *ranges;          /* n_payloads * 2 */
+    int dims[3];
+    int k;                        /* top-k asked for */
+    size_t max_records;           /* per-request records kept (the arrays' length) */
+    uint32_t *latency_us;         /* out, may be NULL: per answered request */
+    uint32_t *compute_us;         /* out, may be NULL: server compute of its batch */
+    uint16_t *batch;              /* out, may be NULL: its batch size */
+} bf_load_params;
+
+typedef struct bf_load_result {
+    uint64_t sent;                /* requests sent */
+    uint64_t ok;                  /* answered without error */
+    uint64_t errors;              /* error replies or timeouts */
+    bf_status last_error;         /* of the last failed request (BF_STATUS_OK: none) */
+    size_t n_records;             /* records written (<= max_records) */
+    double seconds;               /* from the start to the last answer */
+} bf_load_result;
+
+BF_API bf_load_params bf_load_default_params(void);
+/* Runs the load; BF_STATUS_OK unless the parameters are bad or a client cannot be created
+ * (then nothing was sent).  Failed requests are counted, not fatal. */
+BF_API bf_status bf_load_run(const bf_load_params *params, bf_load_result *out);
 
 /* CURVE keys.  A key file is text: "public = <40 Z85 chars>" and, for a key pair,
  * "secret = <40 Z85 chars>" lines; a line starting with '#' is a comment.  An allow file

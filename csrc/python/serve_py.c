@@ -130,7 +130,7 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kw)
                              "batch_timeout_us", "queue_max", "max_message", "max_payload",
                              "threads", "heartbeat_interval_ms", "heartbeat_liveness",
                              "queue_timeout_ms", "drain_timeout_ms", "curve_key", "curve_allow",
-                             "echo", "start", NULL};
+                             "echo", "start", "prefetch", NULL};
     bf_pool_params pp = bf_pool_default_params();
     PyObject *model_path = Py_None, *curve_key = Py_None, *curve_allow = Py_None;
     PyObject *echo = Py_None, *keep[4] = {NULL, NULL, NULL, NULL};
@@ -139,11 +139,12 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     bf_pool *pool = NULL;
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "|O$isziiiiiiiiiiOOOp:Pool", kwlist, &model_path, &pp.n_workers,
+            args, kw, "|O$isziiiiiiiiiiOOOpi:Pool", kwlist, &model_path, &pp.n_workers,
             &pp.frontend, &pp.backend, &pp.worker.max_batch, &pp.worker.batch_timeout_us,
             &pp.queue_max, &pp.max_message, &pp.worker.max_payload, &threads,
             &pp.heartbeat_interval_ms, &pp.heartbeat_liveness, &pp.queue_timeout_ms,
-            &pp.drain_timeout_ms, &curve_key, &curve_allow, &echo, &start))
+            &pp.drain_timeout_ms, &curve_key, &curve_allow, &echo, &start,
+            &pp.worker.prefetch))
         return NULL;
     if (threads < 0 || threads > 1024) {
         PyErr_SetString(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
@@ -367,10 +368,11 @@ static PyType_Slot pool_slots[] = {
      "Pool(model_path=None, *, workers=1, frontend='tcp://127.0.0.1:5555', backend=None, "
      "batch=1, batch_timeout_us=1000, queue_max=1024, max_message=8 MiB, max_payload=8 MiB, "
      "threads=0, heartbeat_interval_ms=1000, heartbeat_liveness=3, queue_timeout_ms=10000, "
-     "drain_timeout_ms=5000, curve_key=None, curve_allow=None, echo=None, start=True): the "
-     "cloud worker pool (bf_pool) serving restore + tail of a model file, or the echo "
-     "backend (echo={'dims': (C, H, W), 'classes', 'delay_us', 'split', 'model_hash'}).  "
-     "threads: oneDNN threads per worker thread (0: the cores shared out)."},
+     "drain_timeout_ms=5000, curve_key=None, curve_allow=None, echo=None, start=True, "
+     "prefetch=-1): the cloud worker pool (bf_pool) serving restore + tail of a model file, "
+     "or the echo backend (echo={'dims': (C, H, W), 'classes', 'delay_us', 'split', "
+     "'model_hash'}).  threads: oneDNN threads per worker thread (0: the cores shared out); "
+     "prefetch: requests a worker holds beyond its batch (-1: one batch more)."},
     {0, NULL},
 };
 
@@ -578,6 +580,91 @@ done:
     return out;
 }
 
+/* A new 1-D array of the first n of `len` items of `a` (a copy; the whole when n == len). */
+static PyObject *head_of(PyObject *a, size_t n)
+{
+    PyObject *sl = PySequence_GetSlice(a, 0, (Py_ssize_t)n);
+    PyObject *out = sl ? PyArray_NewCopy((PyArrayObject *)sl, NPY_CORDER) : NULL;
+    Py_XDECREF(sl);
+    return out;
+}
+
+static PyObject *client_load_test(ClientObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"payload", "ranges", "clients", "seconds", "rate", "k",
+                             "max_records", "codec", NULL};
+    PyObject *po, *ro, *out = NULL, *rec[3] = {NULL, NULL, NULL};
+    PyArrayObject *pa = NULL, *ra = NULL;
+    const char *codec_s = NULL;
+    Py_ssize_t max_records = 1 << 20;
+    bf_load_params lp = bf_load_default_params();
+    bf_load_result res;
+    bf_status st;
+    lp.client = self->p;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$iddinz:load_test", kwlist, &po, &ro,
+                                     &lp.n_clients, &lp.seconds, &lp.rate, &lp.k, &max_records,
+                                     &codec_s))
+        return NULL;
+    if (codec_s && parse_codec(codec_s, &lp.client.codec) < 0)
+        return NULL;
+    if (max_records < 0 || max_records > (Py_ssize_t)1 << 28) {
+        PyErr_SetString(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+                        "max_records must be in [0, 2^28]");
+        return NULL;
+    }
+    if (!(pa = bf_py_input_array(po, NPY_UINT8, 4, NULL, "payload")))
+        return NULL;
+    npy_intp rdims[2] = {PyArray_DIM(pa, 0), 2};
+    if (rdims[0] < 1 || rdims[0] > INT32_MAX) {
+        PyErr_SetString(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+                        "payload: at least one feature (N >= 1)");
+        goto done;
+    }
+    if (!(ra = bf_py_input_array(ro, NPY_FLOAT32, 2, rdims, "ranges")))
+        goto done;
+    for (int d = 0; d < 3; d++) {
+        npy_intp v = PyArray_DIM(pa, d + 1);
+        lp.dims[d] = v > INT32_MAX ? INT32_MAX : (int)v;
+    }
+    npy_intp rn[1] = {max_records};
+    if (!(rec[0] = PyArray_SimpleNew(1, rn, NPY_UINT32)) ||
+        !(rec[1] = PyArray_SimpleNew(1, rn, NPY_UINT32)) ||
+        !(rec[2] = PyArray_SimpleNew(1, rn, NPY_UINT16)))
+        goto done;
+    lp.n_payloads = (int)rdims[0];
+    lp.payloads = PyArray_DATA(pa);
+    lp.ranges = PyArray_DATA(ra);
+    lp.max_records = (size_t)max_records;
+    lp.latency_us = PyArray_DATA((PyArrayObject *)rec[0]);
+    lp.compute_us = PyArray_DATA((PyArrayObject *)rec[1]);
+    lp.batch = PyArray_DATA((PyArrayObject *)rec[2]);
+    Py_BEGIN_ALLOW_THREADS
+    st = bf_load_run(&lp, &res);
+    Py_END_ALLOW_THREADS
+    if (PyErr_CheckSignals() < 0)
+        goto done; /* Ctrl-C while it ran: its handler's exception */
+    if (st != BF_STATUS_OK) {
+        raise_status(st);
+        goto done;
+    }
+    PyObject *lat = head_of(rec[0], res.n_records), *comp = NULL, *bat = NULL;
+    if (lat && (comp = head_of(rec[1], res.n_records)) && (bat = head_of(rec[2], res.n_records)))
+        out = Py_BuildValue("{s:K,s:K,s:K,s:s,s:d,s:O,s:O,s:O}", "sent",
+                            (unsigned long long)res.sent, "ok", (unsigned long long)res.ok,
+                            "errors", (unsigned long long)res.errors, "last_error",
+                            res.errors ? bf_status_str(res.last_error) : "", "seconds",
+                            res.seconds, "latency_us", lat, "compute_us", comp, "batch", bat);
+    Py_XDECREF(lat);
+    Py_XDECREF(comp);
+    Py_XDECREF(bat);
+done:
+    for (int i = 0; i < 3; i++)
+        Py_XDECREF(rec[i]);
+    Py_XDECREF(pa);
+    Py_XDECREF(ra);
+    return out;
+}
+
 static PyObject *client_get_endpoint(ClientObject *self, void *closure)
 {
     (void)closure;
@@ -590,6 +677,13 @@ static PyMethodDef client_methods[] = {
      "codec=None, logits=False) -> per image a dict: topk [(class, prob)] best first, "
      "queue_us, compute_us, batch (server), total_us, attempts (client), logits (if asked).  "
      "One request per image, in order; raises Timeout, Busy, Refused, ProtocolError, ..."},
+    {"load_test", (PyCFunction)(void (*)(void))client_load_test, METH_VARARGS | METH_KEYWORDS,
+     "load_test(payload uint8 (N, C, H, W), ranges float32 (N, 2), *, clients=1, "
+     "seconds=1.0, rate=0.0, k=1, max_records=2**20, codec=None) -> dict: sent, ok, errors, "
+     "last_error, seconds, and per answered request latency_us, compute_us, batch (numpy).  "
+     "`clients` C threads (bf_load_run, no GIL) with this client's settings, each one "
+     "request at a time; rate 0: closed loop, else open loop at `rate` requests/s in total "
+     "with latency counted from each request's due time."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -620,15 +714,16 @@ static PyObject *py_run_worker(PyObject *mod, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"model_path", "connect", "batch", "batch_timeout_us", "threads",
                              "heartbeat_interval_ms", "heartbeat_liveness", "reconnect_max_ms",
-                             "max_payload", "echo", "stop_fd", NULL};
+                             "max_payload", "echo", "stop_fd", "prefetch", NULL};
     bf_worker_params wp = bf_worker_default_params();
     PyObject *model_path = Py_None, *echo = Py_None, *keep[2] = {NULL, NULL}, *ep = NULL;
     bf_status st;
     (void)mod;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|$iiiiiiiOi:run_worker", kwlist, &model_path,
-                                     &ep, &wp.max_batch, &wp.batch_timeout_us, &wp.n_threads,
-                                     &wp.heartbeat_interval_ms, &wp.heartbeat_liveness,
-                                     &wp.reconnect_max_ms, &wp.max_payload, &echo, &wp.stop_fd))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|$iiiiiiiOii:run_worker", kwlist,
+                                     &model_path, &ep, &wp.max_batch, &wp.batch_timeout_us,
+                                     &wp.n_threads, &wp.heartbeat_interval_ms,
+                                     &wp.heartbeat_liveness, &wp.reconnect_max_ms,
+                                     &wp.max_payload, &echo, &wp.stop_fd, &wp.prefetch))
         return NULL;
     if (parse_compute(model_path, echo, &wp.compute, keep) < 0)
         goto fail;
@@ -707,7 +802,7 @@ static PyMethodDef serve_functions[] = {
     {"run_worker", (PyCFunction)(void (*)(void))py_run_worker, METH_VARARGS | METH_KEYWORDS,
      "run_worker(model_path, connect, *, batch=1, batch_timeout_us=1000, threads=0, "
      "heartbeat_interval_ms=1000, heartbeat_liveness=3, reconnect_max_ms=8000, "
-     "max_payload=8 MiB, echo=None, stop_fd=0): a standalone worker connected to a pool's "
+     "max_payload=8 MiB, echo=None, stop_fd=0, prefetch=-1): a standalone worker connected to a pool's "
      "backend (stop_fd > 0: it stops once that fd is readable, e.g. signal.set_wakeup_fd's); "
      "blocks (without the GIL) until a signal: then raises what the signal's Python handler "
      "raised (KeyboardInterrupt for Ctrl-C), else butterfly.Interrupted.  model_path may be "

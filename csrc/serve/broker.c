@@ -128,7 +128,7 @@ static void worker_ready(bf_broker *b, const zmq_msg_t *wid, const zmq_msg_t *ca
 {
     uint64_t capacity = zmq_msg_size(cap) == 4 ? bf_get_le(zmq_msg_data((zmq_msg_t *)cap), 4) : 0;
     size_t len = zmq_msg_size(wid);
-    if (capacity < 1 || capacity > 4096 || len == 0 || len > BF_ID_MAX)
+    if (capacity < 1 || capacity > BF_CREDIT_MAX || len == 0 || len > BF_ID_MAX)
         return; /* not a worker we can use */
     bf_worker_rec *w = worker_find(b, zmq_msg_data((zmq_msg_t *)wid), len);
     if (w) {

@@ -19,6 +19,7 @@ struct bf_client {
     int curve;
     char server_key[BF_CURVE_KEY_LEN + 1], pub[BF_CURVE_KEY_LEN + 1], sec[BF_CURVE_KEY_LEN + 1];
     uint64_t next_id;
+    int own_ctx;            /* zctx is ours to terminate */
     msgpack_sbuffer sb;
     zmq_msg_t parts[3];
 };
@@ -85,6 +86,11 @@ static int valid_hash(const char *h)
 
 bf_status bf_client_create(bf_client **out, const bf_client_params *params)
 {
+    return bf_client_create_in(out, params, NULL);
+}
+
+bf_status bf_client_create_in(bf_client **out, const bf_client_params *params, void *zctx)
+{
     bf_client *c = NULL;
     bf_status st;
     if (out == NULL || params == NULL || params->endpoint == NULL)
@@ -119,7 +125,8 @@ bf_status bf_client_create(bf_client **out, const bf_client_params *params)
     if (st == BF_STATUS_OK)
         st = setup_keys(c);
     c->p.curve_server_key = c->p.curve_key_file = NULL; /* borrowed; not kept */
-    if (st == BF_STATUS_OK && (c->zctx = zmq_ctx_new()) == NULL)
+    c->own_ctx = zctx == NULL;
+    if (st == BF_STATUS_OK && (c->zctx = zctx ? zctx : zmq_ctx_new()) == NULL)
         st = bf_zmq_error("zmq_ctx_new");
     if (st == BF_STATUS_OK)
         st = open_socket(c);
@@ -138,7 +145,7 @@ void bf_client_destroy(bf_client *c)
         return;
     if (c->sock)
         zmq_close(c->sock);
-    if (c->zctx)
+    if (c->zctx && c->own_ctx)
         zmq_ctx_term(c->zctx);
     for (int i = 0; i < 3; i++)
         zmq_msg_close(&c->parts[i]);

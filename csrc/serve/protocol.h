@@ -32,6 +32,7 @@ enum bf_worker_command {
 #define BF_CLIENT_RETRIES 2           /* resends after the first attempt */
 #define BF_THREAD_POLL_MS 50          /* longest a pool thread sleeps between flag checks */
 #define BF_ID_MAX 255                 /* longest ZeroMQ routing id */
+#define BF_CREDIT_MAX 4096            /* most requests a worker may hold (READY capacity) */
 
 /* [tag][queue_us]: the broker's handle for the request and how long it waited there. */
 #define BF_DISPATCH_META_SIZE 12

@@ -24,6 +24,10 @@ int bf_zmq_send_parts(void *sock, const void *const *parts, const size_t *lens, 
  * (> max means it had extra ones) or -1 with errno. */
 int bf_zmq_recv_parts(void *sock, zmq_msg_t *parts, int max, int flags);
 
+/* bf_client_create on a ZeroMQ context of the caller's (NULL: its own); the caller
+ * terminates a shared context after destroying every client on it. */
+bf_status bf_client_create_in(bf_client **out, const bf_client_params *params, void *zctx);
+
 /* Encodes an error reply body into sb. */
 bf_status bf_reply_error_encode(msgpack_sbuffer *sb, int has_id, uint64_t id, bf_status status,
                                 const char *message);

@@ -2,8 +2,11 @@
  * dynamic batching.  One loop serves both pool threads and standalone worker processes.
  *
  * Flow control is by credit: READY tells the broker how many requests this worker may hold
- * at once (its batch capacity); each reply gives one credit back.  So the broker can hand a
- * worker a whole batch, and the worker runs what arrived within batch_timeout_us. */
+ * at once (its batch capacity plus `prefetch`); each reply gives one credit back.  So the
+ * broker can hand a worker a whole batch, and the worker runs what arrived within
+ * batch_timeout_us.  The prefetched requests wait in the worker while it computes, so the
+ * next batch is already there when one ends: without them a busy worker idles for a
+ * broker round trip after every batch (~20 % of a 350 us compute on loopback). */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -28,8 +31,9 @@ typedef struct worker {
     bf_compute *c;
     bf_worker_ctl *ctl;
     int cap;                /* batch capacity */
+    int credit;             /* requests it may hold: cap + prefetch */
     size_t elems;           /* C*H*W */
-    uint8_t *buf;           /* cap payloads, contiguous */
+    uint8_t *buf;           /* credit payloads, contiguous */
     float *logits;          /* cap * num_classes */
     bf_feature *feats;
     slot *slots;
@@ -63,7 +67,7 @@ static bf_status worker_connect(worker *w)
     if (zmq_connect(w->sock, w->p->connect) != 0)
         return bf_zmq_error(w->p->connect);
     uint8_t cmd = BF_CMD_READY, cap[4];
-    bf_put_le(cap, (uint64_t)w->cap, 4);
+    bf_put_le(cap, (uint64_t)w->credit, 4);
     const void *parts[3] = {BF_WORKER_HEADER, &cmd, cap};
     size_t lens[3] = {strlen(BF_WORKER_HEADER), 1, 4};
     if (bf_zmq_send_parts(w->sock, parts, lens, 3, 0) < 0)
@@ -133,7 +137,7 @@ static void accept_request(worker *w, zmq_msg_t *parts, int n)
     }
     if (check_request(w, &r, tag, bq) < 0)
         return;
-    if (w->n >= w->cap) { /* the broker gave more than our credit: a broker bug */
+    if (w->n >= w->credit) { /* the broker gave more than our credit: a broker bug */
         reply_error(w, tag, bq, 1, r.id, BF_STATUS_BUSY, "worker over capacity");
         return;
     }
@@ -150,11 +154,27 @@ static void accept_request(worker *w, zmq_msg_t *parts, int n)
     w->n++;
 }
 
-/* Runs the collected batch and replies to each request. */
+/* Drops the first m requests; the rest move to the front and start the next batch. */
+static void shift_out(worker *w, int m)
+{
+    int left = w->n - m;
+    if (left > 0) {
+        memmove(w->buf, w->buf + (size_t)m * w->elems, (size_t)left * w->elems);
+        memmove(w->slots, w->slots + m, (size_t)left * sizeof *w->slots);
+        memmove(w->feats, w->feats + m, (size_t)left * sizeof *w->feats);
+        for (int i = 0; i < left; i++)
+            w->feats[i].data = w->buf + (size_t)i * w->elems;
+        w->batch_deadline_us = w->slots[0].arrived_us + (uint64_t)w->p->batch_timeout_us;
+    }
+    w->n = left;
+}
+
+/* Runs the first batch (up to cap of the requests collected) and replies to each. */
 static void run_batch(worker *w)
 {
+    int nb = w->n < w->cap ? w->n : w->cap;
     uint64_t t0 = bf_now_us();
-    bf_status st = w->c->run(w->c->ctx, w->n, w->feats, w->logits);
+    bf_status st = w->c->run(w->c->ctx, nb, w->feats, w->logits);
     uint64_t t1 = bf_now_us();
     char msg[BF_WIRE_ERROR_MAX];
     if (st != BF_STATUS_OK)
@@ -162,11 +182,11 @@ static void run_batch(worker *w)
     if (w->ctl && atomic_load(&w->ctl->kill))
         return; /* "crashed" mid-batch: these replies are never sent */
     int nc = w->c->num_classes;
-    for (int i = 0; i < w->n; i++) {
+    for (int i = 0; i < nb; i++) {
         const slot *s = &w->slots[i];
         uint64_t waited = t0 - s->arrived_us + s->broker_us;
         bf_reply_meta m = {s->tag, (uint32_t)(waited > UINT32_MAX ? UINT32_MAX : waited),
-                           (uint32_t)(t1 - t0), (uint16_t)w->n, (uint16_t)i, 0};
+                           (uint32_t)(t1 - t0), (uint16_t)nb, (uint16_t)i, 0};
         bf_wire_reply r = {0};
         r.id = s->id, r.has_id = 1, r.status = st;
         const float *lg = w->logits + (size_t)i * nc;
@@ -177,7 +197,7 @@ static void run_batch(worker *w)
             snprintf(r.error, sizeof r.error, "%s", msg);
         }
         r.k = s->k < nc ? s->k : nc;
-        r.queue_us = m.queue_us, r.compute_us = m.compute_us, r.batch = w->n;
+        r.queue_us = m.queue_us, r.compute_us = m.compute_us, r.batch = nb;
         if (s->want_logits)
             r.logits = lg, r.n_logits = nc;
         m.status = (uint8_t)r.status;
@@ -185,13 +205,13 @@ static void run_batch(worker *w)
         if (bf_wire_reply_encode(&r, &w->sb) == BF_STATUS_OK)
             send_reply(w, &m);
     }
-    w->n = 0;
+    shift_out(w, nb);
 }
 
 /* Reads what is waiting; returns KEEP_ON, RECONNECT or LEAVE. */
 static int drain_socket(worker *w, zmq_msg_t *parts)
 {
-    for (int budget = 2 * w->cap + 16; budget > 0 && w->n < w->cap; budget--) {
+    for (int budget = 2 * w->credit + 16; budget > 0 && w->n < w->credit; budget--) {
         int n = bf_zmq_recv_parts(w->sock, parts, 4, ZMQ_DONTWAIT);
         if (n < 0)
             return KEEP_ON; /* EAGAIN: nothing more */
@@ -234,6 +254,8 @@ static int poll_timeout_ms(const worker *w, uint64_t now)
     if (w->n > 0 && w->batch_deadline_us < until)
         until = w->batch_deadline_us;
     int ms = until > now ? (int)((until - now + 999) / 1000) : 0;
+    if (w->n >= w->cap)
+        ms = 0; /* a full batch is waiting: just look for more news */
     if (w->ctl && ms > BF_THREAD_POLL_MS)
         ms = BF_THREAD_POLL_MS;
     return ms;
@@ -289,12 +311,15 @@ bf_status bf_worker_loop(void *zctx, const bf_worker_params *params, bf_compute 
     msgpack_sbuffer_init(&w.sb);
     w.zctx = zctx, w.p = params, w.c = compute, w.ctl = ctl;
     w.cap = params->max_batch < compute->max_batch ? params->max_batch : compute->max_batch;
+    w.credit = w.cap + (params->prefetch < 0 ? w.cap : params->prefetch);
+    if (w.credit > BF_CREDIT_MAX)
+        w.credit = BF_CREDIT_MAX;
     w.elems = (size_t)compute->dims[0] * compute->dims[1] * compute->dims[2];
     w.reconnect_ms = BF_RECONNECT_INIT_MS;
-    w.buf = malloc((size_t)w.cap * w.elems);
+    w.buf = malloc((size_t)w.credit * w.elems);
     w.logits = malloc((size_t)w.cap * compute->num_classes * sizeof(float));
-    w.feats = calloc((size_t)w.cap, sizeof *w.feats);
-    w.slots = calloc((size_t)w.cap, sizeof *w.slots);
+    w.feats = calloc((size_t)w.credit, sizeof *w.feats);
+    w.slots = calloc((size_t)w.credit, sizeof *w.slots);
     if (!w.buf || !w.logits || !w.feats || !w.slots) {
         bf_error(st, "worker buffers for a batch of %d", w.cap);
         goto fail;
@@ -315,6 +340,7 @@ bf_worker_params bf_worker_default_params(void)
     bf_worker_params p = {0};
     p.connect = "tcp://127.0.0.1:5556";
     p.max_batch = 1;
+    p.prefetch = -1;
     p.batch_timeout_us = BF_BATCH_TIMEOUT_US;
     p.heartbeat_interval_ms = BF_HEARTBEAT_INTERVAL_MS;
     p.heartbeat_liveness = BF_HEARTBEAT_LIVENESS;
@@ -327,9 +353,9 @@ bf_worker_params bf_worker_default_params(void)
 bf_status bf_worker_params_check(const bf_worker_params *p)
 {
     if (p->max_batch < 1 || p->max_batch > 4096 || p->batch_timeout_us < 0 ||
-        p->batch_timeout_us > 10000000)
+        p->batch_timeout_us > 10000000 || p->prefetch < -1 || p->prefetch > BF_CREDIT_MAX)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "worker: max_batch in [1, 4096], "
-                        "batch_timeout_us in [0, 10 s]");
+                        "batch_timeout_us in [0, 10 s], prefetch in [-1, %d]", BF_CREDIT_MAX);
     if (p->heartbeat_interval_ms < 1 || p->heartbeat_liveness < 1 ||
         p->reconnect_max_ms < BF_RECONNECT_INIT_MS || p->max_payload < 1)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "worker: heartbeat_interval_ms, "

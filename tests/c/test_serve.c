@@ -224,6 +224,106 @@ fail:
     return 1;
 }
 
+/* Prefetch: a worker holds more than it runs (credit 2 + 3 = 5 for B = 2); what waits in
+ * the worker starts the next batch, never a batch over B; everything answered once. */
+static int test_prefetch(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(1);
+    pp.worker.max_batch = 2;
+    pp.worker.prefetch = 3;
+    pp.worker.batch_timeout_us = 1000;
+    pp.worker.compute.delay_us = 1000;
+    bf_pool *pool = start_pool(&pp, ep);
+    load_arg args[6];
+    bf_serve_stats s;
+    CHECK(pool);
+    CHECK(run_load(ep, 6, 50, args, BF_CODEC_RAW) == 300);
+    CHECK(bf_pool_stats(pool, &s) == BF_STATUS_OK);
+    uint64_t reqs = 0;
+    for (int b = 1; b <= BF_STATS_BATCH_MAX; b++)
+        reqs += (uint64_t)b * s.batch_hist[b];
+    printf("  %llu batches of 1: %llu, of 2: %llu\n", (unsigned long long)s.batches,
+           (unsigned long long)s.batch_hist[1], (unsigned long long)s.batch_hist[2]);
+    CHECK(reqs == 300 && s.replies_ok == 300 && s.errors == 0 && s.busy == 0);
+    for (int b = 3; b <= BF_STATS_BATCH_MAX; b++)
+        CHECK(s.batch_hist[b] == 0);
+    CHECK(bf_pool_stop(pool) == BF_STATUS_OK);
+    bf_pool_destroy(pool);
+    pool = NULL;
+    /* prefetch 0 (strict dispatch) serves as well */
+    pp.worker.prefetch = 0;
+    pool = start_pool(&pp, ep);
+    CHECK(pool);
+    CHECK(run_load(ep, 3, 40, args, BF_CODEC_RAW) == 120);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+/* The load generator: closed loop counts and records every answer; open loop sends exactly
+ * rate x seconds requests at their due times; a refused model is counted as errors. */
+static int test_loadgen(void)
+{
+    char ep[256];
+    enum { NP = 16, CAP = 4096 };
+    bf_pool_params pp = test_params(1);
+    pp.worker.compute.delay_us = 500;
+    bf_pool *pool = start_pool(&pp, ep);
+    uint8_t pay[NP * ELEMS];
+    float ranges[2 * NP];
+    uint32_t *lat = calloc(CAP, sizeof *lat), *comp = calloc(CAP, sizeof *comp);
+    uint16_t *bat = calloc(CAP, sizeof *bat);
+    unsigned seed = 7;
+    bf_load_result res;
+    CHECK(pool && lat && comp && bat);
+    for (int i = 0; i < NP; i++) {
+        make_payload(pay + i * ELEMS, &seed);
+        ranges[2 * i] = -1.0f, ranges[2 * i + 1] = 1.0f;
+    }
+    bf_load_params lp = bf_load_default_params();
+    lp.client = client_params(ep);
+    lp.n_clients = 3, lp.seconds = 0.3, lp.n_payloads = NP, lp.payloads = pay;
+    lp.ranges = ranges, lp.k = 3, lp.max_records = CAP;
+    lp.latency_us = lat, lp.compute_us = comp, lp.batch = bat;
+    memcpy(lp.dims, DIMS, sizeof DIMS);
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    printf("  closed loop: %llu answered in %.3f s\n", (unsigned long long)res.ok, res.seconds);
+    CHECK(res.ok > 10 && res.errors == 0 && res.sent == res.ok && res.n_records == res.ok);
+    CHECK(res.seconds >= 0.29 && res.seconds < 5.0);
+    for (size_t i = 0; i < res.n_records; i++)
+        CHECK(comp[i] >= 500 && lat[i] >= comp[i] && bat[i] == 1);
+    /* open loop: 150 requests/s for 0.4 s from 2 threads -> 60 requests */
+    lp.n_clients = 2, lp.rate = 150.0, lp.seconds = 0.4;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    CHECK(res.sent == 60 && res.ok == 60 && res.errors == 0 && res.n_records == 60);
+    /* records beyond the arrays are counted, not written */
+    lp.max_records = 5;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    CHECK(res.ok == 60 && res.n_records == 5);
+    /* another model's hash: every request refused, counted */
+    lp.client.model_hash = "ffffffffffffffff";
+    lp.rate = 0, lp.seconds = 0.1;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    CHECK(res.ok == 0 && res.errors > 0 && res.last_error == BF_STATUS_REFUSED);
+    /* bad parameters: nothing sent */
+    lp.n_clients = 0;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT && res.sent == 0);
+    lp.n_clients = 1, lp.seconds = -1;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT);
+    lp.seconds = 0.1, lp.latency_us = lp.compute_us = NULL, lp.batch = NULL;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT);
+    bf_pool_destroy(pool);
+    free(lat), free(comp), free(bat);
+    return 0;
+fail:
+    bf_pool_destroy(pool);
+    free(lat), free(comp), free(bat);
+    return 1;
+}
+
 typedef struct killer_arg {
     bf_pool *pool;
     int after_ms;
@@ -746,6 +846,11 @@ static int test_api_errors(void)
     pp.worker.max_batch = 0;
     CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT);
     pp = test_params(1);
+    pp.worker.prefetch = -2;
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT && pool == NULL);
+    pp.worker.prefetch = 4097;
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT && pool == NULL);
+    pp = test_params(1);
     pp.frontend = "bogus://x";
     CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_OK);
     CHECK(bf_pool_start(pool) == BF_STATUS_NETWORK);
@@ -970,6 +1075,8 @@ int main(void)
     run("4 clients x 250 requests, 2 workers", test_concurrent);
     run("zstd payloads, logits, k clamped", test_zstd_and_logits);
     run("dynamic batching (B=8, T=3 ms)", test_batching);
+    run("prefetch: B=2 + 3 held, batches never over B", test_prefetch);
+    run("load generator: closed and open loop", test_loadgen);
     run("worker killed mid-load: re-queued", test_worker_dies);
     run("bounded queue: busy replies", test_busy);
     run("malformed messages: error replies", test_malformed);
