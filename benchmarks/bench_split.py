@@ -84,12 +84,18 @@ def machine_table() -> dict:
     rows = netem.compare(path, test.images, model, requests=40,
                          log=lambda m: print(m, file=sys.stderr))
     out["emulated"] = rows
-    errs = [abs(r["split_err"]) for r in rows] + [abs(r["cloud_err"]) for r in rows]
-    out["max_abs_error"] = max(errs)
-    out["targets"] = {"within_15pct_of_model": bool(max(errs) <= 0.15)}
-    out["note"] = ("tc tbf lets a burst of 1,600 B through at line rate after an idle "
-                   "period, so single-packet messages are not slowed (netem's per-packet "
-                   "rate is not available in this kernel)")
+    paper = [abs(r["split_err"]) for r in rows] + [abs(r["cloud_err"]) for r in rows]
+    ext = [abs(r["split_err_ext"]) for r in rows] + [abs(r["cloud_err_ext"]) for r in rows]
+    out["max_abs_error_paper_model"] = max(paper)
+    out["max_abs_error_with_extensions"] = max(ext)
+    out["targets"] = {"within_15pct_of_model_with_measured_extensions": bool(max(ext) <= 0.15),
+                      "within_15pct_of_paper_model": bool(max(paper) <= 0.15)}
+    out["note"] = ("the uplink is tc tbf plus the phone's serializer (store-and-forward at "
+                   "the radio's rate: tbf alone passes a small message at line rate after "
+                   "idle).  Paper model: compute + 8D/NB with D the payload.  With "
+                   "extensions: D = the bytes a request really sends (payload + framing, "
+                   "measured by the serializer) and rtt_ms = the path's fixed transport "
+                   "time measured on the unshaped link; so the error tests the upload term")
     return out
 
 

@@ -674,7 +674,9 @@ def demo(args) -> int:
         report["netem"] = {"skipped": why}
     else:
         n_req = 10 if quick else 40
-        log(f"\nemulated uplinks (network namespaces + tc tbf; {n_req} requests each):")
+        log(f"\nemulated uplinks (network namespaces, tc tbf + the phone's serializer; "
+            f"{n_req} requests each; 'with extensions' = measured request bytes and the "
+            f"unshaped path's transport time added to the model):")
         rows = netem.compare(path, test.images[:n_req], mmodel, codec=args.codec,
                              requests=n_req, log=log)
         report["netem"] = rows
