@@ -131,25 +131,52 @@ from butterfly import experiments as ex
 net = ex.demo_network(); path = Path("/tmp/bf_nb_serve.bfly"); net.save(path)
 x = np.random.default_rng(0).random((32 if SMALL else 256, 1, 28, 28), dtype=np.float32)
 payload = net.mobile(x)
+SECONDS = 0.3 if SMALL else 2.0
 
-def throughput(workers, batch, clients=2):
-    pool = bf.serve(path, workers=workers, bind="tcp://127.0.0.1:*", batch=batch, batch_timeout_us=500)
-    done = []
-    def run():
-        c = bf.Client(path, pool.endpoint)
-        done.append(len(c.classify_payload(payload, k=1)))
-    t0 = time.perf_counter()
-    ts = [threading.Thread(target=run) for _ in range(clients)]
-    [t.start() for t in ts]; [t.join() for t in ts]
-    dt = time.perf_counter() - t0
-    pool.stop()
-    return sum(done) / dt
-
-rows = [(w, b, throughput(w, b)) for w in (1, 2) for b in (1, 8)]
-for w, b, r in rows: print(f"workers {w} batch {b}: {r:8.0f} requests/s")""",
-        """fig, ax = plt.subplots(figsize=(5, 3))
-ax.bar([f"W{w} B{b}" for w, b, _ in rows], [r for *_, r in rows])
-ax.set_ylabel("requests / s"); fig.tight_layout(); fig.savefig(FIG / "04_throughput.png", dpi=100); plt.show()""",
+# closed loop: C client threads (Client.load_test), each one request at a time
+rows = []
+for workers in (1, 2):
+    for batch in (1, 8):
+        pool = bf.serve(path, workers=workers, bind="tcp://127.0.0.1:*", threads=1,
+                        batch=batch, batch_timeout_us=2000)
+        client = bf.Client(path, pool.endpoint)
+        client.load_test(payload=payload, clients=2, seconds=0.2)   # warm-up
+        for clients in (1, 4, 16):
+            rep = client.load_test(payload=payload, clients=clients, seconds=SECONDS)
+            rows.append(dict(workers=workers, batch=batch, **rep.summary()))
+        pool.stop()
+print(f"{'W':>2} {'B':>2} {'clients':>7} {'req/s':>8} {'p50 us':>8} {'p99 us':>8} {'batch':>6}")
+for r in rows:
+    print(f"{r['workers']:>2} {r['batch']:>2} {r['clients']:>7} {r['req_per_s']:>8.0f} "
+          f"{r['p50_us']:>8} {r['p99_us']:>8} {r['mean_batch']:>6}")""",
+        """fig, axs = plt.subplots(1, 2, figsize=(9, 3.2))
+for w in (1, 2):
+    for b in (1, 8):
+        rs = [r for r in rows if r["workers"] == w and r["batch"] == b]
+        axs[0].plot([r["clients"] for r in rs], [r["req_per_s"] for r in rs], "o-", label=f"W{w} B{b}")
+        axs[1].plot([r["clients"] for r in rs], [r["p99_us"] / 1e3 for r in rs], "o-", label=f"W{w} B{b}")
+axs[0].set_ylabel("requests / s"); axs[1].set_ylabel("p99 latency (ms)")
+for ax in axs:
+    ax.set_xscale("log", base=2); ax.set_xlabel("concurrent clients"); ax.legend(fontsize=7)
+fig.tight_layout(); fig.savefig(FIG / "04_throughput.png", dpi=100); plt.show()""",
+        """# open loop: latency against offered load (one worker, B = 1), requests due at a constant
+# rate and latency counted from each due time
+pool = bf.serve(path, workers=1, bind="tcp://127.0.0.1:*", threads=1)
+client = bf.Client(path, pool.endpoint)
+cap = client.load_test(payload=payload, clients=8, seconds=SECONDS).throughput
+curve = []
+for load in (0.3, 0.5, 0.7, 0.9):
+    rep = client.load_test(payload=payload, clients=8, seconds=SECONDS, rate=load * cap)
+    curve.append((load, rep.percentile(50), rep.percentile(99)))
+pool.stop()
+print(f"capacity {cap:.0f} requests/s")
+for load, p50, p99 in curve:
+    print(f"{load:4.0%} load: p50 {p50:6.0f} us  p99 {p99:6.0f} us  p99/p50 {p99 / p50:4.1f}")
+fig, ax = plt.subplots(figsize=(5, 3))
+ax.plot([c[0] * 100 for c in curve], [c[1] / 1e3 for c in curve], "o-", label="p50")
+ax.plot([c[0] * 100 for c in curve], [c[2] / 1e3 for c in curve], "o-", label="p99")
+ax.set_xlabel("offered load (% of capacity)"); ax.set_ylabel("latency (ms)"); ax.legend()
+fig.tight_layout(); fig.savefig(FIG / "04_latency_vs_load.png", dpi=100); plt.show()""",
         """# kill a worker while two clients are sending: its requests are re-queued, none is lost
 pool = bf.serve(path, workers=2, bind="tcp://127.0.0.1:*", heartbeat_interval_ms=200)
 got = []
