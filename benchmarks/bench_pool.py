@@ -15,7 +15,9 @@
     Throughput and client-side round-trip p50 / p99.  t_compute is the median server
     compute of one request (B = 1, one client); targets: throughput >= 90 % of W / t_compute
     (B = 1, enough clients to keep the workers busy), and at 70 % of the measured W = 1
-    capacity (requests paced at a constant rate) p99 <= 2 x p50.  The peer, in the same
+    capacity (requests paced at a constant rate) p99 <= 2 x p50.  The tail is split into
+    queue / compute / transit for the slowest 1 %, and measured again on the echo backend
+    spinning t_compute per request (the transport's own tail, without compute variance).  The peer, in the same
     run: W threads running restore + tail in a tight loop without any serving ("bare"),
     the capacity the workers can really get when other processes share the cores.
 
@@ -141,14 +143,15 @@ def closed_loop(endpoint, net, pay, n_clients, seconds):
     return res["ok"] / res["seconds"], res["latency_us"], res["compute_us"], res["batch"]
 
 
-def paced(endpoint, net, pay, rate, seconds, n_senders=8):
+def paced(endpoint, net_hash, split, pay, rate, seconds, n_senders=8):
     """Requests at a constant total rate (open loop) from n_senders C threads; latency is
-    answer time - scheduled send time (so a late sender counts against us)."""
-    c = _C.Client(endpoint, net.hash, net.model.part_range(2)[0], timeout_ms=10000)
+    answer time - scheduled send time (so a late sender counts against us).  Returns the
+    load generator's records (latency_us, queue_us, compute_us)."""
+    c = _C.Client(endpoint, net_hash, split, timeout_ms=10000)
     res = c.load_test(pay.data, pay.ranges, clients=n_senders, seconds=seconds, rate=rate)
     if res["errors"]:
         raise RuntimeError(f"{res['errors']} failed requests ({res['last_error']})")
-    return res["latency_us"]
+    return res
 
 
 def bare_rate(path, pay, workers, seconds):
@@ -214,20 +217,45 @@ def bench_load(path, net, pay, seconds):
     return rows, t_compute, bare
 
 
-def bench_tail(path, net, pay, capacity, seconds):
+def tail_row(res, rate):
+    lat = res["latency_us"].astype(np.float64)
+    queue, comp = res["queue_us"].astype(np.float64), res["compute_us"].astype(np.float64)
+    p50, p90, p99 = pct(lat, 50), pct(lat, 90), pct(lat, 99)
+    slow = lat >= p99
+    return {"rate_per_s": r(rate, 1), "p50_us": r(p50, 0), "p90_us": r(p90, 0),
+            "p99_us": r(p99, 0), "p99_over_p50": ratio(p99, p50), "n": len(lat),
+            "queue_p99_us": r(pct(queue, 99), 0), "compute_p99_us": r(pct(comp, 99), 0),
+            # where the slowest 1 % spent their time: waiting at the pool, computing, or in
+            # transit (client, ZeroMQ, broker hops: latency less queue and compute)
+            "slowest_1pct_mean_us": {"queue": r(float(queue[slow].mean()), 0),
+                                     "compute": r(float(comp[slow].mean()), 0),
+                                     "transit": r(float((lat - queue - comp)[slow].mean()), 0)}}
+
+
+def bench_tail(path, net, pay, capacity, t_compute, seconds):
     """p99 / p50 at 50 % and 70 % of the W = 1, B = 1 capacity, constant-rate arrivals from
-    8 C sender threads; the 70 % point is the target's."""
+    8 C sender threads; the 70 % point is the target's.  The same 70 % load on the echo
+    backend spinning t_compute per request (a compute without variance) separates what the
+    transport adds from what the model's compute time variance adds."""
     pool = bf.serve(path, workers=1, bind=ANY, threads=1)
+    split = net.model.part_range(2)[0]
     out = {}
     try:
         closed_loop(pool.endpoint, net, pay, 1, 0.2)
         for load in (0.5, 0.7):
             rate = load * capacity
-            lat = paced(pool.endpoint, net, pay, rate, seconds)
-            p50, p90, p99 = pct(lat, 50), pct(lat, 90), pct(lat, 99)
-            out[f"{round(load * 100)}pct"] = {
-                "rate_per_s": r(rate, 1), "p50_us": r(p50, 0), "p90_us": r(p90, 0),
-                "p99_us": r(p99, 0), "p99_over_p50": ratio(p99, p50), "n": len(lat)}
+            out[f"{round(load * 100)}pct"] = tail_row(
+                paced(pool.endpoint, net.hash, split, pay, rate, seconds), rate)
+    finally:
+        pool.stop()
+    dims = tuple(pay.data.shape[1:])
+    echo = {"dims": dims, "classes": 10, "split": 5, "model_hash": "00112233445566aa",
+            "delay_us": int(t_compute)}
+    pool = _C.Pool(workers=1, frontend=ANY, echo=echo)
+    try:
+        paced(pool.endpoint, echo["model_hash"], 5, pay, 0.5 * capacity, 0.2)  # warm-up
+        out["70pct_echo"] = tail_row(paced(pool.endpoint, echo["model_hash"], 5, pay,
+                                           0.7 * capacity, seconds), 0.7 * capacity)
     finally:
         pool.stop()
     return out
@@ -250,7 +278,7 @@ def main() -> None:
         log("(b) throughput / latency, real model")
         rows, t_compute, bare = bench_load(path, net, pay, seconds)
         cap1 = max(x["req_per_s"] for x in rows if x["workers"] == 1 and x["batch"] == 1)
-        tails = bench_tail(path, net, pay, cap1, seconds * 1.5)
+        tails = bench_tail(path, net, pay, cap1, t_compute, seconds * 1.5)
         log(tails)
         tail = tails["70pct"]
 

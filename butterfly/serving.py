@@ -347,6 +347,7 @@ class LoadReport:
     last_error: str          # status name of the last failure ("" if none)
     seconds: float           # start to last answer
     latency_us: np.ndarray = field(repr=False)   # per answered request
+    queue_us: np.ndarray = field(repr=False)     # its wait in the broker and the worker
     compute_us: np.ndarray = field(repr=False)   # its batch's server compute
     batch: np.ndarray = field(repr=False)        # its batch size
 

@@ -594,7 +594,9 @@ def test_load_test_closed_and_open_loop(model_path, data):
         rep = client.load_test(data["images"][:16], clients=3, seconds=0.5)
         assert rep.errors == 0 and rep.ok == rep.sent > 10
         assert len(rep.latency_us) == len(rep.compute_us) == len(rep.batch) == rep.ok
-        assert (rep.compute_us > 0).all() and (rep.latency_us >= rep.compute_us).all()
+        assert len(rep.queue_us) == rep.ok
+        assert (rep.compute_us > 0).all()
+        assert (rep.latency_us >= rep.compute_us.astype(np.int64) + rep.queue_us).all()
         assert (rep.batch == 1).all()
         assert 0.45 < rep.seconds < 10 and rep.throughput == pytest.approx(rep.ok / rep.seconds)
         s = rep.summary()

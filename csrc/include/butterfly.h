@@ -533,6 +533,7 @@ typedef struct bf_load_params {
     int k;                        /* top-k asked for */
     size_t max_records;           /* per-request records kept (the arrays' length) */
     uint32_t *latency_us;         /* out, may be NULL: per answered request */
+    uint32_t *queue_us;           /* out, may be NULL: its wait in the broker and worker */
     uint32_t *compute_us;         /* out, may be NULL: server compute of its batch */
     uint16_t *batch;              /* out, may be NULL: its batch size */
 } bf_load_params;

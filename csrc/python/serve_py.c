@@ -593,7 +593,7 @@ static PyObject *client_load_test(ClientObject *self, PyObject *args, PyObject *
 {
     static char *kwlist[] = {"payload", "ranges", "clients", "seconds", "rate", "k",
                              "max_records", "codec", NULL};
-    PyObject *po, *ro, *out = NULL, *rec[3] = {NULL, NULL, NULL};
+    PyObject *po, *ro, *out = NULL, *rec[4] = {NULL, NULL, NULL, NULL};
     PyArrayObject *pa = NULL, *ra = NULL;
     const char *codec_s = NULL;
     Py_ssize_t max_records = 1 << 20;
@@ -629,7 +629,8 @@ static PyObject *client_load_test(ClientObject *self, PyObject *args, PyObject *
     npy_intp rn[1] = {max_records};
     if (!(rec[0] = PyArray_SimpleNew(1, rn, NPY_UINT32)) ||
         !(rec[1] = PyArray_SimpleNew(1, rn, NPY_UINT32)) ||
-        !(rec[2] = PyArray_SimpleNew(1, rn, NPY_UINT16)))
+        !(rec[2] = PyArray_SimpleNew(1, rn, NPY_UINT16)) ||
+        !(rec[3] = PyArray_SimpleNew(1, rn, NPY_UINT32)))
         goto done;
     lp.n_payloads = (int)rdims[0];
     lp.payloads = PyArray_DATA(pa);
@@ -638,6 +639,7 @@ static PyObject *client_load_test(ClientObject *self, PyObject *args, PyObject *
     lp.latency_us = PyArray_DATA((PyArrayObject *)rec[0]);
     lp.compute_us = PyArray_DATA((PyArrayObject *)rec[1]);
     lp.batch = PyArray_DATA((PyArrayObject *)rec[2]);
+    lp.queue_us = PyArray_DATA((PyArrayObject *)rec[3]);
     Py_BEGIN_ALLOW_THREADS
     st = bf_load_run(&lp, &res);
     Py_END_ALLOW_THREADS
@@ -647,18 +649,21 @@ static PyObject *client_load_test(ClientObject *self, PyObject *args, PyObject *
         raise_status(st);
         goto done;
     }
-    PyObject *lat = head_of(rec[0], res.n_records), *comp = NULL, *bat = NULL;
-    if (lat && (comp = head_of(rec[1], res.n_records)) && (bat = head_of(rec[2], res.n_records)))
-        out = Py_BuildValue("{s:K,s:K,s:K,s:s,s:d,s:O,s:O,s:O}", "sent",
+    PyObject *heads[4] = {NULL, NULL, NULL, NULL};
+    int got = 0;
+    while (got < 4 && (heads[got] = head_of(rec[got], res.n_records)) != NULL)
+        got++;
+    if (got == 4)
+        out = Py_BuildValue("{s:K,s:K,s:K,s:s,s:d,s:O,s:O,s:O,s:O}", "sent",
                             (unsigned long long)res.sent, "ok", (unsigned long long)res.ok,
                             "errors", (unsigned long long)res.errors, "last_error",
                             res.errors ? bf_status_str(res.last_error) : "", "seconds",
-                            res.seconds, "latency_us", lat, "compute_us", comp, "batch", bat);
-    Py_XDECREF(lat);
-    Py_XDECREF(comp);
-    Py_XDECREF(bat);
+                            res.seconds, "latency_us", heads[0], "queue_us", heads[3],
+                            "compute_us", heads[1], "batch", heads[2]);
+    for (int i = 0; i < 4; i++)
+        Py_XDECREF(heads[i]);
 done:
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         Py_XDECREF(rec[i]);
     Py_XDECREF(pa);
     Py_XDECREF(ra);
@@ -680,7 +685,8 @@ static PyMethodDef client_methods[] = {
     {"load_test", (PyCFunction)(void (*)(void))client_load_test, METH_VARARGS | METH_KEYWORDS,
      "load_test(payload uint8 (N, C, H, W), ranges float32 (N, 2), *, clients=1, "
      "seconds=1.0, rate=0.0, k=1, max_records=2**20, codec=None) -> dict: sent, ok, errors, "
-     "last_error, seconds, and per answered request latency_us, compute_us, batch (numpy).  "
+     "last_error, seconds, and per answered request latency_us, queue_us, compute_us, batch "
+     "(numpy).  "
      "`clients` C threads (bf_load_run, no GIL) with this client's settings, each one "
      "request at a time; rate 0: closed loop, else open loop at `rate` requests/s in total "
      "with latency counted from each request's due time."},

@@ -90,6 +90,8 @@ static void *load_main(void *v)
         if (rec < p->max_records) {
             if (p->latency_us)
                 p->latency_us[rec] = clamp_us(t1 - t0);
+            if (p->queue_us)
+                p->queue_us[rec] = r.queue_us;
             if (p->compute_us)
                 p->compute_us[rec] = r.compute_us;
             if (p->batch)
@@ -117,7 +119,8 @@ bf_status bf_load_run(const bf_load_params *p, bf_load_result *out)
     if (p->n_clients < 1 || p->n_clients > 1024 || !(p->seconds > 0 && p->seconds <= 86400) ||
         !(p->rate >= 0 && p->rate <= 1e7) || p->n_payloads < 1 || p->payloads == NULL ||
         p->ranges == NULL || p->k < 1 || (p->max_records > 0 && p->latency_us == NULL &&
-                                          p->compute_us == NULL && p->batch == NULL))
+                                          p->queue_us == NULL && p->compute_us == NULL &&
+                                          p->batch == NULL))
         return bf_error(BF_STATUS_INVALID_ARGUMENT,
                         "bf_load_run: n_clients in [1, 1024], seconds in (0, 86400], rate in "
                         "[0, 1e7], payloads, ranges, k >= 1 and record arrays");

@@ -275,10 +275,11 @@ static int test_loadgen(void)
     uint8_t pay[NP * ELEMS];
     float ranges[2 * NP];
     uint32_t *lat = calloc(CAP, sizeof *lat), *comp = calloc(CAP, sizeof *comp);
+    uint32_t *que = calloc(CAP, sizeof *que);
     uint16_t *bat = calloc(CAP, sizeof *bat);
     unsigned seed = 7;
     bf_load_result res;
-    CHECK(pool && lat && comp && bat);
+    CHECK(pool && lat && comp && bat && que);
     for (int i = 0; i < NP; i++) {
         make_payload(pay + i * ELEMS, &seed);
         ranges[2 * i] = -1.0f, ranges[2 * i + 1] = 1.0f;
@@ -287,14 +288,14 @@ static int test_loadgen(void)
     lp.client = client_params(ep);
     lp.n_clients = 3, lp.seconds = 0.3, lp.n_payloads = NP, lp.payloads = pay;
     lp.ranges = ranges, lp.k = 3, lp.max_records = CAP;
-    lp.latency_us = lat, lp.compute_us = comp, lp.batch = bat;
+    lp.latency_us = lat, lp.compute_us = comp, lp.batch = bat, lp.queue_us = que;
     memcpy(lp.dims, DIMS, sizeof DIMS);
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
     printf("  closed loop: %llu answered in %.3f s\n", (unsigned long long)res.ok, res.seconds);
     CHECK(res.ok > 10 && res.errors == 0 && res.sent == res.ok && res.n_records == res.ok);
     CHECK(res.seconds >= 0.29 && res.seconds < 5.0);
     for (size_t i = 0; i < res.n_records; i++)
-        CHECK(comp[i] >= 500 && lat[i] >= comp[i] && bat[i] == 1);
+        CHECK(comp[i] >= 500 && lat[i] >= comp[i] + que[i] && bat[i] == 1);
     /* open loop: 150 requests/s for 0.4 s from 2 threads -> 60 requests */
     lp.n_clients = 2, lp.rate = 150.0, lp.seconds = 0.4;
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
@@ -313,14 +314,14 @@ static int test_loadgen(void)
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT && res.sent == 0);
     lp.n_clients = 1, lp.seconds = -1;
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT);
-    lp.seconds = 0.1, lp.latency_us = lp.compute_us = NULL, lp.batch = NULL;
+    lp.seconds = 0.1, lp.latency_us = lp.compute_us = lp.queue_us = NULL, lp.batch = NULL;
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT);
     bf_pool_destroy(pool);
-    free(lat), free(comp), free(bat);
+    free(lat), free(comp), free(bat), free(que);
     return 0;
 fail:
     bf_pool_destroy(pool);
-    free(lat), free(comp), free(bat);
+    free(lat), free(comp), free(bat), free(que);
     return 1;
 }
 
