@@ -387,15 +387,21 @@ def compare(model_path, images: np.ndarray, model, codec: str = "zstd", requests
 
 # --- helpers run inside the namespaces (python -m butterfly.netem <cmd> ...) ----------------
 
-def _sink(host: str, port: str) -> None:
+def _listen(host: str, port: str, backlog: int = 1):
+    """A listening TCP socket (accept times out after CMD_TIMEOUT_S); prints "listening"."""
     import socket
 
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((host, int(port)))
-    s.listen(1)
+    s.listen(backlog)
     s.settimeout(CMD_TIMEOUT_S)
     print("listening", flush=True)
+    return s
+
+
+def _sink(host: str, port: str) -> None:
+    s = _listen(host, port)
     c, _ = s.accept()
     c.settimeout(120)
     n, t0 = 0, None
@@ -423,12 +429,7 @@ def _echo(host: str, port: str) -> None:
     """Answers every message (read whole: a 4-byte length prefix, then the body) with 1 byte."""
     import socket
 
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((host, int(port)))
-    s.listen(4)
-    s.settimeout(CMD_TIMEOUT_S)
-    print("listening", flush=True)
+    s = _listen(host, port, 4)
     while True:
         c, _ = s.accept()
         c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
