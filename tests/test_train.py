@@ -352,3 +352,29 @@ def test_torch_state_dict_keys_are_torchvisions():
     assert sd50["layer3.0.downsample.0.weight"].shape == (1024, 512, 1, 1)
     assert sd18["layer2.0.conv1.weight"].shape == (128, 64, 3, 3)
     assert sd18["fc.weight"].shape == (1000, 512) and sd18["conv1.weight"].shape == (64, 3, 7, 7)
+
+
+def test_frozen_head_backward_skipped_gives_the_same_gradients(rng):
+    # with head and tail frozen, the training plan skips the head's backward (nothing
+    # before the unit needs a gradient); asking for the source's gradient turns every node
+    # back on: the unit's and the tail's gradients must be the same either way
+    net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8, input_size=14,
+                      butterfly=bf.Butterfly(after=3, channels=2, stride=2))
+    bf.set_frozen(net, parts=("head", "tail"))
+    x = rng.random((4, 1, 14, 14), dtype=np.float32)
+    d = rng.standard_normal((4, 10, 1, 1)).astype(np.float32)
+    unit = range(net.model.part_range(1)[0], net.model.part_range(2)[1])
+    grads = []
+    for input_grad in (False, True):
+        plan = bf._C.Plan(net.model, 0, 3, 4, True, input_grad)
+        plan.forward(x)
+        plan.backward(d)
+        grads.append({(i, k): plan.param_grad(i, k) for i in unit
+                      for k in range(len(net.model.param_names(i)))
+                      if net.model.layer(i)["type"] in ("conv", "deconv")})
+        if input_grad:
+            assert np.abs(plan.src_grad()).sum() > 0
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) >= 4
+    for key in grads[0]:
+        assert np.abs(grads[0][key]).sum() > 0
+        np.testing.assert_array_equal(grads[0][key], grads[1][key])

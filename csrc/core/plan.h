@@ -83,6 +83,8 @@ typedef struct bf_node {
     dnnl_exec_arg_t post_args[2];
     dnnl_memory_t bwd_mem[6]; /* owned: the reordered copies */
     int n_bwd_mem;
+    int skip_bwd;           /* training: no gradient is needed from this node (nothing
+                               trainable at or before it, no source gradient asked for) */
     int acc[2];             /* src k's gradient is added to what later readers wrote */
     dnnl_memory_t acc_tmp[2]; /* where that gradient is written before the add */
 } bf_node;

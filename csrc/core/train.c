@@ -244,6 +244,32 @@ fail:
     return st;
 }
 
+/* Marks the nodes whose backward nobody needs: a value needs its gradient when a trainable
+ * parameter lies on a path from the plan's source to it (or the source's own gradient was
+ * asked for); a node with no trainable parameter whose inputs need no gradient is skipped.
+ * Training only a butterfly unit behind a frozen head so skips the head's backward. */
+static bf_status mark_needed(bf_plan *p)
+{
+    char *need = calloc((size_t)p->n_values, 1);
+    if (need == NULL)
+        return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+    need[p->src_value] = (char)(p->params.input_grad != 0);
+    for (int k = 0; k < p->n_nodes; k++) {
+        bf_node *n = &p->nodes[k];
+        int trainable = 0, upstream = 0;
+        for (int i = 0; i < p->n_tparams && n->layer >= 0; i++)
+            trainable |= p->tparams[i].layer == n->layer;
+        for (int s = 0; s < n->n_src; s++)
+            upstream |= need[n->src[s]];
+        if (n->sum_src >= 0)
+            upstream |= need[n->sum_src];
+        need[n->dst] |= (char)(trainable || upstream);
+        n->skip_bwd = !trainable && !upstream;
+    }
+    free(need);
+    return BF_STATUS_OK;
+}
+
 bf_status bf_plan_build_backward(bf_plan *p)
 {
     bf_status st;
@@ -276,7 +302,7 @@ bf_status bf_plan_build_backward(bf_plan *p)
             return bf_error(st, "backward of layer %d (%s): %s", n->layer,
                             s ? s->name : "reorder", bf_last_error());
     }
-    return BF_STATUS_OK;
+    return mark_needed(p);
 }
 
 void bf_plan_destroy_training(bf_plan *p)
@@ -328,6 +354,8 @@ bf_status bf_plan_backward(bf_plan *p, const float *diff_dst)
     memcpy(mem_handle(p->values[p->dst_value].diff), diff_dst, dnnl_memory_desc_get_size(md));
     for (int k = p->n_nodes - 1; k >= 0; k--) {
         bf_node *n = &p->nodes[k];
+        if (n->skip_bwd)
+            continue;
         if (n->bwd_run) {
             BF_TRY(n->bwd_run(p, n));
             continue;
