@@ -41,6 +41,7 @@ QUEUE_LATENCY_MS = 4000  # tbf's queue bound (packets waiting longer are dropped
 START_TIMEOUT_S = 60.0
 CMD_TIMEOUT_S = 30.0
 SPIN_S = 0.0005  # the serializer busy-waits the last 0.5 ms of a transmission
+HOLD_MS = 1.0  # compare(): the unshaped calibration holds each message this long
 
 
 def available() -> tuple[bool, str]:
@@ -81,6 +82,7 @@ class Link:
         self.delay_ms = delay_ms
         self.burst_bytes = burst_bytes
         self.serialize = serialize  # measure() relays the uplink through _serializer
+        self.hold_ms = 0.0  # unshaped + serialize: hold each message this long (calibration)
         self.notes: list[str] = []
         self._procs: list[subprocess.Popen] = []
         self._made: list[str] = []
@@ -243,8 +245,9 @@ def _start_server(link: Link, args: list[str]) -> tuple[subprocess.Popen, str]:
 
 def _start_serializer(link: Link, maps: list[tuple[int, str, int]]) -> subprocess.Popen:
     """The phone's transmitter: relays 127.0.0.1:lport -> host:port for each map, the
-    uplink serialized at link.rate_mbit (None: relayed at once)."""
-    rate = "none" if link.rate_mbit is None else str(link.rate_mbit)
+    uplink serialized at link.rate_mbit (None: relayed at once, or after link.hold_ms)."""
+    rate = ("none" if not link.hold_ms else f"hold={link.hold_ms}") if link.rate_mbit is None \
+        else str(link.rate_mbit)
     p = link.popen("phone", _py("_serializer", rate, *(f"{lp}:{h}:{pt}" for lp, h, pt in maps)),
                    stdout=subprocess.PIPE, text=True, env=_env())
     line = p.stdout.readline()
@@ -319,8 +322,9 @@ def compare(model_path, images: np.ndarray, model, codec: str = "zstd", requests
     D = the payload, or the JPEG).  "ext": the same with the cost model's extensions,
     each measured rather than assumed: D = the bytes a request really puts on the uplink
     (payload and framing, from the serializer) and rtt_ms = the fixed transport time of
-    the path (the unshaped link's measured latency less the modelled compute), so it tests
-    the one thing a link changes: the upload term.  The ext figures need serialize=True."""
+    the path (the unshaped link's measured latency less the modelled compute; the mean of
+    a run before and one after the shaped ones), so it tests the one thing a link changes:
+    the upload term.  The ext figures need serialize=True."""
     import dataclasses
 
     from . import costmodel
@@ -329,10 +333,29 @@ def compare(model_path, images: np.ndarray, model, codec: str = "zstd", requests
 
     net = Network.load(model_path)
     cand0 = _candidate(net, net.butterfly["after"], payload_bytes(net))
+
+    def unshaped() -> dict[str, Any]:
+        # the unshaped path, each message held a fixed HOLD_MS before it is sent (subtracted):
+        # after an idle gap the path wakes up more slowly than back to back, and a shaped
+        # link always has that gap, so the floor is measured with one
+        with Link(rate_mbit=None, serialize=True) as link:
+            link.hold_ms = HOLD_MS
+            b = measure(link, model_path, images, codec, requests)
+        return {"split_ms": b["split_ms"] - HOLD_MS, "cloud_ms": b["cloud_ms"] - HOLD_MS,
+                "jpeg_bytes": b["jpeg_bytes"]}
+
+    radios = list((nets or costmodel.networks).values())
+    # the floor is the mean of a run before and one after the shaped ones (the machine drifts)
+    bases = [unshaped()] if serialize else []
+    measured = []
+    for radio in radios:
+        with Link(rate_mbit=radio.uplink_mbps, serialize=serialize) as link:
+            measured.append((radio, measure(link, model_path, images, codec, requests),
+                             link.notes))
     floor = None
     if serialize:
-        with Link(rate_mbit=None, serialize=True) as link:
-            base = measure(link, model_path, images, codec, requests)
+        bases.append(unshaped())
+        base = {k: float(np.mean([b[k] for b in bases])) for k in bases[0]}
         fast = dataclasses.replace(model, network=costmodel.Network("unshaped", 1e6, 0.0, 0.0))
         compute_split = fast.cost(cand0)
         compute_cloud = fast.cloud_only(round(base["jpeg_bytes"]))
@@ -342,9 +365,7 @@ def compare(model_path, images: np.ndarray, model, codec: str = "zstd", requests
         log(f"  unshaped: split {base['split_ms']:.2f} ms, cloud-only {base['cloud_ms']:.2f} ms"
             f" -> transport floor (rtt_ms) {floor['split_ms']:.2f} / {floor['cloud_ms']:.2f} ms")
     rows = []
-    for key, radio in (nets or costmodel.networks).items():
-        with Link(rate_mbit=radio.uplink_mbps, serialize=serialize) as link:
-            m = measure(link, model_path, images, codec, requests)
+    for radio, m, notes in measured:
         cm = dataclasses.replace(model, network=radio)
         cand = dataclasses.replace(cand0, payload_bytes=round(m["payload_bytes"]))
         pred_split = cm.cost(cand)
@@ -357,7 +378,7 @@ def compare(model_path, images: np.ndarray, model, codec: str = "zstd", requests
                "cloud_err": m["cloud_ms"] / pred_cloud.latency_ms - 1.0,
                "split_energy_mj": pred_split.energy_mj, "cloud_energy_mj": pred_cloud.energy_mj,
                "speedup_measured": m["cloud_ms"] / m["split_ms"], "serialized": serialize,
-               "notes": link.notes}
+               "notes": notes}
         line = (f"  {radio.name:6} split {row['split_ms']:7.2f} ms (model "
                 f"{row['split_pred_ms']:7.2f}, {100 * row['split_err']:+.0f} %")
         cloud = (f"cloud-only {row['cloud_ms']:7.2f} ms (model {row['cloud_pred_ms']:7.2f}, "
@@ -464,8 +485,9 @@ def _pinger(host: str, port: str, nbytes: str, count: str, gap_ms: str) -> None:
 def _serializer(rate: str, *maps: str) -> None:
     """The phone's radio transmitter (run in the phone namespace): for each "lport:host:port"
     accepts on 127.0.0.1:lport and relays to host:port.  Uplink bytes are sent store-and-
-    forward through one shared transmitter at `rate` Mbit/s ("none": at once): n bytes
-    read from a client leave n x 8 / R after the transmitter is free.  Downlink bytes are
+    forward through one shared transmitter at `rate` Mbit/s ("none": at once; "hold=H":
+    each message H ms after the transmitter is free, whatever its size): n bytes read from
+    a client leave n x 8 / R after the transmitter is free.  Downlink bytes are
     relayed at once.  On SIGTERM prints one JSON line: per lport the median size of the
     uplink bursts (bytes sent between two downlink messages: one request each, framing
     included, since the client waits for every answer)."""
@@ -473,17 +495,19 @@ def _serializer(rate: str, *maps: str) -> None:
     import socket
     import threading
 
-    bps = None if rate == "none" else float(rate) * 1e6
+    hold = float(rate[5:]) / 1e3 if rate.startswith("hold=") else 0.0
+    bps = None if rate == "none" or hold else float(rate) * 1e6
     lock = threading.Lock()
     t_free = [0.0]
     bursts: dict[str, list[int]] = {}
     stop = threading.Event()
 
     def transmit(n: int) -> None:
-        if bps is None:
+        if bps is None and not hold:
             return
         with lock:
-            due = t_free[0] = max(time.perf_counter(), t_free[0]) + n * 8 / bps
+            due = t_free[0] = max(time.perf_counter(), t_free[0]) + (
+                hold if bps is None else n * 8 / bps)
         # sleep to within SPIN_S of the due time, then spin: a sleeping thread wakes late
         # by ~0.1-0.3 ms here, which is most of a small request's transmission time
         while (left := due - time.perf_counter()) > SPIN_S:

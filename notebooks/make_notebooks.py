@@ -122,6 +122,27 @@ plain = ex.layer_records(ex.plain_network(net))
 model = costmodel.CostModel(phone, phone, costmodel.networks["4g"], plain, input_bytes=850)
 mt = ex.cost_tables(model, cands)
 print(ex.format_tables(mt, "this machine (phone = cloud = this CPU, 1.306 W assumed), Fashion-MNIST ResNet-18:"))""",
+        """# the same model against measurements: the pool and the client in two network namespaces,
+# the phone's uplink shaped to each radio's rate (needs root; skipped otherwise)
+from butterfly import netem
+ok, why = netem.available()
+if not ok:
+    print("emulated links skipped:", why)
+else:
+    path = Path("/tmp/bf_nb_netem.bfly"); net.save(path)
+    imgs = np.random.default_rng(0).random((10 if SMALL else 40, 1, 28, 28), dtype=np.float32)
+    em = netem.compare(path, imgs, model, requests=len(imgs), log=print)
+    fig, axs = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, path_kind in zip(axs, ("split", "cloud")):
+        xs = np.arange(len(em))
+        for j, (key, label) in enumerate(((f"{path_kind}_ms", "measured"),
+                                          (f"{path_kind}_pred_ms", "paper model"),
+                                          (f"{path_kind}_pred_ext_ms", "model + measured extensions"))):
+            ax.bar(xs + (j - 1) * 0.27, [r[key] for r in em], 0.27, label=label)
+        ax.set_xticks(xs, [r["network"] for r in em]); ax.set_ylabel("ms")
+        ax.set_title("butterfly split" if path_kind == "split" else "cloud-only (JPEG)")
+    axs[0].legend(fontsize=7); fig.tight_layout()
+    fig.savefig(FIG / "03_emulated_links.png", dpi=100); plt.show()""",
     ],
     "04_serving": [
         "# 04 Serving: throughput, batching, a worker killed under load",
