@@ -36,7 +36,7 @@ def set_num_threads(n: int) -> None:
 
 
 __all__ = [
-    "Butterfly", "Client", "Error", "Network", "Payload", "Trainer", "datasets", "evaluate",
-    "load", "opencl", "resnet", "resnet18", "resnet34", "resnet50", "serve", "set_frozen",
-    "set_num_threads", "train",
+    "Butterfly", "Client", "Error", "LoadReport", "Network", "Payload", "Trainer", "datasets",
+    "evaluate", "load", "opencl", "resnet", "resnet18", "resnet34", "resnet50", "serve",
+    "set_frozen", "set_num_threads", "train",
 ]
