@@ -37,6 +37,17 @@ int bf_py_new_outputs(const bf_io_desc *d, PyObject **out, PyObject **ranges);
 /* out, or (out, ranges) when ranges is not NULL; steals both references. */
 PyObject *bf_py_outputs(PyObject *out, PyObject *ranges);
 
+/* Serving helpers (serve_py.c).  A path-like or None -> a new bytes reference in *out (NULL
+ * for None); -1 on error. */
+int bf_py_fs_opt(PyObject *o, PyObject **out);
+/* The bytes' buffer, or NULL for NULL. */
+const char *bf_py_cstr(PyObject *bytes);
+/* bf_py_raise, except that after BF_STATUS_INTERRUPTED the exception a Python signal
+ * handler raised (KeyboardInterrupt for Ctrl-C) wins. */
+PyObject *bf_py_raise_interrupted(bf_status st);
+/* "raw" / "zstd" -> *out; -1 with InvalidArgument set otherwise (client_py.c). */
+int bf_py_parse_codec(const char *s, bf_codec *out);
+
 /* The bf_model of a butterfly._C.Model, or NULL with TypeError set. */
 bf_model *bf_py_model_get(PyObject *obj);
 /* The Python type of butterfly._C.Model (borrowed). */
@@ -48,6 +59,7 @@ int bf_py_model_init(PyObject *module);
 int bf_py_plan_init(PyObject *module);
 int bf_py_train_init(PyObject *module);
 int bf_py_serve_init(PyObject *module);
+int bf_py_client_init(PyObject *module);
 int bf_py_cl_init(PyObject *module);
 
 #endif

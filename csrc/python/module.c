@@ -257,7 +257,7 @@ static int module_exec(PyObject *m)
         return -1;
 #endif
 #ifdef BF_WITH_SERVE
-    if (bf_py_serve_init(m) < 0)
+    if (bf_py_serve_init(m) < 0 || bf_py_client_init(m) < 0)
         return -1;
 #endif
 #ifdef BF_WITH_OPENCL
