@@ -39,7 +39,8 @@ def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: st
           queue_max: int = 1024, max_message: int = 8 << 20, curve_key=None,
           curve_allow=None, drain_timeout_ms: int = 5000, queue_timeout_ms: int = 10000,
           heartbeat_interval_ms: int = 1000, heartbeat_liveness: int = 3,
-          prefetch: int = -1, process: bool = False, startup_timeout: float = 60.0):
+          prefetch: int = -1, curve_worker_allow=None, process: bool = False,
+          startup_timeout: float = 60.0):
     """Serves restore + tail of a model file; returns a started :class:`Pool`.
 
     bind: the frontend clients connect to ("tcp://127.0.0.1:*" picks a free port; read
@@ -49,7 +50,9 @@ def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: st
     requests a worker holds beyond its batch, so the next batch is there when one ends (-1:
     one batch more; 0: strict least-recently-used dispatch).  threads:
     oneDNN threads per worker (0: the cores shared out).  curve_key: the server's key pair
-    (:func:`curve_keygen`); curve_allow: a file of client public keys to admit.
+    (:func:`curve_keygen`); curve_allow: a file of client public keys to admit;
+    curve_worker_allow: a file of worker public keys, which turns CURVE on for the backend
+    endpoint too (only listed ``butterfly worker`` processes may join).
 
     process=True starts ``butterfly serve`` in a child process instead and returns a
     :class:`ServerProcess` (same ``endpoint`` / ``backend`` / ``stop()``, plus ``kill()``).
@@ -60,13 +63,14 @@ def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: st
             batch_timeout_us=batch_timeout_us, threads=threads, queue_max=queue_max,
             curve_key=curve_key, curve_allow=curve_allow, drain_timeout_ms=drain_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms, prefetch=prefetch,
-            timeout=startup_timeout)
+            curve_worker_allow=curve_worker_allow, timeout=startup_timeout)
     return Pool(os.fspath(model_path), workers=workers, frontend=bind, backend=backend,
                 batch=batch, batch_timeout_us=batch_timeout_us, threads=threads,
                 queue_max=queue_max, max_message=max_message, curve_key=curve_key,
                 curve_allow=curve_allow, drain_timeout_ms=drain_timeout_ms,
                 queue_timeout_ms=queue_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
-                heartbeat_liveness=heartbeat_liveness, prefetch=prefetch)
+                heartbeat_liveness=heartbeat_liveness, prefetch=prefetch,
+                curve_worker_allow=curve_worker_allow)
 
 
 def child_env() -> dict:
@@ -91,7 +95,7 @@ class ServerProcess:
     def start(cls, model_path, *, workers=2, bind=DEFAULT_BIND, backend=None, batch=1,
               batch_timeout_us=1000, threads=0, queue_max=1024, curve_key=None,
               curve_allow=None, drain_timeout_ms=5000, heartbeat_interval_ms=1000,
-              prefetch=-1, timeout=60.0) -> ServerProcess:
+              prefetch=-1, curve_worker_allow=None, timeout=60.0) -> ServerProcess:
         cmd = [sys.executable, "-m", "butterfly.cli", "serve", os.fspath(model_path),
                "--workers", str(workers), "--bind", bind, "--batch", str(batch),
                "--batch-timeout-us", str(batch_timeout_us), "--threads", str(threads),
@@ -104,6 +108,8 @@ class ServerProcess:
             cmd += ["--curve-key", os.fspath(curve_key)]
         if curve_allow:
             cmd += ["--curve-allow", os.fspath(curve_allow)]
+        if curve_worker_allow:
+            cmd += ["--curve-worker-allow", os.fspath(curve_worker_allow)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=child_env())
         ends: dict[str, str] = {}
         deadline = time.monotonic() + timeout
@@ -159,15 +165,19 @@ class ServerProcess:
 
 def worker(model_path, connect: str, *, batch: int = 1, batch_timeout_us: int = 1000,
            threads: int = 0, heartbeat_interval_ms: int = 1000, heartbeat_liveness: int = 3,
-           reconnect_max_ms: int = 8000, prefetch: int = -1,
-           echo: dict | None = None) -> int | None:
+           reconnect_max_ms: int = 8000, prefetch: int = -1, curve_server_key=None,
+           curve_key=None, echo: dict | None = None) -> int | None:
     """A standalone worker process's loop: serves the pool's backend at `connect` until
     SIGINT or SIGTERM; returns the signal number.  Heartbeats must match the pool's.
+    curve_server_key / curve_key: the pool's public key file and this worker's key pair,
+    for a backend with CURVE on (the pair's public key must be on its worker allow list).
     echo (model_path None): the C echo backend instead of a model (tests, benchmarks)."""
     kw = {"batch": batch, "batch_timeout_us": batch_timeout_us, "threads": threads,
           "heartbeat_interval_ms": heartbeat_interval_ms,
           "heartbeat_liveness": heartbeat_liveness, "reconnect_max_ms": reconnect_max_ms,
-          "prefetch": prefetch, "echo": echo}
+          "prefetch": prefetch, "echo": echo,
+          "curve_server_key": None if curve_server_key is None else os.fspath(curve_server_key),
+          "curve_key": None if curve_key is None else os.fspath(curve_key)}
     path = None if model_path is None else os.fspath(model_path)
     if threading.current_thread() is not threading.main_thread():
         _C.run_worker(path, connect, **kw)
@@ -400,7 +410,8 @@ def _cli_serve(args) -> int:
                  batch=args.batch, batch_timeout_us=args.batch_timeout_us,
                  threads=args.threads, queue_max=args.queue_max, curve_key=args.curve_key,
                  curve_allow=args.curve_allow, drain_timeout_ms=args.drain_timeout_ms,
-                 heartbeat_interval_ms=args.heartbeat_interval_ms, prefetch=args.prefetch)
+                 heartbeat_interval_ms=args.heartbeat_interval_ms, prefetch=args.prefetch,
+                 curve_worker_allow=args.curve_worker_allow)
     stop = threading.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in signals}
@@ -430,7 +441,8 @@ def _cli_worker(args) -> int:
     print(f"worker for {args.model} connecting to {args.connect}", flush=True)
     signum = worker(args.model, args.connect, batch=args.batch,
                     batch_timeout_us=args.batch_timeout_us, threads=args.threads,
-                    heartbeat_interval_ms=args.heartbeat_interval_ms, prefetch=args.prefetch)
+                    heartbeat_interval_ms=args.heartbeat_interval_ms, prefetch=args.prefetch,
+                    curve_server_key=args.curve_server_key, curve_key=args.curve_key)
     print(f"worker stopped ({signal.Signals(signum).name if signum else 'done'})", flush=True)
     return 0
 
@@ -529,6 +541,8 @@ def add_cli(sub) -> None:
                    help="to and from workers (worker processes must use the same)")
     p.add_argument("--curve-key", default=None, help="server key pair: turns CURVE on")
     p.add_argument("--curve-allow", default=None, help="file of client public keys to admit")
+    p.add_argument("--curve-worker-allow", default=None,
+                   help="file of worker public keys: CURVE on the backend endpoint too")
     p.set_defaults(func=_cli_serve)
 
     p = sub.add_parser("worker", help="a worker process for a pool's backend endpoint")
@@ -541,6 +555,10 @@ def add_cli(sub) -> None:
     p.add_argument("--threads", type=int, default=0, help="oneDNN threads (0: all cores)")
     p.add_argument("--heartbeat-interval-ms", type=int, default=1000,
                    help="must match the pool's")
+    p.add_argument("--curve-server-key", default=None,
+                   help="the pool's public key file (its backend has CURVE on)")
+    p.add_argument("--curve-key", default=None,
+                   help="this worker's key pair (its public key on the pool's worker list)")
     p.set_defaults(func=_cli_worker)
 
     p = sub.add_parser("loadtest", help="load a pool from C client threads; throughput and "

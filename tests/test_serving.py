@@ -194,9 +194,11 @@ def test_concurrent_clients(model_path, data):
     assert stats["errors"] == stats["busy"] == stats["requeued"] == 0
 
 
-def start_worker_process(model_path, backend):
+def start_worker_process(model_path, backend, *keys):
     cmd = [sys.executable, "-m", "butterfly.cli", "worker", model_path, "--connect", backend,
            "--threads", "1", "--heartbeat-interval-ms", str(HB_MS)]
+    if keys:
+        cmd += ["--curve-server-key", str(keys[0]), "--curve-key", str(keys[1])]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=serving.child_env())
 
@@ -423,6 +425,40 @@ def test_curve(model_path, data, tmp_path):
         pool.stop()
 
 
+def test_curve_backend_admits_listed_workers_only(model_path, data, tmp_path):
+    serving.curve_keygen(tmp_path / "server.key")
+    good = serving.curve_keygen(tmp_path / "good.key")
+    serving.curve_keygen(tmp_path / "rogue.key")
+    (tmp_path / "workers").write_text(f"public = {good}\n")
+    pool = serving.serve(model_path, workers=0, bind=ANY, backend=ANY,
+                         curve_key=tmp_path / "server.key", curve_worker_allow=tmp_path / "workers",
+                         heartbeat_interval_ms=HB_MS)
+    server_pub = tmp_path / "server.key.pub"
+    # started together: by the time the listed one has joined, the others had as long to try
+    procs = [start_worker_process(model_path, pool.backend, server_pub, tmp_path / "rogue.key"),
+             start_worker_process(model_path, pool.backend),  # plain
+             start_worker_process(model_path, pool.backend, server_pub, tmp_path / "good.key")]
+    try:
+        assert wait_for(lambda: pool.stats()["workers"] >= 1, 60)
+        time.sleep(0.5)
+        assert pool.stats()["workers"] == 1
+        assert all(p.poll() is None for p in procs)  # the refused ones keep trying
+        client = serving.Client(model_path, pool.endpoint, curve_server_key=server_pub,
+                                timeout_ms=20000, retries=0)
+        res = client.classify(data["images"][:2], k=3)
+        for r, probs in zip(res, data["probs"][:2]):
+            assert_topk(r.topk, probs, 1e-6)
+        assert pool.stats()["workers"] == 1
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=30)
+        pool.stop()
+    with pytest.raises(bf.Error, match="backend"):
+        serving.serve(model_path, workers=1, bind=ANY, curve_key=tmp_path / "server.key",
+                      curve_worker_allow=tmp_path / "workers")
+
+
 # --- statistics, draining, errors -------------------------------------------------------------
 
 def test_stats_and_stop_drains(model_path, data):
@@ -582,7 +618,12 @@ def test_cli_parser():
                       "--batch-timeout-us", "2000", "--curve-key", "k"])
     assert (a.workers, a.batch, a.batch_timeout_us, a.curve_key) == (3, 8, 2000, "k")
     a = p.parse_args(["worker", "m.bfly", "--connect", "tcp://127.0.0.1:5556"])
-    assert a.connect == "tcp://127.0.0.1:5556"
+    assert a.connect == "tcp://127.0.0.1:5556" and a.curve_key is None and a.prefetch == -1
+    a = p.parse_args(["worker", "m.bfly", "--curve-server-key", "s.pub", "--curve-key", "w",
+                      "--prefetch", "0"])
+    assert (a.curve_server_key, a.curve_key, a.prefetch) == ("s.pub", "w", 0)
+    a = p.parse_args(["serve", "m.bfly", "--curve-key", "k", "--curve-worker-allow", "wl"])
+    assert a.curve_worker_allow == "wl"
 
 
 # --- the load generator and prefetch -----------------------------------------------------

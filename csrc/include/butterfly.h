@@ -417,6 +417,10 @@ typedef struct bf_worker_params {
     int stop_fd;                  /* > 0: the worker stops (BF_STATUS_INTERRUPTED) once this
                                      fd is readable, e.g. a signal wakeup pipe, so a signal
                                      that lands while it computes is not missed; 0: none */
+    const char *curve_server_key; /* the pool's public key file: CURVE to a backend started
+                                     with curve_worker_allow_file; NULL: plain */
+    const char *curve_key_file;   /* this worker's key pair (must be on the pool's worker
+                                     allow list); required with curve_server_key */
     bf_compute_params compute;
 } bf_worker_params;
 
@@ -443,6 +447,10 @@ typedef struct bf_pool_params {
     int n_threads;                /* cores shared by the worker threads (0: all online) */
     const char *curve_key_file;   /* server key pair (bf_curve_keygen); NULL: no CURVE */
     const char *curve_allow_file; /* client public keys allowed; NULL: any CURVE client */
+    const char *curve_worker_allow_file; /* worker public keys allowed on the backend
+                                     endpoint: turns CURVE on there too (same server key;
+                                     needs curve_key_file and backend).  NULL: the backend
+                                     endpoint is plain (keep it on a trusted network) */
     bf_worker_params worker;      /* batching + compute of the worker threads, one compute
                                      each (connect, heartbeats, n_threads come from the
                                      pool: each thread gets max(1, cores / n_workers)) */

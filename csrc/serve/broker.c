@@ -418,7 +418,7 @@ bf_status bf_broker_loop(bf_broker *b)
             break;
         }
         if (n_items == 4 && (items[3].revents & ZMQ_POLLIN))
-            bf_zap_handle(b->zap, &b->allow);
+            bf_zap_handle(b->zap, &b->allow, &b->worker_allow);
         if ((items[0].revents & ZMQ_POLLIN) || atomic_load(&b->stop_requested))
             control_message(b);
         /* bounded turns, so that neither side starves the other */

@@ -37,7 +37,8 @@ typedef struct bf_broker {
     /* set up by the pool before the thread starts */
     void *frontend, *backend, *control, *zap;
     const bf_pool_params *params;
-    bf_curve_allow allow;
+    bf_curve_allow allow;        /* client keys (empty: any CURVE client) */
+    bf_curve_allow worker_allow; /* worker keys on a CURVE backend (never empty there) */
     atomic_int stop_requested;
     pthread_mutex_t stats_lock;
     bf_serve_stats stats;    /* guarded by stats_lock */

@@ -16,8 +16,7 @@ struct bf_client {
     bf_client_params p;
     char *endpoint;
     char model[17];
-    int curve;
-    char server_key[BF_CURVE_KEY_LEN + 1], pub[BF_CURVE_KEY_LEN + 1], sec[BF_CURVE_KEY_LEN + 1];
+    bf_curve_peer curve;
     uint64_t next_id;
     int own_ctx;            /* zctx is ours to terminate */
     msgpack_sbuffer sb;
@@ -45,32 +44,11 @@ static bf_status open_socket(bf_client *c)
         return bf_zmq_error("client socket");
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &c->p.timeout_ms, sizeof c->p.timeout_ms);
-    if (c->curve && (zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, c->server_key,
-                                    BF_CURVE_KEY_LEN) != 0 ||
-                     zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, c->pub, BF_CURVE_KEY_LEN) ||
-                     zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, c->sec, BF_CURVE_KEY_LEN)))
-        return bf_zmq_error("client CURVE options");
-    if (zmq_connect(c->sock, c->endpoint) != 0)
-        return bf_zmq_error(c->endpoint);
-    return BF_STATUS_OK;
-}
-
-static bf_status setup_keys(bf_client *c)
-{
-    if (c->p.curve_server_key == NULL)
-        return BF_STATUS_OK;
-    c->curve = 1;
-    bf_status st = bf_curve_key_read(c->p.curve_server_key, c->server_key, NULL);
+    bf_status st = bf_curve_peer_apply(&c->curve, c->sock);
     if (st != BF_STATUS_OK)
         return st;
-    if (c->p.curve_key_file) {
-        st = bf_curve_key_read(c->p.curve_key_file, c->pub, c->sec);
-        if (st == BF_STATUS_OK && c->sec[0] == '\0')
-            st = bf_error(BF_STATUS_INVALID_ARGUMENT, "%s: no secret key", c->p.curve_key_file);
-        return st;
-    }
-    if (zmq_curve_keypair(c->pub, c->sec) != 0)
-        return bf_error(BF_STATUS_UNSUPPORTED, "libzmq without CURVE");
+    if (zmq_connect(c->sock, c->endpoint) != 0)
+        return bf_zmq_error(c->endpoint);
     return BF_STATUS_OK;
 }
 
@@ -123,7 +101,7 @@ bf_status bf_client_create_in(bf_client **out, const bf_client_params *params, v
     c->next_id = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)(uintptr_t)c;
     st = c->endpoint ? BF_STATUS_OK : bf_error(BF_STATUS_OUT_OF_MEMORY, "client endpoint");
     if (st == BF_STATUS_OK)
-        st = setup_keys(c);
+        st = bf_curve_peer_load(&c->curve, c->p.curve_server_key, c->p.curve_key_file, 0);
     c->p.curve_server_key = c->p.curve_key_file = NULL; /* borrowed; not kept */
     c->own_ctx = zctx == NULL;
     if (st == BF_STATUS_OK && (c->zctx = zctx ? zctx : zmq_ctx_new()) == NULL)

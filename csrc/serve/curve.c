@@ -176,32 +176,43 @@ void bf_curve_allow_free(bf_curve_allow *allow)
     allow->n = 0;
 }
 
-static int allowed(const bf_curve_allow *allow, zmq_msg_t *parts, int n)
+static int key_listed(const bf_curve_allow *allow, zmq_msg_t *key)
 {
-    size_t mlen = zmq_msg_size(&parts[5]);
-    const char *mech = zmq_msg_data(&parts[5]);
-    if (mlen == 4 && memcmp(mech, "NULL", 4) == 0)
-        return 1; /* the backend's workers; the CURVE frontend never asks with NULL */
-    if (mlen != 5 || memcmp(mech, "CURVE", 5) != 0 || n < 7 || zmq_msg_size(&parts[6]) != 32)
-        return 0;
-    if (allow->n == 0)
-        return 1; /* knowing the server key is enough */
     for (int i = 0; i < allow->n; i++)
-        if (memcmp(allow->keys[i], zmq_msg_data(&parts[6]), 32) == 0)
+        if (memcmp(allow->keys[i], zmq_msg_data(key), 32) == 0)
             return 1;
     return 0;
 }
 
-void bf_zap_handle(void *zap, const bf_curve_allow *allow)
+/* ZAP request: [version][request id][domain][address][identity][mechanism][credentials] */
+static int allowed(const bf_curve_allow *clients, const bf_curve_allow *workers,
+                   zmq_msg_t *parts, int n)
+{
+    size_t mlen = zmq_msg_size(&parts[5]), dlen = zmq_msg_size(&parts[2]);
+    const char *mech = zmq_msg_data(&parts[5]);
+    int worker = dlen == strlen(BF_ZAP_WORKERS) &&
+                 memcmp(zmq_msg_data(&parts[2]), BF_ZAP_WORKERS, dlen) == 0;
+    if (mlen == 4 && memcmp(mech, "NULL", 4) == 0)
+        return !worker; /* a plain backend's workers; CURVE sockets never ask with NULL */
+    if (mlen != 5 || memcmp(mech, "CURVE", 5) != 0 || n < 7 || zmq_msg_size(&parts[6]) != 32)
+        return 0;
+    if (worker)
+        return key_listed(workers, &parts[6]); /* a worker sees every client's data */
+    if (clients->n == 0)
+        return 1; /* knowing the server key is enough */
+    return key_listed(clients, &parts[6]);
+}
+
+void bf_zap_handle(void *zap, const bf_curve_allow *clients, const bf_curve_allow *workers)
 {
     zmq_msg_t parts[8];
     for (int i = 0; i < 8; i++)
         zmq_msg_init(&parts[i]);
     int n = bf_zmq_recv_parts(zap, parts, 8, ZMQ_DONTWAIT);
     if (n >= 6 && n <= 8) {
-        int ok = allowed(allow, parts, n);
+        int ok = allowed(clients, workers, parts, n);
         const void *out[6] = {"1.0", zmq_msg_data(&parts[1]), ok ? "200" : "400",
-                              ok ? "OK" : "client key not allowed", "", ""};
+                              ok ? "OK" : "key not allowed", "", ""};
         size_t lens[6] = {3, zmq_msg_size(&parts[1]), 3, strlen(out[3]), 0, 0};
         bf_zmq_send_parts(zap, out, lens, 6, 0);
     } else if (n > 0) {
@@ -212,4 +223,40 @@ void bf_zap_handle(void *zap, const bf_curve_allow *allow)
     }
     for (int i = 0; i < 8; i++)
         zmq_msg_close(&parts[i]);
+}
+
+bf_status bf_curve_peer_load(bf_curve_peer *peer, const char *server_key_file,
+                             const char *key_file, int need_key_file)
+{
+    memset(peer, 0, sizeof *peer);
+    if (server_key_file == NULL)
+        return BF_STATUS_OK;
+    bf_status st = bf_curve_key_read(server_key_file, peer->server, NULL);
+    if (st != BF_STATUS_OK)
+        return st;
+    if (key_file) {
+        st = bf_curve_key_read(key_file, peer->pub, peer->sec);
+        if (st == BF_STATUS_OK && peer->sec[0] == '\0')
+            st = bf_error(BF_STATUS_INVALID_ARGUMENT, "%s: no secret key", key_file);
+        if (st != BF_STATUS_OK)
+            return st;
+    } else if (need_key_file) {
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "CURVE: a key pair file is needed "
+                        "(its public key must be on the server's allow list)");
+    } else if (zmq_curve_keypair(peer->pub, peer->sec) != 0) {
+        return bf_error(BF_STATUS_UNSUPPORTED, "libzmq without CURVE");
+    }
+    peer->on = 1;
+    return BF_STATUS_OK;
+}
+
+bf_status bf_curve_peer_apply(const bf_curve_peer *peer, void *sock)
+{
+    if (!peer->on)
+        return BF_STATUS_OK;
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, peer->server, BF_CURVE_KEY_LEN) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, peer->pub, BF_CURVE_KEY_LEN) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, peer->sec, BF_CURVE_KEY_LEN) != 0)
+        return bf_zmq_error("CURVE client options");
+    return BF_STATUS_OK;
 }

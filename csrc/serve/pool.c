@@ -21,7 +21,8 @@ typedef struct pool_worker {
 
 struct bf_pool {
     bf_pool_params params;       /* strings point at the copies below */
-    char *frontend, *backend, *curve_key_file, *curve_allow_file, *model_path, *model_hash;
+    char *frontend, *backend, *curve_key_file, *curve_allow_file, *curve_worker_allow_file;
+    char *model_path, *model_hash;
     void *zctx;
     bf_broker broker;
     pthread_t broker_thread;
@@ -69,9 +70,12 @@ static bf_status check_params(const bf_pool_params *p)
     if (p->n_workers == 0 && p->backend == NULL)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "pool: no worker threads and no "
                         "backend endpoint for worker processes");
-    if (p->curve_allow_file && !p->curve_key_file)
+    if ((p->curve_allow_file || p->curve_worker_allow_file) && !p->curve_key_file)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "pool: an allow list needs CURVE on "
                         "(curve_key_file)");
+    if (p->curve_worker_allow_file && !p->backend)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "pool: a worker allow list needs a "
+                        "backend endpoint");
     bf_worker_params w = p->worker;
     w.heartbeat_interval_ms = p->heartbeat_interval_ms;
     w.heartbeat_liveness = p->heartbeat_liveness;
@@ -99,6 +103,8 @@ bf_status bf_pool_create(bf_pool **out, const bf_pool_params *params)
         dup_or_null(params->curve_key_file, &oom);
     pool->params.curve_allow_file = pool->curve_allow_file =
         dup_or_null(params->curve_allow_file, &oom);
+    pool->params.curve_worker_allow_file = pool->curve_worker_allow_file =
+        dup_or_null(params->curve_worker_allow_file, &oom);
     pool->params.worker.compute.model_path = pool->model_path =
         dup_or_null(params->worker.compute.model_path, &oom);
     pool->params.worker.compute.model_hash = pool->model_hash =
@@ -130,10 +136,20 @@ static bf_status bind_endpoint(void *sock, const char *ep, char *bound, size_t l
     return BF_STATUS_OK;
 }
 
-static bf_status setup_curve(bf_pool *pool, void *frontend)
+/* CURVE server options (and the ZAP domain the handler tells them apart by) on a socket. */
+static bf_status curve_server(void *sock, const char *sec, const char *domain)
+{
+    int one = 1;
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, sec, BF_CURVE_KEY_LEN) != 0 ||
+        zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, domain, strlen(domain)) != 0)
+        return bf_zmq_error("CURVE server options");
+    return BF_STATUS_OK;
+}
+
+static bf_status setup_curve(bf_pool *pool, void *frontend, void *backend)
 {
     char pub[BF_CURVE_KEY_LEN + 1], sec[BF_CURVE_KEY_LEN + 1];
-    int one = 1;
     bf_status st = bf_curve_key_read(pool->params.curve_key_file, pub, sec);
     if (st != BF_STATUS_OK)
         return st;
@@ -145,6 +161,12 @@ static bf_status setup_curve(bf_pool *pool, void *frontend)
         if (st != BF_STATUS_OK)
             return st;
     }
+    if (pool->params.curve_worker_allow_file) {
+        st = bf_curve_allow_load(&pool->broker.worker_allow,
+                                 pool->params.curve_worker_allow_file);
+        if (st != BF_STATUS_OK)
+            return st;
+    }
     /* the ZAP handler must be bound before a CURVE socket binds in this context */
     pool->broker.zap = zmq_socket(pool->zctx, ZMQ_REP);
     if (pool->broker.zap == NULL)
@@ -152,10 +174,12 @@ static bf_status setup_curve(bf_pool *pool, void *frontend)
     st = bind_endpoint(pool->broker.zap, "inproc://zeromq.zap.01", NULL, 0);
     if (st != BF_STATUS_OK)
         return st;
-    if (zmq_setsockopt(frontend, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
-        zmq_setsockopt(frontend, ZMQ_CURVE_SECRETKEY, sec, BF_CURVE_KEY_LEN) != 0)
-        return bf_zmq_error("CURVE server options");
-    return BF_STATUS_OK;
+    st = curve_server(frontend, sec, BF_ZAP_CLIENTS);
+    /* thread workers come in over inproc, which has no handshake: only tcp workers are
+     * checked */
+    if (st == BF_STATUS_OK && pool->params.curve_worker_allow_file)
+        st = curve_server(backend, sec, BF_ZAP_WORKERS);
+    return st;
 }
 
 static void *new_socket(bf_pool *pool, int type)
@@ -186,7 +210,7 @@ static bf_status open_sockets(bf_pool *pool)
     /* so that a send to a vanished worker fails (and we purge it) instead of vanishing */
     zmq_setsockopt(b->backend, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     if (pool->params.curve_key_file) {
-        bf_status st = setup_curve(pool, b->frontend);
+        bf_status st = setup_curve(pool, b->frontend, b->backend);
         if (st != BF_STATUS_OK)
             return st;
     }
@@ -260,6 +284,7 @@ static void teardown(bf_pool *pool)
     b->workers = NULL;
     b->n_workers = b->cap_workers = 0;
     bf_curve_allow_free(&b->allow);
+    bf_curve_allow_free(&b->worker_allow);
     msgpack_sbuffer_destroy(&b->sb);
     for (int i = 0; i < 5; i++)
         zmq_msg_close(&b->parts[i]);
@@ -363,7 +388,8 @@ void bf_pool_destroy(bf_pool *pool)
         return;
     bf_pool_stop(pool);
     free(pool->frontend), free(pool->backend), free(pool->curve_key_file);
-    free(pool->curve_allow_file), free(pool->model_path), free(pool->model_hash);
+    free(pool->curve_allow_file), free(pool->curve_worker_allow_file);
+    free(pool->model_path), free(pool->model_hash);
     pthread_mutex_destroy(&pool->broker.stats_lock);
     free(pool);
 }

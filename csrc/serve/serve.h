@@ -59,8 +59,23 @@ typedef struct bf_curve_allow {
 } bf_curve_allow;
 bf_status bf_curve_allow_load(bf_curve_allow *allow, const char *path);
 void bf_curve_allow_free(bf_curve_allow *allow);
-/* Answers one ZAP request waiting on the REP socket zap. */
-void bf_zap_handle(void *zap, const bf_curve_allow *allow);
+/* ZAP domains of the pool's CURVE sockets. */
+#define BF_ZAP_CLIENTS "bf-clients"
+#define BF_ZAP_WORKERS "bf-workers"
+/* Answers one ZAP request waiting on the REP socket zap: clients against `clients` (empty:
+ * any CURVE client), workers (domain BF_ZAP_WORKERS) against `workers` (empty: none). */
+void bf_zap_handle(void *zap, const bf_curve_allow *clients, const bf_curve_allow *workers);
+/* The keys of a CURVE client socket (a client or a worker), read once. */
+typedef struct bf_curve_peer {
+    int on;
+    char server[BF_CURVE_KEY_LEN + 1], pub[BF_CURVE_KEY_LEN + 1], sec[BF_CURVE_KEY_LEN + 1];
+} bf_curve_peer;
+/* Reads the server's public key and this peer's pair (key_file NULL: a fresh pair, or an
+ * error when need_key_file); server_key_file NULL: CURVE off (peer->on = 0). */
+bf_status bf_curve_peer_load(bf_curve_peer *peer, const char *server_key_file,
+                             const char *key_file, int need_key_file);
+/* Sets the CURVE client options on sock (nothing when CURVE is off). */
+bf_status bf_curve_peer_apply(const bf_curve_peer *peer, void *sock);
 
 /* Latency histogram bucket of us. */
 int bf_stats_bucket(uint64_t us);

@@ -40,6 +40,7 @@ typedef struct worker {
     int n;                  /* requests collected */
     uint64_t batch_deadline_us, broker_expiry_us, next_heartbeat_us;
     int reconnect_ms;
+    bf_curve_peer curve;    /* keys for a CURVE backend */
     msgpack_sbuffer sb;
 } worker;
 
@@ -64,6 +65,9 @@ static bf_status worker_connect(worker *w)
     if (w->sock == NULL)
         return bf_zmq_error("worker socket");
     zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
+    bf_status st = bf_curve_peer_apply(&w->curve, w->sock);
+    if (st != BF_STATUS_OK)
+        return st;
     if (zmq_connect(w->sock, w->p->connect) != 0)
         return bf_zmq_error(w->p->connect);
     uint8_t cmd = BF_CMD_READY, cap[4];
@@ -324,6 +328,9 @@ bf_status bf_worker_loop(void *zctx, const bf_worker_params *params, bf_compute 
         bf_error(st, "worker buffers for a batch of %d", w.cap);
         goto fail;
     }
+    st = bf_curve_peer_load(&w.curve, params->curve_server_key, params->curve_key_file, 1);
+    if (st != BF_STATUS_OK)
+        goto fail;
     st = serve(&w, parts);
 fail:
     if (w.sock)

@@ -635,6 +635,7 @@ typedef struct ext_arg {
     const char *ep;
     bf_worker_ctl ctl;
     bf_status st;
+    const char *server_key, *key; /* CURVE to the backend, or NULL */
 } ext_arg;
 
 static void *ext_worker(void *v)
@@ -644,6 +645,8 @@ static void *ext_worker(void *v)
     bf_compute c = {0};
     void *zctx = zmq_ctx_new();
     wp.connect = a->ep;
+    wp.curve_server_key = a->server_key;
+    wp.curve_key_file = a->key;
     wp.heartbeat_interval_ms = 50;
     wp.max_batch = 4;
     wp.compute = test_params(0).worker.compute;
@@ -684,6 +687,103 @@ static int test_external_worker(void)
     bf_pool_destroy(pool);
     return 0;
 fail:
+    for (int i = 0; i < started; i++)
+        atomic_store(&ea[i].ctl.stop, 1), pthread_join(th[i], NULL);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+/* CURVE on the backend: a listed worker joins and serves; a worker with another key, a
+ * plain one and one without its key file never join. */
+static int test_curve_workers(void)
+{
+    char ep[256], be[256], dir[] = "/tmp/bf_curvew_XXXXXX", server[300], server_pub[310],
+                            good[300], good_pub[310], rogue[300], cli[300], allow[300],
+                            pub[BF_CURVE_KEY_LEN + 1];
+    bf_pool *pool = NULL;
+    bf_client *c = NULL;
+    ext_arg ea[3];
+    pthread_t th[3];
+    int started = 0;
+    bf_result r = {0};
+    bf_serve_stats s;
+    uint8_t p[ELEMS] = {3};
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(server, sizeof server, "%s/server.key", dir);
+    snprintf(server_pub, sizeof server_pub, "%s.pub", server);
+    snprintf(good, sizeof good, "%s/good.key", dir);
+    snprintf(good_pub, sizeof good_pub, "%s.pub", good);
+    snprintf(rogue, sizeof rogue, "%s/rogue.key", dir);
+    snprintf(cli, sizeof cli, "%s/client.key", dir);
+    snprintf(allow, sizeof allow, "%s/workers", dir);
+    CHECK(bf_curve_keygen(server, NULL) == BF_STATUS_OK);
+    CHECK(bf_curve_keygen(good, pub) == BF_STATUS_OK);
+    CHECK(bf_curve_keygen(rogue, NULL) == BF_STATUS_OK);
+    CHECK(bf_curve_keygen(cli, NULL) == BF_STATUS_OK);
+    FILE *f = fopen(allow, "w");
+    CHECK(f);
+    fprintf(f, "public = %s\n", pub);
+    fclose(f);
+    bf_pool_params pp = test_params(0);
+    pp.backend = "tcp://127.0.0.1:*";
+    pp.curve_key_file = server;
+    pp.curve_worker_allow_file = allow;
+    /* a worker allow list needs CURVE and a backend */
+    pp.curve_key_file = NULL;
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT);
+    pp.curve_key_file = server;
+    pp.backend = NULL;
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT);
+    pp.backend = "tcp://127.0.0.1:*";
+    pool = start_pool(&pp, ep);
+    CHECK(pool);
+    CHECK(bf_pool_endpoint(pool, 1, be, sizeof be) == BF_STATUS_OK);
+    /* a worker with CURVE but no key pair of its own is refused before it connects */
+    bf_worker_params wp = bf_worker_default_params();
+    wp.connect = be;
+    wp.curve_server_key = server_pub;
+    wp.compute = test_params(0).worker.compute;
+    CHECK(bf_worker_run(&wp) == BF_STATUS_INVALID_ARGUMENT);
+    /* the rogue key and a plain worker: neither joins */
+    const char *keys[2] = {rogue, NULL};
+    for (; started < 2; started++) {
+        memset(&ea[started], 0, sizeof ea[started]);
+        ea[started].ep = be;
+        ea[started].server_key = keys[started] ? server_pub : NULL;
+        ea[started].key = keys[started];
+        pthread_create(&th[started], NULL, ext_worker, &ea[started]);
+    }
+    usleep(400000);
+    CHECK(bf_pool_stats(pool, &s) == BF_STATUS_OK && s.workers == 0);
+    bf_client_params cp = client_params(ep);
+    cp.curve_server_key = server_pub;
+    cp.curve_key_file = cli;
+    cp.timeout_ms = 300, cp.retries = 0;
+    CHECK(bf_client_create(&c, &cp) == BF_STATUS_OK);
+    CHECK(bf_client_classify(c, p, DIMS, 0, 1, 1, &r) == BF_STATUS_TIMEOUT);
+    bf_client_destroy(c), c = NULL;
+    /* the listed worker joins and serves */
+    memset(&ea[2], 0, sizeof ea[2]);
+    ea[2].ep = be, ea[2].server_key = server_pub, ea[2].key = good;
+    pthread_create(&th[2], NULL, ext_worker, &ea[2]);
+    started = 3;
+    cp.timeout_ms = 3000, cp.retries = 1;
+    CHECK(bf_client_create(&c, &cp) == BF_STATUS_OK);
+    CHECK(bf_client_classify(c, p, DIMS, 0, 1, 1, &r) == BF_STATUS_OK && r.classes[0] == 3);
+    CHECK(bf_pool_stats(pool, &s) == BF_STATUS_OK && s.workers == 1);
+    bf_client_destroy(c), c = NULL;
+    CHECK(bf_pool_stop(pool) == BF_STATUS_OK);
+    for (int i = 0; i < started; i++)
+        atomic_store(&ea[i].ctl.stop, 1), pthread_join(th[i], NULL);
+    started = 0;
+    CHECK(ea[2].st == BF_STATUS_OK);
+    bf_pool_destroy(pool);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    return 0;
+fail:
+    bf_client_destroy(c);
     for (int i = 0; i < started; i++)
         atomic_store(&ea[i].ctl.stop, 1), pthread_join(th[i], NULL);
     bf_pool_destroy(pool);
@@ -1083,6 +1183,7 @@ int main(void)
     run("malformed messages: error replies", test_malformed);
     run("CURVE: keyed served, others refused", test_curve);
     run("external workers over tcp", test_external_worker);
+    run("CURVE backend: listed workers only", test_curve_workers);
     run("a standalone worker stops on its stop_fd", test_worker_stop_fd);
     run("stop drains in-flight requests", test_stop_drains);
     run("signal interrupts a client wait", test_interrupted);
