@@ -325,6 +325,40 @@ fail:
     return 1;
 }
 
+/* A batch four times longer than the broker's patience (3 x 50 ms heartbeats): the worker's
+ * heartbeat thread keeps it alive, so nothing is purged, re-queued or computed twice. */
+static int test_long_batch(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(1);
+    pp.worker.compute.delay_us = 600000;
+    bf_pool *pool = start_pool(&pp, ep);
+    bf_serve_stats s;
+    bf_client *c = NULL;
+    bf_result r = {0};
+    uint8_t p[ELEMS] = {6};
+    CHECK(pool);
+    bf_client_params cp = client_params(ep);
+    cp.timeout_ms = 5000, cp.retries = 0;
+    CHECK(bf_client_create(&c, &cp) == BF_STATUS_OK);
+    for (int i = 0; i < 2; i++)
+        CHECK(bf_client_classify(c, p, DIMS, 0, 1, 1, &r) == BF_STATUS_OK &&
+              r.classes[0] == 6 && r.compute_us >= 600000);
+    CHECK(bf_pool_stats(pool, &s) == BF_STATUS_OK);
+    printf("  purged %llu, re-queued %llu, batches %llu\n",
+           (unsigned long long)s.workers_purged, (unsigned long long)s.requeued,
+           (unsigned long long)s.batches);
+    CHECK(s.workers_purged == 0 && s.requeued == 0 && s.late_replies == 0 && s.batches == 2);
+    CHECK(s.workers == 1);
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
 typedef struct killer_arg {
     bf_pool *pool;
     int after_ms;
@@ -1178,6 +1212,7 @@ int main(void)
     run("dynamic batching (B=8, T=3 ms)", test_batching);
     run("prefetch: B=2 + 3 held, batches never over B", test_prefetch);
     run("load generator: closed and open loop", test_loadgen);
+    run("a batch longer than the heartbeat liveness", test_long_batch);
     run("worker killed mid-load: re-queued", test_worker_dies);
     run("bounded queue: busy replies", test_busy);
     run("malformed messages: error replies", test_malformed);
