@@ -191,7 +191,8 @@ static void *heartbeat_main(void *arg)
     pthread_mutex_lock(&w->mu);
     while (!w->hb_quit) {
         uint64_t now = bf_now_us();
-        if (w->computing && w->sock && now >= w->next_heartbeat_us) {
+        int killed = w->ctl && atomic_load(&w->ctl->kill); /* "crashed": not a word */
+        if (w->computing && w->sock && !killed && now >= w->next_heartbeat_us) {
             send_command(w, BF_CMD_HEARTBEAT);
             w->next_heartbeat_us = now + (uint64_t)w->p->heartbeat_interval_ms * 1000u;
         }
