@@ -519,6 +519,14 @@ def _serializer(rate: str, *maps: str) -> None:
         pending = [0]
         plock = threading.Lock()
 
+        def close_both() -> None:
+            """Either direction ending ends the other (its recv returns)."""
+            for s in (srv, cli):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
         def up() -> None:
             try:
                 while d := cli.recv(1 << 16):
@@ -528,11 +536,7 @@ def _serializer(rate: str, *maps: str) -> None:
                     srv.sendall(d)
             except OSError:
                 pass
-            for s in (srv, cli):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            close_both()
 
         def down() -> None:
             try:
@@ -544,11 +548,7 @@ def _serializer(rate: str, *maps: str) -> None:
                     cli.sendall(d)
             except OSError:
                 pass
-            for s in (srv, cli):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            close_both()
 
         for f in (up, down):
             threading.Thread(target=f, daemon=True).start()

@@ -546,6 +546,17 @@ static bf_status check_ranges(const float *r, int n)
     return BF_STATUS_OK;
 }
 
+bf_status bf_node_exec(bf_plan *p, bf_node *n)
+{
+    bf_status st = BF_STATUS_OK;
+    if (n->run)
+        BF_TRY(n->run(p, n));
+    else
+        DNNL_TRY(dnnl_primitive_execute(n->prim, p->stream, n->nargs, n->args));
+fail:
+    return st;
+}
+
 bf_status bf_plan_forward(bf_plan *p, const void *src, const float *src_range, void *dst,
                           float *dst_range)
 {
@@ -576,13 +587,8 @@ bf_status bf_plan_forward(bf_plan *p, const void *src, const float *src_range, v
     p->user_dst_range = dst_range;
     DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->src_value].mem, (void *)src));
     DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->dst_value].mem, dst));
-    for (int k = 0; k < p->n_nodes; k++) {
-        bf_node *n = &p->nodes[k];
-        if (n->run)
-            BF_TRY(n->run(p, n));
-        else
-            DNNL_TRY(dnnl_primitive_execute(n->prim, p->stream, n->nargs, n->args));
-    }
+    for (int k = 0; k < p->n_nodes; k++)
+        BF_TRY(bf_node_exec(p, &p->nodes[k]));
     DNNL_TRY(dnnl_stream_wait(p->stream));
     if (p->io[1].quantized)
         memcpy(dst_range, p->qrange, 2 * (size_t)p->params.batch * sizeof(float));

@@ -160,6 +160,8 @@ bf_status bf_attr_post_ops(dnnl_primitive_attr_t *attr, int sum, int eltwise);
 bf_node *bf_plan_push_primitive(bf_plan *p, const bf_node *proto, dnnl_primitive_desc_t *pd,
                                 bf_status *status);
 /* N, C, H, W of a layer's input (out = 0) or output (out = 1) at the plan's batch. */
+/* Runs one node's forward (its primitive, or its custom run) without waiting for it. */
+bf_status bf_node_exec(bf_plan *p, bf_node *n);
 bf_status bf_plan_layer_dims(bf_plan *p, int layer, int out, dnnl_dims_t dims);
 /* Parameter of the model (data may be NULL when that half was not loaded). */
 const float *bf_plan_param(bf_plan *p, int layer, int slot);

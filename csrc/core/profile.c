@@ -43,11 +43,7 @@ static int charged_layer(const bf_plan *p, int k)
 static bf_status run_node(bf_plan *p, int k)
 {
     bf_status st = BF_STATUS_OK;
-    bf_node *n = &p->nodes[k];
-    if (n->run)
-        BF_TRY(n->run(p, n));
-    else
-        DNNL_TRY(dnnl_primitive_execute(n->prim, p->stream, n->nargs, n->args));
+    BF_TRY(bf_node_exec(p, &p->nodes[k]));
     DNNL_TRY(dnnl_stream_wait(p->stream));
 fail:
     return st;
