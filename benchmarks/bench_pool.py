@@ -144,9 +144,10 @@ def closed_loop(endpoint, net, pay, n_clients, seconds):
 
 
 def paced(endpoint, net_hash, split, pay, rate, seconds, n_senders=8):
-    """Requests at a constant total rate (open loop) from n_senders C threads; latency is
-    answer time - scheduled send time (so a late sender counts against us).  Returns the
-    load generator's records (latency_us, queue_us, compute_us)."""
+    """Requests at a constant total rate (open loop) on n_senders connections, each sent at
+    its due time by the C load generator whatever is still unanswered; latency is answer
+    time - due time (so a late answer counts against us).  Returns the load generator's
+    records (latency_us, queue_us, compute_us)."""
     c = _C.Client(endpoint, net_hash, split, timeout_ms=10000)
     res = c.load_test(pay.data, pay.ranges, clients=n_senders, seconds=seconds, rate=rate)
     if res["errors"]:
@@ -233,8 +234,8 @@ def tail_row(res, rate):
 
 
 def bench_tail(path, net, pay, capacity, t_compute, seconds):
-    """p99 / p50 at 50 % and 70 % of the W = 1, B = 1 capacity, constant-rate arrivals from
-    8 C sender threads; the 70 % point is the target's.  The same 70 % load on the echo
+    """p99 / p50 at 50 % and 70 % of the W = 1, B = 1 capacity, constant-rate arrivals on
+    8 connections; the 70 % point is the target's.  The same 70 % load on the echo
     backend spinning t_compute per request (a compute without variance) separates what the
     transport adds from what the model's compute time variance adds."""
     pool = bf.serve(path, workers=1, bind=ANY, threads=1)

@@ -327,10 +327,11 @@ class Client:
     def load_test(self, images=None, *, payload=None, clients: int = 1,
                   seconds: float = 1.0, rate: float = 0.0, k: int = 1,
                   codec: str | None = None) -> LoadReport:
-        """Loads the pool from `clients` C threads (no Python per request) for `seconds`:
-        closed loop (rate 0: each thread sends again as soon as it is answered) or open
-        loop (`rate` requests/s in total at a constant pace; latency counts from each
-        request's due time, so a pool that falls behind pays for the queue it builds).
+        """Loads the pool over `clients` connections from C (no Python per request) for
+        `seconds`: closed loop (rate 0: a thread per client, sending again as soon as it is
+        answered) or open loop (`rate` requests/s in total, each sent at its due time
+        however many are unanswered; latency counts from the due time, so a pool that
+        falls behind pays for the queue it builds).
         The requests cycle through the payloads of `images` (head + reduce run here once)
         or of `payload` (data, ranges) computed already."""
         if (images is None) == (payload is None):
@@ -561,11 +562,11 @@ def add_cli(sub) -> None:
                    help="this worker's key pair (its public key on the pool's worker list)")
     p.set_defaults(func=_cli_worker)
 
-    p = sub.add_parser("loadtest", help="load a pool from C client threads; throughput and "
+    p = sub.add_parser("loadtest", help="load a pool from C clients; throughput and "
                        "latency percentiles")
     p.add_argument("model", help="the model file the pool serves (its mobile half runs here)")
     p.add_argument("--connect", default=DEFAULT_BIND, help=f"the pool ({DEFAULT_BIND})")
-    p.add_argument("--clients", type=int, default=4, help="client threads (default 4)")
+    p.add_argument("--clients", type=int, default=4, help="client connections (default 4)")
     p.add_argument("--seconds", type=float, default=3.0, help="per run (default 3)")
     p.add_argument("--rate", type=float, action="append", default=None,
                    help="open loop at this many requests/s (repeat for several runs); "

@@ -153,6 +153,29 @@ static bf_status take_reply(const bf_wire_reply *rep, bf_result *out)
     return BF_STATUS_OK;
 }
 
+/* Reads one message waiting on the socket (never blocks): 0 when none; 1 with *st the
+ * reply's status and *out filled, *id its id (0 and *has_id 0 when it carries none);
+ * 2 for something that is not a reply (dropped). */
+static int read_reply(bf_client *c, uint64_t *id, int *has_id, bf_result *out, bf_status *st)
+{
+    int n = bf_zmq_recv_parts(c->sock, c->parts, 3, ZMQ_DONTWAIT);
+    if (n < 0)
+        return 0;
+    zmq_msg_t *body = n == 2 && zmq_msg_size(&c->parts[0]) == 0 ? &c->parts[1]
+                      : n == 1 ? &c->parts[0] : NULL;
+    if (body == NULL)
+        return 2; /* not shaped like a reply */
+    bf_wire_reply rep;
+    *id = 0, *has_id = 0;
+    if (bf_wire_reply_decode(&rep, zmq_msg_data(body), zmq_msg_size(body)) != 0) {
+        *st = bf_error(BF_STATUS_PROTOCOL, "undecodable reply: %s", bf_last_error());
+        return 1;
+    }
+    *id = rep.id, *has_id = rep.has_id;
+    *st = take_reply(&rep, out);
+    return 1;
+}
+
 /* Waits up to timeout_ms for the reply to id: 1 and *st set when it came (or failed),
  * 0 on timeout. */
 static int await_reply(bf_client *c, uint64_t id, bf_result *out, bf_status *st)
@@ -168,22 +191,13 @@ static int await_reply(bf_client *c, uint64_t id, bf_result *out, bf_status *st)
             *st = bf_zmq_error("client poll");
             return 1;
         }
-        if (rc == 0)
-            continue;
-        int n = bf_zmq_recv_parts(c->sock, c->parts, 3, ZMQ_DONTWAIT);
-        zmq_msg_t *body = n == 2 && zmq_msg_size(&c->parts[0]) == 0 ? &c->parts[1]
-                          : n == 1 ? &c->parts[0] : NULL;
-        if (body == NULL)
-            continue; /* not shaped like a reply */
-        bf_wire_reply rep;
-        if (bf_wire_reply_decode(&rep, zmq_msg_data(body), zmq_msg_size(body)) != 0) {
-            *st = bf_error(BF_STATUS_PROTOCOL, "undecodable reply: %s", bf_last_error());
-            return 1;
+        uint64_t got_id;
+        int has_id;
+        while (rc > 0 && (rc = read_reply(c, &got_id, &has_id, out, st)) > 0) {
+            /* an answer to an earlier attempt (already given up on) is dropped */
+            if (rc == 1 && (!has_id || got_id == id))
+                return 1;
         }
-        if (rep.has_id && rep.id != id)
-            continue; /* an answer to an earlier attempt: already given up on */
-        *st = take_reply(&rep, out);
-        return 1;
     }
 }
 
@@ -205,24 +219,23 @@ static bf_status check_input(const uint8_t *payload, const int dims[3], float mi
     return BF_STATUS_OK;
 }
 
-bf_status bf_client_classify(bf_client *c, const uint8_t *payload, const int dims[3],
-                             float min, float max, int k, bf_result *out)
+/* Encodes a request for payload into c->sb under a new id (*id). */
+static bf_status encode_request(bf_client *c, const uint8_t *payload, const int dims[3],
+                                float min, float max, int k, int want_logits, uint64_t *id)
 {
-    if (c == NULL || out == NULL)
-        return bf_error(BF_STATUS_INVALID_ARGUMENT, "classify: NULL client or result");
     bf_status st = check_input(payload, dims, min, max);
     if (st != BF_STATUS_OK)
         return st;
     uint8_t *coded = NULL;
     bf_wire_request req = {0};
-    req.id = ++c->next_id;
+    req.id = *id = ++c->next_id;
     memcpy(req.model, c->model, sizeof req.model);
     req.split = c->p.split;
     req.codec = c->p.codec;
     memcpy(req.dims, dims, sizeof req.dims);
     req.min = min, req.max = max;
     req.k = k < 1 ? 1 : k > BF_TOPK_MAX ? BF_TOPK_MAX : k;
-    req.want_logits = out->logits != NULL && out->logits_cap > 0;
+    req.want_logits = want_logits;
     req.payload = payload;
     req.payload_len = (size_t)dims[0] * dims[1] * dims[2];
     if (c->p.codec == BF_CODEC_ZSTD) {
@@ -235,6 +248,24 @@ bf_status bf_client_classify(bf_client *c, const uint8_t *payload, const int dim
     msgpack_sbuffer_clear(&c->sb);
     st = bf_wire_request_encode(&req, &c->sb);
     free(coded);
+    return st;
+}
+
+static int send_encoded(bf_client *c, int flags)
+{
+    const void *parts[2] = {"", c->sb.data};
+    size_t lens[2] = {0, c->sb.size};
+    return bf_zmq_send_parts(c->sock, parts, lens, 2, flags);
+}
+
+bf_status bf_client_classify(bf_client *c, const uint8_t *payload, const int dims[3],
+                             float min, float max, int k, bf_result *out)
+{
+    if (c == NULL || out == NULL)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "classify: NULL client or result");
+    uint64_t id;
+    bf_status st = encode_request(c, payload, dims, min, max, k,
+                                  out->logits != NULL && out->logits_cap > 0, &id);
     if (st != BF_STATUS_OK)
         return st;
     uint64_t t0 = bf_now_us();
@@ -246,14 +277,12 @@ bf_status bf_client_classify(bf_client *c, const uint8_t *payload, const int dim
                 return st;
         }
         out->attempts = attempt + 1;
-        const void *parts[2] = {"", c->sb.data};
-        size_t lens[2] = {0, c->sb.size};
-        if (bf_zmq_send_parts(c->sock, parts, lens, 2, 0) < 0) {
+        if (send_encoded(c, 0) < 0) {
             if (zmq_errno() == EAGAIN)
                 continue; /* nowhere to send within timeout_ms: counts as a timeout */
             return bf_zmq_error("client send");
         }
-        if (await_reply(c, req.id, out, &st)) {
+        if (await_reply(c, id, out, &st)) {
             out->total_us = (uint32_t)(bf_now_us() - t0);
             return st;
         }
@@ -262,4 +291,31 @@ bf_status bf_client_classify(bf_client *c, const uint8_t *payload, const int dim
     return bf_error(BF_STATUS_TIMEOUT, "no reply from %s after %d attempt(s) of %d ms "
                     "(is the pool running? does it require CURVE keys?)", c->endpoint,
                     c->p.retries + 1, c->p.timeout_ms);
+}
+
+bf_status bf_client_post(bf_client *c, const uint8_t *payload, const int dims[3], float min,
+                         float max, int k, uint64_t *id)
+{
+    bf_status st = encode_request(c, payload, dims, min, max, k, 0, id);
+    if (st != BF_STATUS_OK)
+        return st;
+    if (send_encoded(c, ZMQ_DONTWAIT) < 0)
+        return zmq_errno() == EAGAIN ? bf_error(BF_STATUS_BUSY, "client: cannot send now "
+                                                "(no connection, or its queue is full)")
+                                     : bf_zmq_error("client send");
+    return BF_STATUS_OK;
+}
+
+int bf_client_take(bf_client *c, uint64_t *id, bf_result *out, bf_status *st)
+{
+    int has_id, rc;
+    while ((rc = read_reply(c, id, &has_id, out, st)) == 2 || (rc == 1 && !has_id)) {
+        /* not a reply, or an error reply that names no request: nothing to match */
+    }
+    return rc;
+}
+
+void *bf_client_socket(bf_client *c)
+{
+    return c->sock;
 }

@@ -1,5 +1,6 @@
 /* The pool object: parameters, the broker thread, the worker threads and their computes,
  * start / stop / destroy, stats.  The broker logic is in broker.c, the worker's in worker.c. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -240,6 +241,9 @@ static void close_sockets(bf_pool *pool)
 static void *worker_main(void *arg)
 {
     pool_worker *pw = arg;
+    char name[16];
+    snprintf(name, sizeof name, "bf-worker%d", (int)(pw - pw->pool->workers) % 1000);
+    pthread_setname_np(pthread_self(), name); /* for top -H, perf, gdb */
     bf_set_num_threads(pw->params.n_threads); /* this thread's share of the cores */
     pw->status = bf_worker_loop(pw->pool->zctx, &pw->params, &pw->compute, &pw->ctl);
     return NULL;
@@ -248,6 +252,7 @@ static void *worker_main(void *arg)
 static void *broker_main(void *arg)
 {
     bf_pool *pool = arg;
+    pthread_setname_np(pthread_self(), "bf-broker");
     pool->broker_status = bf_broker_loop(&pool->broker);
     return NULL;
 }

@@ -13,6 +13,20 @@
 /* Monotonic clock, microseconds. */
 uint64_t bf_now_us(void);
 
+/* A deadline for zmq_poll finer than its milliseconds: a one-shot timerfd to put among
+ * the poll items (fd -1 where the system has none: then the caller rounds the wait up to
+ * whole milliseconds). */
+typedef struct bf_timer {
+    int fd;
+    uint64_t armed_us; /* 0: disarmed */
+} bf_timer;
+void bf_timer_open(bf_timer *t);
+void bf_timer_close(bf_timer *t);
+/* Makes the fd readable at at_us (bf_now_us's clock); 0 disarms; the same time again is
+ * free.  bf_timer_fired after the fd was seen readable: reads it, and it is disarmed. */
+void bf_timer_arm(bf_timer *t, uint64_t at_us);
+void bf_timer_fired(bf_timer *t);
+
 /* zmq failure as a status: EINTR -> INTERRUPTED, ETERM -> NETWORK, else NETWORK + text. */
 bf_status bf_zmq_error(const char *what);
 
@@ -27,6 +41,15 @@ int bf_zmq_recv_parts(void *sock, zmq_msg_t *parts, int max, int flags);
 /* bf_client_create on a ZeroMQ context of the caller's (NULL: its own); the caller
  * terminates a shared context after destroying every client on it. */
 bf_status bf_client_create_in(bf_client **out, const bf_client_params *params, void *zctx);
+
+/* The open-loop load generator's asynchronous use of a client (no retries): post sends a
+ * request without waiting (BF_STATUS_BUSY when it cannot be sent now), *id its id; take
+ * reads one reply waiting on the socket without blocking: 1 with *id, *out and *st (the
+ * reply's status) set, 0 when none is waiting; socket is the one to poll. */
+bf_status bf_client_post(bf_client *c, const uint8_t *payload, const int dims[3], float min,
+                         float max, int k, uint64_t *id);
+int bf_client_take(bf_client *c, uint64_t *id, bf_result *out, bf_status *st);
+void *bf_client_socket(bf_client *c);
 
 /* Encodes an error reply body into sb. */
 bf_status bf_reply_error_encode(msgpack_sbuffer *sb, int has_id, uint64_t id, bf_status status,

@@ -5,6 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/timerfd.h>
+#endif
 
 #include "serve/serve.h"
 
@@ -13,6 +17,46 @@ uint64_t bf_now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void bf_timer_open(bf_timer *t)
+{
+#ifdef __linux__
+    t->fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+#else
+    t->fd = -1;
+#endif
+    t->armed_us = 0;
+}
+
+void bf_timer_close(bf_timer *t)
+{
+    if (t->fd >= 0)
+        close(t->fd);
+    t->fd = -1;
+}
+
+void bf_timer_arm(bf_timer *t, uint64_t at_us)
+{
+    if (t->fd < 0 || at_us == t->armed_us)
+        return;
+#ifdef __linux__
+    struct itimerspec its = {{0, 0}, {0, 0}}; /* all zero: disarm */
+    its.it_value.tv_sec = (time_t)(at_us / 1000000u);
+    its.it_value.tv_nsec = (long)(at_us % 1000000u) * 1000;
+    bf_timer_fired(t); /* an expiry not yet read would keep the fd readable */
+    if (timerfd_settime(t->fd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+        t->armed_us = at_us;
+#endif
+}
+
+void bf_timer_fired(bf_timer *t)
+{
+    uint64_t expirations;
+    if (t->fd >= 0 && read(t->fd, &expirations, sizeof expirations) < 0) {
+        /* EAGAIN: nothing to read */
+    }
+    t->armed_us = 0;
 }
 
 bf_status bf_zmq_error(const char *what)

@@ -12,6 +12,7 @@
  * (the two threads take turns on it under a mutex: the loop never touches the socket while
  * it computes, the heartbeat thread only then), so a batch longer than the broker's
  * patience (interval x liveness) does not get the worker taken for dead. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -46,6 +47,7 @@ typedef struct worker {
     slot *slots;
     int n;                  /* requests collected */
     uint64_t batch_deadline_us, broker_expiry_us, next_heartbeat_us;
+    bf_timer batch_timer;   /* wakes the loop at batch_deadline_us to the microsecond */
     int reconnect_ms;
     bf_curve_peer curve;    /* keys for a CURVE backend */
     /* the heartbeat thread: sends on sock only while `computing`, both under mu */
@@ -188,6 +190,7 @@ static void shift_out(worker *w, int m)
 static void *heartbeat_main(void *arg)
 {
     worker *w = arg;
+    pthread_setname_np(pthread_self(), "bf-heartbeat");
     pthread_mutex_lock(&w->mu);
     while (!w->hb_quit) {
         uint64_t now = bf_now_us();
@@ -335,12 +338,16 @@ static bf_status backoff(worker *w, int ms)
     return BF_STATUS_OK;
 }
 
-static int poll_timeout_ms(const worker *w, uint64_t now)
+/* zmq_poll's timeout for the next wait; arms the batch timer for a partial batch. */
+static int poll_timeout_ms(worker *w, uint64_t now)
 {
     uint64_t until = w->next_heartbeat_us < w->broker_expiry_us ? w->next_heartbeat_us
                                                                 : w->broker_expiry_us;
-    if (w->n > 0 && w->batch_deadline_us < until)
-        until = w->batch_deadline_us;
+    int waiting = w->n > 0 && w->n < w->cap; /* a partial batch waits for company */
+    bf_timer_arm(&w->batch_timer, waiting ? w->batch_deadline_us : 0);
+    if (waiting && w->batch_timer.armed_us != w->batch_deadline_us &&
+        w->batch_deadline_us < until)
+        until = w->batch_deadline_us; /* no timer: the wait rounds up to whole ms */
     int ms = until > now ? (int)((until - now + 999) / 1000) : 0;
     if (w->n >= w->cap)
         ms = 0; /* a full batch is waiting: just look for more news */
@@ -355,13 +362,21 @@ static bf_status serve(worker *w, zmq_msg_t *parts)
     while (st == BF_STATUS_OK) {
         if (w->ctl && (atomic_load(&w->ctl->kill) || atomic_load(&w->ctl->stop)))
             break;
-        zmq_pollitem_t items[2] = {{w->sock, 0, ZMQ_POLLIN, 0},
-                                   {NULL, w->p->stop_fd, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, w->p->stop_fd > 0 ? 2 : 1, poll_timeout_ms(w, bf_now_us())) < 0) {
+        int ms = poll_timeout_ms(w, bf_now_us()), n_items = 1, i_timer = -1, i_stop = -1;
+        zmq_pollitem_t items[3] = {{w->sock, 0, ZMQ_POLLIN, 0}};
+        if (w->batch_timer.fd >= 0)
+            i_timer = n_items, items[n_items++] = (zmq_pollitem_t){NULL, w->batch_timer.fd,
+                                                                   ZMQ_POLLIN, 0};
+        if (w->p->stop_fd > 0)
+            i_stop = n_items, items[n_items++] = (zmq_pollitem_t){NULL, w->p->stop_fd,
+                                                                  ZMQ_POLLIN, 0};
+        if (zmq_poll(items, n_items, ms) < 0) {
             st = zmq_errno() == ETERM ? BF_STATUS_OK : bf_zmq_error("worker poll");
             break;
         }
-        if (w->p->stop_fd > 0 && (items[1].revents & ZMQ_POLLIN)) {
+        if (i_timer >= 0 && (items[i_timer].revents & ZMQ_POLLIN))
+            bf_timer_fired(&w->batch_timer);
+        if (i_stop >= 0 && (items[i_stop].revents & ZMQ_POLLIN)) {
             st = bf_error(BF_STATUS_INTERRUPTED, "worker: stopped by a signal");
             break;
         }
@@ -417,7 +432,9 @@ bf_status bf_worker_loop(void *zctx, const bf_worker_params *params, bf_compute 
         st = heartbeat_start(&w);
     if (st != BF_STATUS_OK)
         goto fail;
+    bf_timer_open(&w.batch_timer);
     st = serve(&w, parts);
+    bf_timer_close(&w.batch_timer);
 fail:
     heartbeat_stop(&w);
     if (w.sock)

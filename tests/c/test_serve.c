@@ -224,6 +224,48 @@ fail:
     return 1;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A lone request waits batch_timeout_us for company, not the next whole millisecond (the
+ * resolution of zmq_poll's timeout): T = 300 us, its wait in the pool is ~300 us, not
+ * >= 1,000. */
+static int test_batch_timeout(void)
+{
+    char ep[256];
+    enum { N = 31 };
+    bf_pool_params pp = test_params(1);
+    pp.worker.max_batch = 8;
+    pp.worker.batch_timeout_us = 300;
+    bf_pool *pool = start_pool(&pp, ep);
+    bf_client *c = NULL;
+    bf_client_params cp = client_params(ep);
+    uint8_t pay[ELEMS];
+    unsigned seed = 3;
+    uint32_t waited[N];
+    CHECK(pool && bf_client_create(&c, &cp) == BF_STATUS_OK);
+    for (int i = 0; i < N; i++) {
+        bf_result r = {0};
+        int cls = make_payload(pay, &seed);
+        CHECK(bf_client_classify(c, pay, DIMS, 0.0f, 1.0f, 1, &r) == BF_STATUS_OK);
+        CHECK(r.classes[0] == cls && r.batch == 1);
+        waited[i] = r.queue_us;
+    }
+    qsort(waited, N, sizeof *waited, cmp_u32);
+    printf("  waited in the pool: min %u us, median %u us\n", waited[0], waited[N / 2]);
+    CHECK(waited[0] >= 300 && waited[N / 2] < 900);
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
 /* Prefetch: a worker holds more than it runs (credit 2 + 3 = 5 for B = 2); what waits in
  * the worker starts the next batch, never a batch over B; everything answered once. */
 static int test_prefetch(void)
@@ -264,7 +306,8 @@ fail:
 }
 
 /* The load generator: closed loop counts and records every answer; open loop sends exactly
- * rate x seconds requests at their due times; a refused model is counted as errors. */
+ * rate x seconds requests at their due times, without waiting for answers; refused and
+ * unanswered requests are counted as errors. */
 static int test_loadgen(void)
 {
     char ep[256];
@@ -296,7 +339,7 @@ static int test_loadgen(void)
     CHECK(res.seconds >= 0.29 && res.seconds < 5.0);
     for (size_t i = 0; i < res.n_records; i++)
         CHECK(comp[i] >= 500 && lat[i] >= comp[i] + que[i] && bat[i] == 1);
-    /* open loop: 150 requests/s for 0.4 s from 2 threads -> 60 requests */
+    /* open loop: 150 requests/s for 0.4 s on 2 connections -> 60 requests */
     lp.n_clients = 2, lp.rate = 150.0, lp.seconds = 0.4;
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
     CHECK(res.sent == 60 && res.ok == 60 && res.errors == 0 && res.n_records == 60);
@@ -304,11 +347,51 @@ static int test_loadgen(void)
     lp.max_records = 5;
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
     CHECK(res.ok == 60 && res.n_records == 5);
-    /* another model's hash: every request refused, counted */
+    lp.max_records = CAP;
+    /* another model's hash: every request refused, counted (both loops) */
     lp.client.model_hash = "ffffffffffffffff";
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    CHECK(res.sent == 60 && res.ok == 0 && res.errors == 60 &&
+          res.last_error == BF_STATUS_REFUSED);
     lp.rate = 0, lp.seconds = 0.1;
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
     CHECK(res.ok == 0 && res.errors > 0 && res.last_error == BF_STATUS_REFUSED);
+    lp.client.model_hash = HASH;
+    bf_pool_destroy(pool);
+    /* The open loop does not wait for answers: one connection, 200 requests/s, a server
+     * taking 20 ms per batch (B = 16).  One request at a time could send at most ~48/s and
+     * would fall further behind with every request (the last ones ~1.3 s late); sent on
+     * time, each waits at most about a batch in progress plus its own. */
+    pp.worker.max_batch = 16, pp.worker.batch_timeout_us = 1000;
+    pp.worker.compute.delay_us = 20000;
+    pool = start_pool(&pp, ep);
+    CHECK(pool);
+    lp.client = client_params(ep);
+    lp.n_clients = 1, lp.rate = 200.0, lp.seconds = 0.4;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    uint32_t worst = 0;
+    uint16_t most = 0;
+    for (size_t i = 0; i < res.n_records; i++)
+        worst = lat[i] > worst ? lat[i] : worst, most = bat[i] > most ? bat[i] : most;
+    printf("  open loop, 1 connection: %llu answered, worst %u us, largest batch %u\n",
+           (unsigned long long)res.ok, worst, most);
+    CHECK(res.sent == 80 && res.ok == 80 && res.errors == 0 && res.n_records == 80);
+    CHECK(most > 1 && worst < 250000);
+    bf_pool_destroy(pool);
+    /* nobody answers (no workers): the open loop counts its requests as timed out after
+     * the client's timeout and returns */
+    bf_pool_params none = test_params(0);
+    none.backend = "tcp://127.0.0.1:*"; /* for workers that never come */
+    none.drain_timeout_ms = 100;
+    pool = start_pool(&none, ep);
+    CHECK(pool);
+    lp.client = client_params(ep);
+    lp.client.timeout_ms = 100;
+    lp.rate = 100.0, lp.seconds = 0.1;
+    uint64_t t0 = bf_now_us();
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    CHECK(res.sent == 10 && res.ok == 0 && res.errors == 10 &&
+          res.last_error == BF_STATUS_TIMEOUT && bf_now_us() - t0 < 2000000);
     /* bad parameters: nothing sent */
     lp.n_clients = 0;
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT && res.sent == 0);
@@ -1210,6 +1293,7 @@ int main(void)
     run("4 clients x 250 requests, 2 workers", test_concurrent);
     run("zstd payloads, logits, k clamped", test_zstd_and_logits);
     run("dynamic batching (B=8, T=3 ms)", test_batching);
+    run("batch timeout to the microsecond", test_batch_timeout);
     run("prefetch: B=2 + 3 held, batches never over B", test_prefetch);
     run("load generator: closed and open loop", test_loadgen);
     run("a batch longer than the heartbeat liveness", test_long_batch);
