@@ -327,11 +327,12 @@ class Client:
     def load_test(self, images=None, *, payload=None, clients: int = 1,
                   seconds: float = 1.0, rate: float = 0.0, k: int = 1,
                   codec: str | None = None) -> LoadReport:
-        """Loads the pool over `clients` connections from C (no Python per request) for
-        `seconds`: closed loop (rate 0: a thread per client, sending again as soon as it is
-        answered) or open loop (`rate` requests/s in total, each sent at its due time
-        however many are unanswered; latency counts from the due time, so a pool that
-        falls behind pays for the queue it builds).
+        """Loads the pool over `clients` connections for `seconds`, driven by one C thread
+        (no Python per request; no retries: no answer within the timeout is an error):
+        closed loop (rate 0: each client sends again as soon as it is answered) or open
+        loop (`rate` requests/s in total, each sent at its due time however many are
+        unanswered; latency counts from the due time, so a pool that falls behind pays
+        for the queue it builds).
         The requests cycle through the payloads of `images` (head + reduce run here once)
         or of `payload` (data, ranges) computed already."""
         if (images is None) == (payload is None):

@@ -522,15 +522,16 @@ BF_API bf_status bf_client_classify(bf_client *client, const uint8_t *payload,
 BF_API void bf_client_destroy(bf_client *client);
 
 /* Load generator (benchmarks, capacity tests): n_clients clients (each its own bf_client,
- * its own connection) for `seconds`.  Closed loop (rate 0): a thread per client, each
- * sending its next request as soon as the last one is answered; latency = send to answer.
- * Open loop (rate > 0): requests are due at a constant total rate, request j at
- * start + j / rate, on client j % n_clients; one thread sends each at its due time however
- * many are still unanswered (no retries: an answer not back within the client's timeout_ms
- * counts as a BF_STATUS_TIMEOUT error) and latency counts from the due time, so a server
- * that falls behind is charged for the wait it causes.  Payload i (row-major dims,
- * ranges[2i], ranges[2i + 1]) is used by request j with i = j % n_payloads (closed loop:
- * request m of client t is j = t + m * n_clients). */
+ * its own connection) driven by one thread (the caller's) for `seconds`; no retries: an
+ * answer not back within the client's timeout_ms counts as a BF_STATUS_TIMEOUT error.
+ * Closed loop (rate 0): each client sends its next request as soon as its last one is
+ * answered; latency = send to answer.  Open loop (rate > 0): requests are due at a
+ * constant total rate, request j at start + j / rate on client j % n_clients, and each is
+ * sent at its due time however many are still unanswered; latency counts from the due
+ * time, so a server that falls behind is charged for the wait it causes.  Payload i
+ * (row-major dims, ranges[2i], ranges[2i + 1]) is used by request j with
+ * i = j % n_payloads (closed loop: request m of client t is j = t + m * n_clients).  Each
+ * connection makes one round trip, not counted, before the clock starts. */
 typedef struct bf_load_params {
     bf_client_params client;      /* shared by every thread */
     int n_clients;                /* 1..1024 connections */

@@ -317,10 +317,11 @@ static PyMethodDef client_methods[] = {
      "seconds=1.0, rate=0.0, k=1, max_records=2**20, codec=None) -> dict: sent, ok, errors, "
      "last_error, seconds, and per answered request latency_us, queue_us, compute_us, batch "
      "(numpy).  "
-     "`clients` connections with this client's settings (bf_load_run, in C, no GIL).  "
-     "rate 0: closed loop, a thread per client with one request at a time; else open loop: "
-     "`rate` requests/s in total sent on time by one thread however many are unanswered, "
-     "latency counted from each request's due time, no answer within the timeout an error."},
+     "`clients` connections with this client's settings, driven by one C thread "
+     "(bf_load_run, no GIL, no retries: no answer within the timeout is an error).  "
+     "rate 0: closed loop, each client sending again as soon as it is answered; else open "
+     "loop: `rate` requests/s in total, each sent at its due time however many are "
+     "unanswered, latency counted from the due time."},
     {NULL, NULL, 0, NULL},
 };
 

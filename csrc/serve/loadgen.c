@@ -2,36 +2,42 @@
  * measures (a Python thread per client spends more CPU per request than a small model's
  * compute, and on a small machine takes it from the workers).
  *
- * Closed loop: a thread per client, one request at a time.  Open loop: one thread drives
- * every client's connection, sending each request at its due time whatever is still
- * outstanding (a client with one request at a time would hold the next one back while a
- * slow answer is out, and then send late ones in a bunch), and reads the answers as they
- * come; a timer wakes it for the next due time to the microsecond. */
-#define _GNU_SOURCE /* pthread_setname_np */
+ * One thread drives every client's connection from one poll loop (a thread per client
+ * would cost a wake-up per answer each, taken from the pool on a small machine).  Closed
+ * loop: a client sends its next request as soon as its last one is answered.  Open loop:
+ * each request goes at its due time however many are still unanswered (a client with one
+ * request out would hold the next one back behind a slow answer, then send late ones in a
+ * bunch); a timer wakes the loop for the next due time to the microsecond. */
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "serve/serve.h"
 
+/* A request out: its id and the time its latency counts from (sent, or due). */
+typedef struct pending {
+    uint64_t id, from_ns;
+} pending;
+
+/* One client: its connection and its requests out, oldest first. */
+typedef struct conn {
+    bf_client *client;
+    pending *v;
+    size_t n, cap;
+    uint64_t next;      /* closed loop: its requests so far */
+} conn;
+
 typedef struct load_run {
     const bf_load_params *p;
     size_t elems;
-    uint64_t start_ns;
-    atomic_size_t next_record;
-    atomic_uint_fast64_t sent, ok, errors, last_answer_ns;
-    atomic_int last_error;
+    conn *conns;
+    uint64_t start_ns, end_ns, last_answer_ns;
+    uint64_t sent, ok, errors;
+    size_t records;
+    bf_status last_error;
 } load_run;
-
-typedef struct load_thread {
-    load_run *run;
-    bf_client *client;
-    int index;
-    pthread_t th;
-} load_thread;
 
 static uint64_t now_ns(void)
 {
@@ -46,60 +52,78 @@ static uint32_t clamp_us(uint64_t ns)
     return us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 }
 
-/* ---- open loop ------------------------------------------------------------------------ */
-
-typedef struct pending {
-    uint64_t id, due_ns;
-} pending;
-
-/* Requests a client has out, oldest first (answers mostly come in order). */
-typedef struct outbox {
-    pending *v;
-    size_t n, cap;
-} outbox;
-
-static int outbox_push(outbox *o, uint64_t id, uint64_t due_ns)
+static int conn_push(conn *c, uint64_t id, uint64_t from_ns)
 {
-    if (o->n == o->cap) {
-        size_t cap = o->cap ? 2 * o->cap : 16;
-        pending *v = realloc(o->v, cap * sizeof *v);
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 16;
+        pending *v = realloc(c->v, cap * sizeof *v);
         if (v == NULL)
             return -1;
-        o->v = v, o->cap = cap;
+        c->v = v, c->cap = cap;
     }
-    o->v[o->n++] = (pending){id, due_ns};
+    c->v[c->n++] = (pending){id, from_ns};
     return 0;
 }
 
-/* Removes the request id; its due time, or 0 when it is not out (answered or timed out). */
-static uint64_t outbox_take(outbox *o, uint64_t id)
+/* Removes the request id; the time its latency counts from, or 0 when it is not out
+ * (timed out already, or not ours). */
+static uint64_t conn_take(conn *c, uint64_t id)
 {
-    for (size_t i = 0; i < o->n; i++)
-        if (o->v[i].id == id) {
-            uint64_t due = o->v[i].due_ns;
-            memmove(o->v + i, o->v + i + 1, (o->n - i - 1) * sizeof *o->v);
-            o->n--;
-            return due;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->v[i].id == id) {
+            uint64_t from = c->v[i].from_ns;
+            memmove(c->v + i, c->v + i + 1, (c->n - i - 1) * sizeof *c->v);
+            c->n--;
+            return from;
         }
     return 0;
 }
 
-/* Drops the requests due before `before`; how many. */
-static size_t outbox_expire(outbox *o, uint64_t before)
+/* Drops the requests out since before `before`; how many. */
+static size_t conn_expire(conn *c, uint64_t before)
 {
     size_t k = 0;
-    for (size_t i = 0; i < o->n; i++)
-        if (o->v[i].due_ns >= before)
-            o->v[k++] = o->v[i];
-    size_t dropped = o->n - k;
-    o->n = k;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->v[i].from_ns >= before)
+            c->v[k++] = c->v[i];
+    size_t dropped = c->n - k;
+    c->n = k;
     return dropped;
+}
+
+static void count_error(load_run *run, bf_status st, uint64_t n)
+{
+    run->errors += n;
+    run->last_error = st;
+}
+
+/* Sends request j (payload j % n_payloads) on client ci; latency counts from from_ns. */
+static void post(load_run *run, int ci, uint64_t j, uint64_t from_ns)
+{
+    const bf_load_params *p = run->p;
+    conn *c = &run->conns[ci];
+    size_t i = (size_t)(j % (uint64_t)p->n_payloads);
+    uint64_t id;
+    run->sent++;
+    bf_status st = bf_client_post(c->client, p->payloads + i * run->elems, p->dims,
+                                  p->ranges[2 * i], p->ranges[2 * i + 1], p->k, &id);
+    if (st == BF_STATUS_OK && conn_push(c, id, from_ns) == 0)
+        return;
+    count_error(run, st == BF_STATUS_OK ? BF_STATUS_OUT_OF_MEMORY : st, 1);
+}
+
+/* Closed loop: client ci's next request, if the window is still open. */
+static void post_next(load_run *run, int ci, uint64_t now)
+{
+    conn *c = &run->conns[ci];
+    if (now < run->end_ns)
+        post(run, ci, (uint64_t)ci + c->next++ * (uint64_t)run->p->n_clients, now_ns());
 }
 
 static void record(load_run *run, uint64_t latency_ns, const bf_result *r)
 {
     const bf_load_params *p = run->p;
-    size_t rec = atomic_fetch_add(&run->next_record, 1);
+    size_t rec = run->records++;
     if (rec >= p->max_records)
         return;
     if (p->latency_us)
@@ -112,85 +136,73 @@ static void record(load_run *run, uint64_t latency_ns, const bf_result *r)
         p->batch[rec] = (uint16_t)(r->batch > UINT16_MAX ? UINT16_MAX : r->batch);
 }
 
-static void count_error(load_run *run, bf_status st, uint64_t n)
+/* Reads every answer waiting for client ci (closed loop: sends its next request). */
+static void collect(load_run *run, int ci)
 {
-    atomic_fetch_add(&run->errors, n);
-    atomic_store(&run->last_error, (int)st);
-}
-
-/* Reads every answer waiting for client i. */
-static void collect(load_run *run, bf_client *c, outbox *o)
-{
+    conn *c = &run->conns[ci];
     uint64_t id;
     bf_result r = {0};
     bf_status st;
-    while (bf_client_take(c, &id, &r, &st) == 1) {
-        uint64_t t1 = now_ns(), due = outbox_take(o, id);
-        if (due == 0)
+    while (bf_client_take(c->client, &id, &r, &st) == 1) {
+        uint64_t t1 = now_ns(), from = conn_take(c, id);
+        if (from == 0)
             continue; /* timed out already: counted then */
-        atomic_store(&run->last_answer_ns, t1);
-        if (st != BF_STATUS_OK) {
+        run->last_answer_ns = t1;
+        if (st == BF_STATUS_OK) {
+            run->ok++;
+            record(run, t1 - from, &r);
+        } else {
             count_error(run, st, 1);
-            continue;
         }
-        atomic_fetch_add(&run->ok, 1);
-        record(run, t1 - due, &r);
+        if (run->p->rate == 0)
+            post_next(run, ci, t1);
     }
 }
 
-static bf_status open_loop(load_run *run, load_thread *th)
+static bf_status drive(load_run *run)
 {
     const bf_load_params *p = run->p;
-    int nc = p->n_clients;
-    uint64_t end = run->start_ns + (uint64_t)(p->seconds * 1e9);
+    int nc = p->n_clients, open = p->rate > 0;
     uint64_t timeout_ns = (uint64_t)p->client.timeout_ms * 1000000u;
     uint64_t sweep_every = timeout_ns / 8 > 1000000u ? timeout_ns / 8 : 1000000u;
-    outbox *out = calloc((size_t)nc, sizeof *out);
     zmq_pollitem_t *items = calloc((size_t)nc + 1, sizeof *items);
+    if (items == NULL)
+        return bf_error(BF_STATUS_OUT_OF_MEMORY, "bf_load_run: %d clients", nc);
     bf_timer timer;
     bf_timer_open(&timer);
-    if (out == NULL || items == NULL) {
-        free(out), free(items), bf_timer_close(&timer);
-        return bf_error(BF_STATUS_OUT_OF_MEMORY, "bf_load_run: %d clients", nc);
-    }
-    size_t outstanding = 0;
-    uint64_t next_sweep = run->start_ns + sweep_every;
-    for (uint64_t j = 0;;) {
-        uint64_t now = now_ns(), due = run->start_ns + (uint64_t)((double)j * 1e9 / p->rate);
-        for (; due <= now && due < end; due = run->start_ns + (uint64_t)(++j * 1e9 / p->rate)) {
-            int c = (int)(j % (uint64_t)nc);
-            size_t i = (size_t)(j % (uint64_t)p->n_payloads);
-            uint64_t id;
-            atomic_fetch_add(&run->sent, 1);
-            bf_status st = bf_client_post(th[c].client, p->payloads + i * run->elems, p->dims,
-                                          p->ranges[2 * i], p->ranges[2 * i + 1], p->k, &id);
-            if (st == BF_STATUS_OK && outbox_push(&out[c], id, due) == 0)
-                outstanding++;
-            else
-                count_error(run, st == BF_STATUS_OK ? BF_STATUS_OUT_OF_MEMORY : st, 1);
-        }
+    for (int c = 0; c < nc; c++)
+        items[c] = (zmq_pollitem_t){bf_client_socket(run->conns[c].client), 0, ZMQ_POLLIN, 0};
+    if (timer.fd >= 0)
+        items[nc] = (zmq_pollitem_t){NULL, timer.fd, ZMQ_POLLIN, 0};
+    uint64_t next_sweep = run->start_ns + sweep_every, j = 0;
+    uint64_t due = open ? run->start_ns : run->end_ns; /* open loop: request j's */
+    if (!open)
+        for (int c = 0; c < nc; c++)
+            post_next(run, c, run->start_ns);
+    for (;;) {
+        uint64_t now = now_ns();
+        for (; open && due <= now && due < run->end_ns;
+             due = run->start_ns + (uint64_t)((double)++j * 1e9 / p->rate))
+            post(run, (int)(j % (uint64_t)nc), j, due);
         if (now >= next_sweep) { /* unanswered past the client's timeout: failed */
-            size_t lost = 0;
-            for (int c = 0; c < nc; c++)
-                lost += outbox_expire(&out[c], now > timeout_ns ? now - timeout_ns : 0);
-            if (lost)
-                count_error(run, BF_STATUS_TIMEOUT, lost);
+            for (int c = 0; c < nc; c++) {
+                size_t lost = conn_expire(&run->conns[c], now > timeout_ns ? now - timeout_ns : 0);
+                if (lost)
+                    count_error(run, BF_STATUS_TIMEOUT, lost);
+                if (lost && !open)
+                    post_next(run, c, now);
+            }
             next_sweep = now + sweep_every;
         }
-        outstanding = 0;
+        size_t outstanding = 0;
         for (int c = 0; c < nc; c++)
-            outstanding += out[c].n;
-        if (due >= end && outstanding == 0)
+            outstanding += run->conns[c].n;
+        if (outstanding == 0 && (!open || due >= run->end_ns))
             break;
-        uint64_t wake = due < end && due < next_sweep ? due : next_sweep;
+        uint64_t wake = open && due < run->end_ns && due < next_sweep ? due : next_sweep;
         bf_timer_arm(&timer, (wake + 999) / 1000); /* ns -> us, never early */
-        int n = 0;
-        for (int c = 0; c < nc; c++)
-            items[n++] = (zmq_pollitem_t){bf_client_socket(th[c].client), 0, ZMQ_POLLIN, 0};
-        if (timer.fd >= 0)
-            items[n++] = (zmq_pollitem_t){NULL, timer.fd, ZMQ_POLLIN, 0};
-        long ms = timer.armed_us ? 100 : (long)((wake > now ? wake - now : 0) + 999999) / 1000000;
-        if (zmq_poll(items, n, ms) < 0) {
+        long ms = timer.armed_us ? 100 : (long)(((wake > now ? wake - now : 0) + 999999) / 1000000);
+        if (zmq_poll(items, timer.fd >= 0 ? nc + 1 : nc, ms) < 0) {
             count_error(run, bf_zmq_error("load generator poll"), outstanding);
             break; /* a signal (Ctrl-C): what is out is lost */
         }
@@ -198,64 +210,29 @@ static bf_status open_loop(load_run *run, load_thread *th)
             bf_timer_fired(&timer);
         for (int c = 0; c < nc; c++)
             if (items[c].revents & ZMQ_POLLIN)
-                collect(run, th[c].client, &out[c]);
+                collect(run, c);
     }
-    for (int c = 0; c < nc; c++)
-        free(out[c].v);
-    free(out), free(items);
+    free(items);
     bf_timer_close(&timer);
     return BF_STATUS_OK;
-}
-
-/* A closed-loop client: its next request as soon as the last one is answered. */
-static void *load_main(void *v)
-{
-    load_thread *t = v;
-    pthread_setname_np(pthread_self(), "bf-load");
-    load_run *run = t->run;
-    const bf_load_params *p = run->p;
-    uint64_t end = run->start_ns + (uint64_t)(p->seconds * 1e9);
-    for (uint64_t j = 0;; j++) {
-        uint64_t t0 = now_ns();
-        if (t0 >= end)
-            break;
-        size_t i = (size_t)(((uint64_t)t->index + j * (uint64_t)p->n_clients) %
-                            (uint64_t)p->n_payloads);
-        bf_result r = {0};
-        atomic_fetch_add(&run->sent, 1);
-        bf_status st = bf_client_classify(t->client, p->payloads + i * run->elems, p->dims,
-                                          p->ranges[2 * i], p->ranges[2 * i + 1], p->k, &r);
-        uint64_t t1 = now_ns();
-        uint_fast64_t last = atomic_load(&run->last_answer_ns);
-        while (last < t1 && !atomic_compare_exchange_weak(&run->last_answer_ns, &last, t1)) {
-        }
-        if (st != BF_STATUS_OK) {
-            count_error(run, st, 1);
-            if (st == BF_STATUS_INTERRUPTED)
-                break;
-            continue;
-        }
-        atomic_fetch_add(&run->ok, 1);
-        record(run, t1 - t0, &r);
-    }
-    return NULL;
 }
 
 /* Opens every connection with one round trip before the clock starts (answered or not
  * within the client's timeout), so that no measured request waits for a TCP connect and
  * a ZeroMQ handshake. */
-static void warm_up(load_run *run, load_thread *th)
+static void warm_up(load_run *run)
 {
     const bf_load_params *p = run->p;
-    int nc = p->n_clients, waiting = 0;
-    uint64_t *ids = calloc((size_t)nc, sizeof *ids);
-    zmq_pollitem_t *items = calloc((size_t)nc, sizeof *items);
+    int nc = p->n_clients, waiting = 0; /* 1..1024, checked */
+    uint64_t *ids = calloc((unsigned)nc, sizeof *ids);
+    zmq_pollitem_t *items = calloc((unsigned)nc, sizeof *items);
     if (ids == NULL || items == NULL)
         goto done; /* no warm-up: the run still measures, slightly worse */
     for (int c = 0; c < nc; c++) {
-        items[c] = (zmq_pollitem_t){bf_client_socket(th[c].client), 0, ZMQ_POLLIN, 0};
-        if (bf_client_post(th[c].client, p->payloads, p->dims, p->ranges[0], p->ranges[1],
-                           p->k, &ids[c]) == BF_STATUS_OK)
+        bf_client *cl = run->conns[c].client;
+        items[c] = (zmq_pollitem_t){bf_client_socket(cl), 0, ZMQ_POLLIN, 0};
+        if (bf_client_post(cl, p->payloads, p->dims, p->ranges[0], p->ranges[1], p->k,
+                           &ids[c]) == BF_STATUS_OK)
             waiting++;
         else
             ids[c] = 0;
@@ -270,7 +247,7 @@ static void warm_up(load_run *run, load_thread *th)
             bf_result r = {0};
             bf_status st;
             while ((items[c].revents & ZMQ_POLLIN) && ids[c] &&
-                   bf_client_take(th[c].client, &id, &r, &st) == 1)
+                   bf_client_take(run->conns[c].client, &id, &r, &st) == 1)
                 if (id == ids[c])
                     ids[c] = 0, waiting--;
         }
@@ -311,48 +288,39 @@ bf_status bf_load_run(const bf_load_params *p, bf_load_result *out)
         elems *= (size_t)p->dims[d];
     }
     load_run run = {.p = p, .elems = elems};
-    load_thread *th = calloc((size_t)p->n_clients, sizeof *th);
-    if (th == NULL)
-        return bf_error(BF_STATUS_OUT_OF_MEMORY, "bf_load_run: %d threads", p->n_clients);
+    run.conns = calloc((size_t)p->n_clients, sizeof *run.conns);
+    if (run.conns == NULL)
+        return bf_error(BF_STATUS_OUT_OF_MEMORY, "bf_load_run: %d clients", p->n_clients);
     bf_status st = BF_STATUS_OK;
-    int made = 0, started = 0;
+    int made = 0;
     /* one context, so one I/O thread, for all the clients: fewer threads to wake */
     void *zctx = zmq_ctx_new();
     if (zctx == NULL) {
-        free(th);
+        free(run.conns);
         return bf_zmq_error("zmq_ctx_new");
     }
     for (; made < p->n_clients; made++) {
-        th[made] = (load_thread){&run, NULL, made, 0};
-        st = bf_client_create_in(&th[made].client, &p->client, zctx);
+        st = bf_client_create_in(&run.conns[made].client, &p->client, zctx);
         if (st != BF_STATUS_OK)
             goto done;
     }
-    warm_up(&run, th);
-    run.start_ns = now_ns() + 1000000u; /* 1 ms for the threads to start */
-    atomic_store(&run.last_answer_ns, run.start_ns);
-    if (p->rate > 0)
-        st = open_loop(&run, th);
-    for (; p->rate == 0 && started < p->n_clients; started++) {
-        if (pthread_create(&th[started].th, NULL, load_main, &th[started]) != 0) {
-            st = bf_error(BF_STATUS_OUT_OF_MEMORY, "bf_load_run: pthread_create");
-            break;
-        }
-    }
-    for (int i = 0; i < started; i++)
-        pthread_join(th[i].th, NULL);
-    out->sent = atomic_load(&run.sent);
-    out->ok = atomic_load(&run.ok);
-    out->errors = atomic_load(&run.errors);
-    out->last_error = (bf_status)atomic_load(&run.last_error);
-    size_t recs = atomic_load(&run.next_record);
-    out->n_records = recs < p->max_records ? recs : p->max_records;
-    uint64_t last = atomic_load(&run.last_answer_ns);
-    out->seconds = last > run.start_ns ? (double)(last - run.start_ns) / 1e9 : 0.0;
+    warm_up(&run);
+    run.start_ns = now_ns();
+    run.end_ns = run.start_ns + (uint64_t)(p->seconds * 1e9);
+    run.last_answer_ns = run.start_ns;
+    st = drive(&run);
+    out->sent = run.sent;
+    out->ok = run.ok;
+    out->errors = run.errors;
+    out->last_error = run.last_error;
+    out->n_records = run.records < p->max_records ? run.records : p->max_records;
+    out->seconds = (double)(run.last_answer_ns - run.start_ns) / 1e9;
 done:
-    for (int i = 0; i < made; i++)
-        bf_client_destroy(th[i].client);
+    for (int i = 0; i < made; i++) {
+        bf_client_destroy(run.conns[i].client);
+        free(run.conns[i].v);
+    }
     zmq_ctx_term(zctx);
-    free(th);
+    free(run.conns);
     return st;
 }

@@ -392,6 +392,11 @@ static int test_loadgen(void)
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
     CHECK(res.sent == 10 && res.ok == 0 && res.errors == 10 &&
           res.last_error == BF_STATUS_TIMEOUT && bf_now_us() - t0 < 2000000);
+    lp.rate = 0, lp.n_clients = 3; /* closed loop: each client's one request times out */
+    t0 = bf_now_us();
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    CHECK(res.sent == 3 && res.ok == 0 && res.errors == 3 &&
+          res.last_error == BF_STATUS_TIMEOUT && bf_now_us() - t0 < 2000000);
     /* bad parameters: nothing sent */
     lp.n_clients = 0;
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT && res.sent == 0);
