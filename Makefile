@@ -49,13 +49,13 @@ C_DIRS := core ops wire serve cl
 C_SRCS = $(foreach d,$(C_DIRS),$(wildcard csrc/$(d)/*.c))
 C_INC = -Icsrc/include -Icsrc -Icsrc/cl/generated -I$(VENV)/include
 C_LIBS = -L$(DNNL_LIB) -Wl,-rpath,$(DNNL_LIB) -ldnnl -lzmq -lmsgpackc -lzstd -ldl -lm -lpthread
-C_TESTS := test_core test_wire test_serve test_cl
+C_TESTS := test_core test_wire test_serve test_load test_cl
 
-tests/c/build/%: tests/c/%.c $(C_SRCS) csrc/include/butterfly.h $(CL_KERNELS_H) | venv
+tests/c/build/%: tests/c/%.c tests/c/serve_common.h $(C_SRCS) csrc/include/butterfly.h $(CL_KERNELS_H) | venv
 	@mkdir -p tests/c/build
 	cc $(CFLAGS_C) -O1 $(C_INC) -o $@ $< $(C_SRCS) $(C_LIBS)
 
-tests/c/build/asan_%: tests/c/%.c $(C_SRCS) csrc/include/butterfly.h $(CL_KERNELS_H) | venv
+tests/c/build/asan_%: tests/c/%.c tests/c/serve_common.h $(C_SRCS) csrc/include/butterfly.h $(CL_KERNELS_H) | venv
 	@mkdir -p tests/c/build
 	cc $(CFLAGS_C) -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	  -fno-omit-frame-pointer $(C_INC) -o $@ $< $(C_SRCS) $(C_LIBS)

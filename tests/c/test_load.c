@@ -1,0 +1,356 @@
+/* Serving tests under load on loopback with the echo compute: concurrent clients, zstd
+ * payloads, dynamic batching and its timeout, prefetch, the load generator, a batch longer
+ * than the heartbeat liveness, a worker dying mid-load.
+ * Every loop is bounded in count and time; the whole file runs in a few seconds. */
+#include <unistd.h>
+
+#include "serve_common.h"
+
+static int test_concurrent(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(2);
+    bf_pool *pool = start_pool(&pp, ep);
+    load_arg args[4];
+    bf_serve_stats s;
+    CHECK(pool);
+    CHECK(run_load(ep, 4, 250, args, BF_CODEC_RAW) == 1000);
+    CHECK(bf_pool_stats(pool, &s) == BF_STATUS_OK);
+    CHECK(s.requests == 1000 && s.replies_ok == 1000 && s.errors == 0 && s.busy == 0);
+    CHECK(s.batches == 1000 && s.batch_hist[1] == 1000);
+    printf("  total p50 <= %.0f us, p99 <= %.0f us\n", bf_stats_quantile(s.total_us, 0.5),
+           bf_stats_quantile(s.total_us, 0.99));
+    CHECK(bf_pool_stop(pool) == BF_STATUS_OK);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+static int test_zstd_and_logits(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(1);
+    bf_pool *pool = start_pool(&pp, ep);
+    bf_client *c = NULL;
+    load_arg args[2];
+    CHECK(pool);
+    CHECK(run_load(ep, 2, 50, args, BF_CODEC_ZSTD) == 100);
+    bf_client_params cp = client_params(ep);
+    CHECK(bf_client_create(&c, &cp) == BF_STATUS_OK);
+    float logits[CLASSES + 5];
+    bf_result r = {0};
+    r.logits = logits, r.logits_cap = CLASSES + 5;
+    uint8_t p[ELEMS] = {0};
+    p[0] = 7;
+    CHECK(bf_client_classify(c, p, DIMS, 0.0f, 2.0f, 50, &r) == BF_STATUS_OK);
+    CHECK(r.n_logits == CLASSES && r.k == CLASSES && r.classes[0] == 7 && logits[7] == 8.0f);
+    CHECK(r.attempts == 1 && r.batch == 1 && r.total_us > 0);
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+static int test_batching(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(1);
+    pp.worker.max_batch = 8;
+    pp.worker.batch_timeout_us = 3000;
+    pp.worker.compute.delay_us = 2000; /* per batch: batching pays */
+    bf_pool *pool = start_pool(&pp, ep);
+    load_arg args[8];
+    bf_serve_stats s;
+    CHECK(pool);
+    CHECK(run_load(ep, 8, 40, args, BF_CODEC_RAW) == 320);
+    CHECK(bf_pool_stats(pool, &s) == BF_STATUS_OK);
+    uint64_t reqs = 0, big = 0;
+    for (int b = 1; b <= BF_STATS_BATCH_MAX; b++)
+        reqs += (uint64_t)b * s.batch_hist[b], big += b > 1 ? s.batch_hist[b] : 0;
+    printf("  %llu batches for 320 requests (max seen by a client %d)\n",
+           (unsigned long long)s.batches, args[0].max_batch_seen);
+    CHECK(reqs == 320 && big > 0 && s.batches < 320);
+    CHECK(s.batch_hist[9] == 0 && s.batch_hist[BF_STATS_BATCH_MAX] == 0);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+/* A lone request waits batch_timeout_us for company, not the next whole millisecond (the
+ * resolution of zmq_poll's timeout): T = 300 us, its wait in the pool is ~300 us, not
+ * >= 1,000. */
+static int test_batch_timeout(void)
+{
+    char ep[256];
+    enum { N = 31 };
+    bf_pool_params pp = test_params(1);
+    pp.worker.max_batch = 8;
+    pp.worker.batch_timeout_us = 300;
+    bf_pool *pool = start_pool(&pp, ep);
+    bf_client *c = NULL;
+    bf_client_params cp = client_params(ep);
+    uint8_t pay[ELEMS];
+    unsigned seed = 3;
+    uint32_t waited[N];
+    CHECK(pool && bf_client_create(&c, &cp) == BF_STATUS_OK);
+    for (int i = 0; i < N; i++) {
+        bf_result r = {0};
+        int cls = make_payload(pay, &seed);
+        CHECK(bf_client_classify(c, pay, DIMS, 0.0f, 1.0f, 1, &r) == BF_STATUS_OK);
+        CHECK(r.classes[0] == cls && r.batch == 1);
+        waited[i] = r.queue_us;
+    }
+    qsort(waited, N, sizeof *waited, cmp_u32);
+    printf("  waited in the pool: min %u us, median %u us\n", waited[0], waited[N / 2]);
+    CHECK(waited[0] >= 300 && waited[N / 2] < 900);
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+/* Prefetch: a worker holds more than it runs (credit 2 + 3 = 5 for B = 2); what waits in
+ * the worker starts the next batch, never a batch over B; everything answered once. */
+static int test_prefetch(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(1);
+    pp.worker.max_batch = 2;
+    pp.worker.prefetch = 3;
+    pp.worker.batch_timeout_us = 1000;
+    pp.worker.compute.delay_us = 1000;
+    bf_pool *pool = start_pool(&pp, ep);
+    load_arg args[6];
+    bf_serve_stats s;
+    CHECK(pool);
+    CHECK(run_load(ep, 6, 50, args, BF_CODEC_RAW) == 300);
+    CHECK(bf_pool_stats(pool, &s) == BF_STATUS_OK);
+    uint64_t reqs = 0;
+    for (int b = 1; b <= BF_STATS_BATCH_MAX; b++)
+        reqs += (uint64_t)b * s.batch_hist[b];
+    printf("  %llu batches of 1: %llu, of 2: %llu\n", (unsigned long long)s.batches,
+           (unsigned long long)s.batch_hist[1], (unsigned long long)s.batch_hist[2]);
+    CHECK(reqs == 300 && s.replies_ok == 300 && s.errors == 0 && s.busy == 0);
+    for (int b = 3; b <= BF_STATS_BATCH_MAX; b++)
+        CHECK(s.batch_hist[b] == 0);
+    CHECK(bf_pool_stop(pool) == BF_STATUS_OK);
+    bf_pool_destroy(pool);
+    pool = NULL;
+    /* prefetch 0 (strict dispatch) serves as well */
+    pp.worker.prefetch = 0;
+    pool = start_pool(&pp, ep);
+    CHECK(pool);
+    CHECK(run_load(ep, 3, 40, args, BF_CODEC_RAW) == 120);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+/* The load generator: closed loop counts and records every answer; open loop sends exactly
+ * rate x seconds requests at their due times, without waiting for answers; refused and
+ * unanswered requests are counted as errors. */
+static int test_loadgen(void)
+{
+    char ep[256];
+    enum { NP = 16, CAP = 4096 };
+    bf_pool_params pp = test_params(1);
+    pp.worker.compute.delay_us = 500;
+    bf_pool *pool = start_pool(&pp, ep);
+    uint8_t pay[NP * ELEMS];
+    float ranges[2 * NP];
+    uint32_t *lat = calloc(CAP, sizeof *lat), *comp = calloc(CAP, sizeof *comp);
+    uint32_t *que = calloc(CAP, sizeof *que);
+    uint16_t *bat = calloc(CAP, sizeof *bat);
+    unsigned seed = 7;
+    bf_load_result res;
+    CHECK(pool && lat && comp && bat && que);
+    for (int i = 0; i < NP; i++) {
+        make_payload(pay + i * ELEMS, &seed);
+        ranges[2 * i] = -1.0f, ranges[2 * i + 1] = 1.0f;
+    }
+    bf_load_params lp = bf_load_default_params();
+    lp.client = client_params(ep);
+    lp.n_clients = 3, lp.seconds = 0.3, lp.n_payloads = NP, lp.payloads = pay;
+    lp.ranges = ranges, lp.k = 3, lp.max_records = CAP;
+    lp.latency_us = lat, lp.compute_us = comp, lp.batch = bat, lp.queue_us = que;
+    memcpy(lp.dims, DIMS, sizeof DIMS);
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    printf("  closed loop: %llu answered in %.3f s\n", (unsigned long long)res.ok, res.seconds);
+    CHECK(res.ok > 10 && res.errors == 0 && res.sent == res.ok && res.n_records == res.ok);
+    CHECK(res.seconds >= 0.29 && res.seconds < 5.0);
+    for (size_t i = 0; i < res.n_records; i++)
+        CHECK(comp[i] >= 500 && lat[i] >= comp[i] + que[i] && bat[i] == 1);
+    /* open loop: 150 requests/s for 0.4 s on 2 connections -> 60 requests */
+    lp.n_clients = 2, lp.rate = 150.0, lp.seconds = 0.4;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    CHECK(res.sent == 60 && res.ok == 60 && res.errors == 0 && res.n_records == 60);
+    /* records beyond the arrays are counted, not written */
+    lp.max_records = 5;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    CHECK(res.ok == 60 && res.n_records == 5);
+    lp.max_records = CAP;
+    /* another model's hash: every request refused, counted (both loops) */
+    lp.client.model_hash = "ffffffffffffffff";
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    CHECK(res.sent == 60 && res.ok == 0 && res.errors == 60 &&
+          res.last_error == BF_STATUS_REFUSED);
+    lp.rate = 0, lp.seconds = 0.1;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    CHECK(res.ok == 0 && res.errors > 0 && res.last_error == BF_STATUS_REFUSED);
+    lp.client.model_hash = HASH;
+    bf_pool_destroy(pool);
+    /* The open loop does not wait for answers: one connection, 200 requests/s, a server
+     * taking 20 ms per batch (B = 16).  One request at a time could send at most ~48/s and
+     * would fall further behind with every request (the last ones ~1.3 s late); sent on
+     * time, each waits at most about a batch in progress plus its own. */
+    pp.worker.max_batch = 16, pp.worker.batch_timeout_us = 1000;
+    pp.worker.compute.delay_us = 20000;
+    pool = start_pool(&pp, ep);
+    CHECK(pool);
+    lp.client = client_params(ep);
+    lp.n_clients = 1, lp.rate = 200.0, lp.seconds = 0.4;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    uint32_t worst = 0;
+    uint16_t most = 0;
+    for (size_t i = 0; i < res.n_records; i++)
+        worst = lat[i] > worst ? lat[i] : worst, most = bat[i] > most ? bat[i] : most;
+    printf("  open loop, 1 connection: %llu answered, worst %u us, largest batch %u\n",
+           (unsigned long long)res.ok, worst, most);
+    CHECK(res.sent == 80 && res.ok == 80 && res.errors == 0 && res.n_records == 80);
+    CHECK(most > 1 && worst < 250000);
+    bf_pool_destroy(pool);
+    /* nobody answers (no workers): the open loop counts its requests as timed out after
+     * the client's timeout and returns */
+    bf_pool_params none = test_params(0);
+    none.backend = "tcp://127.0.0.1:*"; /* for workers that never come */
+    none.drain_timeout_ms = 100;
+    pool = start_pool(&none, ep);
+    CHECK(pool);
+    lp.client = client_params(ep);
+    lp.client.timeout_ms = 100;
+    lp.rate = 100.0, lp.seconds = 0.1;
+    uint64_t t0 = bf_now_us();
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    CHECK(res.sent == 10 && res.ok == 0 && res.errors == 10 &&
+          res.last_error == BF_STATUS_TIMEOUT && bf_now_us() - t0 < 2000000);
+    lp.rate = 0, lp.n_clients = 3; /* closed loop: each client's one request times out */
+    t0 = bf_now_us();
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    CHECK(res.sent == 3 && res.ok == 0 && res.errors == 3 &&
+          res.last_error == BF_STATUS_TIMEOUT && bf_now_us() - t0 < 2000000);
+    /* bad parameters: nothing sent */
+    lp.n_clients = 0;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT && res.sent == 0);
+    lp.n_clients = 1, lp.seconds = -1;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT);
+    lp.seconds = 0.1, lp.latency_us = lp.compute_us = lp.queue_us = NULL, lp.batch = NULL;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT);
+    bf_pool_destroy(pool);
+    free(lat), free(comp), free(bat), free(que);
+    return 0;
+fail:
+    bf_pool_destroy(pool);
+    free(lat), free(comp), free(bat), free(que);
+    return 1;
+}
+
+/* A batch four times longer than the broker's patience (3 x 50 ms heartbeats): the worker's
+ * heartbeat thread keeps it alive, so nothing is purged, re-queued or computed twice. */
+static int test_long_batch(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(1);
+    pp.worker.compute.delay_us = 600000;
+    bf_pool *pool = start_pool(&pp, ep);
+    bf_serve_stats s;
+    bf_client *c = NULL;
+    bf_result r = {0};
+    uint8_t p[ELEMS] = {6};
+    CHECK(pool);
+    bf_client_params cp = client_params(ep);
+    cp.timeout_ms = 5000, cp.retries = 0;
+    CHECK(bf_client_create(&c, &cp) == BF_STATUS_OK);
+    for (int i = 0; i < 2; i++)
+        CHECK(bf_client_classify(c, p, DIMS, 0, 1, 1, &r) == BF_STATUS_OK &&
+              r.classes[0] == 6 && r.compute_us >= 600000);
+    CHECK(bf_pool_stats(pool, &s) == BF_STATUS_OK);
+    printf("  purged %llu, re-queued %llu, batches %llu\n",
+           (unsigned long long)s.workers_purged, (unsigned long long)s.requeued,
+           (unsigned long long)s.batches);
+    CHECK(s.workers_purged == 0 && s.requeued == 0 && s.late_replies == 0 && s.batches == 2);
+    CHECK(s.workers == 1);
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+typedef struct killer_arg {
+    bf_pool *pool;
+    int after_ms;
+} killer_arg;
+
+static void *killer(void *v)
+{
+    killer_arg *k = v;
+    usleep((useconds_t)k->after_ms * 1000);
+    bf_pool_kill_worker(k->pool, 0);
+    return NULL;
+}
+
+static int test_worker_dies(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(2);
+    pp.worker.compute.delay_us = 1000;
+    bf_pool *pool = start_pool(&pp, ep);
+    load_arg args[4];
+    bf_serve_stats s;
+    pthread_t th;
+    CHECK(pool);
+    killer_arg k = {pool, 100};
+    pthread_create(&th, NULL, killer, &k);
+    int ok = run_load(ep, 4, 150, args, BF_CODEC_RAW);
+    pthread_join(th, NULL);
+    CHECK(ok == 600);
+    CHECK(bf_pool_stats(pool, &s) == BF_STATUS_OK);
+    printf("  purged %llu, re-queued %llu, late %llu, live workers %d\n",
+           (unsigned long long)s.workers_purged, (unsigned long long)s.requeued,
+           (unsigned long long)s.late_replies, s.workers);
+    CHECK(s.workers_purged == 1 && s.workers == 1 && s.replies_ok == 600);
+    CHECK(bf_pool_stop(pool) == BF_STATUS_OK);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_pool_destroy(pool);
+    return 1;
+}
+
+int main(void)
+{
+    run("4 clients x 250 requests, 2 workers", test_concurrent);
+    run("zstd payloads, logits, k clamped", test_zstd_and_logits);
+    run("dynamic batching (B=8, T=3 ms)", test_batching);
+    run("batch timeout to the microsecond", test_batch_timeout);
+    run("prefetch: B=2 + 3 held, batches never over B", test_prefetch);
+    run("load generator: closed and open loop", test_loadgen);
+    run("a batch longer than the heartbeat liveness", test_long_batch);
+    run("worker killed mid-load: re-queued", test_worker_dies);
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail != 0;
+}
