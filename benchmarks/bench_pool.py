@@ -230,7 +230,23 @@ def tail_row(res, rate):
             # transit (client, ZeroMQ, broker hops: latency less queue and compute)
             "slowest_1pct_mean_us": {"queue": r(float(queue[slow].mean()), 0),
                                      "compute": r(float(comp[slow].mean()), 0),
-                                     "transit": r(float((lat - queue - comp)[slow].mean()), 0)}}
+                                     "transit": r(float((lat - queue - comp)[slow].mean()), 0)},
+            "slowest_1pct_bursts": bursts(res["start_us"][slow])}
+
+
+def bursts(start_us, gap_us=5000):
+    """When the slow requests began: bursts of them (each one less than gap_us after the
+    last), how many, the largest, and the median time between burst starts -- a pool that
+    is slow at random spreads them out; a machine that stalls now and then bunches them."""
+    t = np.sort(np.asarray(start_us, dtype=np.float64))
+    if len(t) == 0:
+        return {"bursts": 0}
+    starts = np.concatenate(([0], np.where(np.diff(t) >= gap_us)[0] + 1))
+    sizes = np.diff(np.concatenate((starts, [len(t)])))
+    gaps = np.diff(t[starts]) / 1000.0
+    return {"bursts": len(starts), "largest": int(sizes.max()), "in_bursts_of_5_plus":
+            int(sizes[sizes >= 5].sum()), "median_gap_ms": r(float(np.median(gaps)), 1)
+            if len(gaps) else None}
 
 
 def bench_tail(path, net, pay, capacity, t_compute, seconds):

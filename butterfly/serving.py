@@ -362,6 +362,8 @@ class LoadReport:
     queue_us: np.ndarray = field(repr=False)     # its wait in the broker and the worker
     compute_us: np.ndarray = field(repr=False)   # its batch's server compute
     batch: np.ndarray = field(repr=False)        # its batch size
+    start_us: np.ndarray = field(repr=False)     # when its latency began (sent, or due in
+                                                 # the open loop), after the start
 
     @property
     def throughput(self) -> float:

@@ -645,6 +645,9 @@ def test_load_test_closed_and_open_loop(model_path, data):
         # open loop: 120 requests/s for 0.5 s -> exactly 60 requests, on payloads given
         rep2 = client.load_test(payload=data["payload"], clients=2, seconds=0.5, rate=120)
         assert rep2.sent == rep2.ok == 60 and rep2.errors == 0 and rep2.rate == 120
+        # each latency began at its request's due time, j / 120 s after the start
+        assert np.abs(np.sort(rep2.start_us) - np.arange(60) * 1e6 / 120).max() <= 1
+        assert (rep.start_us + rep.latency_us <= rep.seconds * 1e6 + 1).all()
         stats = pool.stats()
     # the pool also answered each connection's one warm-up round trip (3 + 2)
     assert stats["replies_ok"] == rep.ok + rep2.ok + 3 + 2

@@ -547,6 +547,8 @@ typedef struct bf_load_params {
     uint32_t *queue_us;           /* out, may be NULL: its wait in the broker and worker */
     uint32_t *compute_us;         /* out, may be NULL: server compute of its batch */
     uint16_t *batch;              /* out, may be NULL: its batch size */
+    uint32_t *start_us;           /* out, may be NULL: when its latency began (sent, or due
+                                     in the open loop), us after the start */
 } bf_load_params;
 
 typedef struct bf_load_result {

@@ -223,7 +223,7 @@ static PyObject *client_load_test(ClientObject *self, PyObject *args, PyObject *
 {
     static char *kwlist[] = {"payload", "ranges", "clients", "seconds", "rate", "k",
                              "max_records", "codec", NULL};
-    PyObject *po, *ro, *out = NULL, *rec[4] = {NULL, NULL, NULL, NULL};
+    PyObject *po, *ro, *out = NULL, *rec[5] = {NULL, NULL, NULL, NULL, NULL};
     PyArrayObject *pa = NULL, *ra = NULL;
     const char *codec_s = NULL;
     Py_ssize_t max_records = 1 << 20;
@@ -260,7 +260,8 @@ static PyObject *client_load_test(ClientObject *self, PyObject *args, PyObject *
     if (!(rec[0] = PyArray_SimpleNew(1, rn, NPY_UINT32)) ||
         !(rec[1] = PyArray_SimpleNew(1, rn, NPY_UINT32)) ||
         !(rec[2] = PyArray_SimpleNew(1, rn, NPY_UINT16)) ||
-        !(rec[3] = PyArray_SimpleNew(1, rn, NPY_UINT32)))
+        !(rec[3] = PyArray_SimpleNew(1, rn, NPY_UINT32)) ||
+        !(rec[4] = PyArray_SimpleNew(1, rn, NPY_UINT32)))
         goto done;
     lp.n_payloads = (int)rdims[0];
     lp.payloads = PyArray_DATA(pa);
@@ -270,6 +271,7 @@ static PyObject *client_load_test(ClientObject *self, PyObject *args, PyObject *
     lp.compute_us = PyArray_DATA((PyArrayObject *)rec[1]);
     lp.batch = PyArray_DATA((PyArrayObject *)rec[2]);
     lp.queue_us = PyArray_DATA((PyArrayObject *)rec[3]);
+    lp.start_us = PyArray_DATA((PyArrayObject *)rec[4]);
     Py_BEGIN_ALLOW_THREADS
     st = bf_load_run(&lp, &res);
     Py_END_ALLOW_THREADS
@@ -279,21 +281,21 @@ static PyObject *client_load_test(ClientObject *self, PyObject *args, PyObject *
         bf_py_raise_interrupted(st);
         goto done;
     }
-    PyObject *heads[4] = {NULL, NULL, NULL, NULL};
+    PyObject *heads[5] = {NULL, NULL, NULL, NULL, NULL};
     int got = 0;
-    while (got < 4 && (heads[got] = head_of(rec[got], res.n_records)) != NULL)
+    while (got < 5 && (heads[got] = head_of(rec[got], res.n_records)) != NULL)
         got++;
-    if (got == 4)
-        out = Py_BuildValue("{s:K,s:K,s:K,s:s,s:d,s:O,s:O,s:O,s:O}", "sent",
+    if (got == 5)
+        out = Py_BuildValue("{s:K,s:K,s:K,s:s,s:d,s:O,s:O,s:O,s:O,s:O}", "sent",
                             (unsigned long long)res.sent, "ok", (unsigned long long)res.ok,
                             "errors", (unsigned long long)res.errors, "last_error",
                             res.errors ? bf_status_str(res.last_error) : "", "seconds",
                             res.seconds, "latency_us", heads[0], "queue_us", heads[3],
-                            "compute_us", heads[1], "batch", heads[2]);
-    for (int i = 0; i < 4; i++)
+                            "compute_us", heads[1], "batch", heads[2], "start_us", heads[4]);
+    for (int i = 0; i < 5; i++)
         Py_XDECREF(heads[i]);
 done:
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         Py_XDECREF(rec[i]);
     Py_XDECREF(pa);
     Py_XDECREF(ra);
@@ -315,8 +317,8 @@ static PyMethodDef client_methods[] = {
     {"load_test", (PyCFunction)(void (*)(void))client_load_test, METH_VARARGS | METH_KEYWORDS,
      "load_test(payload uint8 (N, C, H, W), ranges float32 (N, 2), *, clients=1, "
      "seconds=1.0, rate=0.0, k=1, max_records=2**20, codec=None) -> dict: sent, ok, errors, "
-     "last_error, seconds, and per answered request latency_us, queue_us, compute_us, batch "
-     "(numpy).  "
+     "last_error, seconds, and per answered request latency_us, queue_us, compute_us, batch, "
+     "start_us (when its latency began, after the start) (numpy).  "
      "`clients` connections with this client's settings, driven by one C thread "
      "(bf_load_run, no GIL, no retries: no answer within the timeout is an error).  "
      "rate 0: closed loop, each client sending again as soon as it is answered; else open "

@@ -120,7 +120,7 @@ static void post_next(load_run *run, int ci, uint64_t now)
         post(run, ci, (uint64_t)ci + c->next++ * (uint64_t)run->p->n_clients, now_ns());
 }
 
-static void record(load_run *run, uint64_t latency_ns, const bf_result *r)
+static void record(load_run *run, uint64_t from_ns, uint64_t latency_ns, const bf_result *r)
 {
     const bf_load_params *p = run->p;
     size_t rec = run->records++;
@@ -134,6 +134,8 @@ static void record(load_run *run, uint64_t latency_ns, const bf_result *r)
         p->compute_us[rec] = r->compute_us;
     if (p->batch)
         p->batch[rec] = (uint16_t)(r->batch > UINT16_MAX ? UINT16_MAX : r->batch);
+    if (p->start_us)
+        p->start_us[rec] = clamp_us(from_ns - run->start_ns);
 }
 
 /* Reads every answer waiting for client ci (closed loop: sends its next request). */
@@ -150,7 +152,7 @@ static void collect(load_run *run, int ci)
         run->last_answer_ns = t1;
         if (st == BF_STATUS_OK) {
             run->ok++;
-            record(run, t1 - from, &r);
+            record(run, from, t1 - from, &r);
         } else {
             count_error(run, st, 1);
         }
@@ -277,7 +279,7 @@ bf_status bf_load_run(const bf_load_params *p, bf_load_result *out)
         !(p->rate >= 0 && p->rate <= 1e7) || p->n_payloads < 1 || p->payloads == NULL ||
         p->ranges == NULL || p->k < 1 || (p->max_records > 0 && p->latency_us == NULL &&
                                           p->queue_us == NULL && p->compute_us == NULL &&
-                                          p->batch == NULL))
+                                          p->batch == NULL && p->start_us == NULL))
         return bf_error(BF_STATUS_INVALID_ARGUMENT,
                         "bf_load_run: n_clients in [1, 1024], seconds in (0, 86400], rate in "
                         "[0, 1e7], payloads, ranges, k >= 1 and record arrays");

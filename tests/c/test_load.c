@@ -2,6 +2,7 @@
  * payloads, dynamic batching and its timeout, prefetch, the load generator, a batch longer
  * than the heartbeat liveness, a worker dying mid-load.
  * Every loop is bounded in count and time; the whole file runs in a few seconds. */
+#include <math.h>
 #include <unistd.h>
 
 #include "serve_common.h"
@@ -173,9 +174,10 @@ static int test_loadgen(void)
     uint32_t *lat = calloc(CAP, sizeof *lat), *comp = calloc(CAP, sizeof *comp);
     uint32_t *que = calloc(CAP, sizeof *que);
     uint16_t *bat = calloc(CAP, sizeof *bat);
+    uint32_t *sta = calloc(CAP, sizeof *sta);
     unsigned seed = 7;
     bf_load_result res;
-    CHECK(pool && lat && comp && bat && que);
+    CHECK(pool && lat && comp && bat && que && sta);
     for (int i = 0; i < NP; i++) {
         make_payload(pay + i * ELEMS, &seed);
         ranges[2 * i] = -1.0f, ranges[2 * i + 1] = 1.0f;
@@ -185,17 +187,23 @@ static int test_loadgen(void)
     lp.n_clients = 3, lp.seconds = 0.3, lp.n_payloads = NP, lp.payloads = pay;
     lp.ranges = ranges, lp.k = 3, lp.max_records = CAP;
     lp.latency_us = lat, lp.compute_us = comp, lp.batch = bat, lp.queue_us = que;
+    lp.start_us = sta;
     memcpy(lp.dims, DIMS, sizeof DIMS);
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
     printf("  closed loop: %llu answered in %.3f s\n", (unsigned long long)res.ok, res.seconds);
     CHECK(res.ok > 10 && res.errors == 0 && res.sent == res.ok && res.n_records == res.ok);
     CHECK(res.seconds >= 0.29 && res.seconds < 5.0);
     for (size_t i = 0; i < res.n_records; i++)
-        CHECK(comp[i] >= 500 && lat[i] >= comp[i] + que[i] && bat[i] == 1);
+        CHECK(comp[i] >= 500 && lat[i] >= comp[i] + que[i] && bat[i] == 1 &&
+              sta[i] < 300000 && sta[i] + lat[i] <= (uint32_t)(res.seconds * 1e6) + 1);
     /* open loop: 150 requests/s for 0.4 s on 2 connections -> 60 requests */
     lp.n_clients = 2, lp.rate = 150.0, lp.seconds = 0.4;
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
     CHECK(res.sent == 60 && res.ok == 60 && res.errors == 0 && res.n_records == 60);
+    /* each latency began at its request's due time: j / rate after the start */
+    qsort(sta, 60, sizeof *sta, cmp_u32);
+    for (int j = 0; j < 60; j++)
+        CHECK(fabs((double)sta[j] - j * 1e6 / 150.0) <= 1.0);
     /* records beyond the arrays are counted, not written */
     lp.max_records = 5;
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
@@ -256,13 +264,14 @@ static int test_loadgen(void)
     lp.n_clients = 1, lp.seconds = -1;
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT);
     lp.seconds = 0.1, lp.latency_us = lp.compute_us = lp.queue_us = NULL, lp.batch = NULL;
+    lp.start_us = NULL; /* max_records > 0 and nowhere to record */
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT);
     bf_pool_destroy(pool);
-    free(lat), free(comp), free(bat), free(que);
+    free(lat), free(comp), free(bat), free(que), free(sta);
     return 0;
 fail:
     bf_pool_destroy(pool);
-    free(lat), free(comp), free(bat), free(que);
+    free(lat), free(comp), free(bat), free(que), free(sta);
     return 1;
 }
 
