@@ -9,9 +9,10 @@
 
 (b) Load.  The real model (ResNet-18, width 16, 28x28 grayscale, butterfly unit after RB2)
     served by W = 1, 2 worker threads (1 oneDNN thread each), C = 1, 4, 16 closed-loop
-    client threads, without batching (B = 1) and with dynamic batching (B = 8, T = 2 ms).
-    The load comes from the C load generator (Client.load_test: C threads, no Python per
-    request), so it takes as little of the machine as a loopback client can.
+    clients, without batching (B = 1) and with dynamic batching (B = 8, T = 2 ms).
+    The load comes from the C load generator (Client.load_test: one C thread drives every
+    client's connection, no Python per request), so it takes as little of the machine as a
+    loopback client can.
     Throughput and client-side round-trip p50 / p99.  t_compute is the median server
     compute of one request (B = 1, one client); targets: throughput >= 90 % of W / t_compute
     (B = 1, enough clients to keep the workers busy), and at 70 % of the measured W = 1
@@ -134,7 +135,7 @@ def make_model(path):
 
 
 def closed_loop(endpoint, net, pay, n_clients, seconds):
-    """n_clients C client threads (bf_load_run), each one request at a time for `seconds`;
+    """n_clients closed-loop clients (bf_load_run), each one request at a time for `seconds`;
     returns (requests/s, round trips us, server compute us, batch sizes)."""
     c = _C.Client(endpoint, net.hash, net.model.part_range(2)[0], timeout_ms=10000)
     res = c.load_test(pay.data, pay.ranges, clients=n_clients, seconds=seconds)

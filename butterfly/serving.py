@@ -457,7 +457,7 @@ def _cli_loadtest(args) -> int:
     rng = np.random.default_rng(args.seed)
     images = rng.random((args.images, *client.input_shape), dtype=np.float32)
     rates = args.rate or [0.0]
-    print(f"load test of {args.connect}: {args.clients} client threads, {args.seconds:g} s "
+    print(f"load test of {args.connect}: {args.clients} clients, {args.seconds:g} s "
           f"per run, {args.images} distinct random inputs", flush=True)
     rows = []
     for rate in rates:

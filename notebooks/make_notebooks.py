@@ -154,7 +154,8 @@ x = np.random.default_rng(0).random((32 if SMALL else 256, 1, 28, 28), dtype=np.
 payload = net.mobile(x)
 SECONDS = 0.3 if SMALL else 2.0
 
-# closed loop: C client threads (Client.load_test), each one request at a time
+# closed loop: the C load generator (Client.load_test; one C thread drives every client's
+# connection), each client one request at a time
 rows = []
 for workers in (1, 2):
     for batch in (1, 8):
@@ -185,10 +186,12 @@ fig.tight_layout(); fig.savefig(FIG / "04_throughput.png", dpi=100); plt.show()"
 pool = bf.serve(path, workers=1, bind="tcp://127.0.0.1:*", threads=1)
 client = bf.Client(path, pool.endpoint)
 cap = client.load_test(payload=payload, clients=8, seconds=SECONDS).throughput
-curve = []
+curve, over_time = [], None
 for load in (0.3, 0.5, 0.7, 0.9):
     rep = client.load_test(payload=payload, clients=8, seconds=SECONDS, rate=load * cap)
     curve.append((load, rep.percentile(50), rep.percentile(99)))
+    if load == 0.7:
+        over_time = rep
 pool.stop()
 print(f"capacity {cap:.0f} requests/s")
 for load, p50, p99 in curve:
@@ -198,6 +201,13 @@ ax.plot([c[0] * 100 for c in curve], [c[1] / 1e3 for c in curve], "o-", label="p
 ax.plot([c[0] * 100 for c in curve], [c[2] / 1e3 for c in curve], "o-", label="p99")
 ax.set_xlabel("offered load (% of capacity)"); ax.set_ylabel("latency (ms)"); ax.legend()
 fig.tight_layout(); fig.savefig(FIG / "04_latency_vs_load.png", dpi=100); plt.show()""",
+        """# latency over time at 70 % load (start_us: when each request was due): slow requests
+# that come in bursts point at the machine stalling now and then, not at the pool
+fig, ax = plt.subplots(figsize=(7, 2.8))
+ax.plot(over_time.start_us / 1e6, over_time.latency_us / 1e3, ".", ms=2)
+ax.axhline(over_time.percentile(99) / 1e3, color="C1", lw=1, label="p99")
+ax.set_xlabel("due time (s)"); ax.set_ylabel("latency (ms)"); ax.legend()
+fig.tight_layout(); fig.savefig(FIG / "04_latency_over_time.png", dpi=100); plt.show()""",
         """# kill a worker while two clients are sending: its requests are re-queued, none is lost
 pool = bf.serve(path, workers=2, bind="tcp://127.0.0.1:*", heartbeat_interval_ms=200)
 got = []
