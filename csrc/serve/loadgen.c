@@ -191,7 +191,7 @@ static bf_status drive(load_run *run)
                 size_t lost = conn_expire(&run->conns[c], now > timeout_ns ? now - timeout_ns : 0);
                 if (lost)
                     count_error(run, BF_STATUS_TIMEOUT, lost);
-                if (lost && !open)
+                if (!open && run->conns[c].n == 0) /* timed out, or could not send */
                     post_next(run, c, now);
             }
             next_sweep = now + sweep_every;
@@ -199,9 +199,11 @@ static bf_status drive(load_run *run)
         size_t outstanding = 0;
         for (int c = 0; c < nc; c++)
             outstanding += run->conns[c].n;
-        if (outstanding == 0 && (!open || due >= run->end_ns))
+        if (outstanding == 0 && (open ? due >= run->end_ns : now >= run->end_ns))
             break;
-        uint64_t wake = open && due < run->end_ns && due < next_sweep ? due : next_sweep;
+        uint64_t wake = next_sweep, until = open ? due : run->end_ns;
+        if (until > now && until < run->end_ns + 1 && until < wake)
+            wake = until; /* the next request due, or the end of the window */
         bf_timer_arm(&timer, (wake + 999) / 1000); /* ns -> us, never early */
         long ms = timer.armed_us ? 100 : (long)(((wake > now ? wake - now : 0) + 999999) / 1000000);
         if (zmq_poll(items, timer.fd >= 0 ? nc + 1 : nc, ms) < 0) {

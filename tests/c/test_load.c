@@ -258,6 +258,11 @@ static int test_loadgen(void)
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
     CHECK(res.sent == 3 && res.ok == 0 && res.errors == 3 &&
           res.last_error == BF_STATUS_TIMEOUT && bf_now_us() - t0 < 2000000);
+    /* ... and a client whose request timed out sends again while the window is open */
+    lp.client.timeout_ms = 40, lp.seconds = 0.3;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    CHECK(res.sent >= 9 && res.sent <= 24 && res.ok == 0 && res.errors == res.sent &&
+          res.last_error == BF_STATUS_TIMEOUT);
     /* bad parameters: nothing sent */
     lp.n_clients = 0;
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT && res.sent == 0);
