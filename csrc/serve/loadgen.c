@@ -183,7 +183,9 @@ static bf_status drive(load_run *run)
             post_next(run, c, run->start_ns);
     for (;;) {
         uint64_t now = now_ns();
-        for (; open && due <= now && due < run->end_ns;
+        /* at most a few dozen sends between reads: a rate beyond what this thread can send
+         * must not stop it reading answers (it then sends late, and that counts) */
+        for (int burst = 0; open && due <= now && due < run->end_ns && burst < 64; burst++,
              due = run->start_ns + (uint64_t)((double)++j * 1e9 / p->rate))
             post(run, (int)(j % (uint64_t)nc), j, due);
         if (now >= next_sweep) { /* unanswered past the client's timeout: failed */
@@ -201,9 +203,11 @@ static bf_status drive(load_run *run)
             outstanding += run->conns[c].n;
         if (outstanding == 0 && (open ? due >= run->end_ns : now >= run->end_ns))
             break;
-        uint64_t wake = next_sweep, until = open ? due : run->end_ns;
-        if (until > now && until < run->end_ns + 1 && until < wake)
-            wake = until; /* the next request due, or the end of the window */
+        uint64_t wake = next_sweep; /* or the next request due (perhaps already), or the end */
+        if (open && due < run->end_ns && due < wake)
+            wake = due;
+        else if (!open && run->end_ns > now && run->end_ns < wake)
+            wake = run->end_ns;
         bf_timer_arm(&timer, (wake + 999) / 1000); /* ns -> us, never early */
         long ms = timer.armed_us ? 100 : (long)(((wake > now ? wake - now : 0) + 999999) / 1000000);
         if (zmq_poll(items, timer.fd >= 0 ? nc + 1 : nc, ms) < 0) {

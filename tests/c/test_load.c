@@ -209,6 +209,17 @@ static int test_loadgen(void)
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
     CHECK(res.ok == 60 && res.n_records == 5);
     lp.max_records = CAP;
+    /* a rate far beyond what the pool (or the sender) can do: every due request is tried,
+     * each is answered or counted as an error (busy, or timed out), and the run ends */
+    lp.rate = 1e6, lp.seconds = 0.05;
+    uint64_t t_over = bf_now_us();
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    printf("  open loop at 1e6/s: %llu sent, %llu answered, %llu errors in %.2f s\n",
+           (unsigned long long)res.sent, (unsigned long long)res.ok,
+           (unsigned long long)res.errors, (double)(bf_now_us() - t_over) / 1e6);
+    CHECK(res.sent == 50000 && res.ok > 0 && res.ok + res.errors == res.sent);
+    CHECK(bf_now_us() - t_over < 15000000);
+    lp.rate = 150.0, lp.seconds = 0.4;
     /* another model's hash: every request refused, counted (both loops) */
     lp.client.model_hash = "ffffffffffffffff";
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
