@@ -306,11 +306,11 @@ bf_status bf_client_post(bf_client *c, const uint8_t *payload, const int dims[3]
     return BF_STATUS_OK;
 }
 
-int bf_client_take(bf_client *c, uint64_t *id, bf_result *out, bf_status *st)
+int bf_client_take(bf_client *c, uint64_t *id, int *has_id, bf_result *out, bf_status *st)
 {
-    int has_id, rc;
-    while ((rc = read_reply(c, id, &has_id, out, st)) == 2 || (rc == 1 && !has_id)) {
-        /* not a reply, or an error reply that names no request: nothing to match */
+    int rc;
+    while ((rc = read_reply(c, id, has_id, out, st)) == 2) {
+        /* not shaped like a reply: dropped */
     }
     return rc;
 }

@@ -143,9 +143,14 @@ static void collect(load_run *run, int ci)
 {
     conn *c = &run->conns[ci];
     uint64_t id;
+    int has_id;
     bf_result r = {0};
     bf_status st;
-    while (bf_client_take(c->client, &id, &r, &st) == 1) {
+    while (bf_client_take(c->client, &id, &has_id, &r, &st) == 1) {
+        /* a reply naming no request answers one of ours all the same (the oldest: replies
+         * the broker makes itself come in order) */
+        if (!has_id && c->n > 0)
+            id = c->v[0].id;
         uint64_t t1 = now_ns(), from = conn_take(c, id);
         if (from == 0)
             continue; /* timed out already: counted then */
@@ -252,11 +257,12 @@ static void warm_up(load_run *run)
             break;
         for (int c = 0; c < nc; c++) {
             uint64_t id;
+            int has_id;
             bf_result r = {0};
             bf_status st;
             while ((items[c].revents & ZMQ_POLLIN) && ids[c] &&
-                   bf_client_take(run->conns[c].client, &id, &r, &st) == 1)
-                if (id == ids[c])
+                   bf_client_take(run->conns[c].client, &id, &has_id, &r, &st) == 1)
+                if (id == ids[c] || !has_id)
                     ids[c] = 0, waiting--;
         }
     }

@@ -42,13 +42,14 @@ int bf_zmq_recv_parts(void *sock, zmq_msg_t *parts, int max, int flags);
  * terminates a shared context after destroying every client on it. */
 bf_status bf_client_create_in(bf_client **out, const bf_client_params *params, void *zctx);
 
-/* The open-loop load generator's asynchronous use of a client (no retries): post sends a
- * request without waiting (BF_STATUS_BUSY when it cannot be sent now), *id its id; take
- * reads one reply waiting on the socket without blocking: 1 with *id, *out and *st (the
- * reply's status) set, 0 when none is waiting; socket is the one to poll. */
+/* The load generator's asynchronous use of a client (no retries): post sends a request
+ * without waiting (BF_STATUS_BUSY when it cannot be sent now), *id its id; take reads one
+ * reply waiting on the socket without blocking: 1 with *out and *st (the reply's status)
+ * set and *id its request's id (*has_id 0: an error reply that names no request, e.g. to a
+ * message refused unread), 0 when none is waiting; socket is the one to poll. */
 bf_status bf_client_post(bf_client *c, const uint8_t *payload, const int dims[3], float min,
                          float max, int k, uint64_t *id);
-int bf_client_take(bf_client *c, uint64_t *id, bf_result *out, bf_status *st);
+int bf_client_take(bf_client *c, uint64_t *id, int *has_id, bf_result *out, bf_status *st);
 void *bf_client_socket(bf_client *c);
 
 /* Encodes an error reply body into sb. */

@@ -230,6 +230,18 @@ static int test_loadgen(void)
     CHECK(res.ok == 0 && res.errors > 0 && res.last_error == BF_STATUS_REFUSED);
     lp.client.model_hash = HASH;
     bf_pool_destroy(pool);
+    /* messages over the pool's size limit are refused unread, with replies that name no
+     * request: they still answer (no waiting for the timeout) and count as refused */
+    pp.max_message = 64;
+    pool = start_pool(&pp, ep);
+    CHECK(pool);
+    lp.client = client_params(ep);
+    lp.n_clients = 2, lp.rate = 0, lp.seconds = 0.1;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    CHECK(res.sent > 10 && res.ok == 0 && res.errors == res.sent &&
+          res.last_error == BF_STATUS_REFUSED && res.seconds < 1.0);
+    bf_pool_destroy(pool);
+    pp.max_message = test_params(1).max_message;
     /* The open loop does not wait for answers: one connection, 200 requests/s, a server
      * taking 20 ms per batch (B = 16).  One request at a time could send at most ~48/s and
      * would fall further behind with every request (the last ones ~1.3 s late); sent on
