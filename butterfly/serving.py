@@ -374,13 +374,18 @@ class LoadReport:
         return float(np.percentile(self.latency_us, q)) if len(self.latency_us) else float("nan")
 
     def summary(self) -> dict:
-        mean_batch = float(self.batch.mean()) if len(self.batch) else float("nan")
-        compute = float(np.median(self.compute_us)) if len(self.compute_us) else float("nan")
+        """Counts, requests/s and latency percentiles (None when nothing was answered)."""
+        answered = len(self.latency_us) > 0
+
+        def us(v: float) -> int | None:
+            return round(v) if answered else None
+
         return {"clients": self.clients, "rate": self.rate, "sent": self.sent, "ok": self.ok,
                 "errors": self.errors, "last_error": self.last_error,
-                "req_per_s": round(self.throughput, 1), "p50_us": round(self.percentile(50)),
-                "p90_us": round(self.percentile(90)), "p99_us": round(self.percentile(99)),
-                "compute_p50_us": round(compute), "mean_batch": round(mean_batch, 2)}
+                "req_per_s": round(self.throughput, 1), "p50_us": us(self.percentile(50)),
+                "p90_us": us(self.percentile(90)), "p99_us": us(self.percentile(99)),
+                "compute_p50_us": us(float(np.median(self.compute_us)) if answered else 0),
+                "mean_batch": round(float(self.batch.mean()), 2) if answered else None}
 
 
 # --- command line ------------------------------------------------------------------------
@@ -465,11 +470,15 @@ def _cli_loadtest(args) -> int:
         row = rep.summary()
         rows.append(row)
         offered = f"{rate:.0f} req/s offered" if rate else "closed loop"
-        print(f"{offered:>22}: {row['req_per_s']:.0f} req/s, p50 {row['p50_us']} us, "
-              f"p90 {row['p90_us']} us, p99 {row['p99_us']} us, server compute p50 "
-              f"{row['compute_p50_us']} us, mean batch {row['mean_batch']}, errors "
-              f"{row['errors']}{' (' + row['last_error'] + ')' if row['errors'] else ''}",
-              flush=True)
+        errors = f"errors {row['errors']}" + (f" ({row['last_error']})" if row["errors"] else "")
+        if rep.ok:
+            print(f"{offered:>22}: {row['req_per_s']:.0f} req/s, p50 {row['p50_us']} us, "
+                  f"p90 {row['p90_us']} us, p99 {row['p99_us']} us, server compute p50 "
+                  f"{row['compute_p50_us']} us, mean batch {row['mean_batch']}, {errors}",
+                  flush=True)
+        else:
+            print(f"{offered:>22}: nothing answered of {row['sent']} sent, {errors}",
+                  flush=True)
     if args.json:
         print(json.dumps(rows))
     return 0 if all(r["errors"] == 0 for r in rows) else 1

@@ -9,6 +9,7 @@ loop is bounded in count and time.
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -674,6 +675,17 @@ def test_load_test_errors(model_path, data):
         res = other.load_test(pay.data, pay.ranges, seconds=0.2)
         assert res["ok"] == 0 and res["errors"] == res["sent"] > 0
         assert res["last_error"] == "refused"
+        s = serving.LoadReport(clients=1, rate=0.0, **res).summary()
+        assert s["p50_us"] is None and s["p99_us"] is None and s["mean_batch"] is None
+    # nothing listening: the warm-up round trip times out and the test fails at once
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+    client = serving.Client(model_path, dead, timeout_ms=200)
+    t = time.perf_counter()
+    with pytest.raises(bf.Timeout, match="no answer from"):
+        client.load_test(data["images"][:2], clients=2, seconds=5)
+    assert time.perf_counter() - t < 3
 
 
 def test_prefetch_setting(model_path, data):

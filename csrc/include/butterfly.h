@@ -561,8 +561,9 @@ typedef struct bf_load_result {
 } bf_load_result;
 
 BF_API bf_load_params bf_load_default_params(void);
-/* Runs the load; BF_STATUS_OK unless the parameters are bad or a client cannot be created
- * (then nothing was sent).  Failed requests are counted, not fatal. */
+/* Runs the load; BF_STATUS_OK unless the parameters are bad, a client cannot be created or
+ * not one warm-up round trip is answered within the timeout (BF_STATUS_TIMEOUT: nothing
+ * serves there), and then nothing was counted.  Failed requests are counted, not fatal. */
 BF_API bf_status bf_load_run(const bf_load_params *params, bf_load_result *out);
 
 /* CURVE keys.  A key file is text: "public = <40 Z85 chars>" and, for a key pair,

@@ -230,17 +230,21 @@ static bf_status drive(load_run *run)
     return BF_STATUS_OK;
 }
 
-/* Opens every connection with one round trip before the clock starts (answered or not
- * within the client's timeout), so that no measured request waits for a TCP connect and
- * a ZeroMQ handshake. */
-static void warm_up(load_run *run)
+/* Opens every connection with one round trip before the clock starts, so that no
+ * measured request waits for a TCP connect and a ZeroMQ handshake; waits up to the
+ * client's timeout.  Returns how many were answered; -1: no memory to try, -2: the wait
+ * failed (zmq_errno says why: a signal). */
+static int warm_up(load_run *run)
 {
     const bf_load_params *p = run->p;
     int nc = p->n_clients, waiting = 0; /* 1..1024, checked */
     uint64_t *ids = calloc((unsigned)nc, sizeof *ids);
     zmq_pollitem_t *items = calloc((unsigned)nc, sizeof *items);
-    if (ids == NULL || items == NULL)
-        goto done; /* no warm-up: the run still measures, slightly worse */
+    int answered = 0;
+    if (ids == NULL || items == NULL) {
+        free(ids), free(items);
+        return -1; /* no warm-up: the run still measures, slightly worse */
+    }
     for (int c = 0; c < nc; c++) {
         bf_client *cl = run->conns[c].client;
         items[c] = (zmq_pollitem_t){bf_client_socket(cl), 0, ZMQ_POLLIN, 0};
@@ -253,8 +257,12 @@ static void warm_up(load_run *run)
     uint64_t deadline = bf_now_us() + (uint64_t)p->client.timeout_ms * 1000u;
     while (waiting > 0) {
         uint64_t now = bf_now_us();
-        if (now >= deadline || zmq_poll(items, nc, (long)(deadline - now + 999) / 1000) < 0)
+        if (now >= deadline)
             break;
+        if (zmq_poll(items, nc, (long)(deadline - now + 999) / 1000) < 0) {
+            answered = -2; /* a signal (Ctrl-C) */
+            break;
+        }
         for (int c = 0; c < nc; c++) {
             uint64_t id;
             int has_id;
@@ -263,11 +271,11 @@ static void warm_up(load_run *run)
             while ((items[c].revents & ZMQ_POLLIN) && ids[c] &&
                    bf_client_take(run->conns[c].client, &id, &has_id, &r, &st) == 1)
                 if (id == ids[c] || !has_id)
-                    ids[c] = 0, waiting--;
+                    ids[c] = 0, waiting--, answered++;
         }
     }
-done:
     free(ids), free(items);
+    return answered;
 }
 
 /* ---- the run ---------------------------------------------------------------------------- */
@@ -318,7 +326,14 @@ bf_status bf_load_run(const bf_load_params *p, bf_load_result *out)
         if (st != BF_STATUS_OK)
             goto done;
     }
-    warm_up(&run);
+    int warm = warm_up(&run);
+    if (warm == 0 || warm == -2) {
+        st = warm == -2 ? bf_zmq_error("load test")
+                        : bf_error(BF_STATUS_TIMEOUT, "load test: no answer from %s to any of "
+                                   "%d requests within %d ms (is a pool serving there?)",
+                                   p->client.endpoint, p->n_clients, p->client.timeout_ms);
+        goto done;
+    }
     run.start_ns = now_ns();
     run.end_ns = run.start_ns + (uint64_t)(p->seconds * 1e9);
     run.last_answer_ns = run.start_ns;
