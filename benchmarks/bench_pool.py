@@ -19,9 +19,11 @@
     capacity (requests paced at a constant rate) p99 <= 2 x p50 (the median of several
     runs, each run's ratio reported too).  The tail is split into
     queue / compute / transit for the slowest 1 %, and measured again on the echo backend
-    spinning t_compute per request (the transport's own tail, without compute variance).  The peer, in the same
-    run: W threads running restore + tail in a tight loop without any serving ("bare"),
-    the capacity the workers can really get when other processes share the cores.
+    spinning t_compute per request (the transport's own tail, without compute variance).
+    The peer, in the same run: W threads running restore + tail in a tight loop without
+    any serving ("bare"), the capacity the workers can really get when other processes
+    share the cores.  Each load row also has the process's CPU (cores busy, CPU per
+    request): with W = 2 on 2 cores, cores / CPU per request bounds the throughput.
 
 The machine has 2 cores shared by the clients, the broker, the workers and ZeroMQ's I/O
 threads, so W = 2 competes with the load generator for the cores.  Medians are quoted;
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -139,10 +142,19 @@ def closed_loop(endpoint, net, pay, n_clients, seconds):
     """n_clients closed-loop clients (bf_load_run), each one request at a time for `seconds`;
     returns (requests/s, round trips us, server compute us, batch sizes)."""
     c = _C.Client(endpoint, net.hash, net.model.part_range(2)[0], timeout_ms=10000)
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
     res = c.load_test(pay.data, pay.ranges, clients=n_clients, seconds=seconds)
+    cpu, wall = cpu_seconds() - cpu0, time.perf_counter() - t0
     if res["errors"]:
         raise RuntimeError(f"{res['errors']} failed requests ({res['last_error']})")
-    return res["ok"] / res["seconds"], res["latency_us"], res["compute_us"], res["batch"]
+    # the whole process (clients, broker, workers, ZeroMQ): cores busy, CPU per request
+    use = {"cores": cpu / wall, "cpu_us_per_req": cpu / max(res["ok"], 1) * 1e6}
+    return res["ok"] / res["seconds"], res["latency_us"], res["compute_us"], res["batch"], use
+
+
+def cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def paced(endpoint, net_hash, split, pay, rate, seconds, n_senders=8):
@@ -201,15 +213,17 @@ def bench_load(path, net, pay, seconds):
             try:
                 closed_loop(pool.endpoint, net, pay, 2, 0.2)  # warm-up: plans, caches
                 for clients in (1, 4, 16):
-                    thr, rtts, comp, bats = closed_loop(pool.endpoint, net, pay, clients,
-                                                        seconds)
+                    thr, rtts, comp, bats, use = closed_loop(pool.endpoint, net, pay,
+                                                             clients, seconds)
                     if batch == 1 and workers == 1 and clients == 1:
                         t_compute = float(np.median(comp))
                     row = {"workers": workers, "clients": clients, "batch": batch,
                            "req_per_s": r(thr, 1), "p50_us": r(pct(rtts, 50), 0),
                            "p99_us": r(pct(rtts, 99), 0),
                            "compute_p50_us": r(float(np.median(comp)), 0),
-                           "mean_batch": r(float(np.mean(bats)), 2)}
+                           "mean_batch": r(float(np.mean(bats)), 2),
+                           "cores_busy": r(use["cores"], 2),
+                           "cpu_us_per_req": r(use["cpu_us_per_req"], 0)}
                     if t_compute:
                         row["vs_capacity"] = r(thr / (workers * 1e6 / t_compute), 3)
                     row["vs_bare"] = r(thr / bare[workers], 3)
@@ -312,6 +326,15 @@ def main() -> None:
         return max(x["req_per_s"] for x in rows if x["workers"] == w and x["batch"] == 1)
 
     eff1, eff2 = (r(best(w) / (w * 1e6 / t_compute), 3) for w in (1, 2))
+    # W = 2 is bounded by the CPU each request costs the process, compute and transport:
+    # the cores / that CPU is the most it can serve, whatever the scheduling
+    top2 = max((x for x in rows if x["workers"] == 2 and x["batch"] == 1),
+               key=lambda x: x["req_per_s"])
+    cores = os.cpu_count() or 1
+    w2_cpu = {"cores_busy": top2["cores_busy"], "cpu_us_per_req": top2["cpu_us_per_req"],
+              "beyond_compute_us_per_req": r(top2["cpu_us_per_req"] - t_compute, 0),
+              "ceiling_vs_capacity": r(cores * 1e6 / top2["cpu_us_per_req"] /
+                                       (2 * 1e6 / t_compute), 3)}
     bare1, bare2 = (r(best(w) / bare[w], 3) for w in (1, 2))
     emit({"bench": "pool", "model": "resnet18-w16-28x28-bf(after=2,c=2,s=2)",
           "quick": args.quick, "cores": os.cpu_count(),
@@ -320,7 +343,7 @@ def main() -> None:
           "overhead_us": over["overhead_us"], "raw_rtt_us": over["raw_rtt_us"],
           "pool_rtt_us": over["pool_rtt_us"], "ratio_overhead_vs_raw": over["overhead_vs_raw"],
           "overhead": over, "t_compute_us": r(t_compute, 1),
-          "throughput_vs_capacity": {"W1": eff1, "W2": eff2},
+          "throughput_vs_capacity": {"W1": eff1, "W2": eff2}, "w2_cpu": w2_cpu,
           "bare_compute_per_s": {f"W{w}": r(v, 1) for w, v in bare.items()},
           "throughput_vs_bare": {"W1": bare1, "W2": bare2},
           "p99_over_p50_at_70pct": tail["p99_over_p50"], "tail": tails,
