@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "butterfly.h"
+#include "core/mpobj.h"
 #include "core/spec.h"
 
 #define MODEL_FORMAT "butterfly-model"
@@ -34,60 +35,26 @@ static void refresh_hash(bf_model *m);
 
 /* ---- small msgpack readers ---------------------------------------------------------- */
 
-static int key_is(const msgpack_object *k, const char *s)
-{
-    size_t n = strlen(s);
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n && !memcmp(k->via.str.ptr, s, n);
-}
-
-static const msgpack_object *map_get(const msgpack_object *map, const char *key)
-{
-    if (map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < map->via.map.size; i++)
-        if (key_is(&map->via.map.ptr[i].key, key))
-            return &map->via.map.ptr[i].val;
-    return NULL;
-}
-
-static int obj_int(const msgpack_object *o, int64_t *out)
-{
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX) {
-        *out = (int64_t)o->via.u64;
-        return 1;
-    }
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        *out = o->via.i64;
-        return 1;
-    }
-    return 0;
-}
-
 static int obj_float(const msgpack_object *o, float *out)
 {
-    int64_t i;
-    if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64) {
-        *out = (float)o->via.f64;
-        return isfinite(*out);
-    }
-    if (obj_int(o, &i)) {
-        *out = (float)i;
-        return 1;
-    }
-    return 0;
+    double v;
+    if (!bf_mp_number(o, &v))
+        return 0;
+    *out = (float)v;
+    return isfinite(*out);
 }
 
 /* Reads an optional int field in [lo, hi]; absent keeps *out. */
 static bf_status get_int(const msgpack_object *map, const char *key, int lo, int hi, int *out,
                          int layer)
 {
-    const msgpack_object *o = map_get(map, key);
+    const msgpack_object *o = bf_mp_map_get(map, key);
     int64_t v;
     if (!o)
         return BF_STATUS_OK;
     if (o->type == MSGPACK_OBJECT_BOOLEAN)
         v = o->via.boolean;
-    else if (!obj_int(o, &v))
+    else if (!bf_mp_int(o, &v))
         return bf_error(BF_STATUS_BAD_MODEL, "layer %d: '%s' must be an integer", layer, key);
     if (v < lo || v > hi)
         return bf_error(BF_STATUS_BAD_MODEL, "layer %d: '%s' = %lld out of range [%d, %d]",
@@ -100,14 +67,14 @@ static bf_status get_int(const msgpack_object *map, const char *key, int lo, int
 static bf_status get_pair(const msgpack_object *map, const char *key, int lo, int hi, int out[2],
                           int layer)
 {
-    const msgpack_object *o = map_get(map, key);
+    const msgpack_object *o = bf_mp_map_get(map, key);
     int64_t v[2];
     if (!o)
         return BF_STATUS_OK;
-    if (obj_int(o, &v[0])) {
+    if (bf_mp_int(o, &v[0])) {
         v[1] = v[0];
     } else if (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 2 &&
-               obj_int(&o->via.array.ptr[0], &v[0]) && obj_int(&o->via.array.ptr[1], &v[1])) {
+               bf_mp_int(&o->via.array.ptr[0], &v[0]) && bf_mp_int(&o->via.array.ptr[1], &v[1])) {
     } else {
         return bf_error(BF_STATUS_BAD_MODEL, "layer %d: '%s' must be an int or [int, int]",
                         layer, key);
@@ -124,7 +91,7 @@ static bf_status get_pair(const msgpack_object *map, const char *key, int lo, in
 static bf_status get_float(const msgpack_object *map, const char *key, float lo, float hi,
                            float *out, int layer)
 {
-    const msgpack_object *o = map_get(map, key);
+    const msgpack_object *o = bf_mp_map_get(map, key);
     float v;
     if (!o)
         return BF_STATUS_OK;
@@ -150,11 +117,11 @@ static bf_status parse_layer(const msgpack_object *o, int index, bf_layer_spec *
     if (o->type != MSGPACK_OBJECT_MAP)
         return bf_error(BF_STATUS_BAD_MODEL, "layer %d is not a map", index);
     bf_spec_defaults(s);
-    t = map_get(o, "type");
+    t = bf_mp_map_get(o, "type");
     if (!t || t->type != MSGPACK_OBJECT_STR ||
         bf_spec_type_from_str(t->via.str.ptr, t->via.str.size, &s->type) != 0)
         return bf_error(BF_STATUS_BAD_MODEL, "layer %d: missing or unknown 'type'", index);
-    name = map_get(o, "name");
+    name = bf_mp_map_get(o, "name");
     if (name) {
         if (name->type != MSGPACK_OBJECT_STR || name->via.str.size >= BF_NAME_MAX)
             return bf_error(BF_STATUS_BAD_MODEL, "layer %d: 'name' must be a string of < %d bytes",
@@ -164,12 +131,12 @@ static bf_status parse_layer(const msgpack_object *o, int index, bf_layer_spec *
     } else {
         snprintf(s->name, BF_NAME_MAX, "%s%d", bf_layer_type_str(s->type), index);
     }
-    part = map_get(o, "part");
+    part = bf_mp_map_get(o, "part");
     if (part && (part->type != MSGPACK_OBJECT_STR ||
                  bf_spec_part_from_str(part->via.str.ptr, part->via.str.size, &s->part) != 0))
         return bf_error(BF_STATUS_BAD_MODEL, "layer %d: 'part' must be head/reduce/restore/tail",
                         index);
-    inputs = map_get(o, "inputs");
+    inputs = bf_mp_map_get(o, "inputs");
     if (inputs) {
         if (inputs->type != MSGPACK_OBJECT_ARRAY || inputs->via.array.size > 2)
             return bf_error(BF_STATUS_BAD_MODEL, "layer %d: 'inputs' must be a list of <= 2 ints",
@@ -177,7 +144,7 @@ static bf_status parse_layer(const msgpack_object *o, int index, bf_layer_spec *
         s->n_inputs = (int)inputs->via.array.size;
         for (int i = 0; i < s->n_inputs; i++) {
             int64_t v;
-            if (!obj_int(&inputs->via.array.ptr[i], &v) || v < 0 || v >= index)
+            if (!bf_mp_int(&inputs->via.array.ptr[i], &v) || v < 0 || v >= index)
                 return bf_error(BF_STATUS_BAD_MODEL,
                                 "layer %d: input %d must index an earlier layer", index, i);
             s->inputs[i] = (int)v;
@@ -199,13 +166,13 @@ static bf_status parse_layer(const msgpack_object *o, int index, bf_layer_spec *
     TRY(get_float(o, "eps", 1e-12f, 1.0f, &s->eps, index));
     TRY(get_float(o, "momentum", 0.0f, 1.0f, &s->momentum, index));
     if (s->type == BF_LAYER_INPUT) {
-        const msgpack_object *sh = map_get(o, "shape");
+        const msgpack_object *sh = bf_mp_map_get(o, "shape");
         int64_t v;
         if (!sh || sh->type != MSGPACK_OBJECT_ARRAY || sh->via.array.size != 3)
             return bf_error(BF_STATUS_BAD_MODEL, "layer %d: input needs 'shape': [C, H, W]",
                             index);
         for (int i = 0; i < 3; i++) {
-            if (!obj_int(&sh->via.array.ptr[i], &v) || v < 1 || v > MAX_DIM)
+            if (!bf_mp_int(&sh->via.array.ptr[i], &v) || v < 1 || v > MAX_DIM)
                 return bf_error(BF_STATUS_BAD_MODEL, "layer %d: bad input shape", index);
             s->shape[i] = (int)v;
         }
@@ -238,10 +205,10 @@ static bf_status parse_params(bf_model *m, int li, const msgpack_object *list, i
         const msgpack_object *po = &list->via.array.ptr[k], *nm, *shape, *data;
         param *p = &m->params[li][k];
         *p = expect[k];
-        nm = map_get(po, "name");
-        shape = map_get(po, "shape");
-        data = map_get(po, "data");
-        if (!nm || !key_is(nm, p->name))
+        nm = bf_mp_map_get(po, "name");
+        shape = bf_mp_map_get(po, "shape");
+        data = bf_mp_map_get(po, "data");
+        if (!nm || !bf_mp_key_is(nm, p->name))
             return bf_error(BF_STATUS_BAD_MODEL, "layer %d (%s): parameter %d must be '%s'", li,
                             m->layers[li].name, k, p->name);
         if (!shape || shape->type != MSGPACK_OBJECT_ARRAY ||
@@ -250,7 +217,7 @@ static bf_status parse_params(bf_model *m, int li, const msgpack_object *list, i
                             m->layers[li].name, p->name);
         for (int d = 0; d < p->ndims; d++) {
             int64_t v;
-            if (!obj_int(&shape->via.array.ptr[d], &v) || v != p->dims[d])
+            if (!bf_mp_int(&shape->via.array.ptr[d], &v) || v != p->dims[d])
                 return bf_error(BF_STATUS_BAD_MODEL,
                                 "layer %d (%s): '%s' dim %d is not %lld", li, m->layers[li].name,
                                 p->name, d, (long long)p->dims[d]);
@@ -307,16 +274,16 @@ static bf_status parse_model(bf_model *m, const msgpack_object *root, bf_load_wh
 
     if (root->type != MSGPACK_OBJECT_MAP)
         return bf_error(BF_STATUS_BAD_MODEL, "model description is not a msgpack map");
-    fmt = map_get(root, "format");
-    if (!fmt || !key_is(fmt, MODEL_FORMAT))
+    fmt = bf_mp_map_get(root, "format");
+    if (!fmt || !bf_mp_key_is(fmt, MODEL_FORMAT))
         return bf_error(BF_STATUS_BAD_MODEL, "not a butterfly model (no format '%s')",
                         MODEL_FORMAT);
-    ver = map_get(root, "version");
-    if (!ver || !obj_int(ver, &v) || v != BF_MODEL_FORMAT_VERSION)
+    ver = bf_mp_map_get(root, "version");
+    if (!ver || !bf_mp_int(ver, &v) || v != BF_MODEL_FORMAT_VERSION)
         return bf_error(BF_STATUS_BAD_MODEL, "unsupported model format version (want %d)",
                         BF_MODEL_FORMAT_VERSION);
-    layers = map_get(root, "layers");
-    params = map_get(root, "params");
+    layers = bf_mp_map_get(root, "layers");
+    params = bf_mp_map_get(root, "params");
     if (!layers || layers->type != MSGPACK_OBJECT_ARRAY || layers->via.array.size == 0 ||
         layers->via.array.size > MAX_LAYERS)
         return bf_error(BF_STATUS_BAD_MODEL, "'layers' must be a non-empty list");
@@ -341,7 +308,7 @@ static bf_status parse_model(bf_model *m, const msgpack_object *root, bf_load_wh
         if (st != BF_STATUS_OK)
             return st;
     }
-    hash = map_get(root, "hash");
+    hash = bf_mp_map_get(root, "hash");
     if (all_data) {
         snprintf(m->hash, sizeof m->hash, "%016llx", (unsigned long long)h);
     } else if (hash && hash->type == MSGPACK_OBJECT_STR && hash->via.str.size == 16) {
@@ -350,7 +317,7 @@ static bf_status parse_model(bf_model *m, const msgpack_object *root, bf_load_wh
     } else {
         return bf_error(BF_STATUS_BAD_MODEL, "half model file without its 'hash'");
     }
-    meta = map_get(root, "meta");
+    meta = bf_mp_map_get(root, "meta");
     if (meta) {
         msgpack_sbuffer sb;
         msgpack_packer pk;

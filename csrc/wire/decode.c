@@ -7,6 +7,7 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "core/mpobj.h"
 #include "wire/wire.h"
 
 /* ---- field readers (each returns 0 or sets the error and returns -1) ---------------- */
@@ -24,26 +25,13 @@ __attribute__((format(printf, 1, 2))) static int proto_error(const char *fmt, ..
 }
 #define PROTO(...) proto_error(__VA_ARGS__)
 
-static int key_is(const msgpack_object *k, const char *name)
-{
-    size_t n = strlen(name);
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-           memcmp(k->via.str.ptr, name, n) == 0;
-}
-
 static int get_int(const msgpack_object *o, const char *what, int64_t lo, int64_t hi,
                    int64_t *out)
 {
-    int64_t v = 0;
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        if (o->via.u64 > (uint64_t)INT64_MAX)
-            return PROTO("\"%s\" out of range", what);
-        v = (int64_t)o->via.u64;
-    } else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        v = o->via.i64;
-    } else {
-        return PROTO("\"%s\" must be an integer", what);
-    }
+    int64_t v;
+    if (!bf_mp_int(o, &v))
+        return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? PROTO("\"%s\" out of range", what)
+                                                          : PROTO("\"%s\" must be an integer", what);
     if (v < lo || v > hi)
         return PROTO("\"%s\" = %lld out of range [%lld, %lld]", what, (long long)v,
                      (long long)lo, (long long)hi);
@@ -54,13 +42,7 @@ static int get_int(const msgpack_object *o, const char *what, int64_t lo, int64_
 static int get_float(const msgpack_object *o, const char *what, float *out)
 {
     double v;
-    if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)
-        v = o->via.f64;
-    else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        v = (double)o->via.u64;
-    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        v = (double)o->via.i64;
-    else
+    if (!bf_mp_number(o, &v))
         return PROTO("\"%s\" must be a number", what);
     if (!isfinite(v) || fabs(v) > 3.0e38)
         return PROTO("\"%s\" must be a finite float32", what);
@@ -100,7 +82,7 @@ static bf_status unpack_map(msgpack_unpacked *up, const void *buf, size_t len,
     *map = &up->data.via.map;
     const msgpack_object *v = NULL;
     for (uint32_t i = 0; i < (*map)->size; i++)
-        if (key_is(&(*map)->ptr[i].key, "v"))
+        if (bf_mp_key_is(&(*map)->ptr[i].key, "v"))
             v = &(*map)->ptr[i].val;
     int64_t ver = 0;
     if (v == NULL)
@@ -122,7 +104,7 @@ static int collect(const msgpack_object_map *map, const char *const *names, int 
         vals[j] = NULL;
     for (uint32_t i = 0; i < map->size; i++) {
         for (int j = 0; j < n; j++) {
-            if (!key_is(&map->ptr[i].key, names[j]))
+            if (!bf_mp_key_is(&map->ptr[i].key, names[j]))
                 continue;
             if (vals[j])
                 return PROTO("key \"%s\" repeated", names[j]);
