@@ -141,11 +141,19 @@ def test_bad_model_files(tmp_path):
         "truncated": data[: len(data) // 2],
         "trailing": data + b"\x00",
         "not a map": b"\x93\x01\x02\x03",
+        # containers declaring more elements than the file has bytes (msgpack-c would
+        # allocate them all before reading one), and nesting past any model's depth
+        "huge map": b"\xdf\x7f\xff\xff\xff",
+        "huge layer list": b"\x81\xa6layers\xdd\x7f\xff\xff\xff\x01",
+        "deep": b"\x91" * 40 + b"\x01",
     }
     for name, blob in cases.items():
         p = tmp_path / f"{name}.bfly"
         p.write_bytes(blob)
-        with pytest.raises(bf.ModelError):
+        # the huge and deep ones are refused by the bounds pre-check, before any unpacking
+        match = "larger than the file" if name in ("huge map", "huge layer list", "deep") \
+            else None
+        with pytest.raises(bf.ModelError, match=match):
             bf.load(p)
     with pytest.raises(bf.FileError):
         bf.load(tmp_path / "missing.bfly")

@@ -33,6 +33,8 @@ struct bf_model {
 
 static void refresh_hash(bf_model *m);
 
+#define BF_MODEL_MAX_DEPTH 32 /* msgpack nesting in a model file (its meta is the user's) */
+
 /* ---- small msgpack readers ---------------------------------------------------------- */
 
 static int obj_float(const msgpack_object *o, float *out)
@@ -346,6 +348,15 @@ bf_status bf_model_load_buffer(bf_model **out, const void *buf, size_t len, bf_l
     *out = NULL;
     if (what != BF_LOAD_ALL && what != BF_LOAD_MOBILE && what != BF_LOAD_CLOUD)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "bad load selector %d", (int)what);
+    /* a few hostile bytes can declare containers of billions of elements, which msgpack-c
+     * would allocate before reading them: the bounds pre-check first */
+    if (bf_mp_scan(buf, len, BF_MODEL_MAX_DEPTH, &off) < 0)
+        return bf_error(BF_STATUS_BAD_MODEL, "model is not valid msgpack (empty, truncated, "
+                        "nested over %d deep, or a container larger than the file)",
+                        BF_MODEL_MAX_DEPTH);
+    if (off != len)
+        return bf_error(BF_STATUS_BAD_MODEL, "%zu trailing bytes after the model", len - off);
+    off = 0;
     msgpack_unpacked_init(&msg);
     ret = msgpack_unpack_next(&msg, buf, len, &off);
     if (ret != MSGPACK_UNPACK_SUCCESS) {

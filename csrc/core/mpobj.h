@@ -1,9 +1,11 @@
-/* Reading msgpack-c objects: the few checks shared by the model file reader (core/model.c)
- * and the wire decoder (wire/decode.c); each caller words its own errors. */
+/* Reading msgpack from outside: the bounds pre-check (core/mpscan.c) and the object readers
+ * shared by the model file reader (core/model.c) and the wire decoder (wire/decode.c);
+ * each caller words its own errors. */
 #ifndef BF_CORE_MPOBJ_H
 #define BF_CORE_MPOBJ_H
 
 #include <msgpack.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -53,5 +55,12 @@ static inline int bf_mp_number(const msgpack_object *o, double *out)
         return 0;
     return 1;
 }
+
+/* Checks that buf starts with one msgpack object whose every declared length and count fits
+ * in the bytes there, nested at most max_depth deep: 0 and *used its size (the caller
+ * decides about bytes after it), or -1 (empty, truncated, too deep, oversized).  Run it
+ * before msgpack_unpack_next on bytes from outside: msgpack-c allocates what a container
+ * declares before it reads a byte of it. */
+int bf_mp_scan(const void *buf, size_t len, int max_depth, size_t *used);
 
 #endif /* BF_CORE_MPOBJ_H */

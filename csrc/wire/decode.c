@@ -64,6 +64,20 @@ static int str_eq(const char *s, size_t n, const char *lit)
     return strlen(lit) == n && memcmp(s, lit, n) == 0;
 }
 
+bf_status bf_wire_prescan(const void *buf, size_t len)
+{
+    size_t used;
+    if (buf == NULL || len == 0)
+        return bf_error(BF_STATUS_PROTOCOL, "empty message");
+    if (bf_mp_scan(buf, len, BF_WIRE_MAX_DEPTH, &used) < 0)
+        return bf_error(BF_STATUS_PROTOCOL,
+                        "malformed msgpack (truncated, too deep or oversized container)");
+    if (used != len)
+        return bf_error(BF_STATUS_PROTOCOL, "%zu trailing bytes after the msgpack body",
+                        len - used);
+    return BF_STATUS_OK;
+}
+
 /* Unpacks buf into *up after the prescan and checks it is a map with our version. */
 static bf_status unpack_map(msgpack_unpacked *up, const void *buf, size_t len,
                             const msgpack_object_map **map)

@@ -1,13 +1,14 @@
 #!/bin/sh
-# Builds the wire decoder fuzzer (libFuzzer + ASan + UBSan) and runs it for a bounded time.
-#   tests/fuzz/run.sh [SECONDS]        (default 60; run from anywhere)
+# Builds the fuzzers (libFuzzer + ASan + UBSan) of the wire decoder and of the model file
+# reader and runs each for a bounded time.
+#   tests/fuzz/run.sh [SECONDS]        (default 60, per fuzzer; run from anywhere)
 # Needs clang and libFuzzer's runtime (Debian: clang, libclang-rt-*-dev).  Crashes, if any,
 # are written to tests/fuzz/build/ as crash-* files and the script exits non-zero.
 set -eu
 cd "$(dirname "$0")/../.."
 secs=${1:-60}
 out=tests/fuzz/build
-mkdir -p "$out" "$out/corpus"
+mkdir -p "$out" "$out/corpus" "$out/corpus_model"
 CC=${CC:-}
 if [ -z "$CC" ]; then
   for c in clang clang-15 clang-14 clang-16 clang-17 clang-18; do
@@ -25,7 +26,7 @@ if ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n){return 0;}' |
     fi
   done
 fi
-wire="csrc/wire/scan.c csrc/wire/wire.c csrc/wire/decode.c"
+wire="csrc/core/mpscan.c csrc/wire/wire.c csrc/wire/decode.c"
 src="csrc/core/status.c $wire"
 inc="-Icsrc/include -Icsrc"
 libs="-lmsgpackc -lzstd -lm"
@@ -38,6 +39,11 @@ ${HOSTCC:-cc} -std=gnu11 -O1 -g -fopenmp $inc -o "$out/make_corpus" tests/fuzz/m
 ${HOSTCC:-cc} -std=gnu11 -O1 -g -fopenmp $inc -c csrc/core/status.c -o "$out/status.o"
 "$CC" -std=gnu11 -O1 -g $fuzz_flags $inc -o "$out/fuzz_decode" tests/fuzz/fuzz_decode.c \
   $wire "$out/status.o" $libs -lgomp
-# new inputs go to build/corpus; the committed seeds stay as they are
+"$CC" -std=gnu11 -O1 -g $fuzz_flags $inc -o "$out/fuzz_model" tests/fuzz/fuzz_model.c \
+  csrc/core/model.c csrc/core/spec.c csrc/core/mpscan.c "$out/status.o" -lmsgpackc -lm -lgomp
+# new inputs go to build/corpus*; the committed seeds stay as they are (the model seeds
+# are written by tests/fuzz/make_model_corpus.py)
 "$out/fuzz_decode" -max_total_time="$secs" -max_len=4096 -rss_limit_mb=2048 \
   -artifact_prefix="$out/" "$out/corpus" tests/fuzz/corpus
+"$out/fuzz_model" -max_total_time="$secs" -max_len=16384 -rss_limit_mb=2048 \
+  -artifact_prefix="$out/model-" "$out/corpus_model" tests/fuzz/corpus_model

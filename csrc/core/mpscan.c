@@ -1,14 +1,16 @@
 /* A bounds check of raw msgpack before msgpack-c unpacks it.  msgpack-c allocates
  * n * sizeof(msgpack_object) for a container that *declares* n elements, so five hostile
  * bytes (a map32 of 2^32 entries) would ask for ~100 GB; here every declared count must fit
- * in the bytes that remain, and nesting is bounded. */
+ * in the bytes that remain, and nesting is bounded.  Used before every unpack of bytes
+ * from outside: wire messages and model files. */
 #include <string.h>
 
-#include "wire/wire.h"
+#include "core/mpobj.h"
 
 typedef struct scanner {
     const uint8_t *p;
     size_t len, off;
+    int max_depth;
 } scanner;
 
 static int take(scanner *s, size_t n, uint64_t *val)
@@ -36,7 +38,7 @@ static int scan_object(scanner *s, int depth);
 
 static int scan_container(scanner *s, uint64_t n, int per_item, int depth)
 {
-    if (depth >= BF_WIRE_MAX_DEPTH)
+    if (depth >= s->max_depth)
         return -1;
     /* each element is at least one byte */
     if (n > (s->len - s->off) / (uint64_t)per_item)
@@ -95,16 +97,12 @@ static int scan_object(scanner *s, int depth)
     }
 }
 
-bf_status bf_wire_prescan(const void *buf, size_t len)
+int bf_mp_scan(const void *buf, size_t len, int max_depth, size_t *used)
 {
-    if (buf == NULL || len == 0)
-        return bf_error(BF_STATUS_PROTOCOL, "empty message");
-    scanner s = {buf, len, 0};
-    if (scan_object(&s, 0) < 0)
-        return bf_error(BF_STATUS_PROTOCOL,
-                        "malformed msgpack (truncated, too deep or oversized container)");
-    if (s.off != len)
-        return bf_error(BF_STATUS_PROTOCOL, "%zu trailing bytes after the msgpack body",
-                        len - s.off);
-    return BF_STATUS_OK;
+    scanner s = {buf, len, 0, max_depth};
+    *used = 0;
+    if (buf == NULL || len == 0 || scan_object(&s, 0) < 0)
+        return -1;
+    *used = s.off;
+    return 0;
 }

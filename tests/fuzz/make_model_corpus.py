@@ -1,0 +1,43 @@
+"""Writes the seed model files for fuzz_model (tests/fuzz/corpus_model): three tiny networks
+that between them use every layer type the model file can hold, with a butterfly unit
+(depthwise + deconv, full + nearest upsampling).  Run once; the seeds are committed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import butterfly as bf
+from butterfly.models import Butterfly, LayerList, _basic_block, _butterfly_unit
+
+
+def tiny(unit: Butterfly, pool: str, seed: int) -> bf.Network:
+    L = LayerList((1, 8, 8), seed=seed)
+    L.conv_bn(2, 3, 1, name="stem")
+    _basic_block(L, 2, 1, "rb1")
+    _butterfly_unit(L, unit)
+    _basic_block(L, 4, 2, "rb2")
+    L.pool(pool, 2, 2, name="pool")
+    L.simple("relu6", name="clip")
+    L.global_avgpool(name="gap")
+    L.linear(3, name="fc")
+    L.simple("softmax", name="prob")
+    return bf.Network.from_layers(L.layers, L.params, butterfly=unit.to_dict())
+
+
+def main(out: str) -> int:
+    d = Path(out)
+    d.mkdir(parents=True, exist_ok=True)
+    nets = {"tiny_depthwise_deconv": tiny(Butterfly(1, 1, 2), "maxpool", 0),
+            "tiny_full_nearest": tiny(Butterfly(1, 2, 2, spatial="full", upsample="nearest"),
+                                      "avgpool", 1),
+            "tiny_channels_only": tiny(Butterfly(1, 1, 1), "maxpool", 2)}
+    for name, net in nets.items():
+        net.save(d / name)
+        print(name, (d / name).stat().st_size, "bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).parent /
+                                                          "corpus_model")))
