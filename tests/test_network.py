@@ -132,6 +132,24 @@ def test_hash_changes_with_weights():
     assert net.hash != h
 
 
+def test_meta_nesting_limit(tmp_path):
+    """A meta the model file's reader would refuse is refused when set, not when loaded."""
+    net = bf.resnet18(**SMALL)
+
+    def nest(n):
+        x = 1
+        for _ in range(n):
+            x = [x]
+        return x
+
+    net.meta["deep"] = nest(25)
+    net.save(tmp_path / "ok.bfly")
+    assert bf.Network.load(tmp_path / "ok.bfly").meta["deep"] == nest(25)
+    net.meta["deep"] = nest(40)
+    with pytest.raises(bf.Error, match="nested at most"):
+        net.save(tmp_path / "deep.bfly")
+
+
 def test_bad_model_files(tmp_path):
     net = bf.resnet18(**SMALL)
     data = net.to_bytes()

@@ -587,18 +587,14 @@ const void *bf_model_meta(const bf_model *m, size_t *len)
 
 bf_status bf_model_set_meta(bf_model *m, const void *buf, size_t len)
 {
-    msgpack_unpacked msg;
-    size_t off = 0;
+    size_t used = 0;
     void *copy;
-    int ok;
     if (!m || (!buf && len))
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_model_set_meta: NULL argument");
-    msgpack_unpacked_init(&msg);
-    ok = len == 0 || (msgpack_unpack_next(&msg, buf, len, &off) == MSGPACK_UNPACK_SUCCESS &&
-                      off == len);
-    msgpack_unpacked_destroy(&msg);
-    if (!ok)
-        return bf_error(BF_STATUS_INVALID_ARGUMENT, "meta must be exactly one msgpack object");
+    /* the check a model file's reader makes, so that what is saved loads again */
+    if (len && (bf_mp_scan(buf, len, BF_MODEL_MAX_DEPTH - 1, &used) < 0 || used != len))
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "meta must be exactly one msgpack object "
+                        "nested at most %d deep", BF_MODEL_MAX_DEPTH - 1);
     copy = len ? malloc(len) : NULL;
     if (len && !copy)
         return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
