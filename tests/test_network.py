@@ -170,9 +170,11 @@ def test_bad_model_files(tmp_path):
         p.write_bytes(blob)
         # the huge and deep ones are refused by the bounds pre-check, before any unpacking
         match = "larger than the file" if name in ("huge map", "huge layer list", "deep") \
-            else None
-        with pytest.raises(bf.ModelError, match=match):
+            else "not a msgpack map" if name == "not a map" else None
+        with pytest.raises(bf.ModelError, match=match) as err:
             bf.load(p)
+        # the file's name, then the reason, once (wrapping the reason once garbled it)
+        assert str(err.value).startswith(f"'{p}': ") and str(err.value).count(str(p)) == 1
     with pytest.raises(bf.FileError):
         bf.load(tmp_path / "missing.bfly")
     # a corrupted byte inside the weights keeps the structure valid but changes the hash;
@@ -198,6 +200,21 @@ def test_bad_model_files(tmp_path):
     with pytest.raises(bf.ModelError, match="NaN"):
         bf._C.Model(msgpack.packb(nan, use_bin_type=True))
     assert isinstance(desc, dict)
+    # a half file carries the whole model's hash; one that is not 16 hex digits (a NUL in
+    # it once let a half load and then save a file that would not load back) is refused
+    half = msgpack.unpackb(data, raw=False)
+    for p in half["params"][1]:
+        p.pop("data")  # the stem's weights gone: only the cloud half can load
+    for h in ("0123456789abcdef", "0123456\x00789abcde", "0123456789ABCDEF"):
+        half["hash"] = h
+        path = tmp_path / "half.bfly"
+        path.write_bytes(msgpack.packb(half, use_bin_type=True))
+        if h == "0123456789abcdef":
+            cloud = bf.Network.load(path, part="cloud")
+            assert cloud.hash == h
+        else:
+            with pytest.raises(bf.ModelError, match="hex digits"):
+                bf.Network.load(path, part="cloud")
 
 
 def test_bad_inputs(rng):

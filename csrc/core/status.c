@@ -2,6 +2,7 @@
 #include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "butterfly.h"
 
@@ -33,10 +34,14 @@ const char *bf_last_error(void) { return bf_errbuf; }
 
 bf_status bf_error(bf_status status, const char *fmt, ...)
 {
+    /* formatted aside first: a caller may wrap the last message (an argument pointing into
+     * bf_errbuf), which vsnprintf into bf_errbuf itself would garble */
+    char msg[sizeof bf_errbuf];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(bf_errbuf, sizeof bf_errbuf, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(bf_errbuf, msg, sizeof msg);
     return status;
 }
 
