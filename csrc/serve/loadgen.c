@@ -8,8 +8,6 @@
  * each request goes at its due time however many are still unanswered (a client with one
  * request out would hold the next one back behind a slow answer, then send late ones in a
  * bunch); a timer wakes the loop for the next due time to the microsecond. */
-#include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
