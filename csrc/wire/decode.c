@@ -29,9 +29,10 @@ static int get_int(const msgpack_object *o, const char *what, int64_t lo, int64_
                    int64_t *out)
 {
     int64_t v;
+    if (!bf_mp_int(o, &v) && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return PROTO("\"%s\" out of range", what); /* over INT64_MAX */
     if (!bf_mp_int(o, &v))
-        return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? PROTO("\"%s\" out of range", what)
-                                                          : PROTO("\"%s\" must be an integer", what);
+        return PROTO("\"%s\" must be an integer", what);
     if (v < lo || v > hi)
         return PROTO("\"%s\" = %lld out of range [%lld, %lld]", what, (long long)v,
                      (long long)lo, (long long)hi);
