@@ -314,12 +314,9 @@ static bf_status parse_model(bf_model *m, const msgpack_object *root, bf_load_wh
     if (all_data) {
         snprintf(m->hash, sizeof m->hash, "%016llx", (unsigned long long)h);
     } else if (hash && hash->type == MSGPACK_OBJECT_STR && hash->via.str.size == 16) {
-        for (int i = 0; i < 16; i++) {
-            char c = hash->via.str.ptr[i];
-            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-                return bf_error(BF_STATUS_BAD_MODEL, "'hash' must be 16 lowercase hex digits");
-            m->hash[i] = c;
-        }
+        if (!bf_is_model_hash(hash->via.str.ptr, 16))
+            return bf_error(BF_STATUS_BAD_MODEL, "'hash' must be 16 lowercase hex digits");
+        memcpy(m->hash, hash->via.str.ptr, 16);
         m->hash[16] = 0;
     } else {
         return bf_error(BF_STATUS_BAD_MODEL, "half model file without its 'hash'");

@@ -29,5 +29,15 @@ void bf_spec_pack(msgpack_packer *pk, const bf_layer_spec *s);
 uint64_t bf_spec_hash(const bf_layer_spec *layers, int n);
 uint64_t bf_fnv1a(uint64_t h, const void *data, size_t len);
 #define BF_FNV_OFFSET 0xcbf29ce484222325ULL
+/* s[0..n) is a model hash as bf_model_hash writes it: 16 lowercase hex digits. */
+static inline int bf_is_model_hash(const char *s, size_t n)
+{
+    if (n != 16)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/spec.h"
 #include "serve/serve.h"
 
 struct bf_client {
@@ -52,16 +53,6 @@ static bf_status open_socket(bf_client *c)
     return BF_STATUS_OK;
 }
 
-static int valid_hash(const char *h)
-{
-    if (strlen(h) != 16)
-        return 0;
-    for (int i = 0; i < 16; i++)
-        if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
 bf_status bf_client_create(bf_client **out, const bf_client_params *params)
 {
     return bf_client_create_in(out, params, NULL);
@@ -78,7 +69,7 @@ bf_status bf_client_create_in(bf_client **out, const bf_client_params *params, v
         params->split < -1 || (params->codec != BF_CODEC_RAW && params->codec != BF_CODEC_ZSTD))
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "client: timeout_ms >= 1, retries in "
                         "[0, 1000], split >= -1, codec raw or zstd");
-    if (params->model_hash && !valid_hash(params->model_hash))
+    if (params->model_hash && !bf_is_model_hash(params->model_hash, strlen(params->model_hash)))
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "client: model_hash must be 16 "
                         "lowercase hex digits (bf_model_hash)");
     c = calloc(1, sizeof *c);

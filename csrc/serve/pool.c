@@ -2,7 +2,6 @@
  * start / stop / destroy, stats.  The broker logic is in broker.c, the worker's in worker.c. */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,18 +256,6 @@ static void *broker_main(void *arg)
     return NULL;
 }
 
-/* Starts a thread with every signal blocked, so signals reach the caller's (Python's)
- * thread and our polls never see EINTR. */
-static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(t, NULL, fn, arg);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc;
-}
-
 static void teardown(bf_pool *pool)
 {
     bf_broker *b = &pool->broker;
@@ -320,7 +307,7 @@ static bf_status start_workers(bf_pool *pool)
             return st;
     }
     for (int i = 0; i < pp->n_workers; i++) {
-        if (spawn(&pool->workers[i].thread, worker_main, &pool->workers[i]) != 0)
+        if (bf_spawn(&pool->workers[i].thread, worker_main, &pool->workers[i]) != 0)
             return bf_error(BF_STATUS_OUT_OF_MEMORY, "cannot start worker thread %d", i);
         pool->workers[i].started = 1;
     }
@@ -352,7 +339,7 @@ bf_status bf_pool_start(bf_pool *pool)
         st = start_workers(pool);
     if (st != BF_STATUS_OK)
         goto fail;
-    if (spawn(&pool->broker_thread, broker_main, pool) != 0) {
+    if (bf_spawn(&pool->broker_thread, broker_main, pool) != 0) {
         st = bf_error(BF_STATUS_OUT_OF_MEMORY, "cannot start the broker thread");
         goto fail;
     }

@@ -2,6 +2,7 @@
 #ifndef BF_SERVE_H
 #define BF_SERVE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <zmq.h>
@@ -26,6 +27,10 @@ void bf_timer_close(bf_timer *t);
  * free.  bf_timer_fired after the fd was seen readable: reads it, and it is disarmed. */
 void bf_timer_arm(bf_timer *t, uint64_t at_us);
 void bf_timer_fired(bf_timer *t);
+
+/* pthread_create with every signal blocked in the new thread, so that signals reach the
+ * caller's (Python's) thread and the pool's polls never see EINTR; 0 or an errno. */
+int bf_spawn(pthread_t *t, void *(*fn)(void *), void *arg);
 
 /* zmq failure as a status: EINTR -> INTERRUPTED, ETERM -> NETWORK, else NETWORK + text. */
 bf_status bf_zmq_error(const char *what);

@@ -2,6 +2,8 @@
  * latency buckets. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -57,6 +59,16 @@ void bf_timer_fired(bf_timer *t)
         /* EAGAIN: nothing to read */
     }
     t->armed_us = 0;
+}
+
+int bf_spawn(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }
 
 bf_status bf_zmq_error(const char *what)

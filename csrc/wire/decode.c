@@ -8,6 +8,7 @@
 #include <zstd.h>
 
 #include "core/mpobj.h"
+#include "core/spec.h"
 #include "wire/wire.h"
 
 /* ---- field readers (each returns 0 or sets the error and returns -1) ---------------- */
@@ -29,10 +30,11 @@ static int get_int(const msgpack_object *o, const char *what, int64_t lo, int64_
                    int64_t *out)
 {
     int64_t v;
-    if (!bf_mp_int(o, &v) && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return PROTO("\"%s\" out of range", what); /* over INT64_MAX */
-    if (!bf_mp_int(o, &v))
+    if (!bf_mp_int(o, &v)) {
+        if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return PROTO("\"%s\" out of range", what); /* over INT64_MAX */
         return PROTO("\"%s\" must be an integer", what);
+    }
     if (v < lo || v > hi)
         return PROTO("\"%s\" = %lld out of range [%lld, %lld]", what, (long long)v,
                      (long long)lo, (long long)hi);
@@ -167,9 +169,8 @@ static int decode_model(const msgpack_object *o, char model[17])
         return -1;
     if (n != 16)
         return PROTO("\"model\" must be 16 hex digits");
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return PROTO("\"model\" must be 16 lowercase hex digits");
+    if (!bf_is_model_hash(s, n))
+        return PROTO("\"model\" must be 16 lowercase hex digits");
     memcpy(model, s, 16);
     model[16] = '\0';
     return 0;
