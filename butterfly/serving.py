@@ -384,7 +384,7 @@ class LoadReport:
                 "errors": self.errors, "last_error": self.last_error,
                 "req_per_s": round(self.throughput, 1), "p50_us": us(self.percentile(50)),
                 "p90_us": us(self.percentile(90)), "p99_us": us(self.percentile(99)),
-                "compute_p50_us": us(np.median(self.compute_us)) if answered else None,
+                "compute_p50_us": us(float(np.median(self.compute_us))) if answered else None,
                 "mean_batch": round(float(self.batch.mean()), 2) if answered else None}
 
 
