@@ -576,6 +576,10 @@ def test_echo_pool_and_interrupt():
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old)
+    # the echo backend takes a model hash only in the form every other reader takes
+    for bad in ("00112233445566AA", "0011223344556g77", "0011223344"):
+        with pytest.raises(bf.InvalidArgument, match="16 lowercase hex"):
+            _C.Pool(workers=1, frontend=ANY, echo=dict(echo, model_hash=bad))
 
 
 # --- the command line -------------------------------------------------------------------------

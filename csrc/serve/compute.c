@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/spec.h"
 #include "serve/serve.h"
 
 /* Weak, so that the serving code links (and its tests run) without the engine; the whole
@@ -53,8 +54,8 @@ static bf_status echo_create(bf_compute *out, const bf_compute_params *p)
     for (int i = 0; i < 3; i++)
         if (p->dims[i] < 1 || p->dims[i] > BF_WIRE_MAX_DIM)
             return bf_error(BF_STATUS_INVALID_ARGUMENT, "echo compute: bad dims");
-    if (p->model_hash && p->model_hash[0] && strlen(p->model_hash) != 16)
-        return bf_error(BF_STATUS_INVALID_ARGUMENT, "model_hash must be 16 hex digits");
+    if (p->model_hash && p->model_hash[0] && !bf_is_model_hash(p->model_hash, strlen(p->model_hash)))
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "model_hash must be 16 lowercase hex digits");
     echo_ctx *e = calloc(1, sizeof *e);
     if (e == NULL)
         return bf_error(BF_STATUS_OUT_OF_MEMORY, "echo compute");
