@@ -39,8 +39,8 @@ def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: st
           queue_max: int = 1024, max_message: int = 8 << 20, curve_key=None,
           curve_allow=None, drain_timeout_ms: int = 5000, queue_timeout_ms: int = 10000,
           heartbeat_interval_ms: int = 1000, heartbeat_liveness: int = 3,
-          prefetch: int = -1, curve_worker_allow=None, process: bool = False,
-          startup_timeout: float = 60.0):
+          prefetch: int = -1, curve_worker_allow=None, rt_priority: int = 0,
+          process: bool = False, startup_timeout: float = 60.0):
     """Serves restore + tail of a model file; returns a started :class:`Pool`.
 
     bind: the frontend clients connect to ("tcp://127.0.0.1:*" picks a free port; read
@@ -52,7 +52,11 @@ def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: st
     oneDNN threads per worker (0: the cores shared out).  curve_key: the server's key pair
     (:func:`curve_keygen`); curve_allow: a file of client public keys to admit;
     curve_worker_allow: a file of worker public keys, which turns CURVE on for the backend
-    endpoint too (only listed ``butterfly worker`` processes may join).
+    endpoint too (only listed ``butterfly worker`` processes may join).  rt_priority:
+    1..99 runs the broker, the workers and the ZeroMQ I/O threads under SCHED_FIFO at that
+    priority, so that no other process (a kernel daemon, a log shipper) takes their CPU in
+    the middle of a request; it needs root or CAP_SYS_NICE (else :class:`Refused`), and a
+    pool that keeps every core busy then leaves other processes 5 % of the CPU.
 
     process=True starts ``butterfly serve`` in a child process instead and returns a
     :class:`ServerProcess` (same ``endpoint`` / ``backend`` / ``stop()``, plus ``kill()``).
@@ -63,14 +67,15 @@ def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: st
             batch_timeout_us=batch_timeout_us, threads=threads, queue_max=queue_max,
             curve_key=curve_key, curve_allow=curve_allow, drain_timeout_ms=drain_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms, prefetch=prefetch,
-            curve_worker_allow=curve_worker_allow, timeout=startup_timeout)
+            curve_worker_allow=curve_worker_allow, rt_priority=rt_priority,
+            timeout=startup_timeout)
     return Pool(os.fspath(model_path), workers=workers, frontend=bind, backend=backend,
                 batch=batch, batch_timeout_us=batch_timeout_us, threads=threads,
                 queue_max=queue_max, max_message=max_message, curve_key=curve_key,
                 curve_allow=curve_allow, drain_timeout_ms=drain_timeout_ms,
                 queue_timeout_ms=queue_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
                 heartbeat_liveness=heartbeat_liveness, prefetch=prefetch,
-                curve_worker_allow=curve_worker_allow)
+                curve_worker_allow=curve_worker_allow, rt_priority=rt_priority)
 
 
 def child_env() -> dict:
@@ -95,13 +100,14 @@ class ServerProcess:
     def start(cls, model_path, *, workers=2, bind=DEFAULT_BIND, backend=None, batch=1,
               batch_timeout_us=1000, threads=0, queue_max=1024, curve_key=None,
               curve_allow=None, drain_timeout_ms=5000, heartbeat_interval_ms=1000,
-              prefetch=-1, curve_worker_allow=None, timeout=60.0) -> ServerProcess:
+              prefetch=-1, curve_worker_allow=None, rt_priority=0,
+              timeout=60.0) -> ServerProcess:
         cmd = [sys.executable, "-m", "butterfly.cli", "serve", os.fspath(model_path),
                "--workers", str(workers), "--bind", bind, "--batch", str(batch),
                "--batch-timeout-us", str(batch_timeout_us), "--threads", str(threads),
                "--queue-max", str(queue_max), "--drain-timeout-ms", str(drain_timeout_ms),
                "--heartbeat-interval-ms", str(heartbeat_interval_ms),
-               "--prefetch", str(prefetch)]
+               "--prefetch", str(prefetch), "--rt-priority", str(rt_priority)]
         if backend:
             cmd += ["--backend-bind", backend]
         if curve_key:
@@ -166,16 +172,17 @@ class ServerProcess:
 def worker(model_path, connect: str, *, batch: int = 1, batch_timeout_us: int = 1000,
            threads: int = 0, heartbeat_interval_ms: int = 1000, heartbeat_liveness: int = 3,
            reconnect_max_ms: int = 8000, prefetch: int = -1, curve_server_key=None,
-           curve_key=None, echo: dict | None = None) -> int | None:
+           curve_key=None, rt_priority: int = 0, echo: dict | None = None) -> int | None:
     """A standalone worker process's loop: serves the pool's backend at `connect` until
     SIGINT or SIGTERM; returns the signal number.  Heartbeats must match the pool's.
     curve_server_key / curve_key: the pool's public key file and this worker's key pair,
     for a backend with CURVE on (the pair's public key must be on its worker allow list).
+    rt_priority: 1..99 runs it under SCHED_FIFO (see :func:`serve`).
     echo (model_path None): the C echo backend instead of a model (tests, benchmarks)."""
     kw = {"batch": batch, "batch_timeout_us": batch_timeout_us, "threads": threads,
           "heartbeat_interval_ms": heartbeat_interval_ms,
           "heartbeat_liveness": heartbeat_liveness, "reconnect_max_ms": reconnect_max_ms,
-          "prefetch": prefetch, "echo": echo,
+          "prefetch": prefetch, "echo": echo, "rt_priority": rt_priority,
           "curve_server_key": None if curve_server_key is None else os.fspath(curve_server_key),
           "curve_key": None if curve_key is None else os.fspath(curve_key)}
     path = None if model_path is None else os.fspath(model_path)
@@ -326,7 +333,7 @@ class Client:
 
     def load_test(self, images=None, *, payload=None, clients: int = 1,
                   seconds: float = 1.0, rate: float = 0.0, k: int = 1,
-                  codec: str | None = None) -> LoadReport:
+                  codec: str | None = None, rt_priority: int = 0) -> LoadReport:
         """Loads the pool over `clients` connections for `seconds`, driven by one C thread
         (no Python per request; no retries: no answer within the timeout is an error):
         closed loop (rate 0: each client sends again as soon as it is answered) or open
@@ -334,7 +341,9 @@ class Client:
         unanswered; latency counts from the due time, so a pool that falls behind pays
         for the queue it builds).
         The requests cycle through the payloads of `images` (head + reduce run here once)
-        or of `payload` (data, ranges) computed already."""
+        or of `payload` (data, ranges) computed already.  rt_priority: 1..99 runs the
+        generator under SCHED_FIFO (see :func:`serve`), so that its own delays on a busy
+        machine do not count as the pool's."""
         if (images is None) == (payload is None):
             raise _C.InvalidArgument("load_test: give images or payload, one of them")
         if payload is None:
@@ -343,7 +352,7 @@ class Client:
         data = np.ascontiguousarray(data, dtype=np.uint8)
         ranges = np.ascontiguousarray(ranges, dtype=np.float32).reshape(len(data), 2)
         r = self._c.load_test(data, ranges, clients=clients, seconds=seconds, rate=rate,
-                              k=k, codec=codec)
+                              k=k, codec=codec, rt_priority=rt_priority)
         return LoadReport(clients=clients, rate=rate, **r)
 
 
@@ -420,7 +429,7 @@ def _cli_serve(args) -> int:
                  threads=args.threads, queue_max=args.queue_max, curve_key=args.curve_key,
                  curve_allow=args.curve_allow, drain_timeout_ms=args.drain_timeout_ms,
                  heartbeat_interval_ms=args.heartbeat_interval_ms, prefetch=args.prefetch,
-                 curve_worker_allow=args.curve_worker_allow)
+                 curve_worker_allow=args.curve_worker_allow, rt_priority=args.rt_priority)
     stop = threading.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in signals}
@@ -451,7 +460,8 @@ def _cli_worker(args) -> int:
     signum = worker(args.model, args.connect, batch=args.batch,
                     batch_timeout_us=args.batch_timeout_us, threads=args.threads,
                     heartbeat_interval_ms=args.heartbeat_interval_ms, prefetch=args.prefetch,
-                    curve_server_key=args.curve_server_key, curve_key=args.curve_key)
+                    curve_server_key=args.curve_server_key, curve_key=args.curve_key,
+                    rt_priority=args.rt_priority)
     print(f"worker stopped ({signal.Signals(signum).name if signum else 'done'})", flush=True)
     return 0
 
@@ -466,7 +476,8 @@ def _cli_loadtest(args) -> int:
           f"per run, {args.images} distinct random inputs", flush=True)
     rows = []
     for rate in rates:
-        rep = client.load_test(images, clients=args.clients, seconds=args.seconds, rate=rate)
+        rep = client.load_test(images, clients=args.clients, seconds=args.seconds, rate=rate,
+                               rt_priority=args.rt_priority)
         row = rep.summary()
         rows.append(row)
         offered = f"{rate:.0f} req/s offered" if rate else "closed loop"
@@ -534,6 +545,13 @@ def _cli_infer(args) -> int:
     return 0
 
 
+def _rt_argument(p) -> None:
+    p.add_argument("--rt-priority", type=int, default=0, metavar="P",
+                   help="1..99: run under SCHED_FIFO at priority P, so that other processes "
+                        "cannot take the CPU mid-request (needs root or CAP_SYS_NICE); "
+                        "0: the normal scheduler (default)")
+
+
 def add_cli(sub) -> None:
     p = sub.add_parser("serve", help="serve the cloud half of a model with the worker pool")
     p.add_argument("model", help="model file (.bfly) with a butterfly unit")
@@ -556,6 +574,7 @@ def add_cli(sub) -> None:
     p.add_argument("--curve-allow", default=None, help="file of client public keys to admit")
     p.add_argument("--curve-worker-allow", default=None,
                    help="file of worker public keys: CURVE on the backend endpoint too")
+    _rt_argument(p)
     p.set_defaults(func=_cli_serve)
 
     p = sub.add_parser("worker", help="a worker process for a pool's backend endpoint")
@@ -572,6 +591,7 @@ def add_cli(sub) -> None:
                    help="the pool's public key file (its backend has CURVE on)")
     p.add_argument("--curve-key", default=None,
                    help="this worker's key pair (its public key on the pool's worker list)")
+    _rt_argument(p)
     p.set_defaults(func=_cli_worker)
 
     p = sub.add_parser("loadtest", help="load a pool from C clients; throughput and "
@@ -589,6 +609,7 @@ def add_cli(sub) -> None:
     p.add_argument("--timeout-ms", type=int, default=10000)
     p.add_argument("--curve-server-key", default=None)
     p.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    _rt_argument(p)
     p.set_defaults(func=_cli_loadtest)
 
     p = sub.add_parser("infer", help="classify images: head + reduce here, the rest at a pool")

@@ -628,7 +628,9 @@ def test_cli_parser():
                       "--prefetch", "0"])
     assert (a.curve_server_key, a.curve_key, a.prefetch) == ("s.pub", "w", 0)
     a = p.parse_args(["serve", "m.bfly", "--curve-key", "k", "--curve-worker-allow", "wl"])
-    assert a.curve_worker_allow == "wl"
+    assert a.curve_worker_allow == "wl" and a.rt_priority == 0
+    for cmd in ("serve", "worker", "loadtest"):
+        assert p.parse_args([cmd, "m.bfly", "--rt-priority", "7"]).rt_priority == 7
 
 
 # --- the load generator and prefetch -----------------------------------------------------
@@ -716,3 +718,56 @@ def test_cli_loadtest(model_path):
     assert [(r["rate"], r["sent"], r["ok"], r["errors"]) for r in rows] == \
         [(40.0, 20, 20, 0), (80.0, 40, 40, 0)]
     assert "req/s" in out.stdout and "p99" in out.stdout
+
+
+# --- real-time scheduling ----------------------------------------------------------------
+
+def thread_policies(pid="self"):
+    """{thread name: [scheduling policy, ...]} of a process's threads."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                out.setdefault(f.read().strip(), []).append(os.sched_getscheduler(int(tid)))
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # ended meanwhile
+    return out
+
+
+def test_rt_priority(model_path, data):
+    with pytest.raises(bf.InvalidArgument, match="rt_priority"):
+        serving.serve(model_path, workers=1, bind=ANY, rt_priority=100)
+    try:
+        pool = serving.serve(model_path, workers=2, bind=ANY, threads=1, rt_priority=10,
+                             heartbeat_interval_ms=HB_MS)
+    except bf.Refused as e:  # not root, no CAP_SYS_NICE: the C test covers the refusal
+        assert "SCHED_FIFO refused" in str(e)
+        pytest.skip(f"real-time scheduling not allowed here: {e}")
+    fifo = os.SCHED_FIFO
+    try:
+        pol = thread_policies()
+        for name in ("bf-broker", "bf-worker0", "bf-worker1", "bf-heartbeat"):
+            assert pol[name] and set(pol[name]) == {fifo}, (name, pol)
+        assert fifo in pol["ZMQbg/IO/0"]  # the pool's I/O thread (a client's is not)
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller as it was
+        client = serving.Client(model_path, pool.endpoint)
+        got = client.classify_payload(data["payload"], k=1)
+        assert [r.label for r in got] == list(data["probs"].argmax(1))
+        rep = client.load_test(payload=data["payload"], clients=2, seconds=0.3,
+                               rt_priority=20)
+        assert rep.errors == 0 and rep.ok > 0
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    finally:
+        pool.stop()
+    # the command line: `butterfly serve --rt-priority` in a child process
+    server = serving.serve(model_path, workers=1, bind=ANY, threads=1, process=True,
+                           rt_priority=5, heartbeat_interval_ms=HB_MS)
+    try:
+        pol = thread_policies(server.pid)
+        assert set(pol["bf-broker"]) == set(pol["bf-worker0"]) == {fifo}
+        assert os.sched_getparam(server.pid).sched_priority == 0  # its main thread: normal
+        client = serving.Client(model_path, server.endpoint)
+        got = client.classify_payload(data["payload"], k=1)
+        assert [r.label for r in got] == list(data["probs"].argmax(1))
+    finally:
+        server.stop()

@@ -92,7 +92,8 @@ typedef enum bf_status {
     BF_STATUS_TIMEOUT,
     BF_STATUS_INTERRUPTED,      /* a signal interrupted a blocking call */
     BF_STATUS_BUSY,             /* the server's queue is full */
-    BF_STATUS_REFUSED,          /* the server refused the request (model, shape, auth) */
+    BF_STATUS_REFUSED,          /* the server refused the request (model, shape, auth), or
+                                   the system a permission (real-time scheduling) */
     BF_STATUS_NUMERIC,          /* NaN or Inf where finite values are required */
     BF_STATUS_COUNT_
 } bf_status;
@@ -421,6 +422,12 @@ typedef struct bf_worker_params {
                                      with curve_worker_allow_file; NULL: plain */
     const char *curve_key_file;   /* this worker's key pair (must be on the pool's worker
                                      allow list); required with curve_server_key */
+    int rt_priority;              /* bf_worker_run: 1..99 runs the worker (its calling
+                                     thread, heartbeat and ZeroMQ I/O threads) under
+                                     SCHED_FIFO at that priority, so that no other process
+                                     takes its CPU mid-batch; 0: the normal scheduler.  Needs
+                                     root, CAP_SYS_NICE or RLIMIT_RTPRIO (else REFUSED).  A
+                                     pool's worker threads take the pool's rt_priority */
     bf_compute_params compute;
 } bf_worker_params;
 
@@ -451,9 +458,15 @@ typedef struct bf_pool_params {
                                      endpoint: turns CURVE on there too (same server key;
                                      needs curve_key_file and backend).  NULL: the backend
                                      endpoint is plain (keep it on a trusted network) */
+    int rt_priority;              /* 1..99: the broker, the worker threads and the ZeroMQ
+                                     I/O threads run under SCHED_FIFO at that priority (see
+                                     bf_worker_params); a pool that keeps every core busy
+                                     then leaves other processes 5 % of the CPU (the
+                                     kernel's real-time throttling); 0: the normal scheduler */
     bf_worker_params worker;      /* batching + compute of the worker threads, one compute
-                                     each (connect, heartbeats, n_threads come from the
-                                     pool: each thread gets max(1, cores / n_workers)) */
+                                     each (connect, heartbeats, n_threads, rt_priority come
+                                     from the pool: each thread gets max(1, cores /
+                                     n_workers)) */
 } bf_pool_params;
 
 #define BF_STATS_BUCKETS 32     /* latency bucket b >= 1 holds [2^(b-1), 2^b) us; 0: < 1 us */
@@ -549,6 +562,10 @@ typedef struct bf_load_params {
     uint16_t *batch;              /* out, may be NULL: its batch size */
     uint32_t *start_us;           /* out, may be NULL: when its latency began (sent, or due
                                      in the open loop), us after the start */
+    int rt_priority;              /* 1..99: the calling thread (for the run) and the
+                                     clients' ZeroMQ I/O thread under SCHED_FIFO, so that
+                                     the generator's own delays do not count as the pool's;
+                                     0: the normal scheduler */
 } bf_load_params;
 
 typedef struct bf_load_result {

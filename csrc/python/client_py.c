@@ -222,7 +222,7 @@ static PyObject *head_of(PyObject *a, size_t n)
 static PyObject *client_load_test(ClientObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"payload", "ranges", "clients", "seconds", "rate", "k",
-                             "max_records", "codec", NULL};
+                             "max_records", "codec", "rt_priority", NULL};
     PyObject *po, *ro, *out = NULL, *rec[5] = {NULL, NULL, NULL, NULL, NULL};
     PyArrayObject *pa = NULL, *ra = NULL;
     const char *codec_s = NULL;
@@ -231,9 +231,9 @@ static PyObject *client_load_test(ClientObject *self, PyObject *args, PyObject *
     bf_load_result res;
     bf_status st;
     lp.client = self->p;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$iddinz:load_test", kwlist, &po, &ro,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$iddinzi:load_test", kwlist, &po, &ro,
                                      &lp.n_clients, &lp.seconds, &lp.rate, &lp.k, &max_records,
-                                     &codec_s))
+                                     &codec_s, &lp.rt_priority))
         return NULL;
     if (codec_s && bf_py_parse_codec(codec_s, &lp.client.codec) < 0)
         return NULL;
@@ -316,14 +316,16 @@ static PyMethodDef client_methods[] = {
      "One request per image, in order; raises Timeout, Busy, Refused, ProtocolError, ..."},
     {"load_test", (PyCFunction)(void (*)(void))client_load_test, METH_VARARGS | METH_KEYWORDS,
      "load_test(payload uint8 (N, C, H, W), ranges float32 (N, 2), *, clients=1, "
-     "seconds=1.0, rate=0.0, k=1, max_records=2**20, codec=None) -> dict: sent, ok, errors, "
+     "seconds=1.0, rate=0.0, k=1, max_records=2**20, codec=None, rt_priority=0) -> dict: "
+     "sent, ok, errors, "
      "last_error, seconds, and per answered request latency_us, queue_us, compute_us, batch, "
      "start_us (when its latency began, after the start) (numpy).  "
      "`clients` connections with this client's settings, driven by one C thread "
      "(bf_load_run, no GIL, no retries: no answer within the timeout is an error).  "
      "rate 0: closed loop, each client sending again as soon as it is answered; else open "
      "loop: `rate` requests/s in total, each sent at its due time however many are "
-     "unanswered, latency counted from the due time."},
+     "unanswered, latency counted from the due time.  rt_priority: 1..99 runs the generator "
+     "under SCHED_FIFO (see Pool)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -311,14 +311,19 @@ bf_status bf_load_run(const bf_load_params *p, bf_load_result *out)
     run.conns = calloc((size_t)p->n_clients, sizeof *run.conns);
     if (run.conns == NULL)
         return bf_error(BF_STATUS_OUT_OF_MEMORY, "bf_load_run: %d clients", p->n_clients);
-    bf_status st = BF_STATUS_OK;
+    bf_sched_saved saved;
+    bf_status st = bf_rt_enter(p->rt_priority, &saved);
     int made = 0;
     /* one context, so one I/O thread, for all the clients: fewer threads to wake */
-    void *zctx = zmq_ctx_new();
+    void *zctx = st == BF_STATUS_OK ? zmq_ctx_new() : NULL;
     if (zctx == NULL) {
         free(run.conns);
-        return bf_zmq_error("zmq_ctx_new");
+        bf_rt_leave(&saved);
+        return st == BF_STATUS_OK ? bf_zmq_error("zmq_ctx_new") : st;
     }
+    st = bf_rt_zmq(zctx, p->rt_priority); /* allowed: this thread has it */
+    if (st != BF_STATUS_OK)
+        goto done;
     for (; made < p->n_clients; made++) {
         st = bf_client_create_in(&run.conns[made].client, &p->client, zctx);
         if (st != BF_STATUS_OK)
@@ -349,5 +354,6 @@ done:
     }
     zmq_ctx_term(zctx);
     free(run.conns);
+    bf_rt_leave(&saved);
     return st;
 }

@@ -73,6 +73,9 @@ static bf_status check_params(const bf_pool_params *p)
     if ((p->curve_allow_file || p->curve_worker_allow_file) && !p->curve_key_file)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "pool: an allow list needs CURVE on "
                         "(curve_key_file)");
+    bf_status st = bf_rt_check(p->rt_priority);
+    if (st != BF_STATUS_OK)
+        return st;
     if (p->curve_worker_allow_file && !p->backend)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "pool: a worker allow list needs a "
                         "backend endpoint");
@@ -299,6 +302,7 @@ static bf_status start_workers(bf_pool *pool)
         pw->params.heartbeat_interval_ms = pp->heartbeat_interval_ms;
         pw->params.heartbeat_liveness = pp->heartbeat_liveness;
         pw->params.n_threads = share;
+        pw->params.rt_priority = 0; /* the thread is started under the pool's */
         if (pw->params.compute.max_batch < pw->params.max_batch)
             pw->params.compute.max_batch = pw->params.max_batch;
         pw->params.compute.n_threads = share;
@@ -307,8 +311,11 @@ static bf_status start_workers(bf_pool *pool)
             return st;
     }
     for (int i = 0; i < pp->n_workers; i++) {
-        if (bf_spawn(&pool->workers[i].thread, worker_main, &pool->workers[i]) != 0)
-            return bf_error(BF_STATUS_OUT_OF_MEMORY, "cannot start worker thread %d", i);
+        int rc = bf_spawn(&pool->workers[i].thread, worker_main, &pool->workers[i],
+                          pp->rt_priority);
+        if (rc != 0)
+            return bf_error(BF_STATUS_OUT_OF_MEMORY, "cannot start worker thread %d: %s", i,
+                            strerror(rc));
         pool->workers[i].started = 1;
     }
     return BF_STATUS_OK;
@@ -328,19 +335,26 @@ bf_status bf_pool_start(bf_pool *pool)
     for (int i = 0; i < 5; i++)
         zmq_msg_init(&b->parts[i]);
     pool->endpoints[0][0] = pool->endpoints[1][0] = '\0';
-    bf_status st;
+    /* asked of libzmq only once known to be allowed: it aborts where it is not */
+    bf_status st = bf_rt_probe(pool->params.rt_priority);
+    if (st != BF_STATUS_OK)
+        goto fail;
     pool->zctx = zmq_ctx_new();
     if (pool->zctx == NULL) {
         st = bf_zmq_error("zmq_ctx_new");
         goto fail;
     }
-    st = open_sockets(pool);
+    st = bf_rt_zmq(pool->zctx, pool->params.rt_priority);
+    if (st == BF_STATUS_OK)
+        st = open_sockets(pool);
     if (st == BF_STATUS_OK)
         st = start_workers(pool);
     if (st != BF_STATUS_OK)
         goto fail;
-    if (bf_spawn(&pool->broker_thread, broker_main, pool) != 0) {
-        st = bf_error(BF_STATUS_OUT_OF_MEMORY, "cannot start the broker thread");
+    int rc = bf_spawn(&pool->broker_thread, broker_main, pool, pool->params.rt_priority);
+    if (rc != 0) {
+        st = bf_error(BF_STATUS_OUT_OF_MEMORY, "cannot start the broker thread: %s",
+                      strerror(rc));
         goto fail;
     }
     pool->running = 1;

@@ -29,8 +29,26 @@ void bf_timer_arm(bf_timer *t, uint64_t at_us);
 void bf_timer_fired(bf_timer *t);
 
 /* pthread_create with every signal blocked in the new thread, so that signals reach the
- * caller's (Python's) thread and the pool's polls never see EINTR; 0 or an errno. */
-int bf_spawn(pthread_t *t, void *(*fn)(void *), void *arg);
+ * caller's (Python's) thread and the pool's polls never see EINTR; rt_priority > 0 starts
+ * it under SCHED_FIFO at that priority, 0 inherits the caller's scheduling; 0 or an errno. */
+int bf_spawn(pthread_t *t, void *(*fn)(void *), void *arg, int rt_priority);
+
+/* Real-time scheduling (rt_priority: 0 = the normal scheduler, 1..99 = SCHED_FIFO at that
+ * priority), so that no other process's thread -- a kernel daemon, a log shipper -- takes a
+ * serving thread's CPU for milliseconds.  bf_rt_enter puts the calling thread under it
+ * (nothing for 0) and keeps its old scheduling in *saved for bf_rt_leave; REFUSED when
+ * the system does not allow it (root, CAP_SYS_NICE or RLIMIT_RTPRIO needed).  A probe
+ * (enter + leave) is how the caller knows it may ask libzmq for it: libzmq aborts the
+ * process when its I/O threads cannot get what bf_rt_zmq asked for. */
+typedef struct bf_sched_saved {
+    int policy, priority, changed;
+} bf_sched_saved;
+bf_status bf_rt_check(int rt_priority); /* the range only */
+bf_status bf_rt_enter(int rt_priority, bf_sched_saved *saved);
+void bf_rt_leave(const bf_sched_saved *saved);
+bf_status bf_rt_probe(int rt_priority);
+/* The context's I/O threads too (before its first socket); nothing for 0. */
+bf_status bf_rt_zmq(void *zctx, int rt_priority);
 
 /* zmq failure as a status: EINTR -> INTERRUPTED, ETERM -> NETWORK, else NETWORK + text. */
 bf_status bf_zmq_error(const char *what);

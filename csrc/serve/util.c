@@ -1,8 +1,9 @@
-/* Small helpers of the serving code: clock, multipart send/receive, error replies, top-k,
- * latency buckets. */
+/* Small helpers of the serving code: clock, timers, threads and their scheduling,
+ * multipart send/receive, error replies, top-k, latency buckets. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -61,14 +62,82 @@ void bf_timer_fired(bf_timer *t)
     t->armed_us = 0;
 }
 
-int bf_spawn(pthread_t *t, void *(*fn)(void *), void *arg)
+int bf_spawn(pthread_t *t, void *(*fn)(void *), void *arg, int rt_priority)
 {
+    pthread_attr_t attr;
+    int rc = pthread_attr_init(&attr);
+    if (rc != 0)
+        return rc;
+    if (rt_priority > 0) {
+        struct sched_param sp = {.sched_priority = rt_priority};
+        pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+        pthread_attr_setschedpolicy(&attr, SCHED_FIFO);
+        pthread_attr_setschedparam(&attr, &sp);
+    }
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(t, NULL, fn, arg);
+    rc = pthread_create(t, &attr, fn, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
     return rc;
+}
+
+/* ---- real-time scheduling ------------------------------------------------------------ */
+
+bf_status bf_rt_check(int rt_priority)
+{
+    int max = sched_get_priority_max(SCHED_FIFO);
+    if (rt_priority < 0 || rt_priority > (max > 0 ? max : 99))
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "rt_priority %d: 0 (off) or 1..%d "
+                        "(SCHED_FIFO)", rt_priority, max > 0 ? max : 99);
+    return BF_STATUS_OK;
+}
+
+bf_status bf_rt_enter(int rt_priority, bf_sched_saved *saved)
+{
+    struct sched_param sp;
+    memset(saved, 0, sizeof *saved);
+    bf_status st = bf_rt_check(rt_priority);
+    if (st != BF_STATUS_OK || rt_priority == 0)
+        return st;
+    if (pthread_getschedparam(pthread_self(), &saved->policy, &sp) != 0)
+        return bf_error(BF_STATUS_REFUSED, "rt_priority: cannot read this thread's scheduling");
+    saved->priority = sp.sched_priority;
+    sp.sched_priority = rt_priority;
+    int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+    if (rc != 0)
+        return bf_error(BF_STATUS_REFUSED, "rt_priority %d: SCHED_FIFO refused (%s); it "
+                        "needs root, CAP_SYS_NICE or an RLIMIT_RTPRIO of at least %d (and "
+                        "real-time time in the cgroup)", rt_priority, strerror(rc), rt_priority);
+    saved->changed = 1;
+    return BF_STATUS_OK;
+}
+
+void bf_rt_leave(const bf_sched_saved *saved)
+{
+    if (!saved->changed)
+        return;
+    struct sched_param sp = {.sched_priority = saved->priority};
+    pthread_setschedparam(pthread_self(), saved->policy, &sp); /* giving up is allowed */
+}
+
+bf_status bf_rt_probe(int rt_priority)
+{
+    bf_sched_saved saved;
+    bf_status st = bf_rt_enter(rt_priority, &saved);
+    bf_rt_leave(&saved);
+    return st;
+}
+
+bf_status bf_rt_zmq(void *zctx, int rt_priority)
+{
+    if (rt_priority == 0)
+        return BF_STATUS_OK;
+    if (zmq_ctx_set(zctx, ZMQ_THREAD_SCHED_POLICY, SCHED_FIFO) != 0 ||
+        zmq_ctx_set(zctx, ZMQ_THREAD_PRIORITY, rt_priority) != 0)
+        return bf_zmq_error("real-time I/O threads");
+    return BF_STATUS_OK;
 }
 
 bf_status bf_zmq_error(const char *what)

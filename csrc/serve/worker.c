@@ -219,7 +219,7 @@ static bf_status heartbeat_start(worker *w)
 {
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
-    if (bf_spawn(&w->hb_thread, heartbeat_main, w) != 0) {
+    if (bf_spawn(&w->hb_thread, heartbeat_main, w, 0) != 0) {
         pthread_mutex_destroy(&w->mu);
         pthread_cond_destroy(&w->cv);
         return bf_error(BF_STATUS_OUT_OF_MEMORY, "worker: cannot start its heartbeat thread");
@@ -466,7 +466,7 @@ bf_status bf_worker_params_check(const bf_worker_params *p)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "worker: heartbeat_interval_ms, "
                         "heartbeat_liveness, max_payload >= 1, reconnect_max_ms >= %d",
                         BF_RECONNECT_INIT_MS);
-    return BF_STATUS_OK;
+    return bf_rt_check(p->rt_priority);
 }
 
 bf_status bf_worker_run(const bf_worker_params *params)
@@ -478,6 +478,7 @@ bf_status bf_worker_run(const bf_worker_params *params)
         return st;
     bf_worker_params p = *params;
     bf_compute c = {0};
+    bf_sched_saved saved = {0};
     void *zctx = NULL;
     if (p.compute.max_batch < p.max_batch)
         p.compute.max_batch = p.max_batch;
@@ -488,15 +489,22 @@ bf_status bf_worker_run(const bf_worker_params *params)
     st = bf_compute_create(&c, &p.compute);
     if (st != BF_STATUS_OK)
         goto fail;
+    /* this thread computes; the heartbeat thread it starts inherits its scheduling */
+    st = bf_rt_enter(p.rt_priority, &saved);
+    if (st != BF_STATUS_OK)
+        goto fail;
     zctx = zmq_ctx_new();
     if (zctx == NULL) {
         st = bf_zmq_error("zmq_ctx_new");
         goto fail;
     }
-    st = bf_worker_loop(zctx, &p, &c, NULL);
+    st = bf_rt_zmq(zctx, p.rt_priority);
+    if (st == BF_STATUS_OK)
+        st = bf_worker_loop(zctx, &p, &c, NULL);
 fail:
     if (zctx)
         zmq_ctx_term(zctx);
+    bf_rt_leave(&saved);
     bf_compute_destroy(&c);
     return st;
 }

@@ -1,8 +1,13 @@
 /* Serving tests under load on loopback with the echo compute: concurrent clients, zstd
  * payloads, dynamic batching and its timeout, prefetch, the load generator, a batch longer
- * than the heartbeat liveness, a worker dying mid-load.
+ * than the heartbeat liveness, a worker dying mid-load, real-time scheduling.
  * Every loop is bounded in count and time; the whole file runs in a few seconds. */
+#define _GNU_SOURCE /* pthread_setname_np */
+#include <dirent.h>
 #include <math.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "serve_common.h"
@@ -386,6 +391,164 @@ fail:
     return 1;
 }
 
+/* ---- real-time scheduling -------------------------------------------------------------- */
+
+/* The scheduling policy of this process's thread named `name` (the first one), -1: none. */
+static int policy_of(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int policy = -1;
+    while (d && policy < 0 && (e = readdir(d)) != NULL) {
+        char path[288], comm[64] = "";
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(comm, sizeof comm, f))
+            comm[strcspn(comm, "\n")] = '\0';
+        if (f)
+            fclose(f);
+        if (strcmp(comm, name) == 0)
+            policy = sched_getscheduler(atoi(e->d_name));
+    }
+    if (d)
+        closedir(d);
+    return policy;
+}
+
+typedef struct rt_worker_arg {
+    bf_worker_params wp;
+    bf_status st;
+    int policy_after; /* the thread's own, once bf_worker_run returned */
+} rt_worker_arg;
+
+static void *rt_worker(void *v)
+{
+    rt_worker_arg *a = v;
+    pthread_setname_np(pthread_self(), "t-rt-worker");
+    a->st = bf_worker_run(&a->wp);
+    a->policy_after = sched_getscheduler(0);
+    return NULL;
+}
+
+static bf_load_params rt_load(const char *ep, const uint8_t *pay, const float *ranges)
+{
+    bf_load_params lp = bf_load_default_params();
+    lp.client = client_params(ep);
+    lp.n_clients = 2, lp.seconds = 0.1, lp.n_payloads = 1, lp.payloads = pay;
+    lp.ranges = ranges, lp.rt_priority = 20;
+    memcpy(lp.dims, DIMS, sizeof DIMS);
+    return lp;
+}
+
+/* Unprivileged (a child that gave up root and its real-time limit), asking is refused
+ * with a clear error, by the pool before libzmq is asked (which would abort) and by the
+ * load generator.  Exit status 0: as expected. */
+static int rt_refused_child(void)
+{
+    struct rlimit none = {0, 0};
+    if (setrlimit(RLIMIT_RTPRIO, &none) != 0 ||
+        (getuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)))
+        return 2;
+    bf_pool_params pp = test_params(1);
+    pp.rt_priority = 10;
+    bf_pool *pool = NULL;
+    int ok = bf_pool_create(&pool, &pp) == BF_STATUS_OK &&
+             bf_pool_start(pool) == BF_STATUS_REFUSED &&
+             strstr(bf_last_error(), "SCHED_FIFO refused") != NULL;
+    bf_pool_destroy(pool);
+    uint8_t pay[ELEMS] = {0};
+    float ranges[2] = {0, 1};
+    bf_load_params lp = rt_load("tcp://127.0.0.1:1", pay, ranges);
+    bf_load_result res;
+    ok = ok && bf_load_run(&lp, &res) == BF_STATUS_REFUSED &&
+         sched_getscheduler(0) == SCHED_OTHER;
+    return ok ? 0 : 1;
+}
+
+static int test_realtime(void)
+{
+    char ep[256], be[256];
+    int fds[2] = {-1, -1}, started = 0, status = 0;
+    bf_pool *pool = NULL;
+    bf_pool_params pp = test_params(1);
+    rt_worker_arg a;
+    pthread_t th;
+    bf_load_result res;
+    uint8_t pay[ELEMS] = {3};
+    float ranges[2] = {0, 1};
+    /* out of range: refused before anything starts */
+    pp.rt_priority = 100;
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT);
+    pp.rt_priority = -1;
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT);
+    a.wp = bf_worker_default_params();
+    a.wp.rt_priority = 100;
+    CHECK(bf_worker_run(&a.wp) == BF_STATUS_INVALID_ARGUMENT);
+    bf_load_params lp = rt_load("tcp://127.0.0.1:1", pay, ranges);
+    lp.rt_priority = 100;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT);
+
+    /* unprivileged: refused (no thread of this process exists now to upset the fork) */
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0)
+        exit(rt_refused_child());
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 2); /* 2: could not drop */
+    printf("  unprivileged: %s\n", WEXITSTATUS(status) == 0 ? "refused, clearly"
+                                                           : "not checked (cannot drop)");
+
+    if (bf_rt_probe(10) != BF_STATUS_OK) {
+        printf("  real-time scheduling not allowed here, only refusals checked (%s)\n",
+               bf_last_error());
+        return 0;
+    }
+    /* the pool's threads run under SCHED_FIFO, the caller's thread is left as it was */
+    pp.rt_priority = 10;
+    pp.backend = "tcp://127.0.0.1:*";
+    pool = start_pool(&pp, ep);
+    CHECK(pool && bf_pool_endpoint(pool, 1, be, sizeof be) == BF_STATUS_OK);
+    CHECK(policy_of("bf-broker") == SCHED_FIFO && policy_of("bf-worker0") == SCHED_FIFO);
+    CHECK(policy_of("bf-heartbeat") == SCHED_FIFO && policy_of("ZMQbg/IO/0") == SCHED_FIFO);
+    CHECK(sched_getscheduler(0) == SCHED_OTHER);
+    /* a worker process's loop: under SCHED_FIFO while it serves, as before once it returns */
+    CHECK(pipe(fds) == 0);
+    a.wp = bf_worker_default_params();
+    a.wp.connect = be;
+    a.wp.heartbeat_interval_ms = 50;
+    a.wp.compute = pp.worker.compute;
+    a.wp.stop_fd = fds[0];
+    a.wp.rt_priority = 10;
+    CHECK(pthread_create(&th, NULL, rt_worker, &a) == 0);
+    started = 1;
+    for (int i = 0; i < 200 && policy_of("t-rt-worker") != SCHED_FIFO; i++)
+        usleep(5000);
+    CHECK(policy_of("t-rt-worker") == SCHED_FIFO);
+    /* the load generator: served, and the calling thread back to normal afterwards */
+    lp = rt_load(ep, pay, ranges);
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK && res.ok > 0 && res.errors == 0);
+    CHECK(sched_getscheduler(0) == SCHED_OTHER);
+    CHECK(write(fds[1], "x", 1) == 1);
+    pthread_join(th, NULL);
+    started = 0;
+    CHECK(a.st == BF_STATUS_INTERRUPTED && a.policy_after == SCHED_OTHER);
+    close(fds[0]), close(fds[1]);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    if (started) {
+        if (write(fds[1], "x", 1) != 1)
+            fprintf(stderr, "cannot stop the worker\n");
+        pthread_join(th, NULL);
+    }
+    if (fds[0] >= 0)
+        close(fds[0]), close(fds[1]);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
 int main(void)
 {
     run("4 clients x 250 requests, 2 workers", test_concurrent);
@@ -396,6 +559,7 @@ int main(void)
     run("load generator: closed and open loop", test_loadgen);
     run("a batch longer than the heartbeat liveness", test_long_batch);
     run("worker killed mid-load: re-queued", test_worker_dies);
+    run("real-time scheduling: pool, worker, load", test_realtime);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail != 0;
 }
