@@ -53,9 +53,9 @@ def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: st
     (:func:`curve_keygen`); curve_allow: a file of client public keys to admit;
     curve_worker_allow: a file of worker public keys, which turns CURVE on for the backend
     endpoint too (only listed ``butterfly worker`` processes may join).  rt_priority:
-    1..99 runs the broker, the workers and the ZeroMQ I/O threads under SCHED_FIFO at that
-    priority, so that no other process (a kernel daemon, a log shipper) takes their CPU in
-    the middle of a request; it needs root or CAP_SYS_NICE (else :class:`Refused`), and a
+    1..98 runs the broker, the workers and the ZeroMQ I/O threads under SCHED_FIFO at that
+    priority (the workers' heartbeat threads one higher), so that no other process (a
+    kernel daemon, a log shipper) takes their CPU in the middle of a request; it needs root or CAP_SYS_NICE (else :class:`Refused`), and a
     pool that keeps every core busy then leaves other processes 5 % of the CPU.
 
     process=True starts ``butterfly serve`` in a child process instead and returns a
@@ -177,7 +177,7 @@ def worker(model_path, connect: str, *, batch: int = 1, batch_timeout_us: int = 
     SIGINT or SIGTERM; returns the signal number.  Heartbeats must match the pool's.
     curve_server_key / curve_key: the pool's public key file and this worker's key pair,
     for a backend with CURVE on (the pair's public key must be on its worker allow list).
-    rt_priority: 1..99 runs it under SCHED_FIFO (see :func:`serve`).
+    rt_priority: 1..98 runs it under SCHED_FIFO (see :func:`serve`).
     echo (model_path None): the C echo backend instead of a model (tests, benchmarks)."""
     kw = {"batch": batch, "batch_timeout_us": batch_timeout_us, "threads": threads,
           "heartbeat_interval_ms": heartbeat_interval_ms,
@@ -341,7 +341,7 @@ class Client:
         unanswered; latency counts from the due time, so a pool that falls behind pays
         for the queue it builds).
         The requests cycle through the payloads of `images` (head + reduce run here once)
-        or of `payload` (data, ranges) computed already.  rt_priority: 1..99 runs the
+        or of `payload` (data, ranges) computed already.  rt_priority: 1..98 runs the
         generator under SCHED_FIFO (see :func:`serve`), so that its own delays on a busy
         machine do not count as the pool's."""
         if (images is None) == (payload is None):
@@ -547,7 +547,7 @@ def _cli_infer(args) -> int:
 
 def _rt_argument(p) -> None:
     p.add_argument("--rt-priority", type=int, default=0, metavar="P",
-                   help="1..99: run under SCHED_FIFO at priority P, so that other processes "
+                   help="1..98: run under SCHED_FIFO at priority P, so that other processes "
                         "cannot take the CPU mid-request (needs root or CAP_SYS_NICE); "
                         "0: the normal scheduler (default)")
 

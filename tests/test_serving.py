@@ -723,12 +723,14 @@ def test_cli_loadtest(model_path):
 # --- real-time scheduling ----------------------------------------------------------------
 
 def thread_policies(pid="self"):
-    """{thread name: [scheduling policy, ...]} of a process's threads."""
+    """{thread name: [(scheduling policy, real-time priority), ...]} of a process's
+    threads."""
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                out.setdefault(f.read().strip(), []).append(os.sched_getscheduler(int(tid)))
+                out.setdefault(f.read().strip(), []).append(
+                    (os.sched_getscheduler(int(tid)), os.sched_getparam(int(tid)).sched_priority))
         except (FileNotFoundError, ProcessLookupError):
             pass  # ended meanwhile
     return out
@@ -736,7 +738,7 @@ def thread_policies(pid="self"):
 
 def test_rt_priority(model_path, data):
     with pytest.raises(bf.InvalidArgument, match="rt_priority"):
-        serving.serve(model_path, workers=1, bind=ANY, rt_priority=100)
+        serving.serve(model_path, workers=1, bind=ANY, rt_priority=99)
     try:
         pool = serving.serve(model_path, workers=2, bind=ANY, threads=1, rt_priority=10,
                              heartbeat_interval_ms=HB_MS)
@@ -745,10 +747,13 @@ def test_rt_priority(model_path, data):
         pytest.skip(f"real-time scheduling not allowed here: {e}")
     fifo = os.SCHED_FIFO
     try:
+        assert wait_for(lambda: len(thread_policies().get("bf-heartbeat", ())) == 2, 10)
         pol = thread_policies()
-        for name in ("bf-broker", "bf-worker0", "bf-worker1", "bf-heartbeat"):
-            assert pol[name] and set(pol[name]) == {fifo}, (name, pol)
-        assert fifo in pol["ZMQbg/IO/0"]  # the pool's I/O thread (a client's is not)
+        # at the priority asked, the workers' heartbeat threads one higher
+        for name, prio in (("bf-worker0", 10), ("bf-worker1", 10), ("bf-broker", 10),
+                           ("bf-heartbeat", 11)):
+            assert set(pol[name]) == {(fifo, prio)}, (name, pol)
+        assert (fifo, 10) in pol["ZMQbg/IO/0"]  # the pool's I/O thread (a client's is not)
         assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller as it was
         client = serving.Client(model_path, pool.endpoint)
         got = client.classify_payload(data["payload"], k=1)
@@ -763,8 +768,10 @@ def test_rt_priority(model_path, data):
     server = serving.serve(model_path, workers=1, bind=ANY, threads=1, process=True,
                            rt_priority=5, heartbeat_interval_ms=HB_MS)
     try:
+        assert wait_for(lambda: "bf-heartbeat" in thread_policies(server.pid), 10)
         pol = thread_policies(server.pid)
-        assert set(pol["bf-broker"]) == set(pol["bf-worker0"]) == {fifo}
+        assert set(pol["bf-broker"]) == set(pol["bf-worker0"]) == {(fifo, 5)}
+        assert set(pol["bf-heartbeat"]) == {(fifo, 6)}
         assert os.sched_getparam(server.pid).sched_priority == 0  # its main thread: normal
         client = serving.Client(model_path, server.endpoint)
         got = client.classify_payload(data["payload"], k=1)

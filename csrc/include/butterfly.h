@@ -422,10 +422,11 @@ typedef struct bf_worker_params {
                                      with curve_worker_allow_file; NULL: plain */
     const char *curve_key_file;   /* this worker's key pair (must be on the pool's worker
                                      allow list); required with curve_server_key */
-    int rt_priority;              /* bf_worker_run: 1..99 runs the worker (its calling
-                                     thread, heartbeat and ZeroMQ I/O threads) under
-                                     SCHED_FIFO at that priority, so that no other process
-                                     takes its CPU mid-batch; 0: the normal scheduler.  Needs
+    int rt_priority;              /* bf_worker_run: 1..98 runs the worker's calling thread
+                                     and ZeroMQ I/O threads under SCHED_FIFO at that
+                                     priority (its heartbeat thread one higher, to beat
+                                     while it computes), so that no other process takes
+                                     its CPU mid-batch; 0: the normal scheduler.  Needs
                                      root, CAP_SYS_NICE or RLIMIT_RTPRIO (else REFUSED).  A
                                      pool's worker threads take the pool's rt_priority */
     bf_compute_params compute;
@@ -458,8 +459,9 @@ typedef struct bf_pool_params {
                                      endpoint: turns CURVE on there too (same server key;
                                      needs curve_key_file and backend).  NULL: the backend
                                      endpoint is plain (keep it on a trusted network) */
-    int rt_priority;              /* 1..99: the broker, the worker threads and the ZeroMQ
-                                     I/O threads run under SCHED_FIFO at that priority (see
+    int rt_priority;              /* 1..98: the broker, the worker threads and the ZeroMQ
+                                     I/O threads run under SCHED_FIFO at that priority, the
+                                     workers' heartbeat threads one higher (see
                                      bf_worker_params); a pool that keeps every core busy
                                      then leaves other processes 5 % of the CPU (the
                                      kernel's real-time throttling); 0: the normal scheduler */
@@ -562,7 +564,7 @@ typedef struct bf_load_params {
     uint16_t *batch;              /* out, may be NULL: its batch size */
     uint32_t *start_us;           /* out, may be NULL: when its latency began (sent, or due
                                      in the open loop), us after the start */
-    int rt_priority;              /* 1..99: the calling thread (for the run) and the
+    int rt_priority;              /* 1..98: the calling thread (for the run) and the
                                      clients' ZeroMQ I/O thread under SCHED_FIFO, so that
                                      the generator's own delays do not count as the pool's;
                                      0: the normal scheduler */

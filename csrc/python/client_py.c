@@ -324,7 +324,7 @@ static PyMethodDef client_methods[] = {
      "(bf_load_run, no GIL, no retries: no answer within the timeout is an error).  "
      "rate 0: closed loop, each client sending again as soon as it is answered; else open "
      "loop: `rate` requests/s in total, each sent at its due time however many are "
-     "unanswered, latency counted from the due time.  rt_priority: 1..99 runs the generator "
+     "unanswered, latency counted from the due time.  rt_priority: 1..98 runs the generator "
      "under SCHED_FIFO (see Pool)."},
     {NULL, NULL, 0, NULL},
 };

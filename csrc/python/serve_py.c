@@ -379,8 +379,8 @@ static PyType_Slot pool_slots[] = {
      "'model_hash'}).  threads: oneDNN threads per worker thread (0: the cores shared out); "
      "prefetch: requests a worker holds beyond its batch (-1: one batch more); "
      "curve_worker_allow: a file of worker public keys, CURVE on the backend endpoint too; "
-     "rt_priority: 1..99 runs the broker, workers and I/O threads under SCHED_FIFO (needs "
-     "root or CAP_SYS_NICE, else Refused)."},
+     "rt_priority: 1..98 runs the broker, workers and I/O threads under SCHED_FIFO, the "
+     "heartbeat threads one higher (needs root or CAP_SYS_NICE, else Refused)."},
     {0, NULL},
 };
 

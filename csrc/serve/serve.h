@@ -33,9 +33,10 @@ void bf_timer_fired(bf_timer *t);
  * it under SCHED_FIFO at that priority, 0 inherits the caller's scheduling; 0 or an errno. */
 int bf_spawn(pthread_t *t, void *(*fn)(void *), void *arg, int rt_priority);
 
-/* Real-time scheduling (rt_priority: 0 = the normal scheduler, 1..99 = SCHED_FIFO at that
- * priority), so that no other process's thread -- a kernel daemon, a log shipper -- takes a
- * serving thread's CPU for milliseconds.  bf_rt_enter puts the calling thread under it
+/* Real-time scheduling (rt_priority: 0 = the normal scheduler, 1..98 = SCHED_FIFO at that
+ * priority; a worker's heartbeat thread runs one higher), so that no other process's
+ * thread -- a kernel daemon, a log shipper -- takes a serving thread's CPU for
+ * milliseconds.  bf_rt_enter puts the calling thread under it
  * (nothing for 0) and keeps its old scheduling in *saved for bf_rt_leave; REFUSED when
  * the system does not allow it (root, CAP_SYS_NICE or RLIMIT_RTPRIO needed).  A probe
  * (enter + leave) is how the caller knows it may ask libzmq for it: libzmq aborts the
@@ -44,6 +45,8 @@ typedef struct bf_sched_saved {
     int policy, priority, changed;
 } bf_sched_saved;
 bf_status bf_rt_check(int rt_priority); /* the range only */
+/* The calling thread's real-time priority + 1 (at most the maximum); 0 if it has none. */
+int bf_rt_above(void);
 bf_status bf_rt_enter(int rt_priority, bf_sched_saved *saved);
 void bf_rt_leave(const bf_sched_saved *saved);
 bf_status bf_rt_probe(int rt_priority);

@@ -88,10 +88,22 @@ int bf_spawn(pthread_t *t, void *(*fn)(void *), void *arg, int rt_priority)
 bf_status bf_rt_check(int rt_priority)
 {
     int max = sched_get_priority_max(SCHED_FIFO);
-    if (rt_priority < 0 || rt_priority > (max > 0 ? max : 99))
+    max = (max > 0 ? max : 99) - 1; /* heartbeat threads run one higher */
+    if (rt_priority < 0 || rt_priority > max)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "rt_priority %d: 0 (off) or 1..%d "
-                        "(SCHED_FIFO)", rt_priority, max > 0 ? max : 99);
+                        "(SCHED_FIFO)", rt_priority, max);
     return BF_STATUS_OK;
+}
+
+int bf_rt_above(void)
+{
+    int policy;
+    struct sched_param sp;
+    if (pthread_getschedparam(pthread_self(), &policy, &sp) != 0 ||
+        (policy != SCHED_FIFO && policy != SCHED_RR))
+        return 0;
+    return sp.sched_priority < sched_get_priority_max(policy) ? sp.sched_priority + 1
+                                                               : sp.sched_priority;
 }
 
 bf_status bf_rt_enter(int rt_priority, bf_sched_saved *saved)

@@ -214,12 +214,18 @@ static void *heartbeat_main(void *arg)
     return NULL;
 }
 
-/* Starts the heartbeat thread with every signal blocked (they belong to the caller). */
+/* Starts the heartbeat thread with every signal blocked (they belong to the caller); a
+ * real-time worker's one priority higher, so that it beats while the worker computes
+ * however busy the cores are (SCHED_FIFO does not preempt a thread for one of the same
+ * priority, and every core may be computing). */
 static bf_status heartbeat_start(worker *w)
 {
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
-    if (bf_spawn(&w->hb_thread, heartbeat_main, w, 0) != 0) {
+    int rc = bf_spawn(&w->hb_thread, heartbeat_main, w, bf_rt_above());
+    if (rc == EPERM) /* a real-time caller not allowed one higher: its own, then */
+        rc = bf_spawn(&w->hb_thread, heartbeat_main, w, 0);
+    if (rc != 0) {
         pthread_mutex_destroy(&w->mu);
         pthread_cond_destroy(&w->cv);
         return bf_error(BF_STATUS_OUT_OF_MEMORY, "worker: cannot start its heartbeat thread");
@@ -489,7 +495,8 @@ bf_status bf_worker_run(const bf_worker_params *params)
     st = bf_compute_create(&c, &p.compute);
     if (st != BF_STATUS_OK)
         goto fail;
-    /* this thread computes; the heartbeat thread it starts inherits its scheduling */
+    /* this thread and the I/O threads at the priority asked (as in a pool), its heartbeat
+     * thread one higher; asked of libzmq once this thread has it */
     st = bf_rt_enter(p.rt_priority, &saved);
     if (st != BF_STATUS_OK)
         goto fail;
