@@ -559,6 +559,44 @@ fail:
     return 1;
 }
 
+/* Both workers real-time and computing long batches, overlapping, so that the broker runs
+ * (on the core of whichever waits) while the other computes: it never finds that one
+ * silent past the liveness (its heartbeat thread, one priority higher, beats mid-batch),
+ * and nothing is re-queued. */
+static int test_realtime_long_batches(void)
+{
+    char ep[256];
+    bf_pool *pool = NULL;
+    bf_serve_stats s;
+    bf_load_result res;
+    uint8_t pay[ELEMS] = {3};
+    float ranges[2] = {0, 1};
+    if (bf_rt_probe(10) != BF_STATUS_OK) {
+        printf("  real-time scheduling not allowed here: skipped\n");
+        return 0;
+    }
+    bf_pool_params pp = test_params(2); /* heartbeats 50 ms x 3 */
+    pp.rt_priority = 10;
+    pp.worker.compute.delay_us = 400000;
+    pool = start_pool(&pp, ep);
+    CHECK(pool);
+    /* a 400 ms batch every 250 ms: the workers overlap, each idle a while in turn */
+    bf_load_params lp = rt_load(ep, pay, ranges);
+    lp.rt_priority = 0, lp.rate = 4.0, lp.seconds = 1.5, lp.client.timeout_ms = 5000;
+    CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK);
+    CHECK(bf_pool_stats(pool, &s) == BF_STATUS_OK);
+    printf("  %llu answered, %llu errors, purged %llu, re-queued %llu\n",
+           (unsigned long long)res.ok, (unsigned long long)res.errors,
+           (unsigned long long)s.workers_purged, (unsigned long long)s.requeued);
+    CHECK(res.ok == 6 && res.errors == 0);
+    CHECK(s.workers_purged == 0 && s.requeued == 0 && s.late_replies == 0);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    bf_pool_destroy(pool);
+    return 1;
+}
+
 int main(void)
 {
     run("4 clients x 250 requests, 2 workers", test_concurrent);
@@ -570,6 +608,7 @@ int main(void)
     run("a batch longer than the heartbeat liveness", test_long_batch);
     run("worker killed mid-load: re-queued", test_worker_dies);
     run("real-time scheduling: pool, worker, load", test_realtime);
+    run("real-time long batches on every core", test_realtime_long_batches);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail != 0;
 }
