@@ -141,24 +141,47 @@ def make_model(path):
     return net, net.mobile(x)
 
 
-def closed_loop(endpoint, net, pay, n_clients, seconds, rt_priority=0):
+def closed_loop(endpoint, net, pay, n_clients, seconds, rt_priority=0, pool_tids=()):
     """n_clients closed-loop clients (bf_load_run), each one request at a time for `seconds`;
-    returns (requests/s, round trips us, server compute us, batch sizes)."""
+    returns (requests/s, round trips us, server compute us, batch sizes, CPU use)."""
     c = _C.Client(endpoint, net.hash, net.model.part_range(2)[0], timeout_ms=10000)
-    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    cpu0, pool0, t0 = cpu_seconds(), threads_cpu(pool_tids), time.perf_counter()
     res = c.load_test(pay.data, pay.ranges, clients=n_clients, seconds=seconds,
                       rt_priority=rt_priority)
     cpu, wall = cpu_seconds() - cpu0, time.perf_counter() - t0
+    pool_cpu = threads_cpu(pool_tids) - pool0
     if res["errors"]:
         raise RuntimeError(f"{res['errors']} failed requests ({res['last_error']})")
-    # the whole process (clients, broker, workers, ZeroMQ): cores busy, CPU per request
-    use = {"cores": cpu / wall, "cpu_us_per_req": cpu / max(res["ok"], 1) * 1e6}
+    # the whole process (clients, broker, workers, ZeroMQ): cores busy, CPU per request;
+    # of it, the pool's threads (broker, workers, its ZeroMQ threads) and the rest (the
+    # load generator and its ZeroMQ I/O thread)
+    n = max(res["ok"], 1)
+    use = {"cores": cpu / wall, "cpu_us_per_req": cpu / n * 1e6,
+           "pool_cpu_us_per_req": pool_cpu / n * 1e6 if pool_tids else None,
+           "client_cpu_us_per_req": (cpu - pool_cpu) / n * 1e6 if pool_tids else None}
     return res["ok"] / res["seconds"], res["latency_us"], res["compute_us"], res["batch"], use
 
 
 def cpu_seconds() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
+
+
+def thread_ids() -> set[str]:
+    return set(os.listdir("/proc/self/task"))
+
+
+def threads_cpu(tids) -> float:
+    """CPU seconds (user + system) of these threads of this process (clock ticks)."""
+    ticks = 0
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def paced(endpoint, net_hash, split, pay, rate, seconds, n_senders=8, rt_priority=0):
@@ -204,6 +227,35 @@ def bare_rate(path, pay, workers, seconds):
     return sum(counts) / (time.perf_counter() - t0)
 
 
+def load_row(pool, net, pay, workers, clients, batch, seconds, t_compute, bare, pool_tids,
+             rt_priority=0):
+    thr, rtts, comp, bats, use = closed_loop(pool.endpoint, net, pay, clients, seconds,
+                                             rt_priority, pool_tids)
+    row = {"workers": workers, "clients": clients, "batch": batch,
+           "req_per_s": r(thr, 1), "p50_us": r(pct(rtts, 50), 0), "p99_us": r(pct(rtts, 99), 0),
+           "compute_p50_us": r(float(np.median(comp)), 0),
+           "mean_batch": r(float(np.mean(bats)), 2), "cores_busy": r(use["cores"], 2),
+           "cpu_us_per_req": r(use["cpu_us_per_req"], 0),
+           "pool_cpu_us_per_req": r(use["pool_cpu_us_per_req"], 0),
+           "client_cpu_us_per_req": r(use["client_cpu_us_per_req"], 0)}
+    if rt_priority:
+        row["rt_priority"] = rt_priority
+    t_compute = t_compute or float(np.median(comp))  # the first row (W = 1, B = 1, C = 1)
+    row["vs_capacity"] = r(thr / (workers * 1e6 / t_compute), 3)
+    row["vs_bare"] = r(thr / bare[workers], 3)
+    log(row)
+    return row, t_compute
+
+
+def started(path, net, pay, **kw):
+    """A pool, warmed up, and the ids of its threads (those it started: its broker,
+    workers, heartbeat and ZeroMQ threads)."""
+    before = thread_ids()
+    pool = bf.serve(path, bind=ANY, threads=1, **kw)
+    closed_loop(pool.endpoint, net, pay, 2, 0.2)  # warm-up: plans, caches
+    return pool, thread_ids() - before  # the warm-up's client threads are gone
+
+
 def bench_load(path, net, pay, seconds):
     rows = []
     t_compute = None
@@ -213,47 +265,24 @@ def bench_load(path, net, pay, seconds):
             if batch == 1:
                 bare[workers] = bare_rate(path, pay, workers, seconds)
                 log(f"bare restore + tail, {workers} thread(s): {bare[workers]:.0f} images/s")
-            pool = bf.serve(path, workers=workers, bind=ANY, threads=1, batch=batch,
-                            batch_timeout_us=2000)
+            pool, tids = started(path, net, pay, workers=workers, batch=batch,
+                                 batch_timeout_us=2000)
             try:
-                closed_loop(pool.endpoint, net, pay, 2, 0.2)  # warm-up: plans, caches
                 for clients in (1, 4, 16):
-                    thr, rtts, comp, bats, use = closed_loop(pool.endpoint, net, pay,
-                                                             clients, seconds)
-                    if batch == 1 and workers == 1 and clients == 1:
-                        t_compute = float(np.median(comp))
-                    row = {"workers": workers, "clients": clients, "batch": batch,
-                           "req_per_s": r(thr, 1), "p50_us": r(pct(rtts, 50), 0),
-                           "p99_us": r(pct(rtts, 99), 0),
-                           "compute_p50_us": r(float(np.median(comp)), 0),
-                           "mean_batch": r(float(np.mean(bats)), 2),
-                           "cores_busy": r(use["cores"], 2),
-                           "cpu_us_per_req": r(use["cpu_us_per_req"], 0)}
-                    if t_compute:
-                        row["vs_capacity"] = r(thr / (workers * 1e6 / t_compute), 3)
-                    row["vs_bare"] = r(thr / bare[workers], 3)
+                    row, t_compute = load_row(pool, net, pay, workers, clients, batch,
+                                              seconds, t_compute, bare, tids)
                     rows.append(row)
-                    log(row)
             finally:
                 pool.stop()
     # W = 2 with the pool and the load generator under real-time scheduling (where allowed)
     try:
-        pool = bf.serve(path, workers=2, bind=ANY, threads=1, rt_priority=RT_PRIORITY)
+        pool, tids = started(path, net, pay, workers=2, rt_priority=RT_PRIORITY)
     except bf.Refused as e:
         log(f"no real-time row: {e}")
         return rows, t_compute, bare
     try:
-        closed_loop(pool.endpoint, net, pay, 2, 0.2)
-        thr, rtts, comp, bats, use = closed_loop(pool.endpoint, net, pay, 16, seconds,
-                                                 rt_priority=RT_PRIORITY)
-        row = {"workers": 2, "clients": 16, "batch": 1, "rt_priority": RT_PRIORITY,
-               "req_per_s": r(thr, 1), "p50_us": r(pct(rtts, 50), 0),
-               "p99_us": r(pct(rtts, 99), 0), "compute_p50_us": r(float(np.median(comp)), 0),
-               "mean_batch": r(float(np.mean(bats)), 2), "cores_busy": r(use["cores"], 2),
-               "cpu_us_per_req": r(use["cpu_us_per_req"], 0),
-               "vs_capacity": r(thr / (2e6 / t_compute), 3), "vs_bare": r(thr / bare[2], 3)}
-        rows.append(row)
-        log(row)
+        rows.append(load_row(pool, net, pay, 2, 16, 1, seconds, t_compute, bare, tids,
+                             RT_PRIORITY)[0])
     finally:
         pool.stop()
     return rows, t_compute, bare
@@ -371,15 +400,25 @@ def main() -> None:
     b2rt = best(2, rt=True)  # None where real-time scheduling is not allowed
     eff2_rt = None if b2rt is None else r(b2rt / (2e6 / t_compute), 3)
     # W = 2 is bounded by the CPU each request costs the process, compute and transport:
-    # the cores / that CPU is the most it can serve, whatever the scheduling
-    top2 = max((x for x in rows if x["workers"] == 2 and x["batch"] == 1
-                and "rt_priority" not in x),
-               key=lambda x: x["req_per_s"])
+    # the cores / that CPU is the most it can serve, whatever the scheduling; the pool's
+    # own share (its threads' CPU) bounds what it could serve with the clients elsewhere
     cores = os.cpu_count() or 1
-    w2_cpu = {"cores_busy": top2["cores_busy"], "cpu_us_per_req": top2["cpu_us_per_req"],
-              "beyond_compute_us_per_req": r(top2["cpu_us_per_req"] - t_compute, 0),
-              "ceiling_vs_capacity": r(cores * 1e6 / top2["cpu_us_per_req"] /
-                                       (2 * 1e6 / t_compute), 3)}
+
+    def cpu_bound(rt):
+        top = max((x for x in rows if x["workers"] == 2 and x["batch"] == 1
+                   and ("rt_priority" in x) == rt), key=lambda x: x["req_per_s"], default=None)
+        if top is None:
+            return None
+        cap = 2 * 1e6 / t_compute
+        return {"cores_busy": top["cores_busy"], "cpu_us_per_req": top["cpu_us_per_req"],
+                "beyond_compute_us_per_req": r(top["cpu_us_per_req"] - t_compute, 0),
+                "ceiling_vs_capacity": r(cores * 1e6 / top["cpu_us_per_req"] / cap, 3),
+                "pool_cpu_us_per_req": top["pool_cpu_us_per_req"],
+                "client_cpu_us_per_req": top["client_cpu_us_per_req"],
+                "pool_only_ceiling_vs_capacity": r(cores * 1e6 / top["pool_cpu_us_per_req"] /
+                                                   cap, 3)}
+
+    w2_cpu, w2_cpu_rt = cpu_bound(False), cpu_bound(True)
     bare1, bare2 = (r(best(w) / bare[w], 3) for w in (1, 2))
     emit({"bench": "pool", "model": "resnet18-w16-28x28-bf(after=2,c=2,s=2)",
           "quick": args.quick, "cores": os.cpu_count(),
@@ -389,7 +428,7 @@ def main() -> None:
           "pool_rtt_us": over["pool_rtt_us"], "ratio_overhead_vs_raw": over["overhead_vs_raw"],
           "overhead": over, "t_compute_us": r(t_compute, 1),
           "throughput_vs_capacity": {"W1": eff1, "W2": eff2, "W2_rt": eff2_rt},
-          "w2_cpu": w2_cpu,
+          "w2_cpu": w2_cpu, "w2_cpu_rt": w2_cpu_rt,
           "bare_compute_per_s": {f"W{w}": r(v, 1) for w, v in bare.items()},
           "throughput_vs_bare": {"W1": bare1, "W2": bare2},
           "p99_over_p50_at_70pct": tail["p99_over_p50"],
