@@ -1,13 +1,15 @@
 /* Shared by the serving tests (test_serve.c, test_load.c): the CHECK/run harness, the echo
- * model's constants, a pool and a client on loopback, payloads with a known class and
- * client threads driving load.  Functions are static inline: each program uses a subset. */
+ * model's constants, a pool and a client on loopback, payloads with a known class, a
+ * standalone worker on a thread and client threads driving load.  Functions are static inline: each program uses a subset. */
 #ifndef BF_TESTS_SERVE_COMMON_H
 #define BF_TESTS_SERVE_COMMON_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "serve/serve.h"
 
@@ -87,6 +89,62 @@ static inline int make_payload(uint8_t *p, unsigned *seed)
     for (int i = 0; i < ELEMS; i++)
         p[i] = (uint8_t)(rand_r(seed) & 0xff), sum += p[i];
     return (int)(sum % CLASSES);
+}
+
+/* ---- a standalone worker (bf_worker_run) on a thread, stopped through its stop_fd ------ */
+
+typedef struct solo_worker {
+    bf_worker_params wp;  /* set by solo_init; adjust before solo_start */
+    pthread_t thread;
+    int fds[2], started;
+    bf_status st;         /* bf_worker_run's, once stopped */
+    int policy_after;     /* the thread's scheduling policy once bf_worker_run returned */
+} solo_worker;
+
+static inline void *solo_main(void *v)
+{
+    solo_worker *w = v;
+    pthread_setname_np(pthread_self(), "t-solo-worker");
+    w->st = bf_worker_run(&w->wp);
+    w->policy_after = sched_getscheduler(0);
+    return NULL;
+}
+
+/* The echo compute of test_params, heartbeats every 50 ms, connecting to `backend`. */
+static inline void solo_init(solo_worker *w, const char *backend)
+{
+    memset(w, 0, sizeof *w);
+    w->fds[0] = w->fds[1] = -1;
+    w->wp = bf_worker_default_params();
+    w->wp.connect = backend;
+    w->wp.heartbeat_interval_ms = 50;
+    w->wp.compute = test_params(0).worker.compute;
+}
+
+static inline int solo_start(solo_worker *w)
+{
+    if (pipe(w->fds) != 0)
+        return -1;
+    w->wp.stop_fd = w->fds[0];
+    if (pthread_create(&w->thread, NULL, solo_main, w) != 0)
+        return -1;
+    w->started = 1;
+    return 0;
+}
+
+/* Stops (if started), joins and closes; returns bf_worker_run's status (OK if never run). */
+static inline bf_status solo_stop(solo_worker *w)
+{
+    if (w->started) {
+        if (write(w->fds[1], "x", 1) != 1)
+            fprintf(stderr, "cannot stop the worker\n");
+        pthread_join(w->thread, NULL);
+        w->started = 0;
+    }
+    if (w->fds[0] >= 0)
+        close(w->fds[0]), close(w->fds[1]);
+    w->fds[0] = w->fds[1] = -1;
+    return w->st;
 }
 
 /* ---- load from several client threads ------------------------------------------------ */

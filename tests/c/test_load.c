@@ -422,21 +422,6 @@ static int threads_at(const char *name, int prio)
     return n;
 }
 
-typedef struct rt_worker_arg {
-    bf_worker_params wp;
-    bf_status st;
-    int policy_after; /* the thread's own, once bf_worker_run returned */
-} rt_worker_arg;
-
-static void *rt_worker(void *v)
-{
-    rt_worker_arg *a = v;
-    pthread_setname_np(pthread_self(), "t-rt-worker");
-    a->st = bf_worker_run(&a->wp);
-    a->policy_after = sched_getscheduler(0);
-    return NULL;
-}
-
 static bf_load_params rt_load(const char *ep, const uint8_t *pay, const float *ranges)
 {
     bf_load_params lp = bf_load_default_params();
@@ -475,12 +460,12 @@ static int rt_refused_child(void)
 static int test_realtime(void)
 {
     char ep[256], be[256];
-    int fds[2] = {-1, -1}, started = 0, status = 0;
+    int status = 0;
     bf_pool *pool = NULL;
     bf_pool_params pp = test_params(1);
-    rt_worker_arg a;
-    pthread_t th;
+    solo_worker w;
     bf_load_result res;
+    solo_init(&w, be); /* be is filled in before the worker starts */
     uint8_t pay[ELEMS] = {3};
     float ranges[2] = {0, 1};
     /* out of range: refused before anything starts */
@@ -488,9 +473,8 @@ static int test_realtime(void)
     CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT);
     pp.rt_priority = -1;
     CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT);
-    a.wp = bf_worker_default_params();
-    a.wp.rt_priority = 100;
-    CHECK(bf_worker_run(&a.wp) == BF_STATUS_INVALID_ARGUMENT);
+    w.wp.rt_priority = 100;
+    CHECK(bf_worker_run(&w.wp) == BF_STATUS_INVALID_ARGUMENT);
     bf_load_params lp = rt_load("tcp://127.0.0.1:1", pay, ranges);
     lp.rt_priority = 100;
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT);
@@ -523,38 +507,21 @@ static int test_realtime(void)
     CHECK(threads_at("bf-heartbeat", 11) == 1 && threads_at("ZMQbg/IO/0", 10) == 1);
     CHECK(sched_getscheduler(0) == SCHED_OTHER);
     /* a worker process's loop: under SCHED_FIFO while it serves, as before once it returns */
-    CHECK(pipe(fds) == 0);
-    a.wp = bf_worker_default_params();
-    a.wp.connect = be;
-    a.wp.heartbeat_interval_ms = 50;
-    a.wp.compute = pp.worker.compute;
-    a.wp.stop_fd = fds[0];
-    a.wp.rt_priority = 10;
-    CHECK(pthread_create(&th, NULL, rt_worker, &a) == 0);
-    started = 1;
+    w.wp.rt_priority = 10;
+    CHECK(solo_start(&w) == 0);
     for (int i = 0; i < 200 && threads_at("bf-heartbeat", 0) < 2; i++)
         usleep(5000); /* its heartbeat thread runs once it has connected */
-    CHECK(threads_at("t-rt-worker", 10) == 1 && threads_at("bf-heartbeat", 11) == 2);
+    CHECK(threads_at("t-solo-worker", 10) == 1 && threads_at("bf-heartbeat", 11) == 2);
     CHECK(threads_at("ZMQbg/IO/0", 10) == 2); /* the pool's and the worker's */
     /* the load generator: served, and the calling thread back to normal afterwards */
     lp = rt_load(ep, pay, ranges);
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_OK && res.ok > 0 && res.errors == 0);
     CHECK(sched_getscheduler(0) == SCHED_OTHER);
-    CHECK(write(fds[1], "x", 1) == 1);
-    pthread_join(th, NULL);
-    started = 0;
-    CHECK(a.st == BF_STATUS_INTERRUPTED && a.policy_after == SCHED_OTHER);
-    close(fds[0]), close(fds[1]);
+    CHECK(solo_stop(&w) == BF_STATUS_INTERRUPTED && w.policy_after == SCHED_OTHER);
     bf_pool_destroy(pool);
     return 0;
 fail:
-    if (started) {
-        if (write(fds[1], "x", 1) != 1)
-            fprintf(stderr, "cannot stop the worker\n");
-        pthread_join(th, NULL);
-    }
-    if (fds[0] >= 0)
-        close(fds[0]), close(fds[1]);
+    solo_stop(&w);
     bf_pool_destroy(pool);
     return 1;
 }

@@ -2,6 +2,7 @@
  * messages, CURVE for clients and workers, standalone workers (over tcp, stopped by their
  * stop_fd), drain on stop, an interrupted client wait, and the engine backend.
  * Every loop is bounded in count and time; the whole file runs in a few seconds. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <math.h>
 #include <signal.h>
 #include <unistd.h>
@@ -433,56 +434,23 @@ fail:
 }
 
 /* bf_worker_run stops once its stop_fd is readable (a signal's wakeup pipe in Python). */
-typedef struct stopfd_arg {
-    bf_worker_params wp;
-    bf_status st;
-} stopfd_arg;
-
-static void *stopfd_worker(void *v)
-{
-    stopfd_arg *a = v;
-    a->st = bf_worker_run(&a->wp);
-    return NULL;
-}
-
 static int test_worker_stop_fd(void)
 {
     char ep[256], be[256];
-    int fds[2] = {-1, -1};
     bf_pool_params pp = test_params(0);
     pp.backend = "tcp://127.0.0.1:*";
     bf_pool *pool = start_pool(&pp, ep);
-    stopfd_arg a;
-    pthread_t th;
-    int started = 0;
+    solo_worker w;
     load_arg args[1];
-    CHECK(pool && pipe(fds) == 0);
-    CHECK(bf_pool_endpoint(pool, 1, be, sizeof be) == BF_STATUS_OK);
-    a.wp = bf_worker_default_params();
-    a.wp.connect = be;
-    a.wp.heartbeat_interval_ms = 50;
-    a.wp.compute = test_params(0).worker.compute;
-    a.wp.stop_fd = fds[0];
-    a.st = BF_STATUS_OK;
-    CHECK(pthread_create(&th, NULL, stopfd_worker, &a) == 0);
-    started = 1;
+    solo_init(&w, be); /* be is filled in before the worker starts */
+    CHECK(pool && bf_pool_endpoint(pool, 1, be, sizeof be) == BF_STATUS_OK);
+    CHECK(solo_start(&w) == 0);
     CHECK(run_load(ep, 1, 20, args, BF_CODEC_RAW) == 20); /* served by that worker */
-    CHECK(write(fds[1], "x", 1) == 1);
-    pthread_join(th, NULL);
-    started = 0;
-    CHECK(a.st == BF_STATUS_INTERRUPTED);
-    close(fds[0]);
-    close(fds[1]);
+    CHECK(solo_stop(&w) == BF_STATUS_INTERRUPTED);
     bf_pool_destroy(pool);
     return 0;
 fail:
-    if (started) {
-        if (write(fds[1], "x", 1) != 1)
-            fprintf(stderr, "cannot stop the worker\n");
-        pthread_join(th, NULL);
-    }
-    if (fds[0] >= 0)
-        close(fds[0]), close(fds[1]);
+    solo_stop(&w);
     bf_pool_destroy(pool);
     return 1;
 }
