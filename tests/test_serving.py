@@ -195,9 +195,9 @@ def test_concurrent_clients(model_path, data):
     assert stats["errors"] == stats["busy"] == stats["requeued"] == 0
 
 
-def start_worker_process(model_path, backend, *keys):
+def start_worker_process(model_path, backend, *keys, extra=()):
     cmd = [sys.executable, "-m", "butterfly.cli", "worker", model_path, "--connect", backend,
-           "--threads", "1", "--heartbeat-interval-ms", str(HB_MS)]
+           "--threads", "1", "--heartbeat-interval-ms", str(HB_MS), *extra]
     if keys:
         cmd += ["--curve-server-key", str(keys[0]), "--curve-key", str(keys[1])]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -778,3 +778,24 @@ def test_rt_priority(model_path, data):
         assert [r.label for r in got] == list(data["probs"].argmax(1))
     finally:
         server.stop()
+    # `butterfly worker --rt-priority`: its loop (on the main thread) and I/O thread at the
+    # priority, its heartbeat thread one higher, until SIGTERM
+    pool = serving.serve(model_path, workers=0, bind=ANY, backend=ANY,
+                         heartbeat_interval_ms=HB_MS)
+    proc = start_worker_process(model_path, pool.backend, extra=("--rt-priority", "7"))
+    try:
+        assert wait_for(lambda: pool.stats()["workers"] == 1, 30), pool.stats()
+        assert wait_for(lambda: "bf-heartbeat" in thread_policies(proc.pid), 10)
+        pol = thread_policies(proc.pid)
+        assert os.sched_getscheduler(proc.pid) == fifo
+        assert os.sched_getparam(proc.pid).sched_priority == 7
+        assert set(pol["bf-heartbeat"]) == {(fifo, 8)} and (fifo, 7) in pol["ZMQbg/IO/0"]
+        got = serving.Client(model_path, pool.endpoint).classify_payload(data["payload"], k=1)
+        assert [r.label for r in got] == list(data["probs"].argmax(1))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        pool.stop()
