@@ -54,7 +54,8 @@ static bf_status echo_create(bf_compute *out, const bf_compute_params *p)
     for (int i = 0; i < 3; i++)
         if (p->dims[i] < 1 || p->dims[i] > BF_WIRE_MAX_DIM)
             return bf_error(BF_STATUS_INVALID_ARGUMENT, "echo compute: bad dims");
-    if (p->model_hash && p->model_hash[0] && !bf_is_model_hash(p->model_hash, strlen(p->model_hash)))
+    if (p->model_hash && p->model_hash[0] &&
+        !bf_is_model_hash(p->model_hash, strlen(p->model_hash)))
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "model_hash must be 16 lowercase hex digits");
     echo_ctx *e = calloc(1, sizeof *e);
     if (e == NULL)

@@ -36,11 +36,11 @@ int bf_spawn(pthread_t *t, void *(*fn)(void *), void *arg, int rt_priority);
 /* Real-time scheduling (rt_priority: 0 = the normal scheduler, 1..98 = SCHED_FIFO at that
  * priority; a worker's heartbeat thread runs one higher), so that no other process's
  * thread -- a kernel daemon, a log shipper -- takes a serving thread's CPU for
- * milliseconds.  bf_rt_enter puts the calling thread under it
- * (nothing for 0) and keeps its old scheduling in *saved for bf_rt_leave; REFUSED when
- * the system does not allow it (root, CAP_SYS_NICE or RLIMIT_RTPRIO needed).  A probe
- * (enter + leave) is how the caller knows it may ask libzmq for it: libzmq aborts the
- * process when its I/O threads cannot get what bf_rt_zmq asked for. */
+ * milliseconds.  bf_rt_enter puts the calling thread under it (nothing for 0) and keeps
+ * its old scheduling in *saved for bf_rt_leave; REFUSED when the system does not allow it
+ * (root, CAP_SYS_NICE or RLIMIT_RTPRIO needed).  A probe (enter + leave) is how the
+ * caller knows it may ask libzmq for it: libzmq aborts the process when its I/O threads
+ * cannot get what bf_rt_zmq asked for. */
 typedef struct bf_sched_saved {
     int policy, priority, changed;
 } bf_sched_saved;

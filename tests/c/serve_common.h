@@ -1,6 +1,7 @@
 /* Shared by the serving tests (test_serve.c, test_load.c): the CHECK/run harness, the echo
  * model's constants, a pool and a client on loopback, payloads with a known class, a
- * standalone worker on a thread and client threads driving load.  Functions are static inline: each program uses a subset. */
+ * standalone worker on a thread and client threads driving load.  Functions are static
+ * inline: each program uses a subset. */
 #ifndef BF_TESTS_SERVE_COMMON_H
 #define BF_TESTS_SERVE_COMMON_H
 
