@@ -436,7 +436,8 @@ def _cli_serve(args) -> int:
     try:
         print(f"serving {args.model} (model {net.hash}, split "
               f"{net.model.part_range(RESTORE)[0]}, {args.workers} worker threads, batch "
-              f"{args.batch}{', CURVE' if args.curve_key else ''})")
+              f"{args.batch}{', CURVE' if args.curve_key else ''}"
+              f"{f', SCHED_FIFO {args.rt_priority}' if args.rt_priority else ''})")
         print(f"frontend {pool.endpoint}")
         if pool.backend:
             print(f"backend {pool.backend}")
