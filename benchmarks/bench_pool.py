@@ -28,15 +28,20 @@
     request): with W = 2 on 2 cores, cores / CPU per request bounds the throughput.
 
 The machine has 2 cores shared by the clients, the broker, the workers and ZeroMQ's I/O
-threads, so W = 2 competes with the load generator for the cores.  Medians are quoted;
-the load average and raw ZeroMQ's own p99 / p50 (the machine's noise floor) are reported
-with them.
-Prints one JSON line.  Usage: python benchmarks/bench_pool.py [--quick]
+threads, so W = 2 competes with the load generator for the cores; each row splits its CPU
+per request between the pool's threads and the load generator's.  On a machine with cores
+to spare, --pool-cpus 0,1 --client-cpus 2,3 pins the pools (and the bare loops) and the
+load generator apart: the pool measured as it would serve clients on other machines.
+Medians are quoted; the load average and raw ZeroMQ's own p99 / p50 (the machine's noise
+floor) are reported with them.
+Prints one JSON line.
+Usage: python benchmarks/bench_pool.py [--quick] [--pool-cpus LIST --client-cpus LIST]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -54,6 +59,22 @@ from butterfly import _C
 
 ANY = "tcp://127.0.0.1:*"
 RT_PRIORITY = 10  # SCHED_FIFO priority of the real-time tail point
+POOL_CPUS = None  # --pool-cpus: the CPUs of the pools' threads (None: all)
+
+
+@contextlib.contextmanager
+def on_pool_cpus():
+    """Threads and processes started inside run on the pool's CPUs (they inherit the
+    calling thread's affinity); the calling thread -- the load generator's -- keeps its."""
+    if POOL_CPUS is None:
+        yield
+        return
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, POOL_CPUS)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, mine)
 
 REP_SERVER = r"""
 import sys, zmq
@@ -68,6 +89,15 @@ while True:
         break
     s.send(m)
 """
+
+
+def cpu_list(text: str) -> list[int]:
+    """"0,1" or "2-3" -> [0, 1] / [2, 3]."""
+    cpus = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus += range(int(lo), int(hi or lo) + 1)
+    return cpus
 
 
 def pct(xs, q):
@@ -86,15 +116,17 @@ def bench_overhead(shape, rounds, per_round):
     body = msgpack.packb({"v": 1, "id": 1, "model": hash_, "split": split, "codec": "raw",
                           "shape": list(dims), "dtype": "u8", "min": 0.0, "max": 1.0,
                           "payload": payload.tobytes(), "k": 5}, use_bin_type=True)
-    server = subprocess.Popen([sys.executable, "-c", REP_SERVER], stdout=subprocess.PIPE,
-                              text=True)
+    with on_pool_cpus():
+        server = subprocess.Popen([sys.executable, "-c", REP_SERVER], stdout=subprocess.PIPE,
+                                  text=True)
     ctx = zmq.Context()
     req = ctx.socket(zmq.REQ)
     req.setsockopt(zmq.LINGER, 0)
     req.setsockopt(zmq.RCVTIMEO, 5000)
     req.connect(server.stdout.readline().strip())
     echo = {"dims": dims, "classes": 10, "split": split, "model_hash": hash_, "delay_us": 0}
-    pool = _C.Pool(workers=1, frontend=ANY, echo=echo)
+    with on_pool_cpus():
+        pool = _C.Pool(workers=1, frontend=ANY, echo=echo)
     client = _C.Client(pool.endpoint, hash_, split)
     raw_us, pool_us, c_total, c_compute = [], [], [], []
     try:
@@ -217,8 +249,9 @@ def bare_rate(path, pay, workers, seconds):
             j += 1
 
     threads = [threading.Thread(target=run, args=(t,)) for t in range(workers)]
-    for t in threads:
-        t.start()
+    with on_pool_cpus():
+        for t in threads:
+            t.start()
     stop_at[0] = time.perf_counter() + seconds
     t0 = time.perf_counter()
     start.wait()
@@ -251,7 +284,8 @@ def started(path, net, pay, **kw):
     """A pool, warmed up, and the ids of its threads (those it started: its broker,
     workers, heartbeat and ZeroMQ threads)."""
     before = thread_ids()
-    pool = bf.serve(path, bind=ANY, threads=1, **kw)
+    with on_pool_cpus():
+        pool = bf.serve(path, bind=ANY, threads=1, **kw)
     closed_loop(pool.endpoint, net, pay, 2, 0.2)  # warm-up: plans, caches
     return pool, thread_ids() - before  # the warm-up's client threads are gone
 
@@ -329,16 +363,18 @@ def bench_tail(path, net, pay, capacity, t_compute, seconds, reps):
     (alternating, so that a slow spell of the machine hits all of them); per point the run
     with the median p99 / p50 is reported in full, and every run's ratio."""
     runs = {"50pct": [], "70pct": [], "70pct_echo": [], "70pct_rt": []}
-    pool = bf.serve(path, workers=1, bind=ANY, threads=1)
-    try:
-        rpool = bf.serve(path, workers=1, bind=ANY, threads=1, rt_priority=RT_PRIORITY)
-    except bf.Refused as e:
-        rpool, runs["70pct_rt"] = None, str(e)
-        log(f"no real-time point: {e}")
+    with on_pool_cpus():
+        pool = bf.serve(path, workers=1, bind=ANY, threads=1)
+        try:
+            rpool = bf.serve(path, workers=1, bind=ANY, threads=1, rt_priority=RT_PRIORITY)
+        except bf.Refused as e:
+            rpool, runs["70pct_rt"] = None, str(e)
+            log(f"no real-time point: {e}")
     dims = tuple(pay.data.shape[1:])
     echo = {"dims": dims, "classes": 10, "split": 5, "model_hash": "00112233445566aa",
             "delay_us": int(t_compute)}
-    epool = _C.Pool(workers=1, frontend=ANY, echo=echo)
+    with on_pool_cpus():
+        epool = _C.Pool(workers=1, frontend=ANY, echo=echo)
     split = net.model.part_range(2)[0]
     try:
         closed_loop(pool.endpoint, net, pay, 1, 0.2)  # warm-up
@@ -374,7 +410,16 @@ def bench_tail(path, net, pay, capacity, t_compute, seconds, reps):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="shorter runs (~1 min)")
+    ap.add_argument("--pool-cpus", type=cpu_list, default=None,
+                    help="CPUs for the pools' threads, e.g. 0,1 (default: all)")
+    ap.add_argument("--client-cpus", type=cpu_list, default=None,
+                    help="CPUs for the load generator, e.g. 2,3 (default: all): on a machine "
+                         "with cores to spare, the pool measured without its clients")
     args = ap.parse_args()
+    global POOL_CPUS
+    POOL_CPUS = args.pool_cpus
+    if args.client_cpus:
+        os.sched_setaffinity(0, args.client_cpus)  # this thread: the load generator's
     bf.set_num_threads(1)  # the client's own oneDNN use (the mobile half, once)
     rounds, per_round, seconds = (4, 250, 1.0) if args.quick else (10, 500, 3.0)
     load0 = os.getloadavg()[0]  # other processes on a shared machine skew every figure
@@ -402,7 +447,10 @@ def main() -> None:
     # W = 2 is bounded by the CPU each request costs the process, compute and transport:
     # the cores / that CPU is the most it can serve, whatever the scheduling; the pool's
     # own share (its threads' CPU) bounds what it could serve with the clients elsewhere
-    cores = os.cpu_count() or 1
+    # the CPUs the process may use, and those of the pool
+    cores = len(set(args.pool_cpus or []) | set(args.client_cpus or [])
+                or os.sched_getaffinity(0))
+    pool_cores = len(args.pool_cpus) if args.pool_cpus else cores
 
     def cpu_bound(rt):
         top = max((x for x in rows if x["workers"] == 2 and x["batch"] == 1
@@ -415,13 +463,14 @@ def main() -> None:
                 "ceiling_vs_capacity": r(cores * 1e6 / top["cpu_us_per_req"] / cap, 3),
                 "pool_cpu_us_per_req": top["pool_cpu_us_per_req"],
                 "client_cpu_us_per_req": top["client_cpu_us_per_req"],
-                "pool_only_ceiling_vs_capacity": r(cores * 1e6 / top["pool_cpu_us_per_req"] /
-                                                   cap, 3)}
+                "pool_only_ceiling_vs_capacity": r(pool_cores * 1e6 /
+                                                   top["pool_cpu_us_per_req"] / cap, 3)}
 
     w2_cpu, w2_cpu_rt = cpu_bound(False), cpu_bound(True)
     bare1, bare2 = (r(best(w) / bare[w], 3) for w in (1, 2))
     emit({"bench": "pool", "model": "resnet18-w16-28x28-bf(after=2,c=2,s=2)",
           "quick": args.quick, "cores": os.cpu_count(),
+          "cpus": {"pool": args.pool_cpus, "client": args.client_cpus},
           "load_avg_start_end": [r(load0, 2), r(os.getloadavg()[0], 2)],
           "raw_p99_over_p50": ratio(over["raw_p99_us"], over["raw_rtt_us"]),
           "overhead_us": over["overhead_us"], "raw_rtt_us": over["raw_rtt_us"],
