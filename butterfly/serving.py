@@ -55,8 +55,9 @@ def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: st
     endpoint too (only listed ``butterfly worker`` processes may join).  rt_priority:
     1..98 runs the broker, the workers and the ZeroMQ I/O threads under SCHED_FIFO at that
     priority (the workers' heartbeat threads one higher), so that no other process (a
-    kernel daemon, a log shipper) takes their CPU in the middle of a request; it needs root or CAP_SYS_NICE (else :class:`Refused`), and a
-    pool that keeps every core busy then leaves other processes 5 % of the CPU.
+    kernel daemon, a log shipper) takes their CPU in the middle of a request; it needs
+    root or CAP_SYS_NICE (else :class:`Refused`), and a pool that keeps every core busy
+    then leaves other processes 5 % of the CPU.
 
     process=True starts ``butterfly serve`` in a child process instead and returns a
     :class:`ServerProcess` (same ``endpoint`` / ``backend`` / ``stop()``, plus ``kill()``).
