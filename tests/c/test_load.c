@@ -432,24 +432,24 @@ static bf_load_params rt_load(const char *ep, const uint8_t *pay, const float *r
     return lp;
 }
 
-/* In a child that gave up root, with an RLIMIT_RTPRIO of `limit`: exit status 0 when it
- * all went as expected, 2 when it could not drop its privileges. */
-static int rt_child(int limit, int (*body)(void))
+/* body() in a child that gave up root and real-time scheduling (RLIMIT_RTPRIO 0): exit
+ * status 0 when it returned true, 2 when the child could not drop its privileges. */
+static int rt_child(int (*body)(void))
 {
-    struct rlimit rl = {(rlim_t)limit, (rlim_t)limit};
-    if (setrlimit(RLIMIT_RTPRIO, &rl) != 0 ||
+    struct rlimit none = {0, 0};
+    if (setrlimit(RLIMIT_RTPRIO, &none) != 0 ||
         (getuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)))
         return 2;
     return body() ? 0 : 1;
 }
 
-static int run_rt_child(int limit, int (*body)(void))
+static int run_rt_child(int (*body)(void))
 {
     int status = 0;
     fflush(NULL); /* or the child writes out what this process has buffered, again */
     pid_t pid = fork(); /* no thread of this process exists now to upset it */
     if (pid == 0)
-        exit(rt_child(limit, body));
+        exit(rt_child(body));
     if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
         return 1;
     return WEXITSTATUS(status);
@@ -497,7 +497,7 @@ static int test_realtime(void)
     CHECK(bf_load_run(&lp, &res) == BF_STATUS_INVALID_ARGUMENT);
 
     /* unprivileged: refused (2: the child could not drop root) */
-    status = run_rt_child(0, rt_refused);
+    status = run_rt_child(rt_refused);
     CHECK(status == 0 || status == 2);
     printf("  unprivileged: %s\n", status == 0 ? "refused" : "not checked (cannot drop root)");
 
