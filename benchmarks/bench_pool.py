@@ -418,6 +418,7 @@ def main() -> None:
     args = ap.parse_args()
     global POOL_CPUS
     POOL_CPUS = args.pool_cpus
+    all_cpus = os.sched_getaffinity(0)
     if args.client_cpus:
         os.sched_setaffinity(0, args.client_cpus)  # this thread: the load generator's
     bf.set_num_threads(1)  # the client's own oneDNN use (the mobile half, once)
@@ -447,10 +448,8 @@ def main() -> None:
     # W = 2 is bounded by the CPU each request costs the process, compute and transport:
     # the cores / that CPU is the most it can serve, whatever the scheduling; the pool's
     # own share (its threads' CPU) bounds what it could serve with the clients elsewhere
-    # the CPUs the process may use, and those of the pool
-    cores = len(set(args.pool_cpus or []) | set(args.client_cpus or [])
-                or os.sched_getaffinity(0))
-    pool_cores = len(args.pool_cpus) if args.pool_cpus else cores
+    cores = len(set(args.pool_cpus or all_cpus) | set(args.client_cpus or all_cpus))
+    pool_cores = len(args.pool_cpus or all_cpus)
 
     def cpu_bound(rt):
         top = max((x for x in rows if x["workers"] == 2 and x["batch"] == 1
