@@ -438,9 +438,14 @@ def main() -> None:
         log(tails)
         tail = tails["70pct"]
 
+    def top(w, rt=False):
+        """The fastest B = 1 row of W workers (None: no such row, e.g. real-time refused)."""
+        return max((x for x in rows if x["workers"] == w and x["batch"] == 1
+                    and ("rt_priority" in x) == rt), key=lambda x: x["req_per_s"], default=None)
+
     def best(w, rt=False):
-        return max((x["req_per_s"] for x in rows if x["workers"] == w and x["batch"] == 1
-                    and ("rt_priority" in x) == rt), default=None)
+        row = top(w, rt)
+        return None if row is None else row["req_per_s"]
 
     eff1, eff2 = (r(best(w) / (w * 1e6 / t_compute), 3) for w in (1, 2))
     b2rt = best(2, rt=True)  # None where real-time scheduling is not allowed
@@ -452,18 +457,17 @@ def main() -> None:
     pool_cores = len(args.pool_cpus or all_cpus)
 
     def cpu_bound(rt):
-        top = max((x for x in rows if x["workers"] == 2 and x["batch"] == 1
-                   and ("rt_priority" in x) == rt), key=lambda x: x["req_per_s"], default=None)
-        if top is None:
+        row = top(2, rt)
+        if row is None:
             return None
         cap = 2 * 1e6 / t_compute
-        return {"cores_busy": top["cores_busy"], "cpu_us_per_req": top["cpu_us_per_req"],
-                "beyond_compute_us_per_req": r(top["cpu_us_per_req"] - t_compute, 0),
-                "ceiling_vs_capacity": r(cores * 1e6 / top["cpu_us_per_req"] / cap, 3),
-                "pool_cpu_us_per_req": top["pool_cpu_us_per_req"],
-                "client_cpu_us_per_req": top["client_cpu_us_per_req"],
+        return {"cores_busy": row["cores_busy"], "cpu_us_per_req": row["cpu_us_per_req"],
+                "beyond_compute_us_per_req": r(row["cpu_us_per_req"] - t_compute, 0),
+                "ceiling_vs_capacity": r(cores * 1e6 / row["cpu_us_per_req"] / cap, 3),
+                "pool_cpu_us_per_req": row["pool_cpu_us_per_req"],
+                "client_cpu_us_per_req": row["client_cpu_us_per_req"],
                 "pool_only_ceiling_vs_capacity": r(pool_cores * 1e6 /
-                                                   top["pool_cpu_us_per_req"] / cap, 3)}
+                                                   row["pool_cpu_us_per_req"] / cap, 3)}
 
     w2_cpu, w2_cpu_rt = cpu_bound(False), cpu_bound(True)
     bare1, bare2 = (r(best(w) / bare[w], 3) for w in (1, 2))
