@@ -9,7 +9,8 @@
 
 (b) Load.  The real model (ResNet-18, width 16, 28x28 grayscale, butterfly unit after RB2)
     served by W = 1, 2 worker threads (1 oneDNN thread each), C = 1, 4, 16 closed-loop
-    clients, without batching (B = 1) and with dynamic batching (B = 8, T = 2 ms).
+    clients, without batching (B = 1) and with dynamic batching (B = 8), waiting up to
+    T = 2 ms for a batch to fill or greedy (T = 0: a free worker runs what is queued).
     The load comes from the C load generator (Client.load_test: one C thread drives every
     client's connection, no Python per request), so it takes as little of the machine as a
     loopback client can.
@@ -261,10 +262,11 @@ def bare_rate(path, pay, workers, seconds):
 
 
 def load_row(pool, net, pay, workers, clients, batch, seconds, t_compute, bare, pool_tids,
-             rt_priority=0):
+             rt_priority=0, batch_timeout_us=0):
     thr, rtts, comp, bats, use = closed_loop(pool.endpoint, net, pay, clients, seconds,
                                              rt_priority, pool_tids)
     row = {"workers": workers, "clients": clients, "batch": batch,
+           "batch_timeout_us": batch_timeout_us if batch > 1 else None,
            "req_per_s": r(thr, 1), "p50_us": r(pct(rtts, 50), 0), "p99_us": r(pct(rtts, 99), 0),
            "compute_p50_us": r(float(np.median(comp)), 0),
            "mean_batch": r(float(np.mean(bats)), 2), "cores_busy": r(use["cores"], 2),
@@ -294,17 +296,18 @@ def bench_load(path, net, pay, seconds):
     rows = []
     t_compute = None
     bare = {}
-    for batch in (1, 8):
+    for batch, timeout_us in ((1, 0), (8, 2000), (8, 0)):
         for workers in (1, 2):
-            if batch == 1:
+            if batch == 1:  # the first pass
                 bare[workers] = bare_rate(path, pay, workers, seconds)
                 log(f"bare restore + tail, {workers} thread(s): {bare[workers]:.0f} images/s")
             pool, tids = started(path, net, pay, workers=workers, batch=batch,
-                                 batch_timeout_us=2000)
+                                 batch_timeout_us=timeout_us)
             try:
                 for clients in (1, 4, 16):
                     row, t_compute = load_row(pool, net, pay, workers, clients, batch,
-                                              seconds, t_compute, bare, tids)
+                                              seconds, t_compute, bare, tids,
+                                              batch_timeout_us=timeout_us)
                     rows.append(row)
             finally:
                 pool.stop()
