@@ -352,7 +352,7 @@ bf_status bf_model_load_buffer(bf_model **out, const void *buf, size_t len, bf_l
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "bad load selector %d", (int)what);
     /* a few hostile bytes can declare containers of billions of elements, which msgpack-c
      * would allocate before reading them: the bounds pre-check first */
-    if (bf_mp_scan(buf, len, BF_MODEL_MAX_DEPTH, &off) < 0)
+    if (bf_mp_scan(buf, len, BF_MODEL_MAX_DEPTH, 0, &off) < 0)
         return bf_error(BF_STATUS_BAD_MODEL, "model is not valid msgpack (empty, truncated, "
                         "nested over %d deep, or a container larger than the file)",
                         BF_MODEL_MAX_DEPTH);
@@ -594,7 +594,7 @@ bf_status bf_model_set_meta(bf_model *m, const void *buf, size_t len)
     if (!m || (!buf && len))
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_model_set_meta: NULL argument");
     /* the check a model file's reader makes, so that what is saved loads again */
-    if (len && (bf_mp_scan(buf, len, BF_MODEL_MAX_DEPTH - 1, &used) < 0 || used != len))
+    if (len && (bf_mp_scan(buf, len, BF_MODEL_MAX_DEPTH - 1, 0, &used) < 0 || used != len))
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "meta must be exactly one msgpack object "
                         "nested at most %d deep", BF_MODEL_MAX_DEPTH - 1);
     copy = len ? malloc(len) : NULL;

@@ -57,10 +57,12 @@ static inline int bf_mp_number(const msgpack_object *o, double *out)
 }
 
 /* Checks that buf starts with one msgpack object whose every declared length and count fits
- * in the bytes there, nested at most max_depth deep: 0 and *used its size (the caller
- * decides about bytes after it), or -1 (empty, truncated, too deep, oversized).  Run it
- * before msgpack_unpack_next on bytes from outside: msgpack-c allocates what a container
- * declares before it reads a byte of it. */
-int bf_mp_scan(const void *buf, size_t len, int max_depth, size_t *used);
+ * in the bytes there, nested at most max_depth deep and made of at most max_objects objects
+ * (0: any number): 0 and *used its size (the caller decides about bytes after it), or -1
+ * (empty, truncated, too deep, oversized, too many objects).  Run it before
+ * msgpack_unpack_next on bytes from outside: msgpack-c allocates what a container declares
+ * before it reads a byte of it, and sizeof(msgpack_object) (24) bytes per object, so a body
+ * of N one-byte nils would cost 24 N. */
+int bf_mp_scan(const void *buf, size_t len, int max_depth, size_t max_objects, size_t *used);
 
 #endif /* BF_CORE_MPOBJ_H */

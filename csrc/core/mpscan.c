@@ -11,6 +11,7 @@ typedef struct scanner {
     const uint8_t *p;
     size_t len, off;
     int max_depth;
+    size_t objects, max_objects; /* max_objects 0: no limit */
 } scanner;
 
 static int take(scanner *s, size_t n, uint64_t *val)
@@ -61,6 +62,8 @@ static int scan_sized(scanner *s, int len_bytes, int extra)
 static int scan_object(scanner *s, int depth)
 {
     uint64_t b, n;
+    if (s->max_objects && ++s->objects > s->max_objects)
+        return -1;
     if (take(s, 1, &b) < 0)
         return -1;
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
@@ -97,9 +100,9 @@ static int scan_object(scanner *s, int depth)
     }
 }
 
-int bf_mp_scan(const void *buf, size_t len, int max_depth, size_t *used)
+int bf_mp_scan(const void *buf, size_t len, int max_depth, size_t max_objects, size_t *used)
 {
-    scanner s = {buf, len, 0, max_depth};
+    scanner s = {buf, len, 0, max_depth, 0, max_objects};
     *used = 0;
     if (buf == NULL || len == 0 || scan_object(&s, 0) < 0)
         return -1;

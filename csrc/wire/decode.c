@@ -1,6 +1,7 @@
 /* Decoding request / reply bodies: prescan, unpack with msgpack-c, then walk the map and
  * check every field's type, range and size against docs/PROTOCOL.md.  Unknown keys are
  * ignored (so minor additions stay compatible); a repeated known key is an error. */
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,7 +48,7 @@ static int get_float(const msgpack_object *o, const char *what, float *out)
     double v;
     if (!bf_mp_number(o, &v))
         return PROTO("\"%s\" must be a number", what);
-    if (!isfinite(v) || fabs(v) > 3.0e38)
+    if (!isfinite(v) || fabs(v) > FLT_MAX)
         return PROTO("\"%s\" must be a finite float32", what);
     *out = (float)v;
     return 0;
@@ -72,9 +73,9 @@ bf_status bf_wire_prescan(const void *buf, size_t len)
     size_t used;
     if (buf == NULL || len == 0)
         return bf_error(BF_STATUS_PROTOCOL, "empty message");
-    if (bf_mp_scan(buf, len, BF_WIRE_MAX_DEPTH, &used) < 0)
-        return bf_error(BF_STATUS_PROTOCOL,
-                        "malformed msgpack (truncated, too deep or oversized container)");
+    if (bf_mp_scan(buf, len, BF_WIRE_MAX_DEPTH, BF_WIRE_MAX_OBJECTS, &used) < 0)
+        return bf_error(BF_STATUS_PROTOCOL, "malformed msgpack (truncated, too deep, "
+                        "oversized container or over %d objects)", BF_WIRE_MAX_OBJECTS);
     if (used != len)
         return bf_error(BF_STATUS_PROTOCOL, "%zu trailing bytes after the msgpack body",
                         len - used);
@@ -98,9 +99,13 @@ static bf_status unpack_map(msgpack_unpacked *up, const void *buf, size_t len,
         return bf_error(BF_STATUS_PROTOCOL, "body must be a msgpack map");
     *map = &up->data.via.map;
     const msgpack_object *v = NULL;
-    for (uint32_t i = 0; i < (*map)->size; i++)
-        if (bf_mp_key_is(&(*map)->ptr[i].key, "v"))
-            v = &(*map)->ptr[i].val;
+    for (uint32_t i = 0; i < (*map)->size; i++) {
+        if (!bf_mp_key_is(&(*map)->ptr[i].key, "v"))
+            continue;
+        if (v != NULL)
+            return bf_error(BF_STATUS_PROTOCOL, "repeated key \"v\"");
+        v = &(*map)->ptr[i].val;
+    }
     int64_t ver = 0;
     if (v == NULL)
         return bf_error(BF_STATUS_PROTOCOL, "missing \"v\" (protocol version)");

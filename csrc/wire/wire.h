@@ -11,6 +11,7 @@
 #define BF_WIRE_MAX_DIM 65536           /* largest C, H or W */
 #define BF_WIRE_MAX_ELEMS (64u << 20)   /* largest C*H*W: a 64 MiB feature is absurd already */
 #define BF_WIRE_MAX_DEPTH 8             /* msgpack nesting accepted at all */
+#define BF_WIRE_MAX_OBJECTS 1024        /* msgpack objects in a body (a request has ~30) */
 #define BF_WIRE_MAX_LOGITS (1 << 20)
 #define BF_WIRE_ERROR_MAX 256           /* bytes of an error message kept, with the NUL */
 
@@ -46,9 +47,9 @@ typedef struct bf_wire_reply {
 const char *bf_wire_status_name(bf_status status);
 bf_status bf_wire_status_parse(const char *name, size_t len);
 
-/* Checks that buf holds exactly one msgpack object, nesting at most BF_WIRE_MAX_DEPTH, and
- * that no container declares more elements than bytes remain (so unpacking allocates at most
- * a small multiple of len). */
+/* Checks that buf holds exactly one msgpack object, nesting at most BF_WIRE_MAX_DEPTH, of
+ * at most BF_WIRE_MAX_OBJECTS objects, and that no container declares more elements than
+ * bytes remain (so unpacking allocates at most ~24 KB, whatever len). */
 bf_status bf_wire_prescan(const void *buf, size_t len);
 
 /* Encoders append one map to *sb (initialized by the caller); only memory can fail. */

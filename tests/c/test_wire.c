@@ -1,5 +1,6 @@
 /* Wire codec tests: round trips, and every malformed body rejected with BF_STATUS_PROTOCOL
  * (never a crash: run under ASan + UBSan too). */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,12 @@ static int test_request_roundtrip(void)
     uint8_t out[sizeof g_payload];
     CHECK(bf_wire_payload_decode(&d, out, sizeof out) == BF_STATUS_OK);
     CHECK(memcmp(out, g_payload, sizeof out) == 0);
+    /* the whole float32 range is a range: FLT_MAX itself included */
+    r.min = -FLT_MAX, r.max = FLT_MAX;
+    msgpack_sbuffer_clear(&sb);
+    CHECK(bf_wire_request_encode(&r, &sb) == BF_STATUS_OK);
+    CHECK(bf_wire_request_decode(&d, sb.data, sb.size) == BF_STATUS_OK);
+    CHECK(d.min == -FLT_MAX && d.max == FLT_MAX);
     msgpack_sbuffer_destroy(&sb);
     return 0;
 }
@@ -325,10 +332,36 @@ static int test_malformed_bytes(void)
         CHECK(bf_wire_request_decode(&d, bad[i].p, bad[i].n) == BF_STATUS_PROTOCOL);
         CHECK(bf_wire_reply_decode(&rp, bad[i].p, bad[i].n) == BF_STATUS_PROTOCOL);
     }
-    /* every truncation of a valid request */
+    /* "v" twice (repeated keys are errors, the version's too) */
+    static const uint8_t two_v[] = {0x82, 0xa1, 'v', 1, 0xa1, 'v', 1};
+    CHECK(bf_wire_request_decode(&d, two_v, sizeof two_v) == BF_STATUS_PROTOCOL);
+    CHECK(strstr(bf_last_error(), "repeated") != NULL);
+    /* a body of many small objects (unpacked, each would cost 24 bytes): refused over
+     * BF_WIRE_MAX_OBJECTS, whatever the body's size; a valid request with an unknown key
+     * of a few hundred still decodes */
     bf_wire_request r = sample_request();
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
+    for (int n_nils = 400; n_nils <= 4000; n_nils += 3600) {
+        msgpack_packer pk;
+        msgpack_sbuffer_clear(&sb);
+        CHECK(bf_wire_request_encode(&r, &sb) == BF_STATUS_OK);
+        /* the encoder wrote a fixmap: one more key, "pad": [nil x n_nils] */
+        CHECK((((uint8_t *)sb.data)[0] & 0xf0) == 0x80 && (((uint8_t *)sb.data)[0] & 0x0f) < 15);
+        ((uint8_t *)sb.data)[0]++;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_str_with_body(&pk, "pad", 3);
+        msgpack_pack_array(&pk, (size_t)n_nils);
+        for (int i = 0; i < n_nils; i++)
+            msgpack_pack_nil(&pk);
+        bf_status st = bf_wire_request_decode(&d, sb.data, sb.size);
+        if (n_nils < BF_WIRE_MAX_OBJECTS)
+            CHECK(st == BF_STATUS_OK && d.id == r.id);
+        else
+            CHECK(st == BF_STATUS_PROTOCOL && strstr(bf_last_error(), "objects") != NULL);
+    }
+    /* every truncation of a valid request */
+    msgpack_sbuffer_clear(&sb);
     CHECK(bf_wire_request_encode(&r, &sb) == BF_STATUS_OK);
     for (size_t n = 0; n < sb.size; n++)
         CHECK(bf_wire_request_decode(&d, sb.data, n) == BF_STATUS_PROTOCOL);
