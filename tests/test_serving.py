@@ -426,6 +426,17 @@ def test_curve(model_path, data, tmp_path):
         pool.stop()
 
 
+def test_curve_keygen_makes_the_secret_private(tmp_path):
+    key = tmp_path / "server.key"
+    key.write_text("old contents")
+    key.chmod(0o644)  # an existing file others can read: keygen must not keep that
+    serving.curve_keygen(key)
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert "secret = " in key.read_text()
+    assert (tmp_path / "server.key.pub").stat().st_mode & 0o777 == 0o644
+    assert "secret" not in (tmp_path / "server.key.pub").read_text()
+
+
 def test_curve_backend_admits_listed_workers_only(model_path, data, tmp_path):
     serving.curve_keygen(tmp_path / "server.key")
     good = serving.curve_keygen(tmp_path / "good.key")

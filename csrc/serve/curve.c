@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "serve/serve.h"
@@ -95,9 +96,17 @@ bf_status bf_curve_key_read(const char *path, char public_key[BF_CURVE_KEY_LEN +
 
 static bf_status write_key_file(const char *path, const char *pub, const char *sec)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, sec ? 0600 : 0644);
+    mode_t mode = sec ? 0600 : 0644;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
     if (fd < 0)
         return bf_error(BF_STATUS_IO, "%s: %s", path, strerror(errno));
+    /* open() applies the mode only to a new file: an existing one (readable by others,
+     * say) gets it here, before the secret is written */
+    if (fchmod(fd, mode) != 0) {
+        int e = errno;
+        close(fd);
+        return bf_error(BF_STATUS_IO, "%s: %s", path, strerror(e));
+    }
     FILE *f = fdopen(fd, "w");
     if (f == NULL) {
         close(fd);
