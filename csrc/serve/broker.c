@@ -103,17 +103,25 @@ static int send_worker_command(bf_broker *b, const bf_worker_rec *w, uint8_t cmd
     return bf_zmq_send_parts(b->backend, parts, lens, 3, ZMQ_DONTWAIT);
 }
 
-/* Puts a worker's requests back at the head of the queue, oldest first. */
+/* Puts a worker's requests back at the head of the queue, oldest first; one dispatched
+ * BF_DISPATCH_MAX times already is answered with an error instead. */
 static void requeue_inflight(bf_broker *b, bf_worker_rec *w)
 {
     int n = 0;
     while (w->inflight.tail) {
         bf_request *r = w->inflight.tail;
         list_remove(&w->inflight, r);
+        b->in_flight--;
+        if (r->attempts >= BF_DISPATCH_MAX) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "no answer from the %d workers that took this request "
+                     "(each died or reconnected first); not sent again", r->attempts);
+            request_fail(b, r, BF_STATUS_BACKEND, msg);
+            continue;
+        }
         list_push(&b->queue, r, 1);
         n++;
     }
-    b->in_flight -= n;
     STATS(b, b->stats.requeued += (uint64_t)n);
 }
 
@@ -374,6 +382,7 @@ static void heartbeat_and_purge(bf_broker *b, uint64_t now)
 /* End of a drain: answer what is left, tell the workers, forget everything. */
 static void finish(bf_broker *b)
 {
+    atomic_store(&b->finished, 1); /* before the DISCONNECTs that mean "leave" */
     for (int i = 0; i < b->n_workers; i++) {
         requeue_inflight(b, &b->workers[i]);
         send_worker_command(b, &b->workers[i], BF_CMD_DISCONNECT);

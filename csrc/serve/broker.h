@@ -40,6 +40,7 @@ typedef struct bf_broker {
     bf_curve_allow allow;        /* client keys (empty: any CURVE client) */
     bf_curve_allow worker_allow; /* worker keys on a CURVE backend (never empty there) */
     atomic_int stop_requested;
+    atomic_int finished;     /* set before the last DISCONNECTs: the pool's workers leave */
     pthread_mutex_t stats_lock;
     bf_serve_stats stats;    /* guarded by stats_lock */
     /* the broker thread's own */

@@ -79,7 +79,7 @@ bf_status bf_compute_create(bf_compute *out, const bf_compute_params *params)
     if (out == NULL || params == NULL)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_compute_create: NULL argument");
     memset(out, 0, sizeof *out);
-    if (params->max_batch < 1 || params->max_batch > BF_STATS_BATCH_MAX * 16)
+    if (params->max_batch < 1 || params->max_batch > BF_BATCH_MAX)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "compute max_batch %d out of range",
                         params->max_batch);
     bf_status st;

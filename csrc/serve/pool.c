@@ -212,6 +212,7 @@ static bf_status open_sockets(bf_pool *pool)
     zmq_setsockopt(b->frontend, ZMQ_LINGER, &linger, sizeof linger);
     /* so that a send to a vanished worker fails (and we purge it) instead of vanishing */
     zmq_setsockopt(b->backend, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    bf_zmq_set_hwm(b->backend, BF_WORKER_HWM);
     if (pool->params.curve_key_file) {
         bf_status st = setup_curve(pool, b->frontend, b->backend);
         if (st != BF_STATUS_OK)
@@ -297,6 +298,7 @@ static bf_status start_workers(bf_pool *pool)
     for (int i = 0; i < pp->n_workers; i++) {
         pool_worker *pw = &pool->workers[i];
         pw->pool = pool;
+        pw->ctl.broker_finished = &pool->broker.finished;
         pw->params = pp->worker;
         pw->params.connect = pool->inproc_backend;
         pw->params.heartbeat_interval_ms = pp->heartbeat_interval_ms;
@@ -331,6 +333,7 @@ bf_status bf_pool_start(bf_pool *pool)
     b->params = &pool->params;
     b->draining = 0;
     atomic_store(&b->stop_requested, 0);
+    atomic_store(&b->finished, 0);
     msgpack_sbuffer_init(&b->sb);
     for (int i = 0; i < 5; i++)
         zmq_msg_init(&b->parts[i]);
@@ -373,8 +376,6 @@ bf_status bf_pool_stop(bf_pool *pool)
 {
     if (pool == NULL || !pool->running)
         return BF_STATUS_OK;
-    for (int i = 0; i < pool->params.n_workers; i++)
-        atomic_store(&pool->workers[i].ctl.leaving, 1);
     atomic_store(&pool->broker.stop_requested, 1);
     /* wake the broker now rather than at its next tick */
     void *push = zmq_socket(pool->zctx, ZMQ_PUSH);

@@ -33,6 +33,15 @@ enum bf_worker_command {
 #define BF_THREAD_POLL_MS 50          /* longest a pool thread sleeps between flag checks */
 #define BF_ID_MAX 255                 /* longest ZeroMQ routing id */
 #define BF_CREDIT_MAX 4096            /* most requests a worker may hold (READY capacity) */
+#define BF_BATCH_MAX 1024             /* largest batch a worker runs (its compute's limit) */
+#define BF_DISPATCH_MAX 3             /* a request whose workers died (or reconnected) without
+                                         answering this many times is not sent again: it
+                                         gets "backend" (it may be what kills them) */
+/* High-water mark, in messages, of each broker <-> worker connection, both ends and both
+ * ways: a worker that keeps to its credit has at most BF_CREDIT_MAX requests coming and as
+ * many replies going, plus heartbeats, so neither side ever finds the pipe full (a reply
+ * dropped there would leave its request in flight for good) */
+#define BF_WORKER_HWM (2 * BF_CREDIT_MAX + 256)
 
 /* [tag][queue_us]: the broker's handle for the request and how long it waited there. */
 #define BF_DISPATCH_META_SIZE 12

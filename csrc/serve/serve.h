@@ -56,6 +56,9 @@ bf_status bf_rt_zmq(void *zctx, int rt_priority);
 /* zmq failure as a status: EINTR -> INTERRUPTED, ETERM -> NETWORK, else NETWORK + text. */
 bf_status bf_zmq_error(const char *what);
 
+/* Sets a socket's send and receive high-water marks (messages); before bind / connect. */
+void bf_zmq_set_hwm(void *sock, int hwm);
+
 /* Sends the frames of parts[] (n of them) as one message; flags adds e.g. ZMQ_DONTWAIT. */
 int bf_zmq_send_parts(void *sock, const void *const *parts, const size_t *lens, int n,
                       int flags);
@@ -88,7 +91,10 @@ bf_status bf_topk(const float *logits, int n, int probs_already, int k, int *cla
 
 /* Thread worker controls, set by the pool. */
 typedef struct bf_worker_ctl {
-    atomic_int leaving; /* the pool is stopping: a DISCONNECT means leave, not reconnect */
+    /* the broker's `finished`: once set, a DISCONNECT means leave; before, even while the
+     * pool drains, it means reconnect (the broker purged this worker, and may still have
+     * work for it) */
+    const atomic_int *broker_finished;
     atomic_int stop;    /* leave now (the broker is gone) */
     atomic_int kill;    /* vanish now without a word (fault injection) */
 } bf_worker_ctl;

@@ -162,6 +162,12 @@ bf_status bf_zmq_error(const char *what)
     return bf_error(BF_STATUS_NETWORK, "%s: %s", what, zmq_strerror(e));
 }
 
+void bf_zmq_set_hwm(void *sock, int hwm)
+{
+    zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+}
+
 int bf_zmq_send_parts(void *sock, const void *const *parts, const size_t *lens, int n,
                       int flags)
 {

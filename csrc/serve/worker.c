@@ -48,6 +48,7 @@ typedef struct worker {
     uint64_t batch_deadline_us, broker_expiry_us, next_heartbeat_us;
     bf_timer batch_timer;   /* wakes the loop at batch_deadline_us to the microsecond */
     int reconnect_ms;
+    int send_failed;        /* a reply could not be sent: reconnect */
     bf_curve_peer curve;    /* keys for a CURVE backend */
     /* the heartbeat thread: sends on sock only while `computing`, both under mu */
     pthread_t hb_thread;
@@ -78,6 +79,8 @@ static bf_status worker_connect(worker *w)
     if (w->sock == NULL)
         return bf_zmq_error("worker socket");
     zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
+    bf_zmq_set_hwm(w->sock, BF_WORKER_HWM);
+    w->send_failed = 0;
     bf_status st = bf_curve_peer_apply(&w->curve, w->sock);
     if (st != BF_STATUS_OK)
         return st;
@@ -96,15 +99,18 @@ static bf_status worker_connect(worker *w)
     return BF_STATUS_OK;
 }
 
-/* Sends one reply: [hdr][REPLY][meta][body in w->sb]. */
+/* Sends one reply: [hdr][REPLY][meta][body in w->sb].  The connection's high-water mark
+ * is above anything the credit allows, so a send that fails means the connection is
+ * broken: the loop then reconnects, and the broker re-queues what this worker held when
+ * it purges the old connection -- no request is left in flight without an answer. */
 static void send_reply(worker *w, const bf_reply_meta *m)
 {
     uint8_t cmd = BF_CMD_REPLY, meta[BF_REPLY_META_SIZE];
     bf_reply_meta_pack(m, meta);
     const void *parts[4] = {BF_WORKER_HEADER, &cmd, meta, w->sb.data};
     size_t lens[4] = {strlen(BF_WORKER_HEADER), 1, sizeof meta, w->sb.size};
-    /* a reply the broker cannot take now is lost like a crashed worker's: it re-queues */
-    bf_zmq_send_parts(w->sock, parts, lens, 4, ZMQ_DONTWAIT);
+    if (bf_zmq_send_parts(w->sock, parts, lens, 4, ZMQ_DONTWAIT) < 0)
+        w->send_failed = 1;
 }
 
 static void reply_error(worker *w, uint64_t tag, uint32_t queue_us, int has_id, uint64_t id,
@@ -203,8 +209,8 @@ static void *heartbeat_main(void *arg)
         uint64_t interval = (uint64_t)w->p->heartbeat_interval_ms * 1000u;
         uint64_t until = w->computing && w->next_heartbeat_us > now ? w->next_heartbeat_us
                                                                     : now + interval;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        struct timespec ts; /* the condition variable waits on CLOCK_MONOTONIC */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         uint64_t ns = (uint64_t)ts.tv_nsec + (until - now) * 1000u;
         ts.tv_sec += (time_t)(ns / 1000000000u);
         ts.tv_nsec = (long)(ns % 1000000000u);
@@ -220,8 +226,12 @@ static void *heartbeat_main(void *arg)
  * priority, and every core may be computing). */
 static bf_status heartbeat_start(worker *w)
 {
+    pthread_condattr_t ca; /* a wall clock stepped back must not delay a heartbeat */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
     int rc = bf_spawn(&w->hb_thread, heartbeat_main, w, bf_rt_above());
     if (rc == EPERM) /* a real-time caller not allowed one higher: its own, then */
         rc = bf_spawn(&w->hb_thread, heartbeat_main, w, 0);
@@ -316,17 +326,24 @@ static int drain_socket(worker *w, zmq_msg_t *parts)
         if (cmd == BF_CMD_REQUEST)
             accept_request(w, parts, n);
         else if (cmd == BF_CMD_DISCONNECT)
-            return w->ctl && atomic_load(&w->ctl->leaving) ? LEAVE : RECONNECT;
+            return w->ctl && w->ctl->broker_finished && atomic_load(w->ctl->broker_finished)
+                       ? LEAVE : RECONNECT;
         /* HEARTBEAT: the expiry above is all it does */
     }
     return KEEP_ON;
+}
+
+/* A pool's worker told to stop, or to vanish. */
+static int told_to_quit(const worker *w)
+{
+    return w->ctl && (atomic_load(&w->ctl->stop) || atomic_load(&w->ctl->kill));
 }
 
 /* Sleeps ms, in slices so that flags are seen; INTERRUPTED on a signal. */
 static bf_status backoff(worker *w, int ms)
 {
     while (ms > 0) {
-        if (w->ctl && (atomic_load(&w->ctl->stop) || atomic_load(&w->ctl->kill)))
+        if (told_to_quit(w))
             return BF_STATUS_OK;
         int slice = ms < BF_THREAD_POLL_MS ? ms : BF_THREAD_POLL_MS;
         struct pollfd pfd = {w->p->stop_fd > 0 ? w->p->stop_fd : -1, POLLIN, 0};
@@ -360,7 +377,7 @@ static bf_status serve(worker *w, zmq_msg_t *parts)
 {
     bf_status st = worker_connect(w);
     while (st == BF_STATUS_OK) {
-        if (w->ctl && (atomic_load(&w->ctl->kill) || atomic_load(&w->ctl->stop)))
+        if (told_to_quit(w))
             break;
         int ms = poll_timeout_ms(w, bf_now_us()), n_items = 1, i_timer = -1, i_stop = -1;
         zmq_pollitem_t items[3] = {{w->sock, 0, ZMQ_POLLIN, 0}};
@@ -384,19 +401,20 @@ static bf_status serve(worker *w, zmq_msg_t *parts)
         uint64_t now = bf_now_us();
         if (what == LEAVE)
             break;
-        if (w->n > 0 && (w->n >= w->cap || now >= w->batch_deadline_us))
+        /* after a DISCONNECT the broker has re-queued what this worker holds: not run here */
+        if (what != RECONNECT && w->n > 0 && (w->n >= w->cap || now >= w->batch_deadline_us))
             run_batch(w);
         if (now >= w->next_heartbeat_us) {
             send_command(w, BF_CMD_HEARTBEAT);
             w->next_heartbeat_us = now + (uint64_t)w->p->heartbeat_interval_ms * 1000u;
         }
-        if (what == RECONNECT || now >= w->broker_expiry_us) {
+        if (what == RECONNECT || w->send_failed || now >= w->broker_expiry_us) {
             zmq_close(w->sock);
             w->sock = NULL;
             st = backoff(w, w->reconnect_ms);
             w->reconnect_ms = w->reconnect_ms * 2 < w->p->reconnect_max_ms
                                   ? w->reconnect_ms * 2 : w->p->reconnect_max_ms;
-            if (st == BF_STATUS_OK)
+            if (st == BF_STATUS_OK && !told_to_quit(w))
                 st = worker_connect(w);
         }
     }
@@ -463,10 +481,11 @@ bf_worker_params bf_worker_default_params(void)
 
 bf_status bf_worker_params_check(const bf_worker_params *p)
 {
-    if (p->max_batch < 1 || p->max_batch > 4096 || p->batch_timeout_us < 0 ||
+    if (p->max_batch < 1 || p->max_batch > BF_BATCH_MAX || p->batch_timeout_us < 0 ||
         p->batch_timeout_us > 10000000 || p->prefetch < -1 || p->prefetch > BF_CREDIT_MAX)
-        return bf_error(BF_STATUS_INVALID_ARGUMENT, "worker: max_batch in [1, 4096], "
-                        "batch_timeout_us in [0, 10 s], prefetch in [-1, %d]", BF_CREDIT_MAX);
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "worker: max_batch in [1, %d], "
+                        "batch_timeout_us in [0, 10 s], prefetch in [-1, %d]", BF_BATCH_MAX,
+                        BF_CREDIT_MAX);
     if (p->heartbeat_interval_ms < 1 || p->heartbeat_liveness < 1 ||
         p->reconnect_max_ms < BF_RECONNECT_INIT_MS || p->max_payload < 1)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "worker: heartbeat_interval_ms, "

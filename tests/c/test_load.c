@@ -1,6 +1,7 @@
 /* Serving tests under load on loopback with the echo compute: concurrent clients, zstd
  * payloads, dynamic batching and its timeout, prefetch, the load generator, a batch longer
- * than the heartbeat liveness, a worker dying mid-load, real-time scheduling.
+ * than the heartbeat liveness, a worker dying mid-load, a broker that stalls, real-time
+ * scheduling.
  * Every loop is bounded in count and time; the whole file runs in a few seconds. */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <dirent.h>
@@ -576,6 +577,107 @@ fail:
     return 1;
 }
 
+/* ---- a broker that stops reading for a while ---------------------------------------------- */
+
+typedef struct loop_arg {
+    void *zctx;
+    bf_worker_params wp;
+    bf_compute comp;
+    bf_worker_ctl ctl;
+} loop_arg;
+
+static void *worker_loop_main(void *v)
+{
+    loop_arg *a = v;
+    bf_worker_loop(a->zctx, &a->wp, &a->comp, &a->ctl);
+    return NULL;
+}
+
+/* A worker holding its whole credit (a batch of 1024 and as many prefetched) while the
+ * broker reads nothing for half a second (busy, descheduled) keeps every reply until the
+ * broker reads again: none is dropped, so none is left in flight for good. */
+static int test_broker_stalls(void)
+{
+    static loop_arg a; /* zeroed: ctl flags off */
+    static char seen[BF_CREDIT_MAX + 1];
+    void *rt = NULL;
+    msgpack_sbuffer sb;
+    zmq_msg_t p[5];
+    pthread_t th;
+    int started = 0, replies = 0, zero = 0, rc = 1;
+    uint32_t cap = 0;
+    memset(seen, 0, sizeof seen);
+    msgpack_sbuffer_init(&sb);
+    for (int i = 0; i < 5; i++)
+        zmq_msg_init(&p[i]);
+    a.zctx = zmq_ctx_new();
+    rt = zmq_socket(a.zctx, ZMQ_ROUTER); /* the broker's backend, default high-water mark */
+    zmq_setsockopt(rt, ZMQ_LINGER, &zero, sizeof zero);
+    CHECK(zmq_bind(rt, "inproc://stalled-broker") == 0);
+    a.wp = bf_worker_default_params();
+    a.wp.connect = "inproc://stalled-broker";
+    a.wp.max_batch = 1024;
+    a.wp.compute = test_params(0).worker.compute;
+    a.wp.compute.max_batch = 1024;
+    CHECK(bf_compute_create(&a.comp, &a.wp.compute) == BF_STATUS_OK);
+    CHECK(pthread_create(&th, NULL, worker_loop_main, &a) == 0);
+    started = 1;
+    CHECK(bf_zmq_recv_parts(rt, p, 5, 0) == 4); /* READY */
+    CHECK(*(const uint8_t *)zmq_msg_data(&p[2]) == BF_CMD_READY);
+    cap = (uint32_t)bf_get_le(zmq_msg_data(&p[3]), 4);
+    CHECK(cap == 2048);
+    uint8_t wid[BF_ID_MAX];
+    size_t wid_len = zmq_msg_size(&p[0]);
+    memcpy(wid, zmq_msg_data(&p[0]), wid_len);
+    unsigned seed = 7;
+    uint8_t payload[ELEMS];
+    make_payload(payload, &seed);
+    bf_wire_request req = {0};
+    snprintf(req.model, sizeof req.model, "%s", HASH);
+    req.split = SPLIT, req.codec = BF_CODEC_RAW, req.k = 1, req.min = -1.0f, req.max = 1.0f;
+    memcpy(req.dims, DIMS, sizeof DIMS);
+    req.payload = payload, req.payload_len = ELEMS;
+    for (uint32_t t = 1; t <= cap; t++) {
+        uint8_t cmd = BF_CMD_REQUEST, meta[BF_DISPATCH_META_SIZE];
+        req.id = t;
+        msgpack_sbuffer_clear(&sb);
+        CHECK(bf_wire_request_encode(&req, &sb) == BF_STATUS_OK);
+        bf_put_le(meta, t, 8);
+        bf_put_le(meta + 8, 0, 4);
+        const void *parts[5] = {wid, BF_WORKER_HEADER, &cmd, meta, sb.data};
+        size_t lens[5] = {wid_len, strlen(BF_WORKER_HEADER), 1, sizeof meta, sb.size};
+        CHECK(bf_zmq_send_parts(rt, parts, lens, 5, ZMQ_DONTWAIT) == 0);
+    }
+    usleep(500 * 1000); /* the broker busy elsewhere: nothing read */
+    for (;;) {
+        zmq_pollitem_t it = {rt, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 300) <= 0)
+            break;
+        int n = bf_zmq_recv_parts(rt, p, 5, 0);
+        if (n == 5 && *(const uint8_t *)zmq_msg_data(&p[2]) == BF_CMD_REPLY) {
+            uint64_t tag = bf_get_le(zmq_msg_data(&p[3]), 8);
+            if (tag >= 1 && tag <= cap && !seen[tag])
+                seen[tag] = 1, replies++;
+        }
+    }
+    printf("  %u requests, %d replies\n", cap, replies);
+    CHECK(replies == (int)cap);
+    rc = 0;
+fail:
+    if (started) {
+        atomic_store(&a.ctl.stop, 1);
+        pthread_join(th, NULL);
+    }
+    for (int i = 0; i < 5; i++)
+        zmq_msg_close(&p[i]);
+    if (rt)
+        zmq_close(rt);
+    bf_compute_destroy(&a.comp);
+    zmq_ctx_term(a.zctx);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
 int main(void)
 {
     run("4 clients x 250 requests, 2 workers", test_concurrent);
@@ -586,6 +688,7 @@ int main(void)
     run("load generator: closed and open loop", test_loadgen);
     run("a batch longer than the heartbeat liveness", test_long_batch);
     run("worker killed mid-load: re-queued", test_worker_dies);
+    run("a broker that stalls loses no reply", test_broker_stalls);
     run("real-time scheduling: pool, worker, load", test_realtime);
     run("real-time long batches on every core", test_realtime_long_batches);
     printf("%d passed, %d failed\n", n_pass, n_fail);

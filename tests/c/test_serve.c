@@ -336,6 +336,84 @@ fail:
     return 1;
 }
 
+/* A "worker" that takes the request and says READY again (as one that died and came back
+ * would) each time: the broker re-queues it twice, then answers it with an error rather
+ * than sending it round for ever. */
+typedef struct amnesiac_arg {
+    const char *be;
+    int dispatches;
+} amnesiac_arg;
+
+static void *amnesiac_worker(void *v)
+{
+    amnesiac_arg *a = v;
+    void *zctx = zmq_ctx_new(), *s = raw_dealer(zctx, a->be); /* 2 s receive timeout */
+    uint8_t cap[4];
+    bf_put_le(cap, 1, 4);
+    uint8_t cmd = BF_CMD_READY;
+    const void *parts[3] = {BF_WORKER_HEADER, &cmd, cap};
+    size_t lens[3] = {strlen(BF_WORKER_HEADER), 1, sizeof cap};
+    zmq_msg_t p[4];
+    for (int i = 0; i < 4; i++)
+        zmq_msg_init(&p[i]);
+    bf_zmq_send_parts(s, parts, lens, 3, 0);
+    for (int n; (n = bf_zmq_recv_parts(s, p, 4, 0)) > 0;) {
+        if (n == 4 && *(const uint8_t *)zmq_msg_data(&p[1]) == BF_CMD_REQUEST) {
+            if (++a->dispatches == BF_DISPATCH_MAX) { /* the last: a 4th would come soon */
+                int tmo = 300;
+                zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+            }
+            bf_zmq_send_parts(s, parts, lens, 3, 0); /* READY: "I hold nothing" */
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        zmq_msg_close(&p[i]);
+    zmq_close(s);
+    zmq_ctx_term(zctx);
+    return NULL;
+}
+
+static int test_dispatch_limit(void)
+{
+    char ep[256], be[256];
+    bf_pool_params pp = test_params(0);
+    pp.backend = "tcp://127.0.0.1:*";
+    bf_pool *pool = start_pool(&pp, ep);
+    bf_client *c = NULL;
+    amnesiac_arg a = {be, 0};
+    pthread_t th;
+    int started = 0;
+    CHECK(pool);
+    CHECK(bf_pool_endpoint(pool, 1, be, sizeof be) == BF_STATUS_OK);
+    CHECK(pthread_create(&th, NULL, amnesiac_worker, &a) == 0);
+    started = 1;
+    bf_client_params cp = client_params(ep);
+    CHECK(bf_client_create(&c, &cp) == BF_STATUS_OK);
+    uint8_t payload[ELEMS];
+    unsigned seed = 3;
+    make_payload(payload, &seed);
+    bf_result r = {0};
+    bf_status st = bf_client_classify(c, payload, DIMS, -1.0f, 1.0f, 3, &r);
+    printf("  %s: %s\n", bf_status_str(st), bf_last_error());
+    CHECK(st == BF_STATUS_BACKEND && strstr(bf_last_error(), "not sent again") != NULL);
+    pthread_join(th, NULL);
+    started = 0;
+    CHECK(a.dispatches == BF_DISPATCH_MAX);
+    bf_serve_stats s;
+    CHECK(bf_pool_stats(pool, &s) == BF_STATUS_OK);
+    CHECK(s.requeued == BF_DISPATCH_MAX - 1 && s.errors == 1);
+    bf_client_destroy(c);
+    CHECK(bf_pool_stop(pool) == BF_STATUS_OK);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    if (started)
+        pthread_join(th, NULL);
+    bf_client_destroy(c);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
 /* CURVE on the backend: a listed worker joins and serves; a worker with another key, a
  * plain one and one without its key file never join. */
 static int test_curve_workers(void)
@@ -787,6 +865,7 @@ int main(void)
     run("malformed messages: error replies", test_malformed);
     run("CURVE: keyed served, others refused", test_curve);
     run("external workers over tcp", test_external_worker);
+    run("a request never answered is not re-sent forever", test_dispatch_limit);
     run("CURVE backend: listed workers only", test_curve_workers);
     run("a standalone worker stops on its stop_fd", test_worker_stop_fd);
     run("stop drains in-flight requests", test_stop_drains);
