@@ -158,3 +158,21 @@ def test_quantize_dequantize(rng):
     # the error of an 8-bit round trip is at most half a step
     step = (r_ref[:, 1] - r_ref[:, 0]) / 255
     assert np.all(np.abs(back - x).reshape(4, -1).max(axis=1) <= step / 2 + 1e-6)
+
+
+def test_training_plan_backward_needs_a_forward_and_keeps_its_input(rng):
+    net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8,
+                      butterfly=bf.Butterfly(after=1, channels=1, stride=2))
+    plan = net.plan(0, 3, 2, training=True)
+    g = rng.standard_normal((2, 10, 1, 1)).astype(np.float32)
+    with pytest.raises(bf.InvalidArgument, match="no forward"):
+        plan.backward(g)  # nothing to differentiate (this crashed)
+    x = rng.random((2, 1, 28, 28), dtype=np.float32)
+    first = plan.trained()[0]  # the first convolution: its weight gradient reads the input
+    plan.forward(x)
+    plan.backward(g)
+    want = plan.param_grad(*first)
+    plan.forward(x)
+    x[:] = rng.random(x.shape, dtype=np.float32)  # the caller reuses its buffer
+    plan.backward(g)
+    np.testing.assert_array_equal(plan.param_grad(*first), want)

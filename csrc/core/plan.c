@@ -585,13 +585,22 @@ bf_status bf_plan_forward(bf_plan *p, const void *src, const float *src_range, v
         BF_TRY(load_params(p));
     p->user_src_range = src_range;
     p->user_dst_range = dst_range;
-    DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->src_value].mem, (void *)src));
-    DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->dst_value].mem, dst));
+    void *run_src = (void *)src, *run_dst = dst;
+    if (p->params.training) { /* backward reads both: they must outlive the caller's */
+        memcpy(p->fwd_src, src, dnnl_memory_desc_get_size(p->values[p->src_value].md));
+        run_src = p->fwd_src, run_dst = p->fwd_dst;
+    }
+    p->fwd_done = 0;
+    DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->src_value].mem, run_src));
+    DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->dst_value].mem, run_dst));
     for (int k = 0; k < p->n_nodes; k++)
         BF_TRY(bf_node_exec(p, &p->nodes[k]));
     DNNL_TRY(dnnl_stream_wait(p->stream));
+    if (run_dst != dst)
+        memcpy(dst, run_dst, dnnl_memory_desc_get_size(p->values[p->dst_value].md));
     if (p->io[1].quantized)
         memcpy(dst_range, p->qrange, 2 * (size_t)p->params.batch * sizeof(float));
+    p->fwd_done = 1;
 fail:
     return st;
 }

@@ -127,6 +127,10 @@ struct bf_plan {
     bf_train_param *tparams;
     void *scratch;          /* target of non-first gradient writers (largest value) */
     float *logits;          /* train_step's forward output */
+    /* the last forward's source and destination: backward reads them, so a training plan
+     * runs on these copies rather than on the caller's buffers */
+    void *fwd_src, *fwd_dst;
+    int fwd_done;           /* a forward has run: there is something to differentiate */
     int steps;
 };
 

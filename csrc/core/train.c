@@ -168,7 +168,9 @@ static bf_status alloc_diffs(bf_plan *p)
     p->scratch = aligned_alloc(64, (biggest + 63) & ~(size_t)63);
     p->logits = malloc((size_t)(p->io[1].dims[0] * p->io[1].dims[1] * p->io[1].dims[2] *
                                 p->io[1].dims[3]) * sizeof(float));
-    if (!p->scratch || !p->logits)
+    p->fwd_src = malloc(dnnl_memory_desc_get_size(p->values[p->src_value].md));
+    p->fwd_dst = malloc(dnnl_memory_desc_get_size(p->values[p->dst_value].md));
+    if (!p->scratch || !p->logits || !p->fwd_src || !p->fwd_dst)
         return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
 fail:
     return st;
@@ -331,6 +333,8 @@ void bf_plan_destroy_training(bf_plan *p)
     free(p->tparams);
     free(p->scratch);
     free(p->logits);
+    free(p->fwd_src);
+    free(p->fwd_dst);
 }
 
 /* ---- running it ---------------------------------------------------------------------- */
@@ -350,6 +354,9 @@ bf_status bf_plan_backward(bf_plan *p, const float *diff_dst)
         return st;
     if (!diff_dst)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_plan_backward: NULL gradient");
+    if (!p->fwd_done)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_plan_backward: no forward to "
+                        "differentiate yet (run a forward on this plan first)");
     dnnl_memory_get_memory_desc(p->values[p->dst_value].diff, &md);
     memcpy(mem_handle(p->values[p->dst_value].diff), diff_dst, dnnl_memory_desc_get_size(md));
     for (int k = p->n_nodes - 1; k >= 0; k--) {

@@ -712,7 +712,10 @@ BF_API float bf_lr_at(const bf_lr_schedule *schedule, int64_t step);
 BF_API bf_status bf_softmax_xent(const float *logits, const int32_t *labels, int n, int k,
                                  float *loss, int *correct, float *diff);
 /* Backward of the plan's last forward, from the gradient of the loss with respect to the
- * plan's destination.  Overwrites the gradients of all trained parameters and the source. */
+ * plan's destination.  Overwrites the gradients of all trained parameters and the source.
+ * A training plan's forward keeps its own copy of the source and destination, so the
+ * caller's buffers may change or go in between; BF_STATUS_INVALID_ARGUMENT before any
+ * forward (or after one that failed). */
 BF_API bf_status bf_plan_backward(bf_plan *plan, const float *diff_dst);
 /* One SGD update of every trained parameter from its gradient (PyTorch's formula:
  * g += wd * w; v = momentum * v + g; w -= lr * (nesterov ? g + momentum * v : v)). */
