@@ -272,6 +272,20 @@ def test_plan_io_and_errors(rng):
         p.forward(np.zeros((2, 1, 28, 28), np.float64))  # wrong dtype
 
 
+def test_non_finite_input_or_feature_is_refused_like_onednn(rng):
+    net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8,
+                      butterfly=bf.Butterfly(after=1, channels=1, stride=2))
+    p = _C.ClPlan(net.model, 0, 1, 2)
+    x = rng.random((2, 1, 28, 28), dtype=np.float32)
+    bad = x.copy()
+    bad[1, 0, 3, 4] = np.nan
+    for plan in (p, net.plan(0, 1, 2)):  # OpenCL, then oneDNN: the same answer
+        with pytest.raises(bf.NumericError, match="NaN or Inf"):
+            plan.forward(bad)
+        with pytest.raises(bf.NumericError, match="NaN/Inf"):
+            plan.forward(x * np.float32(3e38))  # finite input, the feature overflows
+
+
 def test_missing_opencl_library_is_a_clear_error():
     code = (
         "import butterfly as bf\nfrom butterfly import opencl\n"

@@ -1,11 +1,13 @@
 /* bf_cl_plan: compiles a part range of a model into fused OpenCL ops (conv + batch-norm +
  * add + activation in one kernel where the graph allows), owns their device buffers, runs
  * them, and reports per-op device times from the queue's profiling events. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cl/cl_ops.h"
+#include "core/spec.h"
 
 struct bf_cl_plan {
     bf_model *model; /* borrowed */
@@ -422,6 +424,8 @@ bf_status bf_cl_plan_forward(bf_cl_plan *p, const void *src, const float *src_ra
     if (!p || !src || !dst || (p->io[1].quantized && !dst_range))
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_cl_plan_forward: NULL argument");
     f = p->ctx->f;
+    if (!bf_all_finite(src, tensor_bytes(p, p->src_layer) / sizeof(float)))
+        return bf_error(BF_STATUS_NUMERIC, "the input holds NaN or Inf");
     if (bf_model_version(p->model) != p->version && (st = load_weights(p)) != BF_STATUS_OK)
         return st;
     release_events(p);
@@ -448,6 +452,10 @@ bf_status bf_cl_plan_forward(bf_cl_plan *p, const void *src, const float *src_ra
     err = f->clFinish(p->ctx->queue);
     if (st == BF_STATUS_OK)
         st = BF_CL_CHECK(p->ctx, err, "clFinish");
+    for (int b = 0; st == BF_STATUS_OK && p->io[1].quantized && q && b < p->params.batch; b++)
+        if (!isfinite(dst_range[2 * b]) || !isfinite(dst_range[2 * b + 1])) /* as oneDNN's */
+            st = bf_error(BF_STATUS_NUMERIC, "sample %d: the feature to quantize holds NaN/Inf",
+                          b);
     if (st == BF_STATUS_OK)
         collect_profile(p);
     else

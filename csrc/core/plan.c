@@ -568,17 +568,10 @@ bf_status bf_plan_forward(bf_plan *p, const void *src, const float *src_range, v
             return bf_error(BF_STATUS_INVALID_ARGUMENT, "a quantized source needs its ranges");
         BF_TRY(check_ranges(src_range, p->params.batch));
     }
-    if (!p->io[0].quantized) {
-        const float *x = src;
-        size_t n = (size_t)(p->io[0].dims[0] * p->io[0].dims[1] * p->io[0].dims[2] *
-                            p->io[0].dims[3]);
-        int bad = 0;
-#pragma omp parallel for reduction(| : bad) schedule(static)
-        for (size_t i = 0; i < n; i++)
-            bad |= !isfinite(x[i]);
-        if (bad)
-            return bf_error(BF_STATUS_NUMERIC, "the input holds NaN or Inf");
-    }
+    if (!p->io[0].quantized &&
+        !bf_all_finite(src, (size_t)(p->io[0].dims[0] * p->io[0].dims[1] * p->io[0].dims[2] *
+                                     p->io[0].dims[3])))
+        return bf_error(BF_STATUS_NUMERIC, "the input holds NaN or Inf");
     if (p->io[1].quantized && !dst_range)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "a quantized destination needs ranges");
     if (p->loaded_version != bf_model_version(p->model))

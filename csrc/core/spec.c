@@ -1,4 +1,5 @@
 /* Layer specs: names, defaults, validation, shape inference, canonical serialization. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -339,4 +340,13 @@ uint64_t bf_spec_hash(const bf_layer_spec *L, int n)
     h = bf_fnv1a(h, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     return h;
+}
+
+int bf_all_finite(const float *x, size_t n)
+{
+    int bad = 0;
+#pragma omp parallel for reduction(| : bad) schedule(static)
+    for (size_t i = 0; i < n; i++)
+        bad |= !isfinite(x[i]);
+    return !bad;
 }

@@ -40,4 +40,7 @@ static inline int bf_is_model_hash(const char *s, size_t n)
     return 1;
 }
 
+/* 1 when x[0..n) holds no NaN or Inf (in parallel: inputs can be large). */
+int bf_all_finite(const float *x, size_t n);
+
 #endif
