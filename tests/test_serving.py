@@ -810,3 +810,18 @@ def test_rt_priority(model_path, data):
             proc.kill()
             proc.wait()
         pool.stop()
+
+
+def test_a_range_whose_span_overflows_is_refused_everywhere(model_path):
+    # both bounds finite, max - min not: the dequantizer would make NaN / Inf of it
+    net = bf.load(model_path)
+    shape = net.mobile(np.zeros((1, 1, 28, 28), np.float32)).data.shape
+    d = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    bad = np.array([[-2e38, 2e38]], np.float32)
+    with pytest.raises(bf.InvalidArgument, match="max - min"):
+        net.cloud((d, bad))
+    client = bf.Client(model_path, "tcp://127.0.0.1:1", timeout_ms=200, retries=0)
+    with pytest.raises(bf.InvalidArgument, match="max - min"):
+        client.classify_payload((d, bad))
+    with pytest.raises(bf.InvalidArgument, match="max - min"):  # before any connection
+        client.load_test(payload=(d, bad), seconds=0.1)

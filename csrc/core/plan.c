@@ -539,10 +539,10 @@ bf_status bf_plan_io(const bf_plan *p, int which, bf_io_desc *out)
 static bf_status check_ranges(const float *r, int n)
 {
     for (int i = 0; i < n; i++)
-        if (!isfinite(r[2 * i]) || !isfinite(r[2 * i + 1]) || r[2 * i] > r[2 * i + 1])
-            return bf_error(BF_STATUS_INVALID_ARGUMENT,
-                            "sample %d: quantization range (%g, %g) must be finite, min <= max",
-                            i, r[2 * i], r[2 * i + 1]);
+        if (!bf_range_ok(r[2 * i], r[2 * i + 1]))
+            return bf_error(BF_STATUS_INVALID_ARGUMENT, "sample %d: quantization range (%g, %g) "
+                            "must be finite, min <= max, max - min finite", i, r[2 * i],
+                            r[2 * i + 1]);
     return BF_STATUS_OK;
 }
 

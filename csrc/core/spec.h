@@ -2,6 +2,7 @@
 #ifndef BF_CORE_SPEC_H
 #define BF_CORE_SPEC_H
 
+#include <math.h>
 #include <msgpack.h>
 
 #include "butterfly.h"
@@ -38,6 +39,13 @@ static inline int bf_is_model_hash(const char *s, size_t n)
         if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
             return 0;
     return 1;
+}
+
+/* (min, max) is a usable quantization range: finite, min <= max, and max - min finite too
+ * (dequantizing computes min + q * (max - min) / 255). */
+static inline int bf_range_ok(float min, float max)
+{
+    return isfinite(min) && isfinite(max) && min <= max && isfinite(max - min);
 }
 
 /* 1 when x[0..n) holds no NaN or Inf (in parallel: inputs can be large). */

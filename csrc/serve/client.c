@@ -205,8 +205,9 @@ static bf_status check_input(const uint8_t *payload, const int dims[3], float mi
     }
     if (elems > BF_WIRE_MAX_ELEMS)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "classify: payload too large");
-    if (!isfinite(min) || !isfinite(max) || min > max)
-        return bf_error(BF_STATUS_INVALID_ARGUMENT, "classify: need finite min <= max");
+    if (!bf_range_ok(min, max))
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "classify: quantization range (%g, %g) "
+                        "must be finite, min <= max, max - min finite", min, max);
     return BF_STATUS_OK;
 }
 

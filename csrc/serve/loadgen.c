@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/spec.h"
 #include "serve/serve.h"
 
 /* A request out: its id and the time its latency counts from (sent, or due). */
@@ -307,6 +308,12 @@ bf_status bf_load_run(const bf_load_params *p, bf_load_result *out)
             return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_load_run: dims must be positive");
         elems *= (size_t)p->dims[d];
     }
+    /* a bad range would only come back as error replies, one per request: refuse it here */
+    for (int i = 0; i < p->n_payloads; i++)
+        if (!bf_range_ok(p->ranges[2 * i], p->ranges[2 * i + 1]))
+            return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_load_run: payload %d: quantization "
+                            "range (%g, %g) must be finite, min <= max, max - min finite", i,
+                            p->ranges[2 * i], p->ranges[2 * i + 1]);
     load_run run = {.p = p, .elems = elems};
     run.conns = calloc((size_t)p->n_clients, sizeof *run.conns);
     if (run.conns == NULL)

@@ -226,8 +226,9 @@ static int decode_request_fields(bf_wire_request *r, const msgpack_object *const
     if (decode_shape(v[RQ_SHAPE], r->dims) < 0 || get_float(v[RQ_MIN], "min", &r->min) < 0 ||
         get_float(v[RQ_MAX], "max", &r->max) < 0)
         return -1;
-    if (r->min > r->max)
-        return PROTO("min %g > max %g", r->min, r->max);
+    if (!bf_range_ok(r->min, r->max))
+        return PROTO("quantization range (%g, %g): need min <= max, max - min finite", r->min,
+                     r->max);
     if (get_int(v[RQ_K], "k", 1, BF_TOPK_MAX, &i64) < 0)
         return -1;
     r->k = (int)i64;

@@ -423,6 +423,14 @@ static int threads_at(const char *name, int prio)
     return n;
 }
 
+/* Waits (up to a second) until n threads named `name` exist: a new thread takes its name
+ * only once it runs. */
+static void wait_for_threads(const char *name, int n)
+{
+    for (int i = 0; i < 200 && threads_at(name, 0) < n; i++)
+        usleep(5000);
+}
+
 static bf_load_params rt_load(const char *ep, const uint8_t *pay, const float *ranges)
 {
     bf_load_params lp = bf_load_default_params();
@@ -513,17 +521,17 @@ static int test_realtime(void)
     pool = start_pool(&pp, ep);
     CHECK(pool && bf_pool_endpoint(pool, 1, be, sizeof be) == BF_STATUS_OK);
     /* at the priority asked, a worker's heartbeat thread one higher (the worker starts it
-     * once it runs) */
-    for (int i = 0; i < 200 && threads_at("bf-heartbeat", 0) < 1; i++)
-        usleep(5000);
+     * once it runs; a ZeroMQ I/O thread names itself once it runs) */
+    wait_for_threads("bf-heartbeat", 1);
+    wait_for_threads("ZMQbg/IO/0", 1);
     CHECK(threads_at("bf-worker0", 10) == 1 && threads_at("bf-broker", 10) == 1);
     CHECK(threads_at("bf-heartbeat", 11) == 1 && threads_at("ZMQbg/IO/0", 10) == 1);
     CHECK(sched_getscheduler(0) == SCHED_OTHER);
     /* a worker process's loop: under SCHED_FIFO while it serves, as before once it returns */
     w.wp.rt_priority = 10;
     CHECK(solo_start(&w) == 0);
-    for (int i = 0; i < 200 && threads_at("bf-heartbeat", 0) < 2; i++)
-        usleep(5000); /* its heartbeat thread runs once it has connected */
+    wait_for_threads("bf-heartbeat", 2); /* its heartbeat thread runs once it has connected */
+    wait_for_threads("ZMQbg/IO/0", 2);
     CHECK(threads_at("t-solo-worker", 10) == 1 && threads_at("bf-heartbeat", 11) == 2);
     CHECK(threads_at("ZMQbg/IO/0", 10) == 2); /* the pool's and the worker's */
     /* the load generator: served, and the calling thread back to normal afterwards */

@@ -66,12 +66,17 @@ static int test_request_roundtrip(void)
     uint8_t out[sizeof g_payload];
     CHECK(bf_wire_payload_decode(&d, out, sizeof out) == BF_STATUS_OK);
     CHECK(memcmp(out, g_payload, sizeof out) == 0);
-    /* the whole float32 range is a range: FLT_MAX itself included */
-    r.min = -FLT_MAX, r.max = FLT_MAX;
+    /* any finite float32 is a bound, FLT_MAX included; but not a range whose span
+     * overflows (dequantizing computes max - min) */
+    r.min = 3.0e38f, r.max = FLT_MAX;
     msgpack_sbuffer_clear(&sb);
     CHECK(bf_wire_request_encode(&r, &sb) == BF_STATUS_OK);
     CHECK(bf_wire_request_decode(&d, sb.data, sb.size) == BF_STATUS_OK);
-    CHECK(d.min == -FLT_MAX && d.max == FLT_MAX);
+    CHECK(d.min == 3.0e38f && d.max == FLT_MAX);
+    r.min = -2.0e38f, r.max = 2.0e38f;
+    msgpack_sbuffer_clear(&sb);
+    CHECK(bf_wire_request_encode(&r, &sb) == BF_STATUS_OK);
+    CHECK(bf_wire_request_decode(&d, sb.data, sb.size) == BF_STATUS_PROTOCOL);
     msgpack_sbuffer_destroy(&sb);
     return 0;
 }
