@@ -23,6 +23,16 @@ import numpy as np
 PARTS = ("head", "reduce", "restore", "tail")
 
 
+def _int_arg(name: str, value: Any, minimum: int = 1) -> int:
+    """value as an int >= minimum; bools and floats (even 2.0) are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= {minimum}, not {type(value).__name__} "
+                        f"{value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, not {value}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Butterfly:
     """Where and how much to shrink the feature.
@@ -41,10 +51,8 @@ class Butterfly:
     upsample: str = "deconv"
 
     def __post_init__(self) -> None:
-        if self.after < 1:
-            raise ValueError("Butterfly.after counts residual blocks from 1")
-        if self.channels < 1 or self.stride < 1:
-            raise ValueError("Butterfly.channels and stride must be >= 1")
+        for name in ("after", "channels", "stride"):  # plain ints: they go into the metadata
+            object.__setattr__(self, name, _int_arg(f"Butterfly.{name}", getattr(self, name)))
         if self.spatial not in ("depthwise", "full"):
             raise ValueError("Butterfly.spatial must be 'depthwise' or 'full'")
         if self.upsample not in ("deconv", "nearest"):
@@ -240,9 +248,17 @@ def resnet(depth: int | str, num_classes: int = 1000, in_channels: int = 3,
     """
     from .network import Network
 
-    arch = f"resnet{depth}" if isinstance(depth, int) else depth
-    if arch not in _RESNETS:
+    arch = f"resnet{depth}" if isinstance(depth, int) and not isinstance(depth, bool) else depth
+    if not isinstance(arch, str) or arch not in _RESNETS:
         raise ValueError(f"unknown ResNet {depth!r}; choose 18, 34 or 50")
+    num_classes = _int_arg("num_classes", num_classes)
+    in_channels = _int_arg("in_channels", in_channels)
+    width = _int_arg("width", width)
+    if input_size is not None:
+        input_size = _int_arg("input_size", input_size)
+    if butterfly is not None and not isinstance(butterfly, Butterfly):
+        raise TypeError(f"butterfly must be a butterfly.Butterfly or None, not "
+                        f"{type(butterfly).__name__}")
     kind, blocks = _RESNETS[arch]
     size = input_size or (28 if small else 224)
     L = LayerList((in_channels, size, size), seed=seed)

@@ -29,8 +29,12 @@ class Payload(NamedTuple):
 
     @property
     def nbytes_per_sample(self) -> int:
-        """Bytes one image uploads: the payload plus its two float32 range values."""
-        return int(self.data[0].nbytes) + 8
+        """Bytes one image uploads: the payload plus its two float32 range values (from the
+        data's shape, so an empty batch has a size per sample too)."""
+        data = np.asarray(self.data)
+        if data.ndim < 1:
+            raise _C.InvalidArgument(f"payload data must be (N, C, H, W), not {data.shape}")
+        return int(np.prod(data.shape[1:], dtype=np.int64)) * data.itemsize + 8
 
     def __len__(self) -> int:
         return len(self.data)
@@ -225,18 +229,21 @@ class Network:
         x = self._float_input(x, self.input_shape, "images")
         return self._run(HEAD, HEAD, x)
 
+    def _unit_start(self, part: int) -> int:
+        """The first layer of `part` (REDUCE or RESTORE); a plain network has neither."""
+        first, _ = self.model.part_range(part)
+        if first < 0:
+            raise _C.InvalidArgument("this network has no butterfly unit: nothing to split")
+        return first
+
     def reduce(self, f) -> Payload:
         """The reduction unit + 8-bit quantizer: feature -> :class:`Payload`."""
-        first, _ = self.model.part_range(REDUCE)
-        if first < 0:
-            raise _C.InvalidArgument("this network has no butterfly unit")
+        first = self._unit_start(REDUCE)
         f = self._float_input(f, self._feature_shape(first - 1), "feature")
         return self._run(REDUCE, REDUCE, f)
 
     def _payload_input(self, payload) -> tuple[np.ndarray, np.ndarray]:
-        first, _ = self.model.part_range(RESTORE)
-        if first < 0:
-            raise _C.InvalidArgument("this network has no butterfly unit")
+        first = self._unit_start(RESTORE)
         try:
             data, ranges = payload
         except (TypeError, ValueError):
@@ -249,6 +256,8 @@ class Network:
             data = data[None]
         if tuple(data.shape[1:]) != shape:
             raise _C.InvalidArgument(f"payload must have shape (N, {shape}), not {data.shape}")
+        if len(data) == 0:
+            raise _C.InvalidArgument("payload is empty")
         ranges = np.asarray(ranges, dtype=np.float32)
         if ranges.size != 2 * len(data):
             raise _C.InvalidArgument(f"ranges must have shape ({len(data)}, 2)")
@@ -268,6 +277,7 @@ class Network:
 
     def mobile(self, x) -> Payload:
         """head + reduce in one plan (what a phone runs)."""
+        self._unit_start(REDUCE)
         x = self._float_input(x, self.input_shape, "images")
         return self._run(HEAD, REDUCE, x)
 
@@ -277,7 +287,12 @@ class Network:
         return self._run(RESTORE, TAIL, data, ranges).reshape(len(data), -1)
 
     def predict(self, x, k: int = 1) -> np.ndarray:
-        """Top-k class indices (N, k)."""
+        """Top-k class indices (N, k), 1 <= k <= num_classes."""
+        classes = self.num_classes
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"k must be an int, not {type(k).__name__}")
+        if not 1 <= k <= classes:
+            raise _C.InvalidArgument(f"k must be in [1, {classes}] (the classes), not {k}")
         logits = self.forward(x)
         return np.argsort(-logits, axis=1, kind="stable")[:, :k]
 

@@ -301,3 +301,72 @@ def test_two_threads_two_plans(rng):
     assert not errs
     np.testing.assert_array_equal(got[0], want)
     np.testing.assert_array_equal(got[2], want)
+
+
+def _probe_net():
+    return bf.resnet18(small=True, num_classes=10, in_channels=1, width=8,
+                       butterfly=bf.Butterfly(after=1, channels=1, stride=2))
+
+
+def test_predict_k_must_be_in_one_to_classes(rng):
+    net = _probe_net()
+    x = images(rng, 2, (1, 28, 28))
+    for k in (0, -1, 11):
+        with pytest.raises(bf.InvalidArgument, match=r"k must be in \[1, 10\]"):
+            net.predict(x, k=k)
+    for k in (1.0, True, "3"):
+        with pytest.raises(TypeError, match="k must be an int"):
+            net.predict(x, k=k)
+    assert net.predict(x, k=10).shape == (2, 10)
+    assert net.predict(x, k=np.int64(3)).shape == (2, 3)
+
+
+def test_butterfly_arguments_must_be_ints():
+    for kw in ({"after": 1.5}, {"after": True}, {"after": 1, "channels": 2.0},
+               {"after": 1, "stride": "2"}):
+        with pytest.raises(TypeError, match="must be an int"):
+            bf.Butterfly(**kw)
+    with pytest.raises(ValueError, match="Butterfly.stride must be >= 1"):
+        bf.Butterfly(after=1, stride=0)
+    b = bf.Butterfly(after=np.int64(2), channels=np.int32(1))
+    assert type(b.after) is int and type(b.channels) is int  # msgpack-able metadata
+    assert bf.resnet18(**SMALL, butterfly=b).butterfly["after"] == 2
+
+
+@pytest.mark.parametrize("kw, err, match", [
+    ({"width": 0}, ValueError, "width must be >= 1"),
+    ({"width": -8}, ValueError, "width must be >= 1"),
+    ({"width": 8.0}, TypeError, "width must be an int"),
+    ({"num_classes": 0}, ValueError, "num_classes must be >= 1"),
+    ({"in_channels": 0}, ValueError, "in_channels must be >= 1"),
+    ({"in_channels": True}, TypeError, "in_channels must be an int"),
+    ({"input_size": 0}, ValueError, "input_size must be >= 1"),
+    ({"butterfly": {"after": 1}}, TypeError, "butterfly must be a butterfly.Butterfly"),
+])
+def test_builder_argument_errors(kw, err, match):
+    with pytest.raises(err, match=match):
+        bf.resnet18(**{**SMALL, **kw})
+    with pytest.raises(ValueError, match="unknown ResNet"):
+        bf.resnet(18.0)
+
+
+def test_mobile_of_a_plain_network_raises(rng):
+    plain = bf.resnet18(**SMALL)
+    x = images(rng, 2, (1, 28, 28))
+    with pytest.raises(bf.InvalidArgument, match="no butterfly unit: nothing to split"):
+        plain.mobile(x)
+    pay = _probe_net().mobile(x)
+    for op in (plain.restore, plain.cloud):
+        with pytest.raises(bf.InvalidArgument, match="no butterfly unit"):
+            op(pay)
+
+
+def test_empty_payload(rng):
+    net = _probe_net()
+    pay = net.mobile(images(rng, 2, (1, 28, 28)))
+    empty = bf.Payload(pay.data[:0], pay.ranges[:0])
+    for op in (net.restore, net.cloud):
+        with pytest.raises(bf.InvalidArgument, match="payload is empty"):
+            op(empty)
+    # bytes per image follow from the shape, with or without samples
+    assert empty.nbytes_per_sample == pay.nbytes_per_sample == 14 * 14 + 8
