@@ -21,9 +21,34 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _C
+from .models import _int_arg
 from .network import HEAD, TAIL, Network
 
 PART_IDS = {"head": 0, "reduce": 1, "restore": 2, "tail": 3}
+
+
+def _labels(labels, num_classes: int) -> np.ndarray:
+    """labels as int32 after checking they are integers in [0, num_classes): a cast alone
+    would truncate 1.9 to 1 and wrap 2**32 + 1 to 1."""
+    y = np.asarray(labels)
+    if y.dtype.kind not in "iu":
+        raise _C.InvalidArgument(f"labels must be an integer array, not {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        bad = y[(y < 0) | (y >= num_classes)].flat[0]
+        raise _C.InvalidArgument(f"label {bad} is not a class: labels must be in "
+                                 f"[0, {num_classes})")
+    return np.ascontiguousarray(y, np.int32)
+
+
+def _dataset(data, what: str = "data"):
+    """data (a Dataset: .images and .labels), refused when of another kind or empty."""
+    if not (hasattr(data, "images") and hasattr(data, "labels")):
+        raise TypeError(f"{what} must be a butterfly.datasets.Dataset (.images and .labels), "
+                        f"not {type(data).__name__}; wrap arrays with "
+                        f"bf.datasets.Dataset(images, labels, classes)")
+    if len(data.labels) == 0:
+        raise _C.InvalidArgument(f"{what} is empty: no samples")
+    return data
 
 
 @dataclass
@@ -69,9 +94,21 @@ def augment(x: np.ndarray, rng: np.random.Generator, pad: int = 2, flip: bool = 
 
 def set_frozen(net: Network, parts=(), layers=(), frozen: bool = True) -> None:
     """Freezes (or unfreezes) whole parts ('head', 'reduce', ...) and/or layer indices, for
-    training plans made afterwards: their weights and BN statistics stay as they are."""
+    training plans made afterwards: their weights and BN statistics stay as they are.
+    parts and layers: one name / index, or several."""
+    parts = (parts,) if isinstance(parts, str) else tuple(parts)
+    unknown = [p for p in parts if p not in PART_IDS]
+    if unknown:
+        raise _C.InvalidArgument(f"unknown part(s) {unknown}; the parts are "
+                                 f"{', '.join(PART_IDS)}")
     ids = {PART_IDS[p] for p in parts}
-    for i in range(len(net.model)):
+    n = len(net.model)
+    layers = (layers,) if isinstance(layers, (int, np.integer)) else tuple(layers)
+    bad = [i for i in layers if isinstance(i, bool) or not isinstance(i, (int, np.integer))
+           or not 0 <= i < n]
+    if bad:
+        raise _C.InvalidArgument(f"layer index(es) {bad} not in [0, {n})")
+    for i in range(n):
         if i in layers or PART_IDS[net.model.layer(i)["part"]] in ids:
             net.model.set_frozen(i, frozen)
     net._plans.clear()
@@ -79,26 +116,43 @@ def set_frozen(net: Network, parts=(), layers=(), frozen: bool = True) -> None:
 
 class Trainer:
     """SGD on a training plan of fixed batch size.  `step` trains on one batch; `sync` writes
-    the weights into the model (done automatically before the network runs inference)."""
+    the weights into the model (done automatically before the network runs inference).
+    `close` syncs and frees the plan: a closed Trainer can no longer step."""
 
     def __init__(self, net: Network, batch_size: int, schedule: Schedule,
                  momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False):
+        batch_size = _int_arg("batch_size", batch_size)
         begin, end = net._range(HEAD, TAIL)
         self.net = net
+        self.num_classes = net.num_classes
         self.batch_size = batch_size
         self.schedule = schedule
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.nesterov = nesterov
-        self.plan = _C.Plan(net.model, begin, end, batch_size, True)
+        self._plan: _C.Plan | None = _C.Plan(net.model, begin, end, batch_size, True)
         self.step_count = 0
         self._dirty = False
         net._trainer = self
 
+    @property
+    def closed(self) -> bool:
+        return self._plan is None
+
+    @property
+    def plan(self) -> _C.Plan:
+        """The training plan; raises once the Trainer is closed."""
+        if self._plan is None:
+            raise _C.InvalidArgument("this Trainer is closed: its weights are in the model; "
+                                     "make a new Trainer to train further")
+        return self._plan
+
     def step(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
+        plan = self.plan
+        labels = _labels(labels, self.num_classes)
         lr = self.schedule(self.step_count)
-        loss, correct = self.plan.train_step(
-            np.ascontiguousarray(x, np.float32), np.ascontiguousarray(labels, np.int32),
+        loss, correct = plan.train_step(
+            np.ascontiguousarray(x, np.float32), labels,
             lr=lr, momentum=self.momentum, weight_decay=self.weight_decay,
             nesterov=self.nesterov)
         self.step_count += 1
@@ -111,7 +165,11 @@ class Trainer:
             self._dirty = False
 
     def close(self) -> None:
+        """Writes the weights into the model and frees the plan; closing twice is fine."""
+        if self._plan is None:
+            return
         self.sync()
+        self._plan = None
         if self.net._trainer is self:
             self.net._trainer = None
 
@@ -150,12 +208,15 @@ class History:
 def evaluate(net: Network, data, batch_size: int = 256) -> dict[str, float]:
     """Top-1 accuracy and mean cross-entropy through the real quantized path (inference
     plans, folded BN, running statistics), and the payload bytes per image."""
-    n = len(data.labels)
+    data = _dataset(data)
+    batch_size = _int_arg("batch_size", batch_size)
+    labels = _labels(data.labels, net.num_classes)
+    n = len(labels)
     correct = 0
     loss = 0.0
     for i in range(0, n, batch_size):
         x = data.images[i:i + batch_size]
-        y = np.ascontiguousarray(data.labels[i:i + batch_size], np.int32)
+        y = labels[i:i + batch_size]
         logits = np.ascontiguousarray(net.forward(x), np.float32)
         batch_loss, c, _ = _C.softmax_xent(logits, y)
         loss += batch_loss * len(y)
@@ -220,6 +281,12 @@ def train(net: Network, data, epochs: int = 1, batch_size: int = 128, lr: float 
     saved after each epoch; with `resume=True` a run continues from that file if it exists.
     The last partial batch of an epoch is dropped (one plan, one batch size).
     """
+    data = _dataset(data)
+    if test is not None:
+        _labels(_dataset(test, "test").labels, net.num_classes)
+    epochs = _int_arg("epochs", epochs)
+    batch_size = _int_arg("batch_size", batch_size)
+    _labels(data.labels, net.num_classes)  # before any step changes the weights
     n = len(data.labels)
     if n < batch_size:
         raise _C.InvalidArgument(f"{n} samples are fewer than one batch of {batch_size}")

@@ -378,3 +378,78 @@ def test_frozen_head_backward_skipped_gives_the_same_gradients(rng):
     for key in grads[0]:
         assert np.abs(grads[0][key]).sum() > 0
         np.testing.assert_array_equal(grads[0][key], grads[1][key])
+
+
+def _probe_net():
+    return bf.resnet18(small=True, num_classes=10, in_channels=1, width=8,
+                       butterfly=bf.Butterfly(after=1, channels=1, stride=2))
+
+
+def test_closed_trainer_refuses_to_step(rng):
+    net = _probe_net()
+    x = rng.random((2, 1, 28, 28), dtype=np.float32)
+    before = net.forward(x)
+    tr = bf.Trainer(net, 2, bf.training.Schedule(0.1, 10, "constant"))
+    tr.close()
+    tr.close()  # closing twice is fine
+    assert tr.closed
+    with pytest.raises(bf.InvalidArgument, match="Trainer is closed"):
+        tr.step(x, np.array([1, 2]))
+    with pytest.raises(bf.InvalidArgument, match="Trainer is closed"):
+        tr.state()
+    np.testing.assert_array_equal(net.forward(x), before)
+
+
+@pytest.mark.parametrize("labels, match", [
+    (np.array([1.9, 2.0]), "integer array"),
+    (np.array([2**32 + 1, 1], np.int64), "not a class"),
+    (np.array([-1, 1]), "not a class"),
+    (np.array([10, 1], np.uint8), r"in \[0, 10\)"),
+])
+def test_step_refuses_bad_labels(labels, match, rng):
+    net = _probe_net()
+    x = rng.random((2, 1, 28, 28), dtype=np.float32)
+    tr = bf.Trainer(net, 2, bf.training.Schedule(0.1, 10, "constant"))
+    try:
+        with pytest.raises(bf.InvalidArgument, match=match):
+            tr.step(x, labels)
+        assert tr.step_count == 0
+        tr.step(x, np.array([9, 0], np.int64))  # any integer dtype in range is fine
+    finally:
+        tr.close()
+
+
+def test_train_and_evaluate_argument_errors():
+    net = _probe_net()
+    data = bf.datasets.synthetic(8)
+    for fn in (bf.train, bf.evaluate):
+        with pytest.raises(ValueError, match="batch_size must be >= 1"):
+            fn(net, data, batch_size=0)
+        with pytest.raises(TypeError, match="batch_size must be an int"):
+            fn(net, data, batch_size=4.0)
+        with pytest.raises(bf.InvalidArgument, match="empty"):
+            fn(net, data[:0])
+        with pytest.raises(TypeError, match="must be a butterfly.datasets.Dataset"):
+            fn(net, (data.images, data.labels))
+    wrong = bf.datasets.Dataset(data.images, data.labels + 5, data.classes)
+    w = net.model.get_param(1, 0)
+    with pytest.raises(bf.InvalidArgument, match="not a class"):
+        bf.train(net, wrong, batch_size=4, progress=False)
+    np.testing.assert_array_equal(net.model.get_param(1, 0), w)  # refused before any step
+    with pytest.raises(bf.InvalidArgument, match="not a class"):
+        bf.evaluate(net, wrong)
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        bf.train(net, data, epochs=0, batch_size=4, progress=False)
+
+
+def test_set_frozen_parts_and_layers():
+    net = _probe_net()
+    bf.set_frozen(net, parts="head")  # one part as a str, not 'h', 'e', ...
+    head = [i for i in range(len(net.model)) if net.model.layer(i)["part"] == "head"]
+    assert all(net.model.layer(i)["frozen"] for i in head)
+    bf.set_frozen(net, parts="head", frozen=False)
+    assert not any(net.model.layer(i)["frozen"] for i in head)
+    with pytest.raises(bf.InvalidArgument, match="unknown part.*head, reduce, restore, tail"):
+        bf.set_frozen(net, parts=("bogus",))
+    with pytest.raises(bf.InvalidArgument, match=r"not in \[0, "):
+        bf.set_frozen(net, layers=(len(net.model),))
