@@ -52,9 +52,9 @@ class AdaptiveClient:
         model = costmodel.CostModel(mobile or costmodel.phone_profile(plain),
                                     cloud or costmodel.cloud_profile(), network, plain)
         self.candidates = candidates
-        self.estimator = planner.BandwidthEstimator(window=window,
-                                                    initial_mbps=initial_mbps or
-                                                    network.uplink_mbps)
+        self.estimator = planner.BandwidthEstimator(
+            window=window,
+            initial_mbps=network.uplink_mbps if initial_mbps is None else initial_mbps)
         self.switcher = planner.Switcher(
             candidates, lambda mbps: dataclasses.replace(
                 model, network=model.network.with_uplink(mbps)), objective,
@@ -74,7 +74,10 @@ class AdaptiveClient:
         return self.estimator.mbps
 
     def observe(self, payload_bytes: int, rtt_ms: float, server_us: float) -> None:
-        """Feeds one round trip to the estimator and re-plans."""
+        """Feeds one round trip to the estimator and re-plans.  A round trip no longer than
+        the server's time (a transfer below the clocks' resolution) counts as 1 us."""
+        costmodel.check_quantity("rtt_ms", rtt_ms)
+        costmodel.check_quantity("server_us", server_us)
         upload_s = max(rtt_ms / 1e3 - server_us / 1e6, 1e-6)
         self._index = self._pick(self.estimator.add(payload_bytes, upload_s))
 

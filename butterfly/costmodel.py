@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,16 @@ GTX1080TI_GMACS_PER_S = 2835.0
 GTX1080TI_GB_PER_S = 242.0
 
 
+def check_quantity(name: str, value: Any, positive: bool = False) -> None:
+    """Refuses a value that is not a finite real number > 0 (positive) or >= 0: NaN, inf and
+    negative sizes, times, rates and powers would give meaningless costs further on."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or (value <= 0 if positive else value < 0):
+        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, "
+                         f"not {value!r}")
+
+
 @dataclass(frozen=True)
 class Network:
     """An uplink with Huang et al.'s radio power model; downlink and RTT are extensions."""
@@ -64,8 +75,12 @@ class Network:
     rtt_ms: float = 0.0  # extension: one round trip added to every networked request
 
     def __post_init__(self) -> None:
-        if self.uplink_mbps <= 0 or (self.downlink_mbps is not None and self.downlink_mbps <= 0):
-            raise ValueError(f"{self.name}: bandwidths must be positive")
+        check_quantity(f"{self.name}: uplink_mbps", self.uplink_mbps, positive=True)
+        if self.downlink_mbps is not None:
+            check_quantity(f"{self.name}: downlink_mbps", self.downlink_mbps, positive=True)
+        check_quantity(f"{self.name}: alpha_mw_per_mbps", self.alpha_mw_per_mbps)
+        check_quantity(f"{self.name}: beta_mw", self.beta_mw)
+        check_quantity(f"{self.name}: rtt_ms", self.rtt_ms)
 
     def upload_ms(self, payload_bytes: float) -> float:
         """8 * D / NB, with 1 Mbit/s = 1e6 bit/s."""
@@ -117,6 +132,14 @@ class DeviceProfile:
     def __post_init__(self) -> None:
         if (self.layer_ms is None) == (self.gmacs_per_s is None or self.gb_per_s is None):
             raise ValueError("give either layer_ms (measured) or gmacs_per_s and gb_per_s")
+        if self.power_w is not None:
+            check_quantity(f"{self.name}: power_w", self.power_w)
+        if self.layer_ms is not None:
+            for layer, ms in self.layer_ms.items():
+                check_quantity(f"{self.name}: the time of layer {layer!r} (ms)", ms)
+        else:
+            check_quantity(f"{self.name}: gmacs_per_s", self.gmacs_per_s, positive=True)
+            check_quantity(f"{self.name}: gb_per_s", self.gb_per_s, positive=True)
 
     @property
     def kind(self) -> str:
@@ -168,7 +191,8 @@ class DeviceProfile:
 
     def scaled_to(self, layers: Sequence[Layer], total_ms: float) -> DeviceProfile:
         """A copy made uniformly faster or slower so that `layers` take total_ms."""
-        if total_ms <= 0 or self.time_ms(layers) <= 0:
+        check_quantity("total_ms", total_ms, positive=True)
+        if self.time_ms(layers) <= 0:
             raise ValueError("scaling needs positive times")
         factor = self.time_ms(layers) / total_ms
         if self.layer_ms is not None:
@@ -221,6 +245,8 @@ def phone_profile(
 
     Power = energy_mj / total_ms (mJ/ms = W): the paper's 20.5 mJ in 15.7 ms gives 1.306 W.
     """
+    check_quantity("total_ms", total_ms, positive=True)
+    check_quantity("energy_mj", energy_mj)
     base = DeviceProfile.scaled(TX2_GMACS_PER_S, TX2_GB_PER_S, name, energy_mj / total_ms)
     return base.scaled_to(layers, total_ms)
 
@@ -257,8 +283,12 @@ class Candidate:
     def __post_init__(self) -> None:
         object.__setattr__(self, "mobile_layers", tuple(self.mobile_layers))
         object.__setattr__(self, "cloud_layers", tuple(self.cloud_layers))
-        if self.payload_bytes < 0:
-            raise ValueError("payload_bytes must be >= 0")
+        check_quantity(f"{self.name}: payload_bytes", self.payload_bytes)
+        if self.accuracy is not None:
+            check_quantity(f"{self.name}: accuracy", self.accuracy)
+            if self.accuracy > 1:
+                raise ValueError(f"{self.name}: accuracy is a fraction in [0, 1], not "
+                                 f"{self.accuracy!r}")
 
     @property
     def split_key(self) -> str | int:
@@ -332,6 +362,9 @@ class CostModel:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
+        if self.input_bytes is not None:
+            check_quantity("input_bytes", self.input_bytes)
+        check_quantity("result_bytes", self.result_bytes)
 
     def _networked(
         self,
@@ -382,6 +415,7 @@ class CostModel:
         input_bytes = self.input_bytes if input_bytes is None else input_bytes
         if input_bytes is None:
             raise ValueError("cloud-only needs input_bytes (the JPEG size of the input)")
+        check_quantity("input_bytes", input_bytes)
         return self._networked("cloud-only", "cloud-only", (), self.layers, input_bytes, accuracy)
 
     def mobile_only(self, accuracy: float | None = None) -> Cost:
@@ -436,8 +470,11 @@ def gains_over_networks(
 
     Returns {"per_network": {name: {"latency": x, "energy": x}}, "latency": mean, "energy": mean}.
     """
+    nets = list(networks.values() if nets is None else nets)
+    if not nets:
+        raise ValueError("gains_over_networks needs at least one network")
     per: dict[str, dict[str, float]] = {}
-    for net in networks.values() if nets is None else nets:
+    for net in nets:
         m = dataclasses.replace(model, network=net)
         ref, split = m.cloud_only(), m.cost(candidate)
         per[net.name] = {

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .costmodel import Candidate, Cost, CostModel
+from .costmodel import Candidate, Cost, CostModel, check_quantity
 
 OBJECTIVES = ("latency", "energy")
 
@@ -113,6 +113,8 @@ class BandwidthEstimator:
     ) -> None:
         if window < 1 or not 0.0 < smoothing <= 1.0:
             raise ValueError("window >= 1 and 0 < smoothing <= 1 required")
+        if initial_mbps is not None:
+            check_quantity("initial_mbps", initial_mbps, positive=True)
         self.smoothing = smoothing
         self._samples: deque[float] = deque(maxlen=window)
         self._mbps = initial_mbps
@@ -123,10 +125,14 @@ class BandwidthEstimator:
         return self._mbps
 
     def add(self, payload_bytes: float, seconds: float) -> float:
-        """Records one upload and returns the new estimate."""
-        if seconds <= 0 or payload_bytes <= 0:
-            raise ValueError("an upload needs bytes > 0 and seconds > 0")
-        self._samples.append(8.0 * payload_bytes / seconds / 1e6)
+        """Records one upload and returns the new estimate.  A sample that is not finite and
+        positive is refused (ValueError) and leaves the estimate as it was."""
+        check_quantity("an upload's payload_bytes", payload_bytes, positive=True)
+        check_quantity("an upload's seconds", seconds, positive=True)
+        sample = 8.0 * payload_bytes / seconds / 1e6
+        check_quantity(f"the bandwidth of {payload_bytes} bytes in {seconds} s (Mbit/s)", sample,
+                       positive=True)
+        self._samples.append(sample)
         median = statistics.median(self._samples)
         if self._mbps is None:
             self._mbps = median

@@ -196,3 +196,70 @@ def test_paper_payload_ratios():
     # BottleNet: 316 B uploaded is 84x less than the JPEG and 476x less than raw 224x224 RGB.
     assert int(cm.PAPER_JPEG_BYTES / 316) == 84
     assert int(224 * 224 * 3 / 316) == 476
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("args, kw, match", [
+    (("x", NAN, 1.0, 1.0), {}, "uplink_mbps must be a finite number > 0"),
+    (("x", INF, 1.0, 1.0), {}, "uplink_mbps must be a finite number > 0"),
+    (("x", 0.0, 1.0, 1.0), {}, "uplink_mbps must be a finite number > 0"),
+    (("x", 1.0, -1.0, 1.0), {}, "alpha_mw_per_mbps must be a finite number >= 0"),
+    (("x", 1.0, 1.0, NAN), {}, "beta_mw must be a finite number >= 0"),
+    (("x", 1.0, 1.0, 1.0), {"rtt_ms": -5.0}, "rtt_ms must be a finite number >= 0"),
+    (("x", 1.0, 1.0, 1.0), {"downlink_mbps": NAN}, "downlink_mbps must be a finite"),
+])
+def test_network_refuses_non_finite_and_negative(args, kw, match):
+    with pytest.raises(ValueError, match=match):
+        cm.Network(*args, **kw)
+
+
+def test_with_uplink_refuses_nan():
+    with pytest.raises(ValueError, match="uplink_mbps must be a finite number > 0, not nan"):
+        cm.networks["4g"].with_uplink(NAN)
+    assert cm.networks["4g"].with_uplink(2.0).uplink_mbps == 2.0
+
+
+def test_device_profile_refuses_bad_numbers():
+    with pytest.raises(ValueError, match="gmacs_per_s must be a finite number > 0"):
+        cm.DeviceProfile.scaled(0, 0)
+    with pytest.raises(ValueError, match="gb_per_s must be a finite number > 0"):
+        cm.DeviceProfile.scaled(1.0, -1.0)
+    with pytest.raises(ValueError, match="gmacs_per_s must be a finite number > 0"):
+        cm.DeviceProfile.scaled(NAN, 1.0)
+    with pytest.raises(ValueError, match="power_w must be a finite number >= 0"):
+        cm.DeviceProfile.scaled(1.0, 1.0, power_w=-2.0)
+    with pytest.raises(ValueError, match="layer 'a'"):
+        cm.DeviceProfile.measured([{"name": "a", "ms": NAN}])
+    with pytest.raises(ValueError, match="layer 'a'"):
+        cm.DeviceProfile.measured([{"name": "a", "ms": -1.0}])
+    with pytest.raises(ValueError, match="total_ms must be a finite number > 0"):
+        cm.phone_profile(PLAIN, total_ms=0)
+    with pytest.raises(ValueError, match="total_ms must be a finite number > 0"):
+        cm.phone_profile(PLAIN, total_ms=NAN)
+    with pytest.raises(ValueError, match="energy_mj must be a finite number >= 0"):
+        cm.phone_profile(PLAIN, energy_mj=-1.0)
+    with pytest.raises(ValueError, match="total_ms must be a finite number > 0"):
+        cm.cloud_profile().scaled_to(PLAIN, NAN)
+
+
+def test_candidate_and_cost_model_refuse_bad_sizes():
+    with pytest.raises(ValueError, match="payload_bytes must be a finite number >= 0"):
+        cm.Candidate("c", (), (), NAN)
+    with pytest.raises(ValueError, match="accuracy is a fraction"):
+        cm.Candidate("c", (), (), 10, accuracy=74.0)
+    with pytest.raises(TypeError, match="payload_bytes must be a number"):
+        cm.Candidate("c", (), (), "784")
+    model = _model("4g")
+    with pytest.raises(ValueError, match="input_bytes must be a finite number >= 0"):
+        model.cloud_only(-100)
+    with pytest.raises(ValueError, match="input_bytes must be a finite number >= 0"):
+        dataclasses.replace(model, input_bytes=-1)
+    with pytest.raises(ValueError, match="result_bytes must be a finite number >= 0"):
+        dataclasses.replace(model, result_bytes=NAN)
+
+
+def test_gains_over_no_networks():
+    with pytest.raises(ValueError, match="at least one network"):
+        cm.gains_over_networks(_model("4g"), SPLIT, [])

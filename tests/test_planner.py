@@ -155,3 +155,24 @@ def test_switcher_patience():
     assert sw.update(100.0) is a  # two in a row are
     with pytest.raises(ValueError):
         planner.Switcher([a, b], factory, baseline_accuracy=0.9)
+
+
+@pytest.mark.parametrize("payload_bytes, seconds, match", [
+    (float("nan"), 1.0, "payload_bytes must be a finite number > 0"),
+    (float("inf"), 1.0, "payload_bytes must be a finite number > 0"),
+    (100, float("nan"), "seconds must be a finite number > 0"),
+    (100, -1.0, "seconds must be a finite number > 0"),
+    (1e300, 1e-300, "bandwidth of"),
+])
+def test_bandwidth_estimator_refuses_bad_samples(payload_bytes, seconds, match):
+    est = planner.BandwidthEstimator(initial_mbps=4.0)
+    with pytest.raises(ValueError, match=match):
+        est.add(payload_bytes, seconds)
+    assert est.mbps == 4.0  # the estimate is untouched
+    assert est.add(500_000, 1.0) == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("initial", [float("nan"), float("inf"), 0.0, -1.0])
+def test_bandwidth_estimator_refuses_bad_initial_estimate(initial):
+    with pytest.raises(ValueError, match="initial_mbps must be a finite number > 0"):
+        planner.BandwidthEstimator(initial_mbps=initial)
