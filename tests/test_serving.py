@@ -825,3 +825,22 @@ def test_a_range_whose_span_overflows_is_refused_everywhere(model_path):
         client.classify_payload((d, bad))
     with pytest.raises(bf.InvalidArgument, match="max - min"):  # before any connection
         client.load_test(payload=(d, bad), seconds=0.1)
+
+
+def test_payloads_sent_as_given_are_checked_not_cast(model_path):
+    net = bf.load(model_path)
+    pay = net.mobile(np.zeros((1, 1, 28, 28), np.float32))
+    client = bf.Client(model_path, "tcp://127.0.0.1:1", timeout_ms=200, retries=0)
+    with pytest.raises(bf.InvalidArgument, match="uint8"):  # 0.7 would have become 0
+        client.classify_payload((np.full(pay.data.shape, 0.7), pay.ranges))
+    with pytest.raises(bf.InvalidArgument, match="uint8"):
+        client.load_test(payload=(pay.data.astype(np.float32), pay.ranges), seconds=0.1)
+    with pytest.raises(bf.InvalidArgument, match="N >= 1"):
+        client.classify_payload((pay.data[:0], pay.ranges[:0]))
+    with pytest.raises(bf.InvalidArgument, match="ranges must be"):
+        client.classify_payload((pay.data, np.zeros(3, np.float32)))
+    with pytest.raises(bf.InvalidArgument, match="must be"):
+        client.classify_payload(pay.data)  # not a (data, ranges) pair
+    # one payload (C, H, W) with its (min, max): a batch of one
+    data, ranges = serving._payload_arrays((pay.data[0], pay.ranges[0]))
+    assert data.shape == pay.data.shape and ranges.shape == (1, 2)

@@ -264,6 +264,8 @@ static int module_exec(PyObject *m)
     if (bf_py_cl_init(m) < 0)
         return -1;
 #endif
+    if (PyModule_AddIntConstant(m, "TOPK_MAX", BF_TOPK_MAX) < 0)
+        return -1;
     return PyModule_AddIntConstant(m, "MODEL_FORMAT_VERSION", BF_MODEL_FORMAT_VERSION);
 }
 
