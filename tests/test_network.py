@@ -177,6 +177,10 @@ def test_bad_model_files(tmp_path):
         assert str(err.value).startswith(f"'{p}': ") and str(err.value).count(str(p)) == 1
     with pytest.raises(bf.FileError):
         bf.load(tmp_path / "missing.bfly")
+    with pytest.raises(bf.FileError, match="a directory"):  # was "out of memory reading"
+        bf.load(tmp_path)
+    with pytest.raises(bf.FileError, match="not a regular file"):
+        bf.load("/dev/zero")
     # a corrupted byte inside the weights keeps the structure valid but changes the hash;
     # inside the layer specs it must be caught
     import msgpack

@@ -844,3 +844,15 @@ def test_payloads_sent_as_given_are_checked_not_cast(model_path):
     # one payload (C, H, W) with its (min, max): a batch of one
     data, ranges = serving._payload_arrays((pay.data[0], pay.ranges[0]))
     assert data.shape == pay.data.shape and ranges.shape == (1, 2)
+
+
+def test_key_files_must_be_regular_files(model_path, tmp_path):
+    # /dev/zero as a key file or an allow list was read for ever
+    with pytest.raises(bf.FileError, match="not a regular file"):
+        bf.Client(model_path, "tcp://127.0.0.1:1", curve_server_key="/dev/zero")
+    with pytest.raises(bf.FileError, match="not a regular file"):
+        bf.serve(model_path, bind="tcp://127.0.0.1:*", curve_key="/dev/zero")
+    key = tmp_path / "server.key"
+    serving.curve_keygen(key)
+    with pytest.raises(bf.FileError, match="a directory"):
+        bf.serve(model_path, bind="tcp://127.0.0.1:*", curve_key=key, curve_allow=tmp_path)

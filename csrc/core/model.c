@@ -398,9 +398,9 @@ bf_status bf_model_load_file(bf_model **out, const char *path, bf_load_what what
     if (!out || !path)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_model_load_file: NULL argument");
     *out = NULL;
-    f = fopen(path, "rb");
+    f = bf_fopen_regular(path);
     if (!f)
-        return bf_error(BF_STATUS_IO, "cannot open '%s': %s", path, strerror(errno));
+        return BF_STATUS_IO;
     if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
         st = bf_error(BF_STATUS_IO, "cannot read '%s': %s", path, strerror(errno));
         goto done;

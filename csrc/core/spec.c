@@ -1,7 +1,9 @@
 /* Layer specs: names, defaults, validation, shape inference, canonical serialization. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/spec.h"
 
@@ -349,4 +351,21 @@ int bf_all_finite(const float *x, size_t n)
     for (size_t i = 0; i < n; i++)
         bad |= !isfinite(x[i]);
     return !bad;
+}
+
+FILE *bf_fopen_regular(const char *path)
+{
+    struct stat sb;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        bf_error(BF_STATUS_IO, "cannot open '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        bf_error(BF_STATUS_IO, "'%s' is not a regular file%s", path,
+                 S_ISDIR(sb.st_mode) ? " (a directory)" : "");
+        fclose(f);
+        return NULL;
+    }
+    return f;
 }

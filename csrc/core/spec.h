@@ -1,9 +1,11 @@
-/* Layer-spec helpers shared by the model, the plan compilers (oneDNN, OpenCL) and tests. */
+/* Layer-spec helpers shared by the model, the plan compilers (oneDNN, OpenCL) and tests;
+ * and the small checks the core, the wire and the serving code share. */
 #ifndef BF_CORE_SPEC_H
 #define BF_CORE_SPEC_H
 
 #include <math.h>
 #include <msgpack.h>
+#include <stdio.h>
 
 #include "butterfly.h"
 
@@ -50,5 +52,10 @@ static inline int bf_range_ok(float min, float max)
 
 /* 1 when x[0..n) holds no NaN or Inf (in parallel: inputs can be large). */
 int bf_all_finite(const float *x, size_t n);
+
+/* Opens path for reading ("rb") if it is a regular file: a directory, a device or a pipe
+ * gives NULL and BF_STATUS_IO with the reason (a model or key file is never one, and
+ * /dev/zero would be read for ever). */
+FILE *bf_fopen_regular(const char *path);
 
 #endif

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/spec.h"
 #include "serve/serve.h"
 
 static char *trim(char *s)
@@ -68,9 +69,9 @@ bf_status bf_curve_key_read(const char *path, char public_key[BF_CURVE_KEY_LEN +
     public_key[0] = '\0';
     if (secret_key)
         secret_key[0] = '\0';
-    FILE *f = fopen(path, "r");
+    FILE *f = bf_fopen_regular(path);
     if (f == NULL)
-        return bf_error(BF_STATUS_IO, "%s: %s", path, strerror(errno));
+        return BF_STATUS_IO;
     while (fgets(line, sizeof line, f)) {
         const char *name;
         char *value;
@@ -146,9 +147,9 @@ bf_status bf_curve_allow_load(bf_curve_allow *allow, const char *path)
     int cap = 0;
     allow->n = 0;
     allow->keys = NULL;
-    FILE *f = fopen(path, "r");
+    FILE *f = bf_fopen_regular(path);
     if (f == NULL)
-        return bf_error(BF_STATUS_IO, "%s: %s", path, strerror(errno));
+        return BF_STATUS_IO;
     while (fgets(line, sizeof line, f)) {
         const char *name;
         char *value;
