@@ -591,6 +591,14 @@ def test_echo_pool_and_interrupt():
     for bad in ("00112233445566AA", "0011223344556g77", "0011223344"):
         with pytest.raises(bf.InvalidArgument, match="16 lowercase hex"):
             _C.Pool(workers=1, frontend=ANY, echo=dict(echo, model_hash=bad))
+    # sizes no request could carry are refused when the pool is made, not left to a worker
+    # thread that cannot allocate them (it quit, and every request timed out)
+    with pytest.raises(TypeError, match=r"\(C, H, W\)"):
+        _C.Pool(workers=1, frontend=ANY, echo=dict(echo, dims="abc"))
+    for bad in ({"dims": (65536, 65536, 65536)}, {"classes": 2**31 - 1},
+                {"delay_us": 2**31 - 1}):
+        with pytest.raises(bf.InvalidArgument, match="echo compute"):
+            _C.Pool(workers=1, frontend=ANY, echo=dict(echo, **bad))
 
 
 # --- the command line -------------------------------------------------------------------------

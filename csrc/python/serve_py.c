@@ -66,9 +66,17 @@ static int parse_compute(PyObject *model_path, PyObject *echo, bf_compute_params
     }
     cp->kind = BF_COMPUTE_ECHO;
     PyObject *dims = PyDict_GetItemString(echo, "dims"), *hash;
-    if (dims && !PyArg_ParseTuple(dims, "iii;echo dims must be (C, H, W)", &cp->dims[0],
-                                  &cp->dims[1], &cp->dims[2]))
-        return -1;
+    if (dims) {
+        PyObject *t = PyTuple_Check(dims) || PyList_Check(dims) ? PySequence_Tuple(dims) : NULL;
+        int ok = t && PyArg_ParseTuple(t, "iii;echo dims must be (C, H, W)", &cp->dims[0],
+                                       &cp->dims[1], &cp->dims[2]);
+        Py_XDECREF(t);
+        if (!ok) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "echo dims must be (C, H, W), three ints");
+            return -1;
+        }
+    }
     if (dict_int(echo, "classes", &cp->num_classes) < 0 ||
         dict_int(echo, "delay_us", &cp->delay_us) < 0 || dict_int(echo, "split", &cp->split) < 0)
         return -1;

@@ -48,12 +48,20 @@ static bf_status echo_run(void *vctx, int n, const bf_feature *in, float *logits
 
 static bf_status echo_create(bf_compute *out, const bf_compute_params *p)
 {
-    if (p->num_classes < 1 || p->delay_us < 0)
-        return bf_error(BF_STATUS_INVALID_ARGUMENT, "echo compute: num_classes >= 1, "
-                        "delay_us >= 0");
-    for (int i = 0; i < 3; i++)
+    if (p->num_classes < 1 || p->num_classes > BF_WIRE_MAX_LOGITS || p->delay_us < 0 ||
+        p->delay_us > 10000000)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "echo compute: num_classes in [1, %d], "
+                        "delay_us in [0, 10 s]", BF_WIRE_MAX_LOGITS);
+    uint64_t elems = 1;
+    for (int i = 0; i < 3; i++) {
         if (p->dims[i] < 1 || p->dims[i] > BF_WIRE_MAX_DIM)
-            return bf_error(BF_STATUS_INVALID_ARGUMENT, "echo compute: bad dims");
+            return bf_error(BF_STATUS_INVALID_ARGUMENT, "echo compute: dims in [1, %d]",
+                            BF_WIRE_MAX_DIM);
+        elems *= (uint64_t)p->dims[i];
+    }
+    if (elems > BF_WIRE_MAX_ELEMS) /* what no request may carry */
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "echo compute: C*H*W over %u",
+                        BF_WIRE_MAX_ELEMS);
     if (p->model_hash && p->model_hash[0] &&
         !bf_is_model_hash(p->model_hash, strlen(p->model_hash)))
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "model_hash must be 16 lowercase hex digits");
