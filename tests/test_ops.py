@@ -176,3 +176,19 @@ def test_training_plan_backward_needs_a_forward_and_keeps_its_input(rng):
     x[:] = rng.random(x.shape, dtype=np.float32)  # the caller reuses its buffer
     plan.backward(g)
     np.testing.assert_array_equal(plan.param_grad(*first), want)
+
+
+def test_non_finite_weights_are_not_saved(rng, tmp_path):
+    # training that diverges leaves Inf / NaN weights: the reader refuses such a file, so
+    # the writer refuses to write it (it wrote one that would not load back)
+    net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8)
+    plan = net.plan(0, 0, 2, training=True)
+    out = plan.forward(rng.random((2, 1, 28, 28), dtype=np.float32))
+    plan.backward(np.full(out.shape, 1e3, np.float32))
+    plan.sgd_step(3e38, 0.0, 0.0)
+    plan.sync()
+    with pytest.raises(bf.NumericError, match="NaN or Inf, not saved"):
+        net.save(tmp_path / "diverged.bfly")
+    assert not (tmp_path / "diverged.bfly").exists()
+    with pytest.raises(bf.NumericError):
+        net.to_bytes()

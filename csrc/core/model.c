@@ -245,11 +245,9 @@ static bf_status parse_params(bf_model *m, int li, const msgpack_object *list, i
                 return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory for layer %d weights",
                                 li);
             memcpy(p->data, data->via.bin.ptr, data->via.bin.size);
-            for (int64_t i = 0; i < numel(p); i++)
-                if (!isfinite(p->data[i]))
-                    return bf_error(BF_STATUS_BAD_MODEL,
-                                    "layer %d (%s): '%s' holds a NaN or Inf", li,
-                                    m->layers[li].name, p->name);
+            if (!bf_all_finite(p->data, (size_t)numel(p)))
+                return bf_error(BF_STATUS_BAD_MODEL, "layer %d (%s): '%s' holds a NaN or Inf",
+                                li, m->layers[li].name, p->name);
         }
     }
     return BF_STATUS_OK;
@@ -452,6 +450,14 @@ bf_status bf_model_save_buffer(const bf_model *m, void **buf, size_t *len)
 
     if (!m || !buf || !len)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_model_save_buffer: NULL argument");
+    /* the reader refuses such a file: refuse to write it (training that diverged) */
+    for (int i = 0; i < m->n_layers; i++)
+        for (int k = 0; k < m->n_params[i]; k++)
+            if (m->params[i][k].data &&
+                !bf_all_finite(m->params[i][k].data, (size_t)numel(&m->params[i][k])))
+                return bf_error(BF_STATUS_NUMERIC, "layer %d (%s): '%s' holds a NaN or Inf, "
+                                "not saved (did training diverge?)", i, m->layers[i].name,
+                                m->params[i][k].name);
     refresh_hash((bf_model *)m); /* the hash is a cache: refreshing it is not a change */
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
