@@ -62,7 +62,12 @@ class MobileHalf:
         if not isinstance(model, Network):
             raise TypeError(f"model must be a path, a Network or a _C.Model, not {type(model)}")
         self.network = model
-        self.device_index = -1 if device is None else int(device)
+        if device is not None:  # checked now, not at the first image
+            n = len(devices())
+            if isinstance(device, bool) or not isinstance(device, int) or not 0 <= device < n:
+                raise _C.InvalidArgument(f"device must be an index in [0, {n}) (see "
+                                         f"butterfly.opencl.devices()), not {device!r}")
+        self.device_index = -1 if device is None else device
         self._plans: dict[tuple, _C.ClPlan] = {}
         self._last: _C.ClPlan | None = None
 

@@ -286,6 +286,17 @@ def test_non_finite_input_or_feature_is_refused_like_onednn(rng):
             plan.forward(x * np.float32(3e38))  # finite input, the feature overflows
 
 
+def test_device_index_checked_at_load(tmp_path):
+    net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8,
+                      butterfly=bf.Butterfly(after=1, channels=1, stride=2))
+    path = tmp_path / "net.bfly"
+    net.save(path)
+    for bad in (len(opencl.devices()), -1, "0", 0.0):
+        with pytest.raises(bf.InvalidArgument, match="device must be an index"):
+            bf.load(path, part="mobile", backend="opencl", device=bad)
+    assert bf.load(path, part="mobile", backend="opencl", device=0).device
+
+
 def test_missing_opencl_library_is_a_clear_error():
     code = (
         "import butterfly as bf\nfrom butterfly import opencl\n"
