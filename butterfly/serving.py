@@ -131,6 +131,13 @@ class ServerProcess:
                 ends[key] = value
             elif key == "ready":
                 return cls(proc, ends["frontend"], ends.get("backend"))
+            elif key == "error":  # "error ModelError 'x.bfly': ...": raised here as is
+                name, _, message = value.partition(" ")
+                error = getattr(_C, name, None)
+                if isinstance(error, type) and issubclass(error, _C.Error):
+                    proc.kill()
+                    proc.wait()
+                    raise error(message)
         proc.kill()
         proc.wait()
         raise _C.NetworkError(f"butterfly serve did not start (exit code {proc.returncode})")
@@ -457,13 +464,18 @@ def _stats_json(stats: dict) -> str:
 
 
 def _cli_serve(args) -> int:
-    net = load(args.model, part="cloud")
-    pool = serve(args.model, workers=args.workers, bind=args.bind, backend=args.backend_bind,
-                 batch=args.batch, batch_timeout_us=args.batch_timeout_us,
-                 threads=args.threads, queue_max=args.queue_max, curve_key=args.curve_key,
-                 curve_allow=args.curve_allow, drain_timeout_ms=args.drain_timeout_ms,
-                 heartbeat_interval_ms=args.heartbeat_interval_ms, prefetch=args.prefetch,
-                 curve_worker_allow=args.curve_worker_allow, rt_priority=args.rt_priority)
+    try:
+        net = load(args.model, part="cloud")
+        pool = serve(args.model, workers=args.workers, bind=args.bind,
+                     backend=args.backend_bind, batch=args.batch,
+                     batch_timeout_us=args.batch_timeout_us, threads=args.threads,
+                     queue_max=args.queue_max, curve_key=args.curve_key,
+                     curve_allow=args.curve_allow, drain_timeout_ms=args.drain_timeout_ms,
+                     heartbeat_interval_ms=args.heartbeat_interval_ms, prefetch=args.prefetch,
+                     curve_worker_allow=args.curve_worker_allow, rt_priority=args.rt_priority)
+    except _C.Error as e:  # for ServerProcess: the error itself, on the line it reads
+        print(f"error {type(e).__name__} {e}", flush=True)
+        raise
     stop = threading.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in signals}

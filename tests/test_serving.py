@@ -864,3 +864,12 @@ def test_key_files_must_be_regular_files(model_path, tmp_path):
     serving.curve_keygen(key)
     with pytest.raises(bf.FileError, match="a directory"):
         bf.serve(model_path, bind="tcp://127.0.0.1:*", curve_key=key, curve_allow=tmp_path)
+
+
+def test_a_server_process_that_cannot_start_raises_its_own_error(tmp_path):
+    bad = tmp_path / "corrupt.bfly"
+    bad.write_bytes(b"\x93\x01\x02\x03")
+    with pytest.raises(bf.ModelError, match="corrupt.bfly"):  # was NetworkError
+        serving.serve(bad, bind=ANY, process=True)
+    with pytest.raises(bf.FileError, match="missing.bfly"):
+        serving.serve(tmp_path / "missing.bfly", bind=ANY, process=True)
