@@ -13,6 +13,7 @@ step (forward, loss, backward, update) is one call into C with the GIL released.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -65,8 +66,8 @@ class Schedule:
     def __post_init__(self) -> None:
         if self.kind not in ("cosine", "step", "constant"):
             raise ValueError("schedule must be 'cosine', 'step' or 'constant'")
-        if self.lr < 0 or self.total_steps < 1:
-            raise ValueError("lr must be >= 0 and total_steps >= 1")
+        if not (math.isfinite(self.lr) and self.lr >= 0) or self.total_steps < 1:
+            raise ValueError(f"lr must be finite and >= 0 (not {self.lr!r}), total_steps >= 1")
 
     def __call__(self, step: int) -> float:
         """The rate at `step`, computed by the core (bf_lr_at)."""

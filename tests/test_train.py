@@ -317,6 +317,9 @@ def test_schedule():
     st = bf.training.Schedule(0.1, 100, "step", milestones=(30, 60), gamma=0.1)
     assert st(29) == pytest.approx(0.1) and st(30) == pytest.approx(0.01)
     assert st(99) == pytest.approx(0.001)
+    for lr in (float("nan"), float("inf"), -0.1):  # NaN slipped past "lr < 0"
+        with pytest.raises(ValueError, match="lr must be finite"):
+            bf.training.Schedule(lr, 100)
 
 
 def test_torch_state_dict_roundtrip(rng):
