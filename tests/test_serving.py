@@ -599,6 +599,11 @@ def test_echo_pool_and_interrupt():
                 {"delay_us": 2**31 - 1}):
         with pytest.raises(bf.InvalidArgument, match="echo compute"):
             _C.Pool(workers=1, frontend=ANY, echo=dict(echo, **bad))
+    # a worker that cannot start (here: 2 x 1,024 requests of 64 MiB to hold) fails the
+    # start with its reason, instead of a pool that never answers
+    with pytest.raises(bf.OutOfMemory, match="worker 0 could not start: worker buffers"):
+        _C.Pool(workers=1, frontend=ANY, batch=1024,
+                echo=dict(echo, dims=(1024, 256, 256)))
 
 
 # --- the command line -------------------------------------------------------------------------

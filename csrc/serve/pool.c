@@ -17,6 +17,7 @@ typedef struct pool_worker {
     pthread_t thread;
     int started;
     bf_status status;
+    char error[BF_WIRE_ERROR_MAX]; /* its loop's error message, once it returned */
 } pool_worker;
 
 struct bf_pool {
@@ -249,6 +250,8 @@ static void *worker_main(void *arg)
     pthread_setname_np(pthread_self(), name); /* for top -H, perf, gdb */
     bf_set_num_threads(pw->params.n_threads); /* this thread's share of the cores */
     pw->status = bf_worker_loop(pw->pool->zctx, &pw->params, &pw->compute, &pw->ctl);
+    if (pw->status != BF_STATUS_OK) /* the message is this thread's: keep it for the pool */
+        snprintf(pw->error, sizeof pw->error, "%s", bf_last_error());
     return NULL;
 }
 
@@ -319,6 +322,19 @@ static bf_status start_workers(bf_pool *pool)
             return bf_error(BF_STATUS_OUT_OF_MEMORY, "cannot start worker thread %d: %s", i,
                             strerror(rc));
         pool->workers[i].started = 1;
+    }
+    /* a worker whose loop cannot start (its buffers, its heartbeat thread) fails the start,
+     * rather than leaving a pool that never answers: each says which within moments */
+    uint64_t deadline = bf_now_us() + (uint64_t)BF_WORKER_START_MS * 1000u;
+    for (int i = 0; i < pp->n_workers; i++) {
+        pool_worker *pw = &pool->workers[i];
+        while (atomic_load(&pw->ctl.ready) == 0 && bf_now_us() < deadline)
+            usleep(200);
+        if (atomic_load(&pw->ctl.ready) < 0) {
+            pthread_join(pw->thread, NULL);
+            pw->started = 0;
+            return bf_error(pw->status, "worker %d could not start: %s", i, pw->error);
+        }
     }
     return BF_STATUS_OK;
 }

@@ -96,6 +96,7 @@ typedef struct bf_worker_ctl {
      * work for it) */
     const atomic_int *broker_finished;
     atomic_int stop;    /* leave now (the broker is gone) */
+    atomic_int ready;   /* set by the loop: 1 once it serves, -1 when it could not start */
     atomic_int kill;    /* vanish now without a word (fault injection) */
 } bf_worker_ctl;
 

@@ -90,7 +90,10 @@ static bf_status worker_connect(worker *w)
     bf_put_le(cap, (uint64_t)w->credit, 4);
     const void *parts[3] = {BF_WORKER_HEADER, &cmd, cap};
     size_t lens[3] = {strlen(BF_WORKER_HEADER), 1, 4};
-    if (bf_zmq_send_parts(w->sock, parts, lens, 3, 0) < 0)
+    /* never blocking: with no usable connection (a broker refusing the CURVE handshake,
+     * say) a blocking send would wait for ever, deaf to stop; unsent, READY goes again
+     * when the broker's silence makes the worker reconnect */
+    if (bf_zmq_send_parts(w->sock, parts, lens, 3, ZMQ_DONTWAIT) < 0 && zmq_errno() != EAGAIN)
         return bf_zmq_error("worker READY");
     uint64_t now = bf_now_us();
     w->broker_expiry_us = now + liveness_us(w);
@@ -451,9 +454,13 @@ bf_status bf_worker_loop(void *zctx, const bf_worker_params *params, bf_compute 
     if (st != BF_STATUS_OK)
         goto fail;
     bf_timer_open(&w.batch_timer);
+    if (ctl)
+        atomic_store(&ctl->ready, 1);
     st = serve(&w, parts);
     bf_timer_close(&w.batch_timer);
 fail:
+    if (ctl && atomic_load(&ctl->ready) == 0)
+        atomic_store(&ctl->ready, -1);
     heartbeat_stop(&w);
     if (w.sock)
         zmq_close(w.sock);
