@@ -118,7 +118,8 @@ def set_frozen(net: Network, parts=(), layers=(), frozen: bool = True) -> None:
 class Trainer:
     """SGD on a training plan of fixed batch size.  `step` trains on one batch; `sync` writes
     the weights into the model (done automatically before the network runs inference).
-    `close` syncs and frees the plan: a closed Trainer can no longer step."""
+    `close` syncs and frees the plan: a closed Trainer can no longer step.  A network has
+    one Trainer at a time: making another closes the one before (its steps kept)."""
 
     def __init__(self, net: Network, batch_size: int, schedule: Schedule,
                  momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False):
@@ -134,6 +135,8 @@ class Trainer:
         self._plan: _C.Plan | None = _C.Plan(net.model, begin, end, batch_size, True)
         self.step_count = 0
         self._dirty = False
+        if getattr(net, "_trainer", None) is not None:
+            net._trainer.close()  # one Trainer per network: the last one's steps are kept
         net._trainer = self
 
     @property

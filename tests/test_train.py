@@ -403,6 +403,23 @@ def test_closed_trainer_refuses_to_step(rng):
     np.testing.assert_array_equal(net.forward(x), before)
 
 
+def test_a_second_trainer_closes_the_first_keeping_its_steps(rng):
+    net = _probe_net()
+    x = rng.random((2, 1, 28, 28), dtype=np.float32)
+    before = net.forward(x)
+    first = bf.Trainer(net, 2, bf.training.Schedule(0.1, 10, "constant"))
+    first.step(x, np.array([1, 2]))
+    second = bf.Trainer(net, 2, bf.training.Schedule(0.1, 10, "constant"))
+    assert first.closed and not second.closed
+    with pytest.raises(bf.InvalidArgument, match="Trainer is closed"):
+        first.step(x, np.array([1, 2]))
+    after_first = net.forward(x)  # the first one's step is in the model (it was lost)
+    assert not np.array_equal(after_first, before)
+    second.step(x, np.array([1, 2]))
+    assert not np.array_equal(net.forward(x), after_first)
+    second.close()
+
+
 @pytest.mark.parametrize("labels, match", [
     (np.array([1.9, 2.0]), "integer array"),
     (np.array([2**32 + 1, 1], np.int64), "not a class"),
