@@ -166,6 +166,11 @@ class Switcher:
         )
         if not self.candidates:
             raise ValueError("no candidate meets the accuracy budget")
+        check_quantity("margin", margin)
+        if margin >= 1:
+            raise ValueError(f"margin is a fraction in [0, 1), not {margin!r}")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be an int >= 1, not {patience!r}")
         self.factory = cost_model_factory
         self.objective = objective
         self.margin = margin

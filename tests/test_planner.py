@@ -155,6 +155,10 @@ def test_switcher_patience():
     assert sw.update(100.0) is a  # two in a row are
     with pytest.raises(ValueError):
         planner.Switcher([a, b], factory, baseline_accuracy=0.9)
+    for bad in ({"margin": float("nan")}, {"margin": -0.1}, {"margin": 1.0},
+                {"patience": 0}, {"patience": 1.5}):
+        with pytest.raises((ValueError, TypeError), match="margin|patience"):
+            planner.Switcher([a, b], factory, **bad)
 
 
 @pytest.mark.parametrize("payload_bytes, seconds, match", [
