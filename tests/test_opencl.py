@@ -373,3 +373,15 @@ def test_pool_classifies_opencl_payload_like_onednn(tmp_path):
     np.testing.assert_allclose(pay_cl.ranges, pay_dn.ranges, rtol=1e-5, atol=1e-6)
     assert [r.classes for r in res_cl] == [r.classes for r in res_dn]
     np.testing.assert_allclose([r.probs for r in res_cl], [r.probs for r in res_dn], atol=1e-5)
+
+
+def test_a_nan_inside_the_feature_is_refused_like_onednn(rng):
+    import test_ops
+
+    net = test_ops._nan_feature_net()
+    p = _C.ClPlan(net.model, 0, 1, 2)
+    x = rng.random((2, 1, 4, 4), dtype=np.float32)
+    p.forward(x)
+    x[1, 0, 2, 3] = 3e38  # a NaN in the middle of the feature: fmin / fmax would skip it
+    with pytest.raises(bf.NumericError, match="NaN/Inf"):
+        p.forward(x)

@@ -176,6 +176,11 @@ def test_training_plan_backward_needs_a_forward_and_keeps_its_input(rng):
     x[:] = rng.random(x.shape, dtype=np.float32)  # the caller reuses its buffer
     plan.backward(g)
     np.testing.assert_array_equal(plan.param_grad(*first), want)
+    x[0, 0, 0, 0] = np.nan  # a forward that fails leaves nothing to differentiate either
+    with pytest.raises(bf.NumericError):
+        plan.forward(x)
+    with pytest.raises(bf.InvalidArgument, match="no forward"):
+        plan.backward(g)
 
 
 def test_non_finite_weights_are_not_saved(rng, tmp_path):
@@ -192,3 +197,28 @@ def test_non_finite_weights_are_not_saved(rng, tmp_path):
     assert not (tmp_path / "diverged.bfly").exists()
     with pytest.raises(bf.NumericError):
         net.to_bytes()
+
+
+def _nan_feature_net():
+    """head: +2x and -2x of the input, added: 3e38 there overflows to +inf + -inf = NaN,
+    in the middle of a feature whose other values are finite; then the quantizer."""
+    L = LayerList((1, 4, 4))
+    a = L.conv(1, 1, src=0)
+    b = L.conv(1, 1, src=0)
+    L.params[a][0][:] = 2.0
+    L.params[b][0][:] = -2.0
+    L.add(a, b)
+    L.part = "reduce"
+    L.simple("quantize")
+    L.part = "restore"
+    L.simple("dequantize")
+    return bf.Network.from_layers(L.layers, L.params)
+
+
+def test_a_nan_inside_the_feature_is_refused_by_the_quantizer(rng):
+    net = _nan_feature_net()
+    x = rng.random((2, 1, 4, 4), dtype=np.float32)
+    net.mobile(x)  # finite: fine
+    x[1, 0, 2, 3] = 3e38  # not the first value: the min / max comparisons skip a NaN
+    with pytest.raises(bf.NumericError, match="NaN/Inf"):
+        net.mobile(x)

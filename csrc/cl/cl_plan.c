@@ -453,9 +453,9 @@ bf_status bf_cl_plan_forward(bf_cl_plan *p, const void *src, const float *src_ra
     if (st == BF_STATUS_OK)
         st = BF_CL_CHECK(p->ctx, err, "clFinish");
     for (int b = 0; st == BF_STATUS_OK && p->io[1].quantized && q && b < p->params.batch; b++)
-        if (!isfinite(dst_range[2 * b]) || !isfinite(dst_range[2 * b + 1])) /* as oneDNN's */
-            st = bf_error(BF_STATUS_NUMERIC, "sample %d: the feature to quantize holds NaN/Inf",
-                          b);
+        if (!bf_range_ok(dst_range[2 * b], dst_range[2 * b + 1])) /* as oneDNN's quantizer */
+            st = bf_error(BF_STATUS_NUMERIC, "sample %d: the feature to quantize holds NaN/Inf "
+                          "or spans more than a float32", b);
     if (st == BF_STATUS_OK)
         collect_profile(p);
     else

@@ -563,6 +563,7 @@ bf_status bf_plan_forward(bf_plan *p, const void *src, const float *src_range, v
     bf_status st = BF_STATUS_OK;
     if (!p || !src || !dst)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_plan_forward: NULL argument");
+    p->fwd_done = 0; /* until this forward succeeds: nothing for backward */
     if (p->io[0].quantized) {
         if (!src_range)
             return bf_error(BF_STATUS_INVALID_ARGUMENT, "a quantized source needs its ranges");
@@ -583,7 +584,6 @@ bf_status bf_plan_forward(bf_plan *p, const void *src, const float *src_range, v
         memcpy(p->fwd_src, src, dnnl_memory_desc_get_size(p->values[p->src_value].md));
         run_src = p->fwd_src, run_dst = p->fwd_dst;
     }
-    p->fwd_done = 0;
     DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->src_value].mem, run_src));
     DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->dst_value].mem, run_dst));
     for (int k = 0; k < p->n_nodes; k++)

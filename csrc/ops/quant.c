@@ -29,13 +29,15 @@ static bf_status quantize_run(bf_plan *p, bf_node *n)
     for (int b = 0; b < nb; b++) {
         const float *xs = x + (size_t)b * per;
         float lo = xs[0], hi = xs[0];
+        int nan = isnan(xs[0]); /* the comparisons below skip a NaN */
         for (size_t i = 1; i < per; i++) {
             lo = xs[i] < lo ? xs[i] : lo;
             hi = xs[i] > hi ? xs[i] : hi;
+            nan |= xs[i] != xs[i];
         }
-        if (!isfinite(lo) || !isfinite(hi))
-            return bf_error(BF_STATUS_NUMERIC, "sample %d: the feature to quantize holds NaN/Inf",
-                            b);
+        if (nan || !bf_range_ok(lo, hi))
+            return bf_error(BF_STATUS_NUMERIC, "sample %d: the feature to quantize holds NaN/Inf "
+                            "or spans more than a float32", b);
         p->qrange[2 * b] = lo;
         p->qrange[2 * b + 1] = hi;
     }

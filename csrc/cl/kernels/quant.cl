@@ -22,8 +22,13 @@ __kernel void quant_minmax(__global const float *restrict x, int len, int chunk_
     __global const float *xp = x + (size_t)n * len;
     float a = INFINITY, b = -INFINITY;
     for (int i = begin + l; i < end; i += L) {
-        a = fmin(a, xp[i]);
-        b = fmax(b, xp[i]);
+        const float v = xp[i];
+        if (isnan(v)) { /* fmin / fmax skip a NaN: an infinite range reports it instead */
+            a = -INFINITY;
+            b = INFINITY;
+        }
+        a = fmin(a, v);
+        b = fmax(b, v);
     }
     lo[l] = a;
     hi[l] = b;
