@@ -859,16 +859,31 @@ def test_payloads_sent_as_given_are_checked_not_cast(model_path):
     assert data.shape == pay.data.shape and ranges.shape == (1, 2)
 
 
-def test_key_files_must_be_regular_files(model_path, tmp_path):
+def test_key_files_endless_or_directories_refused_pipes_read(model_path, tmp_path):
     # /dev/zero as a key file or an allow list was read for ever
-    with pytest.raises(bf.FileError, match="not a regular file"):
+    with pytest.raises(bf.InvalidArgument, match="not a key file"):
         bf.Client(model_path, "tcp://127.0.0.1:1", curve_server_key="/dev/zero")
-    with pytest.raises(bf.FileError, match="not a regular file"):
+    with pytest.raises(bf.InvalidArgument, match="not a key file"):
         bf.serve(model_path, bind="tcp://127.0.0.1:*", curve_key="/dev/zero")
     key = tmp_path / "server.key"
     serving.curve_keygen(key)
-    with pytest.raises(bf.FileError, match="a directory"):
+    with pytest.raises(bf.FileError, match="is a directory"):
         bf.serve(model_path, bind="tcp://127.0.0.1:*", curve_key=key, curve_allow=tmp_path)
+    # a key handed over through a pipe (another program's output) is read
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo)
+    pub = (tmp_path / "server.key.pub").read_text()
+    writer = threading.Thread(target=lambda: fifo.write_text(pub))
+    writer.start()
+    try:
+        client = bf.Client(model_path, "tcp://127.0.0.1:1", curve_server_key=fifo)
+    finally:
+        writer.join(10)
+    del client
+    # keygen never replaces something that is not a regular file
+    with pytest.raises(bf.FileError, match="not a regular file"):
+        serving.curve_keygen(fifo)
+    assert fifo.is_fifo()
 
 
 def test_a_server_process_that_cannot_start_raises_its_own_error(tmp_path):

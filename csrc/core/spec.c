@@ -361,7 +361,12 @@ FILE *bf_fopen_regular(const char *path)
         bf_error(BF_STATUS_IO, "cannot open '%s': %s", path, strerror(errno));
         return NULL;
     }
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (fstat(fileno(f), &sb) != 0) {
+        bf_error(BF_STATUS_IO, "cannot stat '%s': %s", path, strerror(errno));
+        fclose(f);
+        return NULL;
+    }
+    if (!S_ISREG(sb.st_mode)) {
         bf_error(BF_STATUS_IO, "'%s' is not a regular file%s", path,
                  S_ISDIR(sb.st_mode) ? " (a directory)" : "");
         fclose(f);

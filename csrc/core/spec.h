@@ -54,8 +54,7 @@ static inline int bf_range_ok(float min, float max)
 int bf_all_finite(const float *x, size_t n);
 
 /* Opens path for reading ("rb") if it is a regular file: a directory, a device or a pipe
- * gives NULL and BF_STATUS_IO with the reason (a model or key file is never one, and
- * /dev/zero would be read for ever). */
+ * gives NULL and BF_STATUS_IO with the reason (a model file is read whole, by its size). */
 FILE *bf_fopen_regular(const char *path);
 
 #endif

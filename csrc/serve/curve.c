@@ -3,14 +3,12 @@
  * "secret = <Z85>"; '#' starts a comment; an allow file may also hold bare keys. */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/spec.h"
 #include "serve/serve.h"
 
 static char *trim(char *s)
@@ -59,6 +57,32 @@ static int parse_line(char *line, const char **name, char **value)
     return 0;
 }
 
+/* Opens a key file or allow list for reading: a file, a pipe (a key handed over by
+ * another program) or /dev/stdin; a directory is refused.  Readers stop after max_lines,
+ * so an endless source (/dev/zero) is refused too. */
+static FILE *open_key_text(const char *path)
+{
+    struct stat sb;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        bf_error(BF_STATUS_IO, "cannot open '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        bf_error(BF_STATUS_IO, "'%s' is a directory", path);
+        fclose(f);
+        return NULL;
+    }
+    return f;
+}
+
+static bf_status too_long(FILE *f, const char *path, int max_lines)
+{
+    fclose(f);
+    return bf_error(BF_STATUS_INVALID_ARGUMENT, "%s: not a key file (over %d lines)", path,
+                    max_lines);
+}
+
 bf_status bf_curve_key_read(const char *path, char public_key[BF_CURVE_KEY_LEN + 1],
                             char secret_key[BF_CURVE_KEY_LEN + 1])
 {
@@ -69,13 +93,14 @@ bf_status bf_curve_key_read(const char *path, char public_key[BF_CURVE_KEY_LEN +
     public_key[0] = '\0';
     if (secret_key)
         secret_key[0] = '\0';
-    FILE *f = bf_fopen_regular(path);
+    FILE *f = open_key_text(path);
     if (f == NULL)
         return BF_STATUS_IO;
     while (fgets(line, sizeof line, f)) {
         const char *name;
         char *value;
-        lineno++;
+        if (++lineno > BF_KEY_FILE_MAX_LINES)
+            return too_long(f, path, BF_KEY_FILE_MAX_LINES);
         if (parse_line(line, &name, &value) < 0)
             continue;
         char *dst = strcmp(name, "public") == 0 ? public_key
@@ -95,31 +120,38 @@ bf_status bf_curve_key_read(const char *path, char public_key[BF_CURVE_KEY_LEN +
     return BF_STATUS_OK;
 }
 
+/* Writes a key file as a new file of its own (mode 0600 with a secret, else 0644) renamed
+ * over `path`: an existing file keeps its contents if anything fails, and its mode (say,
+ * readable by others) never applies to the secret.  A path that is not a regular file
+ * (a device, a directory) is refused rather than replaced. */
 static bf_status write_key_file(const char *path, const char *pub, const char *sec)
 {
-    mode_t mode = sec ? 0600 : 0644;
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    struct stat sb;
+    char tmp[4096];
+    if (lstat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return bf_error(BF_STATUS_IO, "'%s' is not a regular file", path);
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= sizeof tmp)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "key path too long");
+    int fd = mkstemp(tmp); /* mode 0600 */
     if (fd < 0)
         return bf_error(BF_STATUS_IO, "%s: %s", path, strerror(errno));
-    /* open() applies the mode only to a new file: an existing one (readable by others,
-     * say) gets it here, before the secret is written */
-    if (fchmod(fd, mode) != 0) {
+    FILE *f = sec || fchmod(fd, 0644) == 0 ? fdopen(fd, "w") : NULL;
+    if (f == NULL) {
         int e = errno;
         close(fd);
-        return bf_error(BF_STATUS_IO, "%s: %s", path, strerror(e));
-    }
-    FILE *f = fdopen(fd, "w");
-    if (f == NULL) {
-        close(fd);
-        return bf_error(BF_STATUS_IO, "%s: %s", path, strerror(errno));
+        unlink(tmp);
+        return bf_error(BF_STATUS_IO, "%s: %s", tmp, strerror(e));
     }
     fprintf(f, "# butterfly CURVE key v1%s\npublic = %s\n",
             sec ? " (keep this file private)" : "", pub);
     if (sec)
         fprintf(f, "secret = %s\n", sec);
     int bad = ferror(f);
-    if (fclose(f) != 0 || bad)
-        return bf_error(BF_STATUS_IO, "%s: write failed", path);
+    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return bf_error(BF_STATUS_IO, "%s: %s", path, bad ? "write failed" : strerror(e));
+    }
     return BF_STATUS_OK;
 }
 
@@ -144,15 +176,19 @@ bf_status bf_curve_keygen(const char *path, char public_key[BF_CURVE_KEY_LEN + 1
 bf_status bf_curve_allow_load(bf_curve_allow *allow, const char *path)
 {
     char line[512];
-    int cap = 0;
+    int cap = 0, lines = 0;
     allow->n = 0;
     allow->keys = NULL;
-    FILE *f = bf_fopen_regular(path);
+    FILE *f = open_key_text(path);
     if (f == NULL)
         return BF_STATUS_IO;
     while (fgets(line, sizeof line, f)) {
         const char *name;
         char *value;
+        if (++lines > BF_ALLOW_FILE_MAX_LINES) {
+            bf_curve_allow_free(allow);
+            return too_long(f, path, BF_ALLOW_FILE_MAX_LINES);
+        }
         if (parse_line(line, &name, &value) < 0 || strcmp(name, "secret") == 0)
             continue;
         if (!valid_z85_key(value) || (name[0] && strcmp(name, "public") != 0)) {

@@ -32,6 +32,8 @@ enum bf_worker_command {
 #define BF_CLIENT_RETRIES 2           /* resends after the first attempt */
 #define BF_THREAD_POLL_MS 50          /* longest a pool thread sleeps between flag checks */
 #define BF_WORKER_START_MS 10000      /* bf_pool_start waits this long for its workers */
+#define BF_KEY_FILE_MAX_LINES 1000    /* a CURVE key file has 3 */
+#define BF_ALLOW_FILE_MAX_LINES (1 << 20) /* an allow list: a key a line */
 #define BF_ID_MAX 255                 /* longest ZeroMQ routing id */
 #define BF_CREDIT_MAX 4096            /* most requests a worker may hold (READY capacity) */
 #define BF_BATCH_MAX 1024             /* largest batch a worker runs (its compute's limit) */
