@@ -379,6 +379,8 @@ static int poll_timeout_ms(worker *w, uint64_t now)
 static bf_status serve(worker *w, zmq_msg_t *parts)
 {
     bf_status st = worker_connect(w);
+    if (st == BF_STATUS_OK && w->ctl) /* it can serve: its pool may count on it */
+        atomic_store(&w->ctl->ready, 1);
     while (st == BF_STATUS_OK) {
         if (told_to_quit(w))
             break;
@@ -454,8 +456,6 @@ bf_status bf_worker_loop(void *zctx, const bf_worker_params *params, bf_compute 
     if (st != BF_STATUS_OK)
         goto fail;
     bf_timer_open(&w.batch_timer);
-    if (ctl)
-        atomic_store(&ctl->ready, 1);
     st = serve(&w, parts);
     bf_timer_close(&w.batch_timer);
 fail:
