@@ -132,11 +132,11 @@ class Trainer:
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.nesterov = nesterov
+        if getattr(net, "_trainer", None) is not None:
+            net._trainer.close()  # one Trainer per network: the last one's steps are kept
         self._plan: _C.Plan | None = _C.Plan(net.model, begin, end, batch_size, True)
         self.step_count = 0
         self._dirty = False
-        if getattr(net, "_trainer", None) is not None:
-            net._trainer.close()  # one Trainer per network: the last one's steps are kept
         net._trainer = self
 
     @property
