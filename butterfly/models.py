@@ -20,16 +20,20 @@ from typing import Any
 
 import numpy as np
 
+from . import _C
+
 PARTS = ("head", "reduce", "restore", "tail")
 
 
-def _int_arg(name: str, value: Any, minimum: int = 1) -> int:
-    """value as an int >= minimum; bools and floats (even 2.0) are refused."""
+def int_arg(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+    """value as an int in [minimum, maximum] (no upper bound when maximum is None); bools and
+    floats (even 2.0) are refused (TypeError), values out of range too (InvalidArgument)."""
+    bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= {minimum}, not {type(value).__name__} "
+        raise TypeError(f"{name} must be an int {bounds}, not {type(value).__name__} "
                         f"{value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, not {value}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise _C.InvalidArgument(f"{name} must be {bounds}, not {value}")
     return int(value)
 
 
@@ -52,7 +56,7 @@ class Butterfly:
 
     def __post_init__(self) -> None:
         for name in ("after", "channels", "stride"):  # plain ints: they go into the metadata
-            object.__setattr__(self, name, _int_arg(f"Butterfly.{name}", getattr(self, name)))
+            object.__setattr__(self, name, int_arg(f"Butterfly.{name}", getattr(self, name)))
         if self.spatial not in ("depthwise", "full"):
             raise ValueError("Butterfly.spatial must be 'depthwise' or 'full'")
         if self.upsample not in ("deconv", "nearest"):
@@ -251,11 +255,11 @@ def resnet(depth: int | str, num_classes: int = 1000, in_channels: int = 3,
     arch = f"resnet{depth}" if isinstance(depth, int) and not isinstance(depth, bool) else depth
     if not isinstance(arch, str) or arch not in _RESNETS:
         raise ValueError(f"unknown ResNet {depth!r}; choose 18, 34 or 50")
-    num_classes = _int_arg("num_classes", num_classes)
-    in_channels = _int_arg("in_channels", in_channels)
-    width = _int_arg("width", width)
+    num_classes = int_arg("num_classes", num_classes)
+    in_channels = int_arg("in_channels", in_channels)
+    width = int_arg("width", width)
     if input_size is not None:
-        input_size = _int_arg("input_size", input_size)
+        input_size = int_arg("input_size", input_size)
     if butterfly is not None and not isinstance(butterfly, Butterfly):
         raise TypeError(f"butterfly must be a butterfly.Butterfly or None, not "
                         f"{type(butterfly).__name__}")

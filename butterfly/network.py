@@ -13,11 +13,37 @@ import msgpack
 import numpy as np
 
 from . import _C
-from .models import PARTS
+from .models import PARTS, int_arg
 
 HEAD, REDUCE, RESTORE, TAIL = range(4)
 _PLAN_CACHE_MAX = 16
 MAX_BATCH = 256  # larger inputs run in chunks
+
+
+def payload_arrays(payload, shape: tuple[int, int, int] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(data, ranges) of a Payload or a (data, ranges) pair, checked: data uint8 (N, C, H, W)
+    with N >= 1 (a float array is refused, not cast), or one (C, H, W); its (C, H, W) equal
+    to `shape` when given; ranges (N, 2) float32.  Both contiguous."""
+    try:
+        data, ranges = payload
+    except (TypeError, ValueError):
+        raise _C.InvalidArgument("payload must be a Payload or a (data, ranges) pair") from None
+    data = np.asarray(data)
+    if data.dtype != np.uint8:
+        raise _C.InvalidArgument(f"payload data must be uint8 (the quantized feature), not "
+                                 f"{data.dtype}")
+    if data.ndim == 3:
+        data = data[None]
+    if data.ndim != 4 or (shape is not None and tuple(data.shape[1:]) != shape):
+        raise _C.InvalidArgument(f"payload must have shape (N, {shape or 'C, H, W'}), not "
+                                 f"{data.shape}")
+    if len(data) == 0:
+        raise _C.InvalidArgument("payload is empty: it needs N >= 1 samples")
+    ranges = np.asarray(ranges, dtype=np.float32)
+    if ranges.size != 2 * len(data):
+        raise _C.InvalidArgument(f"ranges must be ({len(data)}, 2), not {ranges.shape}")
+    return np.ascontiguousarray(data), np.ascontiguousarray(ranges.reshape(len(data), 2))
 
 
 class Payload(NamedTuple):
@@ -244,24 +270,7 @@ class Network:
 
     def _payload_input(self, payload) -> tuple[np.ndarray, np.ndarray]:
         first = self._unit_start(RESTORE)
-        try:
-            data, ranges = payload
-        except (TypeError, ValueError):
-            raise _C.InvalidArgument("payload must be a Payload or a (data, ranges) pair") from None
-        shape = self._feature_shape(first - 1)
-        data = np.asarray(data)
-        if data.dtype != np.uint8:
-            raise _C.InvalidArgument(f"payload must be uint8, not {data.dtype}")
-        if data.ndim == 3:
-            data = data[None]
-        if tuple(data.shape[1:]) != shape:
-            raise _C.InvalidArgument(f"payload must have shape (N, {shape}), not {data.shape}")
-        if len(data) == 0:
-            raise _C.InvalidArgument("payload is empty")
-        ranges = np.asarray(ranges, dtype=np.float32)
-        if ranges.size != 2 * len(data):
-            raise _C.InvalidArgument(f"ranges must have shape ({len(data)}, 2)")
-        return np.ascontiguousarray(data), np.ascontiguousarray(ranges.reshape(len(data), 2))
+        return payload_arrays(payload, self._feature_shape(first - 1))
 
     def restore(self, payload: Payload) -> np.ndarray:
         """Dequantize + the restoration unit: payload -> feature of the split's shape."""
@@ -288,11 +297,7 @@ class Network:
 
     def predict(self, x, k: int = 1) -> np.ndarray:
         """Top-k class indices (N, k), 1 <= k <= num_classes."""
-        classes = self.num_classes
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"k must be an int, not {type(k).__name__}")
-        if not 1 <= k <= classes:
-            raise _C.InvalidArgument(f"k must be in [1, {classes}] (the classes), not {k}")
+        k = int_arg("k", k, 1, self.num_classes)
         logits = self.forward(x)
         return np.argsort(-logits, axis=1, kind="stable")[:, :k]
 

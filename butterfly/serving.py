@@ -26,7 +26,8 @@ from typing import Self
 import numpy as np
 
 from . import _C
-from .network import RESTORE, load
+from .models import int_arg
+from .network import RESTORE, load, payload_arrays
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 TOPK_MAX = _C.TOPK_MAX  # most classes a reply carries
@@ -245,38 +246,6 @@ def curve_keygen(path) -> str:
 
 # --- the phone half ----------------------------------------------------------------------
 
-def _check_k(k) -> int:
-    """k of a top-k request: an int in [1, TOPK_MAX] (the C client would clamp it)."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an int, not {type(k).__name__}")
-    if not 1 <= k <= TOPK_MAX:
-        raise _C.InvalidArgument(f"k must be in [1, {TOPK_MAX}] (classes a reply carries), "
-                                 f"not {k}")
-    return int(k)
-
-
-def _payload_arrays(payload) -> tuple[np.ndarray, np.ndarray]:
-    """(data, ranges) of payloads computed already: data (N, C, H, W) or one (C, H, W),
-    uint8 (a float array is refused, not cast); ranges (N, 2) float32."""
-    try:
-        data, ranges = payload
-    except (TypeError, ValueError):
-        raise _C.InvalidArgument("payload must be (data, ranges)") from None
-    data = np.asarray(data)
-    if data.dtype != np.uint8:
-        raise _C.InvalidArgument(f"payload data must be uint8 (the quantized feature), not "
-                                 f"{data.dtype}")
-    if data.ndim == 3:
-        data = data[None]
-    if data.ndim != 4 or len(data) == 0:
-        raise _C.InvalidArgument(f"payload data must be (N, C, H, W) with N >= 1, not "
-                                 f"{data.shape}")
-    ranges = np.asarray(ranges, dtype=np.float32)
-    if ranges.size != 2 * len(data):
-        raise _C.InvalidArgument(f"ranges must be ({len(data)}, 2), not {ranges.shape}")
-    return np.ascontiguousarray(data), np.ascontiguousarray(ranges.reshape(len(data), 2))
-
-
 @dataclass
 class Result:
     """One image's answer and where its time went."""
@@ -350,8 +319,8 @@ class Client:
                          logits: bool = False, mobile_ms: float = 0.0) -> list[Result]:
         """Sends payloads already computed (data (N, C, H, W) uint8, ranges (N, 2)).
         1 <= k <= TOPK_MAX (replies carry no more classes than the model has)."""
-        k = _check_k(k)
-        data, ranges = _payload_arrays(payload)
+        k = int_arg("k", k, 1, TOPK_MAX)
+        data, ranges = payload_arrays(payload)
         raw = self._c.classify(data, ranges, k, codec=codec, logits=logits)
         share = mobile_ms / max(len(data), 1)
         out = []
@@ -367,7 +336,7 @@ class Client:
                  logits: bool = False) -> list[Result]:
         """Top-k of images (N, C, H, W) or (C, H, W) float32: head + reduce here, restore +
         tail at the pool, one request per image.  Raises Timeout, Busy, Refused, ..."""
-        k = _check_k(k)
+        k = int_arg("k", k, 1, TOPK_MAX)
         payload, ms = self.mobile(images)
         return self.classify_payload(payload, k, codec=codec, logits=logits, mobile_ms=ms)
 
@@ -388,10 +357,10 @@ class Client:
         machine do not count as the pool's."""
         if (images is None) == (payload is None):
             raise _C.InvalidArgument("load_test: give images or payload, one of them")
-        k = _check_k(k)
+        k = int_arg("k", k, 1, TOPK_MAX)
         if payload is None:
             payload, _ = self.mobile(images)
-        data, ranges = _payload_arrays(payload)
+        data, ranges = payload_arrays(payload)
         r = self._c.load_test(data, ranges, clients=clients, seconds=seconds, rate=rate,
                               k=k, codec=codec, rt_priority=rt_priority)
         return LoadReport(clients=clients, rate=rate, **r)

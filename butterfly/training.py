@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _C
-from .models import _int_arg
+from .models import int_arg
 from .network import HEAD, TAIL, Network
 
 PART_IDS = {"head": 0, "reduce": 1, "restore": 2, "tail": 3}
@@ -123,7 +123,7 @@ class Trainer:
 
     def __init__(self, net: Network, batch_size: int, schedule: Schedule,
                  momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False):
-        batch_size = _int_arg("batch_size", batch_size)
+        batch_size = int_arg("batch_size", batch_size)
         begin, end = net._range(HEAD, TAIL)
         self.net = net
         self.num_classes = net.num_classes
@@ -213,7 +213,7 @@ def evaluate(net: Network, data, batch_size: int = 256) -> dict[str, float]:
     """Top-1 accuracy and mean cross-entropy through the real quantized path (inference
     plans, folded BN, running statistics), and the payload bytes per image."""
     data = _dataset(data)
-    batch_size = _int_arg("batch_size", batch_size)
+    batch_size = int_arg("batch_size", batch_size)
     labels = _labels(data.labels, net.num_classes)
     n = len(labels)
     correct = 0
@@ -288,8 +288,8 @@ def train(net: Network, data, epochs: int = 1, batch_size: int = 128, lr: float 
     data = _dataset(data)
     if test is not None:
         _labels(_dataset(test, "test").labels, net.num_classes)
-    epochs = _int_arg("epochs", epochs)
-    batch_size = _int_arg("batch_size", batch_size)
+    epochs = int_arg("epochs", epochs)
+    batch_size = int_arg("batch_size", batch_size)
     _labels(data.labels, net.num_classes)  # before any step changes the weights
     n = len(data.labels)
     if n < batch_size:

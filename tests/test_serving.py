@@ -855,7 +855,7 @@ def test_payloads_sent_as_given_are_checked_not_cast(model_path):
     with pytest.raises(bf.InvalidArgument, match="must be"):
         client.classify_payload(pay.data)  # not a (data, ranges) pair
     # one payload (C, H, W) with its (min, max): a batch of one
-    data, ranges = serving._payload_arrays((pay.data[0], pay.ranges[0]))
+    data, ranges = bf.network.payload_arrays((pay.data[0], pay.ranges[0]))
     assert data.shape == pay.data.shape and ranges.shape == (1, 2)
 
 
