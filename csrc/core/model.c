@@ -396,7 +396,7 @@ bf_status bf_model_load_file(bf_model **out, const char *path, bf_load_what what
     if (!out || !path)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_model_load_file: NULL argument");
     *out = NULL;
-    f = bf_fopen_regular(path);
+    f = bf_fopen_read(path, 1);
     if (!f)
         return BF_STATUS_IO;
     if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {

@@ -353,7 +353,7 @@ int bf_all_finite(const float *x, size_t n)
     return !bad;
 }
 
-FILE *bf_fopen_regular(const char *path)
+FILE *bf_fopen_read(const char *path, int regular_only)
 {
     struct stat sb;
     FILE *f = fopen(path, "rb");
@@ -361,16 +361,14 @@ FILE *bf_fopen_regular(const char *path)
         bf_error(BF_STATUS_IO, "cannot open '%s': %s", path, strerror(errno));
         return NULL;
     }
-    if (fstat(fileno(f), &sb) != 0) {
+    if (fstat(fileno(f), &sb) != 0)
         bf_error(BF_STATUS_IO, "cannot stat '%s': %s", path, strerror(errno));
-        fclose(f);
-        return NULL;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        bf_error(BF_STATUS_IO, "'%s' is not a regular file%s", path,
-                 S_ISDIR(sb.st_mode) ? " (a directory)" : "");
-        fclose(f);
-        return NULL;
-    }
-    return f;
+    else if (S_ISDIR(sb.st_mode))
+        bf_error(BF_STATUS_IO, "'%s' is a directory", path);
+    else if (regular_only && !S_ISREG(sb.st_mode))
+        bf_error(BF_STATUS_IO, "'%s' is not a regular file", path);
+    else
+        return f;
+    fclose(f);
+    return NULL;
 }

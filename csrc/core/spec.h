@@ -53,8 +53,9 @@ static inline int bf_range_ok(float min, float max)
 /* 1 when x[0..n) holds no NaN or Inf (in parallel: inputs can be large). */
 int bf_all_finite(const float *x, size_t n);
 
-/* Opens path for reading ("rb") if it is a regular file: a directory, a device or a pipe
- * gives NULL and BF_STATUS_IO with the reason (a model file is read whole, by its size). */
-FILE *bf_fopen_regular(const char *path);
+/* Opens path for reading ("rb"); a directory, and with regular_only anything else that is
+ * not a regular file (a device, a pipe), gives NULL and BF_STATUS_IO with the reason.  A
+ * model file is read whole, by its size: regular only; a key may come through a pipe. */
+FILE *bf_fopen_read(const char *path, int regular_only);
 
 #endif

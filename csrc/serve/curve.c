@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/spec.h"
 #include "serve/serve.h"
 
 static char *trim(char *s)
@@ -57,25 +58,9 @@ static int parse_line(char *line, const char **name, char **value)
     return 0;
 }
 
-/* Opens a key file or allow list for reading: a file, a pipe (a key handed over by
- * another program) or /dev/stdin; a directory is refused.  Readers stop after max_lines,
- * so an endless source (/dev/zero) is refused too. */
-static FILE *open_key_text(const char *path)
-{
-    struct stat sb;
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        bf_error(BF_STATUS_IO, "cannot open '%s': %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        bf_error(BF_STATUS_IO, "'%s' is a directory", path);
-        fclose(f);
-        return NULL;
-    }
-    return f;
-}
-
+/* Key files and allow lists may come through a pipe (a key handed over by another
+ * program): they are opened with bf_fopen_read(path, 0), and their readers stop after a
+ * number of lines, so that an endless source (/dev/zero) is refused too. */
 static bf_status too_long(FILE *f, const char *path, int max_lines)
 {
     fclose(f);
@@ -93,7 +78,7 @@ bf_status bf_curve_key_read(const char *path, char public_key[BF_CURVE_KEY_LEN +
     public_key[0] = '\0';
     if (secret_key)
         secret_key[0] = '\0';
-    FILE *f = open_key_text(path);
+    FILE *f = bf_fopen_read(path, 0);
     if (f == NULL)
         return BF_STATUS_IO;
     while (fgets(line, sizeof line, f)) {
@@ -179,7 +164,7 @@ bf_status bf_curve_allow_load(bf_curve_allow *allow, const char *path)
     int cap = 0, lines = 0;
     allow->n = 0;
     allow->keys = NULL;
-    FILE *f = open_key_text(path);
+    FILE *f = bf_fopen_read(path, 0);
     if (f == NULL)
         return BF_STATUS_IO;
     while (fgets(line, sizeof line, f)) {
