@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .costmodel import Candidate, Cost, CostModel, check_quantity
+from .models import int_arg
 
 OBJECTIVES = ("latency", "energy")
 
@@ -169,12 +170,10 @@ class Switcher:
         check_quantity("margin", margin)
         if margin >= 1:
             raise ValueError(f"margin is a fraction in [0, 1), not {margin!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"patience must be an int >= 1, not {patience!r}")
         self.factory = cost_model_factory
         self.objective = objective
         self.margin = margin
-        self.patience = patience
+        self.patience = int_arg("patience", patience)
         self._current: int | None = None
         self._pending: int | None = None
         self._streak = 0

@@ -1,7 +1,6 @@
 /* bf_cl_plan: compiles a part range of a model into fused OpenCL ops (conv + batch-norm +
  * add + activation in one kernel where the graph allows), owns their device buffers, runs
  * them, and reports per-op device times from the queue's profiling events. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
