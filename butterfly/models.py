@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 import numpy as np
 
 from . import _C
@@ -66,8 +67,27 @@ class Butterfly:
         return dataclasses.asdict(self)
 
 
+def layer_info(spec: dict[str, Any], index: int, in_dims) -> dict[str, Any]:
+    """The core's shape inference for one layer spec (layer `index` of its list) whose inputs
+    have output shapes `in_dims` (one (C, H, W) per input): {"out_dims", "macs", "params",
+    "param_shapes": [(name, shape)]}, by the core's table of layer types."""
+    clean = {k: v for k, v in spec.items() if v != ""}
+    return _C.layer_info(msgpack.packb(clean, use_bin_type=True), index,
+                         [tuple(d) for d in in_dims])
+
+
+def infer_layers(layers) -> list[dict[str, Any]]:
+    """layer_info of every layer of a spec list, in order."""
+    out: list[dict[str, Any]] = []
+    for i, spec in enumerate(layers):
+        inputs = spec.get("inputs", [i - 1] if i else [])
+        out.append(layer_info(spec, i, [out[j]["out_dims"] for j in inputs]))
+    return out
+
+
 class LayerList:
-    """Builds the layer-spec list and initial parameters; tracks output shapes."""
+    """Builds the layer-spec list and initial parameters.  Shapes and parameter shapes come
+    from the core (:func:`layer_info`), so the rules live in one place."""
 
     def __init__(self, input_shape: tuple[int, int, int], seed: int = 0):
         self.layers: list[dict[str, Any]] = []
@@ -75,15 +95,19 @@ class LayerList:
         self.shapes: list[tuple[int, int, int]] = []
         self.part = "head"
         self.rng = np.random.default_rng(seed)
-        self._add({"type": "input", "name": "input", "shape": list(input_shape)}, [],
-                  tuple(input_shape))
+        self._add({"type": "input", "name": "input", "shape": list(input_shape)})
 
-    def _add(self, spec: dict, params: list[np.ndarray], shape: tuple[int, int, int]) -> int:
+    def _add(self, spec: dict, init=None) -> int:
+        """Appends spec; init(param_shapes) makes its initial parameters from the core's
+        [(name, shape)] (None: a layer without parameters)."""
         spec.setdefault("part", self.part)
+        index = len(self.layers)
+        info = layer_info(spec, index, [self.shapes[j] for j in spec.get("inputs", [])])
+        params = init(info["param_shapes"]) if info["param_shapes"] else []
         self.layers.append(spec)
         self.params.append(params)
-        self.shapes.append(shape)
-        return len(self.layers) - 1
+        self.shapes.append(tuple(info["out_dims"]))
+        return index
 
     @property
     def last(self) -> int:
@@ -95,75 +119,55 @@ class LayerList:
     def conv(self, out_c: int, k: int, stride: int = 1, pad: int | None = None, src=None,
              groups: int = 1, bias: bool = False, name: str = "", deconv: bool = False,
              output_pad: int = 0, dilation: int = 1) -> int:
-        src = self._src(src)
-        c, h, w = self.shapes[src]
         pad = (k - 1) // 2 * dilation if pad is None else pad
-        span = dilation * (k - 1) + 1
-        if deconv:
-            oh = (h - 1) * stride - 2 * pad + span + output_pad
-            ow = (w - 1) * stride - 2 * pad + span + output_pad
-        else:
-            oh = (h + 2 * pad - span) // stride + 1
-            ow = (w + 2 * pad - span) // stride + 1
-        fan_out = out_c * k * k // groups
-        wt = self.rng.normal(0.0, np.sqrt(2.0 / fan_out), (out_c, c // groups, k, k))
-        params = [wt.astype(np.float32)]
-        if bias:
-            params.append(np.zeros(out_c, np.float32))
-        spec = {"type": "deconv" if deconv else "conv", "name": name, "inputs": [src],
+        spec = {"type": "deconv" if deconv else "conv", "name": name, "inputs": [self._src(src)],
                 "out_channels": out_c, "kernel": [k, k], "stride": [stride, stride],
                 "pad": [pad, pad], "dilation": [dilation, dilation], "groups": groups,
                 "bias": bias}
         if deconv:
             spec["output_pad"] = [output_pad, output_pad]
-        return self._add(spec, params, (out_c, oh, ow))
+
+        def init(shapes):
+            (_, wshape), *rest = shapes
+            fan_out = out_c * k * k // groups
+            params = [self.rng.normal(0.0, np.sqrt(2.0 / fan_out), wshape).astype(np.float32)]
+            return params + [np.zeros(shape, np.float32) for _, shape in rest]
+        return self._add(spec, init)
 
     def bn(self, src=None, name: str = "") -> int:
-        src = self._src(src)
-        c = self.shapes[src][0]
-        params = [np.ones(c, np.float32), np.zeros(c, np.float32), np.zeros(c, np.float32),
-                  np.ones(c, np.float32)]
-        return self._add({"type": "batchnorm", "name": name, "inputs": [src], "eps": 1e-5,
-                          "momentum": 0.1}, params, self.shapes[src])
+        ones = ("gamma", "running_var")
+        return self._add({"type": "batchnorm", "name": name, "inputs": [self._src(src)],
+                          "eps": 1e-5, "momentum": 0.1},
+                         lambda shapes: [(np.ones if n in ones else np.zeros)(shape, np.float32)
+                                         for n, shape in shapes])
 
     def simple(self, type_: str, src=None, name: str = "", **kw) -> int:
-        src = self._src(src)
-        return self._add({"type": type_, "name": name, "inputs": [src], **kw}, [],
-                         self.shapes[src])
+        return self._add({"type": type_, "name": name, "inputs": [self._src(src)], **kw})
 
     def relu(self, src=None, name: str = "") -> int:
         return self.simple("relu", src, name)
 
     def pool(self, kind: str, k: int, stride: int, pad: int = 0, src=None, name: str = "") -> int:
-        src = self._src(src)
-        c, h, w = self.shapes[src]
-        shape = (c, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1)
-        return self._add({"type": kind, "name": name, "inputs": [src], "kernel": [k, k],
-                          "stride": [stride, stride], "pad": [pad, pad]}, [], shape)
+        return self.simple(kind, src, name, kernel=[k, k], stride=[stride, stride],
+                           pad=[pad, pad])
 
     def global_avgpool(self, src=None, name: str = "") -> int:
-        src = self._src(src)
-        c = self.shapes[src][0]
-        return self._add({"type": "global_avgpool", "name": name, "inputs": [src]}, [],
-                         (c, 1, 1))
+        return self.simple("global_avgpool", src, name)
 
     def upsample(self, scale: int, src=None, name: str = "") -> int:
-        src = self._src(src)
-        c, h, w = self.shapes[src]
-        return self._add({"type": "upsample", "name": name, "inputs": [src], "scale": scale},
-                         [], (c, h * scale, w * scale))
+        return self.simple("upsample", src, name, scale=scale)
 
     def add(self, a: int, b: int, name: str = "") -> int:
-        return self._add({"type": "add", "name": name, "inputs": [a, b]}, [], self.shapes[a])
+        return self._add({"type": "add", "name": name, "inputs": [a, b]})
 
     def linear(self, out_f: int, src=None, name: str = "") -> int:
-        src = self._src(src)
-        n_in = int(np.prod(self.shapes[src]))
-        bound = 1.0 / np.sqrt(n_in)
-        wt = self.rng.uniform(-bound, bound, (out_f, n_in)).astype(np.float32)
-        b = self.rng.uniform(-bound, bound, out_f).astype(np.float32)
-        return self._add({"type": "linear", "name": name, "inputs": [src], "out_channels": out_f,
-                          "bias": True}, [wt, b], (out_f, 1, 1))
+        def init(shapes):
+            (_, wshape), (_, bshape) = shapes
+            bound = 1.0 / np.sqrt(wshape[1])
+            wt = self.rng.uniform(-bound, bound, wshape).astype(np.float32)
+            return [wt, self.rng.uniform(-bound, bound, bshape).astype(np.float32)]
+        return self._add({"type": "linear", "name": name, "inputs": [self._src(src)],
+                          "out_channels": out_f, "bias": True}, init)
 
     def conv_bn(self, out_c, k, stride=1, src=None, relu=True, name="", **kw) -> int:
         self.conv(out_c, k, stride, src=src, name=f"{name}.conv", **kw)

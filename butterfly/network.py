@@ -13,7 +13,7 @@ import msgpack
 import numpy as np
 
 from . import _C
-from .models import PARTS, int_arg
+from .models import PARTS, infer_layers, int_arg
 
 HEAD, REDUCE, RESTORE, TAIL = range(4)
 _PLAN_CACHE_MAX = 16
@@ -68,27 +68,16 @@ class Payload(NamedTuple):
 
 def _model_description(layers, params, meta) -> bytes:
     plist = []
-    for spec_params, names in zip(params, _param_names(layers)):
+    for spec_params, info in zip(params, infer_layers(layers)):
         plist.append([
             {"name": n, "shape": list(p.shape),
              "data": np.ascontiguousarray(p, dtype="<f4").tobytes()}
-            for n, p in zip(names, spec_params)
+            for (n, _), p in zip(info["param_shapes"], spec_params)
         ])
     clean = [{k: v for k, v in spec.items() if v != ""} for spec in layers]
     desc = {"format": "butterfly-model", "version": _C.MODEL_FORMAT_VERSION, "layers": clean,
             "params": plist, "meta": meta}
     return msgpack.packb(desc, use_bin_type=True)
-
-
-def _param_names(layers):
-    for spec in layers:
-        t = spec["type"]
-        if t in ("conv", "deconv", "linear"):
-            yield ["weight", "bias"] if spec.get("bias") or t == "linear" else ["weight"]
-        elif t == "batchnorm":
-            yield ["gamma", "beta", "running_mean", "running_var"]
-        else:
-            yield []
 
 
 class Network:

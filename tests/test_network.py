@@ -69,8 +69,6 @@ def _bn_channels(net):
 
 
 def test_plain_resnet18_matches_numpy_reference(rng):
-    from butterfly.network import _param_names  # noqa: F401  (import check)
-
     net = bf.resnet18(**SMALL, input_size=12)
     for i in range(len(net.model)):
         for k, (name, _) in enumerate(net.model.param_names(i)):
@@ -374,3 +372,33 @@ def test_empty_payload(rng):
             op(empty)
     # bytes per image follow from the shape, with or without samples
     assert empty.nbytes_per_sample == pay.nbytes_per_sample == 14 * 14 + 8
+
+
+def test_builders_take_shapes_and_parameter_names_from_the_core():
+    from butterfly.models import LayerList, infer_layers, layer_info
+
+    L = LayerList((3, 11, 10))
+    L.conv_bn(8, 3, 2, name="a")
+    L.pool("maxpool", 3, 2, 1)
+    L.conv(8, 3, 2, deconv=True, output_pad=1, bias=True)
+    L.add(L.last, L.last)
+    L.global_avgpool()
+    L.linear(5)
+    net = bf.Network.from_layers(L.layers, L.params)
+    for i, info in enumerate(infer_layers(L.layers)):
+        assert tuple(info["out_dims"]) == tuple(net.model.info(i)["out_dims"]) == L.shapes[i]
+        assert info["param_shapes"] == net.model.param_names(i)
+        assert [p.shape for p in L.params[i]] == [shape for _, shape in info["param_shapes"]]
+    conv = {"type": "conv", "inputs": [0], "out_channels": 6, "kernel": [3, 3],
+            "stride": [2, 2], "pad": [1, 1], "groups": 2, "bias": True}
+    info = layer_info(conv, 1, [(4, 9, 7)])
+    assert info["out_dims"] == (6, 5, 4)
+    assert info["param_shapes"] == [("weight", (6, 2, 3, 3)), ("bias", (6,))]
+    with pytest.raises(bf.ModelError, match="groups 2 must divide channels 3"):
+        layer_info(conv, 1, [(3, 9, 7)])
+    with pytest.raises(bf.ModelError, match="add of different shapes"):
+        layer_info({"type": "add", "inputs": [0, 1]}, 2, [(3, 4, 4), (3, 2, 2)])
+    with pytest.raises(bf.InvalidArgument, match="has 2 input"):
+        layer_info({"type": "add", "inputs": [0, 1]}, 2, [(3, 4, 4)])
+    with pytest.raises(bf.ModelError, match="unknown 'type'"):
+        layer_info({"type": "nope", "inputs": [0]}, 1, [(3, 4, 4)])

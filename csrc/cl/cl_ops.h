@@ -4,16 +4,9 @@
 #define BF_CL_OPS_H
 
 #include "cl/cl_internal.h"
+#include "core/layers.h"
 
-typedef enum bf_cl_op_kind {
-    BF_OP_CONV,     /* conv or linear [+ batchnorm] [+ add] [+ relu/relu6] */
-    BF_OP_POOL,     /* maxpool / avgpool / global_avgpool (layer type says which) */
-    BF_OP_UPSAMPLE,
-    BF_OP_ADD,      /* add [+ relu/relu6] */
-    BF_OP_AFFINE,   /* batchnorm or lone activation [+ relu/relu6] */
-    BF_OP_QUANT,
-    BF_OP_SOFTMAX,
-} bf_cl_op_kind;
+/* An op's kind is the BF_CL_* of its first layer's row (core/layers.h). */
 
 /* How a conv runs: the GEMM on x itself (1x1, stride 1, no padding) or on x subsampled
  * (1x1, larger stride, no padding), the implicit GEMM on the (padded) input (strides 1,
@@ -27,7 +20,7 @@ enum {
 #define BF_OP_MAX_OWN 3
 
 typedef struct bf_cl_op {
-    bf_cl_op_kind kind;
+    int kind;              /* BF_CL_* */
     int first, last;       /* model layers covered; the op writes layer `last`'s tensor */
     int src, src2;         /* tensors read (model layer indices); src2 = -1 if none */
     int bn;                /* CONV: folded batch-norm layer, or -1 */

@@ -32,9 +32,9 @@ static void fuse_act(const bf_model *m, const int *uses, int end, bf_cl_op *op)
 {
     const bf_layer_spec *n = bf_model_layer(m, op->last + 1);
     if (op->last + 1 > end || uses[op->last] != 1 || n->inputs[0] != op->last ||
-        (n->type != BF_LAYER_RELU && n->type != BF_LAYER_RELU6))
+        bf_layer_row_of(n->type)->act == BF_ELT_NONE)
         return;
-    op->act = n->type == BF_LAYER_RELU ? 1 : 2;
+    op->act = bf_layer_row_of(n->type)->act;
     op->last++;
 }
 
@@ -42,7 +42,7 @@ static void fuse_act(const bf_model *m, const int *uses, int end, bf_cl_op *op)
 static void fuse_conv(const bf_model *m, const int *uses, int end, bf_cl_op *op)
 {
     const bf_layer_spec *n;
-    op->kind = BF_OP_CONV;
+    op->kind = BF_CL_CONV;
     n = bf_model_layer(m, op->last + 1);
     if (op->last + 1 <= end && uses[op->last] == 1 && n->type == BF_LAYER_BATCHNORM &&
         n->inputs[0] == op->last)
@@ -57,6 +57,13 @@ static void fuse_conv(const bf_model *m, const int *uses, int end, bf_cl_op *op)
     fuse_act(m, uses, end, op);
 }
 
+/* The main kernel of each op kind, for the profile. */
+static const int kind_kernel[] = {
+    [BF_CL_NONE] = -1,           [BF_CL_CONV] = BF_K_CONV_GEMM, [BF_CL_POOL] = BF_K_AVGPOOL,
+    [BF_CL_UPSAMPLE] = BF_K_UPSAMPLE, [BF_CL_ADD] = BF_K_ADD,   [BF_CL_AFFINE] = BF_K_AFFINE,
+    [BF_CL_QUANT] = BF_K_QUANTIZE, [BF_CL_SOFTMAX] = BF_K_SOFTMAX,
+};
+
 /* Fills op starting at layer i; returns UNSUPPORTED for cloud-side layers. */
 static bf_status make_op(const bf_model *m, const int *uses, int i, int end, bf_cl_op *op)
 {
@@ -66,52 +73,29 @@ static bf_status make_op(const bf_model *m, const int *uses, int i, int end, bf_
     op->src = s->inputs[0];
     op->src2 = -1;
     op->bn = -1;
-    switch (s->type) {
-    case BF_LAYER_CONV:
-    case BF_LAYER_LINEAR:
+    op->kind = bf_layer_row_of(s->type)->cl;
+    switch (op->kind) {
+    case BF_CL_CONV:
         fuse_conv(m, uses, end, op);
         break;
-    case BF_LAYER_SOFTMAX:
-        op->kind = BF_OP_SOFTMAX;
-        op->kernel = BF_K_SOFTMAX;
-        break;
-    case BF_LAYER_BATCHNORM:
-    case BF_LAYER_RELU:
-    case BF_LAYER_RELU6:
-        op->kind = BF_OP_AFFINE;
-        op->kernel = BF_K_AFFINE;
-        if (s->type != BF_LAYER_BATCHNORM)
-            op->act = s->type == BF_LAYER_RELU ? 1 : 2;
-        else
+    case BF_CL_AFFINE:
+        op->act = bf_layer_row_of(s->type)->act;
+        if (op->act == BF_ELT_NONE)
             fuse_act(m, uses, end, op);
         break;
-    case BF_LAYER_ADD:
-        op->kind = BF_OP_ADD;
-        op->kernel = BF_K_ADD;
+    case BF_CL_ADD:
         op->src2 = s->inputs[1];
         fuse_act(m, uses, end, op);
         break;
-    case BF_LAYER_MAXPOOL:
-    case BF_LAYER_AVGPOOL:
-    case BF_LAYER_GLOBAL_AVGPOOL:
-        op->kind = BF_OP_POOL;
-        op->kernel = s->type == BF_LAYER_MAXPOOL   ? BF_K_MAXPOOL
-                     : s->type == BF_LAYER_AVGPOOL ? BF_K_AVGPOOL
-                                                   : BF_K_GAP;
-        break;
-    case BF_LAYER_UPSAMPLE:
-        op->kind = BF_OP_UPSAMPLE;
-        op->kernel = BF_K_UPSAMPLE;
-        break;
-    case BF_LAYER_QUANTIZE:
-        op->kind = BF_OP_QUANT;
-        break;
-    default:
+    case BF_CL_NONE:
         return bf_error(BF_STATUS_UNSUPPORTED, "OpenCL backend: layer %d (%s) is a %s layer, "
                         "a cloud-side op (restore part) the OpenCL backend does not run; it "
                         "runs head, reduce and plain networks", i, s->name,
                         bf_layer_type_str(s->type));
+    default:
+        break;
     }
+    op->kernel = kind_kernel[op->kind]; /* conv, pool and quant choose theirs when planned */
     return BF_STATUS_OK;
 }
 
@@ -248,11 +232,11 @@ static bf_status allocate(bf_cl_plan *p)
             busy[buf_of[op->src]] = 0;
         if (op->src2 >= 0 && last_use[op->src2] == i && op->src2 != p->out_layer)
             busy[buf_of[op->src2]] = 0;
-        if (op->kind == BF_OP_CONV)
+        if (op->kind == BF_CL_CONV)
             bf_cl_conv_plan(p->ctx, p->model, op, p->params.batch);
-        if (op->kind == BF_OP_POOL)
+        if (op->kind == BF_CL_POOL)
             bf_cl_pool_plan(p->ctx, p->model, op, p->params.batch);
-        if (op->kind == BF_OP_QUANT && (st = bf_cl_quant_plan(p->ctx, op, p->params.batch)))
+        if (op->kind == BF_CL_QUANT && (st = bf_cl_quant_plan(p->ctx, op, p->params.batch)))
             goto done;
         col = op->col_floats > col ? op->col_floats : col;
     }
@@ -269,9 +253,9 @@ static bf_status load_weights(bf_cl_plan *p)
 {
     bf_status st = BF_STATUS_OK;
     for (int i = 0; st == BF_STATUS_OK && i < p->n_ops; i++) {
-        if (p->ops[i].kind == BF_OP_CONV)
+        if (p->ops[i].kind == BF_CL_CONV)
             st = bf_cl_conv_load(p->ctx, p->model, &p->ops[i]);
-        else if (p->ops[i].kind == BF_OP_AFFINE)
+        else if (p->ops[i].kind == BF_CL_AFFINE)
             st = bf_cl_affine_load(p->ctx, p->model, &p->ops[i]);
     }
     if (st == BF_STATUS_OK)
@@ -375,19 +359,19 @@ static bf_status run_op(bf_cl_plan *p, bf_cl_op *op)
     cl_mem x2 = op->src2 >= 0 ? p->mem[op->src2] : NULL;
     int n = p->params.batch;
     switch (op->kind) {
-    case BF_OP_CONV:
+    case BF_CL_CONV:
         return bf_cl_conv_run(c, p->model, op, x, x2, y, p->col, n);
-    case BF_OP_POOL:
+    case BF_CL_POOL:
         return bf_cl_pool_run(c, p->model, op, x, y, p->col, n);
-    case BF_OP_UPSAMPLE:
+    case BF_CL_UPSAMPLE:
         return bf_cl_upsample_run(c, p->model, op, x, y, n);
-    case BF_OP_ADD:
+    case BF_CL_ADD:
         return bf_cl_add_run(c, op, x, x2, y, n);
-    case BF_OP_AFFINE:
+    case BF_CL_AFFINE:
         return bf_cl_affine_run(c, op, x, y, n);
-    case BF_OP_QUANT:
+    case BF_CL_QUANT:
         return bf_cl_quant_run(c, op, x, y, n);
-    case BF_OP_SOFTMAX:
+    case BF_CL_SOFTMAX:
         return bf_cl_softmax_run(c, op, x, y, n);
     }
     return bf_error(BF_STATUS_INVALID_ARGUMENT, "bad op kind %d", (int)op->kind);
@@ -433,7 +417,7 @@ bf_status bf_cl_plan_forward(bf_cl_plan *p, const void *src, const float *src_ra
     st = BF_CL_CHECK(p->ctx, err, "clEnqueueWriteBuffer");
     for (int i = 0; st == BF_STATUS_OK && i < p->n_ops; i++) {
         st = run_op(p, &p->ops[i]);
-        if (p->ops[i].kind == BF_OP_QUANT)
+        if (p->ops[i].kind == BF_CL_QUANT)
             q = &p->ops[i];
     }
     if (st == BF_STATUS_OK) {

@@ -33,6 +33,9 @@ void bf_cl_pool_plan(const bf_cl_ctx *c, const bf_model *m, bf_cl_op *op, int ba
     (void)c;
     op->path = s->type == BF_LAYER_MAXPOOL && s->stride[0] == s->stride[1] && s->stride[0] <= 2;
     op->col_floats = 0;
+    op->kernel = s->type == BF_LAYER_MAXPOOL   ? BF_K_MAXPOOL
+                 : s->type == BF_LAYER_AVGPOOL ? BF_K_AVGPOOL
+                                               : BF_K_GAP;
     if (!op->path)
         return;
     bf_cl_grid_plan(op, s->stride[0], s->pad[0], s->pad[1], batch);

@@ -182,6 +182,26 @@ static bf_status parse_layer(const msgpack_object *o, int index, bf_layer_spec *
     return BF_STATUS_OK;
 }
 
+bf_status bf_layer_spec_parse(bf_layer_spec *out, const void *buf, size_t len, int index)
+{
+    msgpack_unpacked msg;
+    size_t off = 0;
+    bf_status st;
+    if (!out || (!buf && len) || index < 0 || index >= MAX_LAYERS)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_layer_spec_parse: NULL argument or "
+                        "index outside [0, %d)", MAX_LAYERS);
+    if (bf_mp_scan(buf, len, BF_MODEL_MAX_DEPTH, 0, &off) < 0 || off != len)
+        return bf_error(BF_STATUS_BAD_MODEL, "layer spec is not one valid msgpack object");
+    off = 0;
+    msgpack_unpacked_init(&msg);
+    if (msgpack_unpack_next(&msg, buf, len, &off) != MSGPACK_UNPACK_SUCCESS)
+        st = bf_error(BF_STATUS_BAD_MODEL, "layer spec is not valid msgpack");
+    else
+        st = parse_layer(&msg.data, index, out);
+    msgpack_unpacked_destroy(&msg);
+    return st;
+}
+
 /* ---- params ------------------------------------------------------------------------ */
 
 static int64_t numel(const param *p)

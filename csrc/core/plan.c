@@ -184,19 +184,39 @@ static int fuse_conv(bf_plan *p, const use_info *use, bf_node *n, int i)
             r = j >= 0 ? bf_model_layer(p->model, j) : NULL;
         }
     }
-    if (r && (r->type == BF_LAYER_RELU || r->type == BF_LAYER_RELU6)) {
-        n->post_eltwise = r->type == BF_LAYER_RELU ? BF_ELT_RELU : BF_ELT_RELU6;
+    if (r && bf_layer_row_of(r->type)->act != BF_ELT_NONE) {
+        n->post_eltwise = bf_layer_row_of(r->type)->act;
         last = j;
     }
     return last;
 }
 
+/* Inference fusion of the layers that follow layer i into its node (a conv absorbs a
+ * batch-norm, a residual add and an activation; a batch-norm a ReLU, the one activation
+ * oneDNN fuses into it); returns the last layer the node absorbs. */
+static int fuse(bf_plan *p, const use_info *use, bf_node *n, int i)
+{
+    const bf_layer_spec *s = bf_model_layer(p->model, i), *r;
+    int j;
+    if (s->type == BF_LAYER_CONV || s->type == BF_LAYER_DECONV)
+        return fuse_conv(p, use, n, i);
+    if (s->type != BF_LAYER_BATCHNORM || p->params.training)
+        return i;
+    j = single_reader(p, use, i);
+    r = j >= 0 ? bf_model_layer(p->model, j) : NULL;
+    if (!r || r->type != BF_LAYER_RELU)
+        return i;
+    n->post_eltwise = BF_ELT_RELU;
+    return j;
+}
+
 static bf_status build_node(bf_plan *p, const use_info *use, int i, int *absorbed_to)
 {
     const bf_layer_spec *s = bf_model_layer(p->model, i);
+    const bf_layer_row *row = bf_layer_row_of(s->type);
     bf_node proto, *n = &proto;
     bf_status st = BF_STATUS_OK;
-    int last = i;
+    int last;
     bf_node_init(n, i);
     n->n_src = s->n_inputs;
     for (int k = 0; k < s->n_inputs; k++) {
@@ -205,38 +225,11 @@ static bf_status build_node(bf_plan *p, const use_info *use, int i, int *absorbe
             return bf_error(BF_STATUS_BAD_MODEL, "layer %d (%s): input not computed", i,
                             s->name);
     }
-    switch (s->type) {
-    case BF_LAYER_CONV:
-    case BF_LAYER_DECONV:
-        last = fuse_conv(p, use, n, i);
-        st = bf_op_conv_fwd(p, n);
-        break;
-    case BF_LAYER_BATCHNORM:
-        if (!p->params.training) {
-            int j = single_reader(p, use, i);
-            const bf_layer_spec *r = j >= 0 ? bf_model_layer(p->model, j) : NULL;
-            if (r && r->type == BF_LAYER_RELU) {
-                n->post_eltwise = BF_ELT_RELU;
-                last = j;
-            }
-        }
-        st = bf_op_batchnorm_fwd(p, n);
-        break;
-    case BF_LAYER_RELU:
-    case BF_LAYER_RELU6: st = bf_op_eltwise_fwd(p, n); break;
-    case BF_LAYER_MAXPOOL:
-    case BF_LAYER_AVGPOOL:
-    case BF_LAYER_GLOBAL_AVGPOOL: st = bf_op_pool_fwd(p, n); break;
-    case BF_LAYER_ADD: st = bf_op_add_fwd(p, n); break;
-    case BF_LAYER_LINEAR: st = bf_op_linear_fwd(p, n); break;
-    case BF_LAYER_SOFTMAX: st = bf_op_softmax_fwd(p, n); break;
-    case BF_LAYER_QUANTIZE:
-    case BF_LAYER_DEQUANTIZE: st = bf_op_quant_fwd(p, n); break;
-    case BF_LAYER_UPSAMPLE: st = bf_op_resample_fwd(p, n); break;
-    default:
+    if (!row->fwd)
         return bf_error(BF_STATUS_UNSUPPORTED, "layer %d: type %s cannot be planned", i,
                         bf_layer_type_str(s->type));
-    }
+    last = fuse(p, use, n, i);
+    st = row->fwd(p, n);
     if (st != BF_STATUS_OK)
         return bf_error(st, "layer %d (%s): %s", i, s->name, bf_last_error());
     /* the op pushed its node last, after any reorders of its sources */

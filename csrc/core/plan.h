@@ -6,6 +6,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "butterfly.h"
+#include "core/layers.h"
 #include "core/spec.h"
 
 /* Maps a oneDNN status to ours, with the failing call in the message. */
@@ -44,11 +45,7 @@ typedef struct bf_value {
     int diff_ready;        /* set once a consumer has written the gradient this step */
 } bf_value;
 
-enum { BF_ELT_NONE = 0, BF_ELT_RELU, BF_ELT_RELU6 };
 enum { BF_NODE_MEMS = 8, BF_NODE_ARGS = 14 };
-
-typedef struct bf_node bf_node;
-typedef struct bf_plan bf_plan;
 
 typedef struct bf_node {
     int layer;              /* the layer this node computes; -1 for a reorder */

@@ -5,17 +5,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/layers.h"
 #include "core/spec.h"
 
-static const char *const type_names[BF_LAYER_TYPE_COUNT_] = {
-    "input", "conv",   "deconv", "batchnorm", "relu",     "relu6",      "maxpool", "avgpool",
-    "global_avgpool", "add", "linear", "softmax", "quantize", "dequantize", "upsample",
-};
 static const char *const part_names[BF_PART_COUNT_] = {"head", "reduce", "restore", "tail"};
 
 const char *bf_layer_type_str(bf_layer_type t)
 {
-    return (t >= 0 && t < BF_LAYER_TYPE_COUNT_) ? type_names[t] : "?";
+    const bf_layer_row *row = bf_layer_row_of(t);
+    return row ? row->name : "?";
 }
 
 const char *bf_part_str(bf_part p) { return (p >= 0 && p < BF_PART_COUNT_) ? part_names[p] : "?"; }
@@ -30,11 +28,14 @@ static int match(const char *const *names, int n, const char *s, size_t len)
 
 int bf_spec_type_from_str(const char *s, size_t n, bf_layer_type *out)
 {
-    int i = match(type_names, BF_LAYER_TYPE_COUNT_, s, n);
-    if (i < 0)
-        return -1;
-    *out = (bf_layer_type)i;
-    return 0;
+    for (int t = 0; t < BF_LAYER_TYPE_COUNT_; t++) {
+        const char *name = bf_layer_row_of((bf_layer_type)t)->name;
+        if (strlen(name) == n && !memcmp(name, s, n)) {
+            *out = (bf_layer_type)t;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 int bf_spec_part_from_str(const char *s, size_t n, bf_part *out)
@@ -59,47 +60,11 @@ void bf_spec_defaults(bf_layer_spec *s)
     s->scale = 1;
 }
 
-static void set_param(bf_param *p, const char *name, int ndims, int64_t d0, int64_t d1,
-                      int64_t d2, int64_t d3)
-{
-    memset(p, 0, sizeof *p);
-    snprintf(p->name, sizeof p->name, "%s", name);
-    p->ndims = ndims;
-    p->dims[0] = d0;
-    p->dims[1] = d1;
-    p->dims[2] = d2;
-    p->dims[3] = d3;
-}
-
 int bf_spec_expected_params(const bf_layer_spec *s, const bf_layer_info *info,
                             bf_param out[BF_MAX_PARAMS])
 {
-    int c = info->in_dims[0];
-    switch (s->type) {
-    case BF_LAYER_CONV:
-    case BF_LAYER_DECONV:
-        set_param(&out[0], "weight", 4, s->out_channels, c / s->groups, s->kernel[0],
-                  s->kernel[1]);
-        if (!s->has_bias)
-            return 1;
-        set_param(&out[1], "bias", 1, s->out_channels, 0, 0, 0);
-        return 2;
-    case BF_LAYER_BATCHNORM:
-        set_param(&out[0], "gamma", 1, c, 0, 0, 0);
-        set_param(&out[1], "beta", 1, c, 0, 0, 0);
-        set_param(&out[2], "running_mean", 1, c, 0, 0, 0);
-        set_param(&out[3], "running_var", 1, c, 0, 0, 0);
-        return 4;
-    case BF_LAYER_LINEAR:
-        set_param(&out[0], "weight", 2, s->out_channels,
-                  (int64_t)info->in_dims[0] * info->in_dims[1] * info->in_dims[2], 0, 0);
-        if (!s->has_bias)
-            return 1;
-        set_param(&out[1], "bias", 1, s->out_channels, 0, 0, 0);
-        return 2;
-    default:
-        return 0;
-    }
+    const bf_layer_row *row = bf_layer_row_of(s->type);
+    return row && row->params ? row->params(s, info, out) : 0;
 }
 
 #define BAD(...) return bf_error(BF_STATUS_BAD_MODEL, __VA_ARGS__)
@@ -150,90 +115,79 @@ static bf_status check_parts(const bf_layer_spec *L, int n)
     return BF_STATUS_OK;
 }
 
-static int conv_out(int in, int k, int s, int p, int d)
-{
-    int span = d * (k - 1) + 1;
-    return (in + 2 * p - span) < 0 ? 0 : (in + 2 * p - span) / s + 1;
-}
-
 static bf_status infer_one(const bf_layer_spec *L, int i, bf_layer_info *info)
 {
     const bf_layer_spec *s = &L[i];
-    bf_layer_info *o = &info[i];
-    int *in = o->in_dims, *out = o->out_dims;
-    int64_t hw;
+    const bf_layer_info *in[2] = {NULL, NULL};
+    if (s->n_inputs != bf_layer_row_of(s->type)->n_inputs)
+        BAD("layer %d (%s): %s takes %d input(s)", i, s->name, bf_layer_type_str(s->type),
+            bf_layer_row_of(s->type)->n_inputs);
+    for (int k = 0; k < s->n_inputs; k++)
+        in[k] = &info[s->inputs[k]];
+    return bf_layer_infer_one(s, i, in, &info[i]);
+}
+
+bf_status bf_layer_infer_one(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+                             bf_layer_info *o)
+{
+    const bf_layer_row *row = bf_layer_row_of(s->type);
+    int *out = o->out_dims;
+    bf_status st;
+    memset(o, 0, sizeof *o);
     if (s->type == BF_LAYER_INPUT) {
-        memcpy(in, s->shape, sizeof s->shape);
+        memcpy(o->in_dims, s->shape, sizeof s->shape);
         memcpy(out, s->shape, sizeof s->shape);
         o->out_bytes = (int64_t)out[0] * out[1] * out[2] * 4;
         return BF_STATUS_OK;
     }
-    if (s->n_inputs != (s->type == BF_LAYER_ADD ? 2 : 1))
-        BAD("layer %d (%s): %s takes %d input(s)", i, s->name, bf_layer_type_str(s->type),
-            s->type == BF_LAYER_ADD ? 2 : 1);
-    memcpy(in, info[s->inputs[0]].out_dims, sizeof o->in_dims);
-    memcpy(out, in, sizeof o->out_dims);
-    switch (s->type) {
-    case BF_LAYER_CONV:
-    case BF_LAYER_DECONV:
-        if (in[0] % s->groups || s->out_channels % s->groups)
-            BAD("layer %d (%s): groups %d must divide channels %d -> %d", i, s->name, s->groups,
-                in[0], s->out_channels);
-        out[0] = s->out_channels;
-        for (int d = 0; d < 2; d++) {
-            if (s->type == BF_LAYER_CONV) {
-                out[1 + d] = conv_out(in[1 + d], s->kernel[d], s->stride[d], s->pad[d],
-                                      s->dilation[d]);
-            } else {
-                if (s->output_pad[d] >= s->stride[d] && s->output_pad[d] >= s->dilation[d])
-                    BAD("layer %d (%s): output_pad must be smaller than stride or dilation", i,
-                        s->name);
-                out[1 + d] = (in[1 + d] - 1) * s->stride[d] - 2 * s->pad[d] +
-                             s->dilation[d] * (s->kernel[d] - 1) + 1 + s->output_pad[d];
-            }
-        }
-        hw = (int64_t)(s->type == BF_LAYER_CONV ? out[1] * out[2] : in[1] * in[2]);
-        o->macs = hw * s->out_channels * (in[0] / s->groups) * s->kernel[0] * s->kernel[1];
-        o->n_params = (int64_t)s->out_channels * (in[0] / s->groups) * s->kernel[0] *
-                          s->kernel[1] + (s->has_bias ? s->out_channels : 0);
-        break;
-    case BF_LAYER_BATCHNORM:
-        o->n_params = 4 * (int64_t)in[0];
-        break;
-    case BF_LAYER_MAXPOOL:
-    case BF_LAYER_AVGPOOL:
-        for (int d = 0; d < 2; d++) {
-            if (2 * s->pad[d] > s->kernel[d])
-                BAD("layer %d (%s): pool padding must be at most half the kernel", i, s->name);
-            out[1 + d] = conv_out(in[1 + d], s->kernel[d], s->stride[d], s->pad[d], 1);
-        }
-        break;
-    case BF_LAYER_GLOBAL_AVGPOOL:
-        out[1] = out[2] = 1;
-        break;
-    case BF_LAYER_ADD:
-        if (memcmp(info[s->inputs[1]].out_dims, in, sizeof o->in_dims))
-            BAD("layer %d (%s): add of different shapes", i, s->name);
-        break;
-    case BF_LAYER_LINEAR:
-        out[0] = s->out_channels;
-        out[1] = out[2] = 1;
-        o->macs = (int64_t)in[0] * in[1] * in[2] * s->out_channels;
-        o->n_params = o->macs + (s->has_bias ? s->out_channels : 0);
-        break;
-    case BF_LAYER_UPSAMPLE:
-        out[1] = in[1] * s->scale;
-        out[2] = in[2] * s->scale;
-        break;
-    default:
-        break;
-    }
+    memcpy(o->in_dims, in[0]->out_dims, sizeof o->in_dims);
+    memcpy(out, o->in_dims, sizeof o->out_dims);
+    if (row->infer && (st = row->infer(s, index, in, o)) != BF_STATUS_OK)
+        return st;
     if (out[0] < 1 || out[1] < 1 || out[2] < 1)
-        BAD("layer %d (%s): output shape %dx%dx%d is empty (input %dx%dx%d)", i, s->name,
-            out[0], out[1], out[2], in[0], in[1], in[2]);
+        BAD("layer %d (%s): output shape %dx%dx%d is empty (input %dx%dx%d)", index, s->name,
+            out[0], out[1], out[2], o->in_dims[0], o->in_dims[1], o->in_dims[2]);
     if ((int64_t)out[0] * out[1] * out[2] > ((int64_t)1 << 31) / 4)
-        BAD("layer %d (%s): output too large", i, s->name);
-    o->out_bytes = (int64_t)out[0] * out[1] * out[2] * (s->type == BF_LAYER_QUANTIZE ? 1 : 4);
+        BAD("layer %d (%s): output too large", index, s->name);
+    o->out_bytes = (int64_t)out[0] * out[1] * out[2] * (row->out_u8 ? 1 : 4);
+    return BF_STATUS_OK;
+}
+
+bf_status bf_layer_infer(const bf_layer_spec *s, int index, const int in_dims[][3],
+                         bf_layer_info *info, bf_param_view params[BF_MAX_PARAMS],
+                         int *n_params)
+{
+    bf_layer_info in_info[2];
+    const bf_layer_info *in[2] = {NULL, NULL};
+    const bf_layer_row *row = s ? bf_layer_row_of(s->type) : NULL;
+    bf_param expect[BF_MAX_PARAMS];
+    bf_status st;
+    if (!row || !info || !params || !n_params || (s->n_inputs && !in_dims))
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_layer_infer: NULL argument or bad "
+                        "layer type");
+    if (s->n_inputs != row->n_inputs)
+        return bf_error(BF_STATUS_BAD_MODEL, "layer %d (%s): %s takes %d input(s), not %d",
+                        index, s->name, row->name, row->n_inputs, s->n_inputs);
+    for (int k = 0; k < s->n_inputs; k++) {
+        memset(&in_info[k], 0, sizeof in_info[k]);
+        for (int d = 0; d < 3; d++) {
+            if (in_dims[k][d] < 1)
+                return bf_error(BF_STATUS_INVALID_ARGUMENT, "layer %d (%s): input %d has an "
+                                "empty shape", index, s->name, k);
+            in_info[k].out_dims[d] = in_dims[k][d];
+        }
+        in[k] = &in_info[k];
+    }
+    st = bf_layer_infer_one(s, index, in, info);
+    if (st != BF_STATUS_OK)
+        return st;
+    *n_params = bf_spec_expected_params(s, info, expect);
+    for (int k = 0; k < *n_params; k++) {
+        params[k].name = expect[k].name;
+        params[k].ndims = expect[k].ndims;
+        memcpy(params[k].dims, expect[k].dims, sizeof params[k].dims);
+        params[k].data = NULL;
+    }
     return BF_STATUS_OK;
 }
 
@@ -258,13 +212,20 @@ static void pack_pair(msgpack_packer *pk, const char *k, const int v[2])
     msgpack_pack_int(pk, v[1]);
 }
 
+static void pack_bool(msgpack_packer *pk, int v)
+{
+    if (v)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
 void bf_spec_pack(msgpack_packer *pk, const bf_layer_spec *s)
 {
-    int conv = s->type == BF_LAYER_CONV || s->type == BF_LAYER_DECONV;
-    int pool = s->type == BF_LAYER_MAXPOOL || s->type == BF_LAYER_AVGPOOL;
-    int n = 5 + (s->type == BF_LAYER_INPUT) + conv * 7 + (s->type == BF_LAYER_DECONV) +
-            pool * 3 + (s->type == BF_LAYER_BATCHNORM) * 2 + (s->type == BF_LAYER_LINEAR) * 2 +
-            (s->type == BF_LAYER_UPSAMPLE);
+    unsigned keys = bf_layer_row_of(s->type)->keys;
+    int n = 5 + !!(keys & BF_KEY_SHAPE) + 2 * !!(keys & BF_KEY_OUT_CHANNELS) +
+            3 * !!(keys & BF_KEY_WINDOW) + 2 * !!(keys & BF_KEY_DILATION) +
+            !!(keys & BF_KEY_OUTPUT_PAD) + 2 * !!(keys & BF_KEY_NORM) + !!(keys & BF_KEY_SCALE);
     msgpack_pack_map(pk, (size_t)n);
     pack_key(pk, "type");
     pack_key(pk, bf_layer_type_str(s->type));
@@ -277,44 +238,38 @@ void bf_spec_pack(msgpack_packer *pk, const bf_layer_spec *s)
     for (int k = 0; k < s->n_inputs; k++)
         msgpack_pack_int(pk, s->inputs[k]);
     pack_key(pk, "frozen");
-    if (s->frozen)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
-    if (s->type == BF_LAYER_INPUT) {
+    pack_bool(pk, s->frozen);
+    if (keys & BF_KEY_SHAPE) {
         pack_key(pk, "shape");
         msgpack_pack_array(pk, 3);
         for (int k = 0; k < 3; k++)
             msgpack_pack_int(pk, s->shape[k]);
     }
-    if (conv || s->type == BF_LAYER_LINEAR) {
+    if (keys & BF_KEY_OUT_CHANNELS) {
         pack_key(pk, "out_channels");
         msgpack_pack_int(pk, s->out_channels);
         pack_key(pk, "bias");
-        if (s->has_bias)
-            msgpack_pack_true(pk);
-        else
-            msgpack_pack_false(pk);
+        pack_bool(pk, s->has_bias);
     }
-    if (conv || pool) {
+    if (keys & BF_KEY_WINDOW) {
         pack_pair(pk, "kernel", s->kernel);
         pack_pair(pk, "stride", s->stride);
         pack_pair(pk, "pad", s->pad);
     }
-    if (conv) {
+    if (keys & BF_KEY_DILATION) {
         pack_pair(pk, "dilation", s->dilation);
         pack_key(pk, "groups");
         msgpack_pack_int(pk, s->groups);
     }
-    if (s->type == BF_LAYER_DECONV)
+    if (keys & BF_KEY_OUTPUT_PAD)
         pack_pair(pk, "output_pad", s->output_pad);
-    if (s->type == BF_LAYER_BATCHNORM) {
+    if (keys & BF_KEY_NORM) {
         pack_key(pk, "eps");
         msgpack_pack_float(pk, s->eps);
         pack_key(pk, "momentum");
         msgpack_pack_float(pk, s->momentum);
     }
-    if (s->type == BF_LAYER_UPSAMPLE) {
+    if (keys & BF_KEY_SCALE) {
         pack_key(pk, "scale");
         msgpack_pack_int(pk, s->scale);
     }

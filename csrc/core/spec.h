@@ -10,7 +10,7 @@
 #include "butterfly.h"
 
 typedef struct bf_param {
-    char name[24];
+    const char *name; /* static: the op family's name for it */
     int ndims;
     int64_t dims[4];
     float *data; /* owned by the model; NULL if its half was not loaded */
@@ -26,6 +26,10 @@ int bf_spec_expected_params(const bf_layer_spec *s, const bf_layer_info *info,
 /* Validates the whole list (inputs, parts, butterfly structure) and infers every layer's
  * shapes, parameter counts and MACs. */
 bf_status bf_spec_infer(const bf_layer_spec *layers, int n, bf_layer_info *info);
+/* Shape inference of one layer from its inputs' info (in[k] for each of its inputs); the
+ * rules of its row in the table of layer types, and the checks every layer shares. */
+bf_status bf_layer_infer_one(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+                             bf_layer_info *out);
 /* Writes the canonical msgpack map of a layer (only the keys its type uses). */
 void bf_spec_pack(msgpack_packer *pk, const bf_layer_spec *s);
 /* FNV-1a 64 of the canonical serialization of the list. */

@@ -282,24 +282,12 @@ bf_status bf_plan_build_backward(bf_plan *p)
     for (int k = p->n_nodes - 1; k >= 0; k--) {
         bf_node *n = &p->nodes[k];
         const bf_layer_spec *s = n->layer >= 0 ? bf_model_layer(p->model, n->layer) : NULL;
-        switch (s ? (int)s->type : -1) {
-        case -1: st = bf_op_reorder_bwd(p, n); break;
-        case BF_LAYER_CONV:
-        case BF_LAYER_DECONV: st = bf_op_conv_bwd(p, n); break;
-        case BF_LAYER_BATCHNORM: st = bf_op_batchnorm_bwd(p, n); break;
-        case BF_LAYER_RELU:
-        case BF_LAYER_RELU6: st = bf_op_eltwise_bwd(p, n); break;
-        case BF_LAYER_MAXPOOL:
-        case BF_LAYER_AVGPOOL:
-        case BF_LAYER_GLOBAL_AVGPOOL: st = bf_op_pool_bwd(p, n); break;
-        case BF_LAYER_ADD: st = bf_op_add_bwd(p, n); break;
-        case BF_LAYER_LINEAR: st = bf_op_linear_bwd(p, n); break;
-        case BF_LAYER_SOFTMAX: st = bf_op_softmax_bwd(p, n); break;
-        case BF_LAYER_QUANTIZE:
-        case BF_LAYER_DEQUANTIZE: st = bf_op_quant_bwd(p, n); break;
-        case BF_LAYER_UPSAMPLE: st = bf_op_resample_bwd(p, n); break;
-        default: st = bf_error(BF_STATUS_UNSUPPORTED, "no backward for layer %d", n->layer);
-        }
+        if (!s)
+            st = bf_op_reorder_bwd(p, n);
+        else if (bf_layer_row_of(s->type)->bwd)
+            st = bf_layer_row_of(s->type)->bwd(p, n);
+        else
+            st = bf_error(BF_STATUS_UNSUPPORTED, "no backward for layer %d", n->layer);
         if (st != BF_STATUS_OK)
             return bf_error(st, "backward of layer %d (%s): %s", n->layer,
                             s ? s->name : "reorder", bf_last_error());

@@ -13,7 +13,8 @@
  *              (bf_model_load_buffer) or read from a model file (bf_model_load_file);
  *              written with bf_model_save_file.  Owns its weights.  Shape inference runs
  *              when it is built, so every layer's output shape, parameter count and FLOPs
- *              are known (bf_model_layer_info).  A model may be loaded as a whole or as one
+ *              are known (bf_model_layer_info); bf_layer_infer gives the same for one
+ *              layer spec on its own, by the rules of the core's table of layer types.  A model may be loaded as a whole or as one
  *              half (BF_LOAD_MOBILE: head + reduce, BF_LOAD_CLOUD: restore + tail); the
  *              weights of the other half are then not kept.
  *   bf_plan    a compiled, executable range of parts of a model for one batch size, on
@@ -194,6 +195,21 @@ typedef struct bf_param_view {
 /* Static name of a layer type / part ("conv", "head", ...). */
 BF_API const char *bf_layer_type_str(bf_layer_type type);
 BF_API const char *bf_part_str(bf_part part);
+
+/* Parses one layer spec -- the msgpack map a model file holds for it -- as layer `index` of
+ * a list: its inputs must name earlier layers, and a missing "inputs" means the layer before.
+ * Unknown keys are ignored; a key the type does not use keeps its default. */
+BF_API bf_status bf_layer_spec_parse(bf_layer_spec *out, const void *buf, size_t len,
+                                     int index);
+/* Shape inference for one layer (layer `index` of its list, for messages), by the core's
+ * rules for its type: in_dims[k] is the (C, H, W) output of the spec's input k (n_inputs of
+ * them).  Fills *info and
+ * params[0..*n_params) with the names and shapes (data NULL) of the parameters the layer
+ * must have, in the order a model file lists them.  The checks that need the whole list
+ * (parts, the butterfly unit) are made when a model is loaded. */
+BF_API bf_status bf_layer_infer(const bf_layer_spec *spec, int index, const int in_dims[][3],
+                                bf_layer_info *info, bf_param_view params[BF_MAX_PARAMS],
+                                int *n_params);
 
 /* ------------------------------------------------------------------------------------ */
 /* Model                                                                                */

@@ -1,4 +1,6 @@
 /* Residual add that was not fused into a conv as a sum post-op. */
+#include <string.h>
+
 #include "core/plan.h"
 
 bf_status bf_op_add_fwd(bf_plan *p, const bf_node *proto)
@@ -55,4 +57,16 @@ bf_status bf_op_reorder_bwd(bf_plan *p, bf_node *n)
     bf_node_bwd_arg(n, 0, DNNL_ARG_TO, dsrc);
 fail:
     return st;
+}
+
+/* ---- shapes ---------------------------------------------------------------------------- */
+
+bf_status bf_add_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+                       bf_layer_info *o)
+{
+    (void)o;
+    if (memcmp(in[0]->out_dims, in[1]->out_dims, sizeof in[0]->out_dims))
+        return bf_error(BF_STATUS_BAD_MODEL, "layer %d (%s): add of different shapes", index,
+                        s->name);
+    return BF_STATUS_OK;
 }

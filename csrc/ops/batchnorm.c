@@ -150,3 +150,24 @@ fail:
     dnnl_memory_desc_destroy(plain);
     return st;
 }
+
+/* ---- shapes ---------------------------------------------------------------------------- */
+
+bf_status bf_batchnorm_infer(const bf_layer_spec *s, int index,
+                             const bf_layer_info *const in[2], bf_layer_info *o)
+{
+    (void)s;
+    (void)index;
+    o->n_params = 4 * (int64_t)in[0]->out_dims[0];
+    return BF_STATUS_OK;
+}
+
+int bf_batchnorm_params(const bf_layer_spec *s, const bf_layer_info *info,
+                        bf_param out[BF_MAX_PARAMS])
+{
+    static const char *const names[4] = {"gamma", "beta", "running_mean", "running_var"};
+    (void)s;
+    for (int k = 0; k < 4; k++)
+        out[k] = bf_param_shape(names[k], 1, info->in_dims[0], 0, 0, 0);
+    return 4;
+}

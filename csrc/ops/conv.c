@@ -304,3 +304,46 @@ fail:
     dnnl_memory_desc_destroy(wplain);
     return st;
 }
+
+/* ---- shapes ---------------------------------------------------------------------------- */
+
+bf_status bf_conv_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+                        bf_layer_info *o)
+{
+    const int *x = in[0]->out_dims;
+    int *y = o->out_dims;
+    int deconv = s->type == BF_LAYER_DECONV;
+    if (x[0] % s->groups || s->out_channels % s->groups)
+        return bf_error(BF_STATUS_BAD_MODEL, "layer %d (%s): groups %d must divide channels "
+                        "%d -> %d", index, s->name, s->groups, x[0], s->out_channels);
+    y[0] = s->out_channels;
+    for (int d = 0; d < 2; d++) {
+        if (!deconv) {
+            y[1 + d] = bf_conv_out_size(x[1 + d], s->kernel[d], s->stride[d], s->pad[d],
+                                        s->dilation[d]);
+            continue;
+        }
+        if (s->output_pad[d] >= s->stride[d] && s->output_pad[d] >= s->dilation[d])
+            return bf_error(BF_STATUS_BAD_MODEL, "layer %d (%s): output_pad must be smaller "
+                            "than stride or dilation", index, s->name);
+        y[1 + d] = (x[1 + d] - 1) * s->stride[d] - 2 * s->pad[d] +
+                   s->dilation[d] * (s->kernel[d] - 1) + 1 + s->output_pad[d];
+    }
+    /* a transposed conv does its multiply-adds per input pixel */
+    int64_t hw = deconv ? (int64_t)x[1] * x[2] : (int64_t)y[1] * y[2];
+    int64_t per_o = (int64_t)(x[0] / s->groups) * s->kernel[0] * s->kernel[1];
+    o->macs = hw * s->out_channels * per_o;
+    o->n_params = s->out_channels * per_o + (s->has_bias ? s->out_channels : 0);
+    return BF_STATUS_OK;
+}
+
+int bf_conv_params(const bf_layer_spec *s, const bf_layer_info *info,
+                   bf_param out[BF_MAX_PARAMS])
+{
+    out[0] = bf_param_shape("weight", 4, s->out_channels, info->in_dims[0] / s->groups,
+                            s->kernel[0], s->kernel[1]);
+    if (!s->has_bias)
+        return 1;
+    out[1] = bf_param_shape("bias", 1, s->out_channels, 0, 0, 0);
+    return 2;
+}

@@ -118,3 +118,28 @@ fail:
     dnnl_memory_desc_destroy(wplain);
     return st;
 }
+
+/* ---- shapes ---------------------------------------------------------------------------- */
+
+bf_status bf_linear_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+                          bf_layer_info *o)
+{
+    const int *x = in[0]->out_dims;
+    (void)index;
+    o->out_dims[0] = s->out_channels;
+    o->out_dims[1] = o->out_dims[2] = 1;
+    o->macs = (int64_t)x[0] * x[1] * x[2] * s->out_channels;
+    o->n_params = o->macs + (s->has_bias ? s->out_channels : 0);
+    return BF_STATUS_OK;
+}
+
+int bf_linear_params(const bf_layer_spec *s, const bf_layer_info *info,
+                     bf_param out[BF_MAX_PARAMS])
+{
+    const int *x = info->in_dims;
+    out[0] = bf_param_shape("weight", 2, s->out_channels, (int64_t)x[0] * x[1] * x[2], 0, 0);
+    if (!s->has_bias)
+        return 1;
+    out[1] = bf_param_shape("bias", 1, s->out_channels, 0, 0, 0);
+    return 2;
+}

@@ -73,3 +73,22 @@ bf_status bf_op_pool_bwd(bf_plan *p, bf_node *n)
 fail:
     return st;
 }
+
+/* ---- shapes ---------------------------------------------------------------------------- */
+
+bf_status bf_pool_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+                        bf_layer_info *o)
+{
+    if (s->type == BF_LAYER_GLOBAL_AVGPOOL) {
+        o->out_dims[1] = o->out_dims[2] = 1;
+        return BF_STATUS_OK;
+    }
+    for (int d = 0; d < 2; d++) {
+        if (2 * s->pad[d] > s->kernel[d])
+            return bf_error(BF_STATUS_BAD_MODEL, "layer %d (%s): pool padding must be at most "
+                            "half the kernel", index, s->name);
+        o->out_dims[1 + d] = bf_conv_out_size(in[0]->out_dims[1 + d], s->kernel[d],
+                                              s->stride[d], s->pad[d], 1);
+    }
+    return BF_STATUS_OK;
+}

@@ -40,3 +40,14 @@ bf_status bf_op_resample_bwd(bf_plan *p, bf_node *n)
 fail:
     return st;
 }
+
+/* ---- shapes ---------------------------------------------------------------------------- */
+
+bf_status bf_resample_infer(const bf_layer_spec *s, int index,
+                            const bf_layer_info *const in[2], bf_layer_info *o)
+{
+    (void)index;
+    o->out_dims[1] = in[0]->out_dims[1] * s->scale;
+    o->out_dims[2] = in[0]->out_dims[2] * s->scale;
+    return BF_STATUS_OK;
+}

@@ -388,10 +388,75 @@ static PyType_Slot model_slots[] = {
 static PyType_Spec model_spec = {"butterfly._C.Model", sizeof(ModelObject), 0,
                                  Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE, model_slots};
 
+/* layer_info(spec: bytes, index: int, in_dims: [(C, H, W)]) -> {"out_dims", "macs",
+ * "params": n_params, "param_shapes": [(name, shape)]}: the core's shape rules for one layer. */
+static PyObject *py_layer_infer(PyObject *self, PyObject *args)
+{
+    Py_buffer spec = {0};
+    PyObject *dims_obj, *seq = NULL, *shapes = NULL, *out = NULL;
+    int in_dims[2][3], index, n_params = 0;
+    bf_layer_spec s;
+    bf_layer_info info;
+    bf_param_view params[BF_MAX_PARAMS];
+    bf_status st;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*iO:layer_info", &spec, &index, &dims_obj))
+        return NULL;
+    st = bf_layer_spec_parse(&s, spec.buf, (size_t)spec.len, index);
+    if (st != BF_STATUS_OK) {
+        bf_py_raise(st);
+        goto done;
+    }
+    seq = PySequence_Fast(dims_obj, "in_dims must be a list of (C, H, W)");
+    if (!seq)
+        goto done;
+    if (PySequence_Fast_GET_SIZE(seq) != s.n_inputs) {
+        PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+                     "layer %d (%s) has %d input(s); in_dims gives %zd shapes", index, s.name,
+                     s.n_inputs, PySequence_Fast_GET_SIZE(seq));
+        goto done;
+    }
+    for (int k = 0; k < s.n_inputs; k++)
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, k), "iii;in_dims: (C, H, W) ints",
+                              &in_dims[k][0], &in_dims[k][1], &in_dims[k][2]))
+            goto done;
+    st = bf_layer_infer(&s, index, (const int(*)[3])in_dims, &info, params, &n_params);
+    if (st != BF_STATUS_OK) {
+        bf_py_raise(st);
+        goto done;
+    }
+    shapes = PyList_New(n_params);
+    for (int k = 0; shapes && k < n_params; k++) {
+        PyObject *item = Py_BuildValue("(sN)", params[k].name, view_shape(&params[k]));
+        if (!item) {
+            Py_CLEAR(shapes);
+            break;
+        }
+        PyList_SET_ITEM(shapes, k, item);
+    }
+    if (shapes)
+        out = Py_BuildValue("{s:(iii),s:L,s:L,s:N}", "out_dims", info.out_dims[0],
+                            info.out_dims[1], info.out_dims[2], "macs", (long long)info.macs,
+                            "params", (long long)info.n_params, "param_shapes", shapes);
+done:
+    Py_XDECREF(seq);
+    PyBuffer_Release(&spec);
+    return out;
+}
+
+static PyMethodDef model_functions[] = {
+    {"layer_info", py_layer_infer, METH_VARARGS,
+     "layer_info(spec: bytes (msgpack map), index, in_dims: [(C, H, W)] per input) -> "
+     "{out_dims, macs, params, param_shapes: [(name, shape)]}: shape inference of one layer "
+     "by the core's table of layer types."},
+    {NULL, NULL, 0, NULL},
+};
+
 int bf_py_model_init(PyObject *m)
 {
     bf_py_model_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &model_spec, NULL);
-    if (!bf_py_model_type || PyModule_AddType(m, bf_py_model_type) < 0)
+    if (!bf_py_model_type || PyModule_AddType(m, bf_py_model_type) < 0 ||
+        PyModule_AddFunctions(m, model_functions) < 0)
         return -1;
     return bf_py_plan_init(m);
 }

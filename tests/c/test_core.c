@@ -256,6 +256,83 @@ static void test_roundtrip_and_halves(bf_model *m)
     bf_plan_destroy(NULL);
 }
 
+/* One layer spec parsed from msgpack: {"type": type, "inputs": [0..n_in), extra int pairs}. */
+static bf_status parse_spec(bf_layer_spec *s, const char *type, int n_in, int out_c, int k,
+                            int stride, int index)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    bf_status st;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, out_c ? 6 : 2);
+    key(&pk, "type");
+    key(&pk, type);
+    key(&pk, "inputs");
+    msgpack_pack_array(&pk, (size_t)n_in);
+    for (int i = 0; i < n_in; i++)
+        msgpack_pack_int(&pk, i);
+    if (out_c) {
+        key(&pk, "out_channels");
+        msgpack_pack_int(&pk, out_c);
+        pair(&pk, "kernel", k, k);
+        pair(&pk, "stride", stride, stride);
+        pair(&pk, "pad", k / 2, k / 2);
+    }
+    st = bf_layer_spec_parse(s, sb.data, sb.size, index);
+    msgpack_sbuffer_destroy(&sb);
+    return st;
+}
+
+/* The table of layer types through the public calls: every type has a name that parses
+ * back to it, and shape inference gives the shapes and parameters of each family. */
+static void test_layer_infer(void)
+{
+    const int x[2][3] = {{3, 9, 8}, {3, 9, 8}}, other[2][3] = {{3, 9, 8}, {3, 4, 4}};
+    bf_layer_spec s;
+    bf_layer_info info;
+    bf_param_view pv[BF_MAX_PARAMS];
+    int n = -1;
+    for (int t = 0; t < BF_LAYER_TYPE_COUNT_; t++) {
+        const char *name = bf_layer_type_str((bf_layer_type)t);
+        CHECK(strcmp(name, "?") != 0);
+        if (t != BF_LAYER_INPUT) /* which also needs its shape */
+            CHECK(parse_spec(&s, name, 0, 0, 0, 0, 5) == BF_STATUS_OK && (int)s.type == t);
+    }
+    CHECK(strcmp(bf_layer_type_str(BF_LAYER_TYPE_COUNT_), "?") == 0);
+    CHECK(parse_spec(&s, "conv", 1, 4, 3, 2, 1) == BF_STATUS_OK);
+    CHECK(bf_layer_infer(&s, 1, x, &info, pv, &n) == BF_STATUS_OK && n == 1);
+    CHECK(info.out_dims[0] == 4 && info.out_dims[1] == 5 && info.out_dims[2] == 4);
+    CHECK(info.macs == 4 * 5 * 4 * 3 * 9 && info.n_params == 4 * 3 * 9);
+    CHECK(!strcmp(pv[0].name, "weight") && pv[0].ndims == 4 && pv[0].dims[0] == 4 &&
+          pv[0].dims[1] == 3 && pv[0].dims[2] == 3 && pv[0].dims[3] == 3 && !pv[0].data);
+    CHECK(parse_spec(&s, "deconv", 1, 2, 3, 2, 1) == BF_STATUS_OK);
+    CHECK(bf_layer_infer(&s, 1, x, &info, pv, &n) == BF_STATUS_OK && n == 1);
+    CHECK(info.out_dims[0] == 2 && info.out_dims[1] == 17 && info.out_dims[2] == 15);
+    CHECK(parse_spec(&s, "batchnorm", 1, 0, 0, 0, 1) == BF_STATUS_OK);
+    CHECK(bf_layer_infer(&s, 1, x, &info, pv, &n) == BF_STATUS_OK && n == 4);
+    CHECK(!strcmp(pv[3].name, "running_var") && pv[3].ndims == 1 && pv[3].dims[0] == 3);
+    CHECK(parse_spec(&s, "linear", 1, 7, 1, 1, 1) == BF_STATUS_OK);
+    s.has_bias = 1;
+    CHECK(bf_layer_infer(&s, 1, x, &info, pv, &n) == BF_STATUS_OK && n == 2);
+    CHECK(pv[0].dims[0] == 7 && pv[0].dims[1] == 3 * 9 * 8 && !strcmp(pv[1].name, "bias"));
+    CHECK(info.out_dims[0] == 7 && info.out_dims[1] == 1 && info.out_dims[2] == 1);
+    CHECK(parse_spec(&s, "global_avgpool", 1, 0, 0, 0, 1) == BF_STATUS_OK);
+    CHECK(bf_layer_infer(&s, 1, x, &info, pv, &n) == BF_STATUS_OK && n == 0 &&
+          info.out_dims[1] == 1 && info.out_dims[2] == 1);
+    CHECK(parse_spec(&s, "quantize", 1, 0, 0, 0, 1) == BF_STATUS_OK);
+    CHECK(bf_layer_infer(&s, 1, x, &info, pv, &n) == BF_STATUS_OK && info.out_bytes == 3 * 9 * 8);
+    CHECK(parse_spec(&s, "add", 2, 0, 0, 0, 2) == BF_STATUS_OK);
+    CHECK(bf_layer_infer(&s, 2, x, &info, pv, &n) == BF_STATUS_OK);
+    CHECK(bf_layer_infer(&s, 2, other, &info, pv, &n) == BF_STATUS_BAD_MODEL);
+    CHECK(strstr(bf_last_error(), "different shapes") != NULL);
+    CHECK(parse_spec(&s, "relu", 2, 0, 0, 0, 2) == BF_STATUS_OK);
+    CHECK(bf_layer_infer(&s, 2, x, &info, pv, &n) == BF_STATUS_BAD_MODEL);
+    CHECK(parse_spec(&s, "relu", 1, 0, 0, 0, 0) == BF_STATUS_BAD_MODEL); /* input 0 of layer 0 */
+    CHECK(parse_spec(&s, "no_such_type", 1, 0, 0, 0, 1) == BF_STATUS_BAD_MODEL);
+    CHECK(bf_layer_spec_parse(&s, "\xc1", 1, 1) == BF_STATUS_BAD_MODEL);
+}
+
 int main(void)
 {
     msgpack_sbuffer sb;
@@ -271,6 +348,7 @@ int main(void)
     CHECK(bf_model_layer_info(m, 3, &info) == BF_STATUS_OK && info.out_bytes == 4 * 5 * 4);
     CHECK(bf_model_layer_info(m, 1, &info) == BF_STATUS_OK && info.macs == 4 * 5 * 4 * 3 * 9);
     test_split_composes(m);
+    test_layer_infer();
     test_profile(m);
     test_bad_descriptions(&sb);
     test_roundtrip_and_halves(m);

@@ -1,0 +1,69 @@
+/* The table of layer types (see core/layers.h) and the shape rules the op families share. */
+#include <string.h>
+
+#include "core/layers.h"
+#include "core/plan.h"
+
+#define W BF_KEY_WINDOW
+#define OC BF_KEY_OUT_CHANNELS
+
+/* clang-format off */
+static const bf_layer_row rows[BF_LAYER_TYPE_COUNT_] = {
+    [BF_LAYER_INPUT] = {"input", 0, BF_KEY_SHAPE},
+    [BF_LAYER_CONV] = {"conv", 1, OC | W | BF_KEY_DILATION, BF_ELT_NONE, bf_conv_infer,
+                       bf_conv_params, bf_op_conv_fwd, bf_op_conv_bwd, BF_CL_CONV},
+    [BF_LAYER_DECONV] = {"deconv", 1, OC | W | BF_KEY_DILATION | BF_KEY_OUTPUT_PAD,
+                         BF_ELT_NONE, bf_conv_infer, bf_conv_params, bf_op_conv_fwd,
+                         bf_op_conv_bwd, BF_CL_NONE},
+    [BF_LAYER_BATCHNORM] = {"batchnorm", 1, BF_KEY_NORM, BF_ELT_NONE, bf_batchnorm_infer,
+                            bf_batchnorm_params, bf_op_batchnorm_fwd, bf_op_batchnorm_bwd,
+                            BF_CL_AFFINE},
+    [BF_LAYER_RELU] = {"relu", 1, 0, BF_ELT_RELU, NULL, NULL, bf_op_eltwise_fwd,
+                       bf_op_eltwise_bwd, BF_CL_AFFINE},
+    [BF_LAYER_RELU6] = {"relu6", 1, 0, BF_ELT_RELU6, NULL, NULL, bf_op_eltwise_fwd,
+                        bf_op_eltwise_bwd, BF_CL_AFFINE},
+    [BF_LAYER_MAXPOOL] = {"maxpool", 1, W, BF_ELT_NONE, bf_pool_infer, NULL, bf_op_pool_fwd,
+                          bf_op_pool_bwd, BF_CL_POOL},
+    [BF_LAYER_AVGPOOL] = {"avgpool", 1, W, BF_ELT_NONE, bf_pool_infer, NULL, bf_op_pool_fwd,
+                          bf_op_pool_bwd, BF_CL_POOL},
+    [BF_LAYER_GLOBAL_AVGPOOL] = {"global_avgpool", 1, 0, BF_ELT_NONE, bf_pool_infer, NULL,
+                                 bf_op_pool_fwd, bf_op_pool_bwd, BF_CL_POOL},
+    [BF_LAYER_ADD] = {"add", 2, 0, BF_ELT_NONE, bf_add_infer, NULL, bf_op_add_fwd,
+                      bf_op_add_bwd, BF_CL_ADD},
+    [BF_LAYER_LINEAR] = {"linear", 1, OC, BF_ELT_NONE, bf_linear_infer, bf_linear_params,
+                         bf_op_linear_fwd, bf_op_linear_bwd, BF_CL_CONV},
+    [BF_LAYER_SOFTMAX] = {"softmax", 1, 0, BF_ELT_NONE, NULL, NULL, bf_op_softmax_fwd,
+                          bf_op_softmax_bwd, BF_CL_SOFTMAX},
+    [BF_LAYER_QUANTIZE] = {"quantize", 1, 0, BF_ELT_NONE, NULL, NULL, bf_op_quant_fwd,
+                           bf_op_quant_bwd, BF_CL_QUANT, 1},
+    [BF_LAYER_DEQUANTIZE] = {"dequantize", 1, 0, BF_ELT_NONE, NULL, NULL, bf_op_quant_fwd,
+                             bf_op_quant_bwd, BF_CL_NONE},
+    [BF_LAYER_UPSAMPLE] = {"upsample", 1, BF_KEY_SCALE, BF_ELT_NONE, bf_resample_infer, NULL,
+                           bf_op_resample_fwd, bf_op_resample_bwd, BF_CL_UPSAMPLE},
+};
+/* clang-format on */
+
+const bf_layer_row *bf_layer_row_of(bf_layer_type t)
+{
+    return (t >= 0 && t < BF_LAYER_TYPE_COUNT_) ? &rows[t] : NULL;
+}
+
+int bf_conv_out_size(int in, int k, int stride, int pad, int dilation)
+{
+    int span = dilation * (k - 1) + 1;
+    return (in + 2 * pad - span) < 0 ? 0 : (in + 2 * pad - span) / stride + 1;
+}
+
+bf_param bf_param_shape(const char *name, int ndims, int64_t d0, int64_t d1, int64_t d2,
+                        int64_t d3)
+{
+    bf_param p;
+    memset(&p, 0, sizeof p);
+    p.name = name;
+    p.ndims = ndims;
+    p.dims[0] = d0;
+    p.dims[1] = d1;
+    p.dims[2] = d2;
+    p.dims[3] = d3;
+    return p;
+}

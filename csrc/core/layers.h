@@ -1,0 +1,96 @@
+/* The table of layer types.  One row per bf_layer_type holds everything the core knows about
+ * the type: its name, how many inputs it takes, which spec keys it uses, its shape inference
+ * and parameters, and how each backend runs it (the oneDNN forward and backward, the OpenCL
+ * op).  Adding a layer type is one enum value in butterfly.h, one row in core/layers.c and
+ * its op files; nothing else switches on the type.  Private to csrc/. */
+#ifndef BF_CORE_LAYERS_H
+#define BF_CORE_LAYERS_H
+
+#include "core/spec.h"
+
+typedef struct bf_plan bf_plan;
+typedef struct bf_node bf_node;
+
+/* The activations a conv / batch-norm / add can absorb (oneDNN post-op, OpenCL epilogue). */
+enum { BF_ELT_NONE = 0, BF_ELT_RELU, BF_ELT_RELU6 };
+
+/* Spec keys a layer type uses: what its canonical serialization (and so the model hash)
+ * holds besides type, name, part, inputs and frozen, in this order. */
+enum {
+    BF_KEY_SHAPE = 1 << 0,        /* input */
+    BF_KEY_OUT_CHANNELS = 1 << 1, /* with "bias" */
+    BF_KEY_WINDOW = 1 << 2,       /* kernel, stride, pad */
+    BF_KEY_DILATION = 1 << 3,     /* with "groups" */
+    BF_KEY_OUTPUT_PAD = 1 << 4,
+    BF_KEY_NORM = 1 << 5,         /* eps, momentum */
+    BF_KEY_SCALE = 1 << 6,
+};
+
+/* What the OpenCL backend runs a layer as: the kind of its op (cl/cl_ops.h); BF_CL_NONE for
+ * a cloud-side layer the backend does not run. */
+enum {
+    BF_CL_NONE = 0,
+    BF_CL_CONV,     /* conv or linear [+ batchnorm] [+ add] [+ act] */
+    BF_CL_POOL,     /* maxpool / avgpool / global_avgpool (the layer type says which) */
+    BF_CL_UPSAMPLE,
+    BF_CL_ADD,      /* add [+ act] */
+    BF_CL_AFFINE,   /* batchnorm or a lone activation [+ act] */
+    BF_CL_QUANT,
+    BF_CL_SOFTMAX,
+};
+
+/* Shape inference of one layer: `in[k]` is the info of its input k (as many as the row's
+ * n_inputs); fills out->out_dims, macs and n_params (in_dims and out_bytes are set by the
+ * caller).  Errors name the layer through `index` and spec->name. */
+typedef bf_status (*bf_layer_infer_fn)(const bf_layer_spec *s, int index,
+                                       const bf_layer_info *const in[2], bf_layer_info *out);
+/* Fills the names and shapes (data NULL) of the params the layer must have; returns how
+ * many (0..BF_MAX_PARAMS). */
+typedef int (*bf_layer_params_fn)(const bf_layer_spec *s, const bf_layer_info *info,
+                                  bf_param out[BF_MAX_PARAMS]);
+
+typedef struct bf_layer_row {
+    const char *name;
+    int n_inputs;                 /* exactly this many (0 for the input layer) */
+    unsigned keys;                /* BF_KEY_* */
+    int act;                      /* BF_ELT_* this layer is, when it is an activation */
+    bf_layer_infer_fn infer;      /* NULL: the output has the first input's shape */
+    bf_layer_params_fn params;    /* NULL: no parameters */
+    /* oneDNN: pushes the forward node (NULL: the type is not planned, the input layer) and
+     * builds the backward of a pushed node */
+    bf_status (*fwd)(bf_plan *p, const bf_node *proto);
+    bf_status (*bwd)(bf_plan *p, bf_node *n);
+    int cl;                       /* BF_CL_* */
+    int out_u8;                   /* the output is uint8 (the quantized feature) */
+} bf_layer_row;
+
+/* The row of a type; NULL for a value outside the enum. */
+const bf_layer_row *bf_layer_row_of(bf_layer_type t);
+
+/* Shape rules the op families share (core/layers.c). */
+int bf_conv_out_size(int in, int k, int stride, int pad, int dilation);
+/* A parameter's name (a static string) and shape. */
+bf_param bf_param_shape(const char *name, int ndims, int64_t d0, int64_t d1, int64_t d2,
+                        int64_t d3);
+
+/* Each op family's shape inference and parameters (in its file under ops/). */
+bf_status bf_conv_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+                        bf_layer_info *out);
+int bf_conv_params(const bf_layer_spec *s, const bf_layer_info *info,
+                   bf_param out[BF_MAX_PARAMS]);
+int bf_batchnorm_params(const bf_layer_spec *s, const bf_layer_info *info,
+                        bf_param out[BF_MAX_PARAMS]);
+bf_status bf_batchnorm_infer(const bf_layer_spec *s, int index,
+                             const bf_layer_info *const in[2], bf_layer_info *out);
+bf_status bf_pool_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+                        bf_layer_info *out);
+bf_status bf_add_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+                       bf_layer_info *out);
+bf_status bf_linear_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+                          bf_layer_info *out);
+int bf_linear_params(const bf_layer_spec *s, const bf_layer_info *info,
+                     bf_param out[BF_MAX_PARAMS]);
+bf_status bf_resample_infer(const bf_layer_spec *s, int index,
+                            const bf_layer_info *const in[2], bf_layer_info *out);
+
+#endif
