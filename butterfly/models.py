@@ -118,12 +118,14 @@ class LayerList:
 
     def conv(self, out_c: int, k: int, stride: int = 1, pad: int | None = None, src=None,
              groups: int = 1, bias: bool = False, name: str = "", deconv: bool = False,
-             output_pad: int = 0, dilation: int = 1) -> int:
+             output_pad: int = 0, dilation: int = 1, pad_end: int | None = None) -> int:
         pad = (k - 1) // 2 * dilation if pad is None else pad
         spec = {"type": "deconv" if deconv else "conv", "name": name, "inputs": [self._src(src)],
                 "out_channels": out_c, "kernel": [k, k], "stride": [stride, stride],
                 "pad": [pad, pad], "dilation": [dilation, dilation], "groups": groups,
                 "bias": bias}
+        if pad_end is not None:
+            spec["pad_end"] = [pad_end, pad_end]
         if deconv:
             spec["output_pad"] = [output_pad, output_pad]
 
@@ -147,9 +149,25 @@ class LayerList:
     def relu(self, src=None, name: str = "") -> int:
         return self.simple("relu", src, name)
 
-    def pool(self, kind: str, k: int, stride: int, pad: int = 0, src=None, name: str = "") -> int:
+    def pool(self, kind: str, k: int, stride: int, pad: int = 0, src=None, name: str = "",
+             pad_end: int | None = None) -> int:
+        extra = {} if pad_end is None else {"pad_end": [pad_end, pad_end]}
         return self.simple(kind, src, name, kernel=[k, k], stride=[stride, stride],
-                           pad=[pad, pad])
+                           pad=[pad, pad], **extra)
+
+    def act(self, kind: str, src=None, name: str = "", alpha: float | None = None,
+            beta: float | None = None) -> int:
+        """An activation layer: relu, relu6, sigmoid, swish, hardswish, hardsigmoid (alpha,
+        beta), clip (alpha = min, beta = max) or leaky_relu (alpha)."""
+        extra = {k: float(v) for k, v in (("alpha", alpha), ("beta", beta)) if v is not None}
+        return self.simple(kind, src, name, **extra)
+
+    def mul(self, a: int, b: int, name: str = "") -> int:
+        """a * b: b of a's shape, or (C, 1, 1) scaling a's channels."""
+        return self._add({"type": "mul", "name": name, "inputs": [a, b]})
+
+    def concat(self, srcs, name: str = "") -> int:
+        return self._add({"type": "concat", "name": name, "inputs": list(srcs)})
 
     def global_avgpool(self, src=None, name: str = "") -> int:
         return self.simple("global_avgpool", src, name)

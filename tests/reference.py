@@ -8,15 +8,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def conv2d(x, w, b, stride, pad, dilation, groups):
+def conv2d(x, w, b, stride, pad, dilation, groups, pad_end=None):
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     sh, sw = stride
     ph, pw = pad
+    eh, ew = pad if pad_end is None else pad_end
     dh, dw = dilation
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    ow = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, eh), (pw, ew)))
+    oh = (h + ph + eh - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + pw + ew - dw * (kw - 1) - 1) // sw + 1
     out = np.zeros((n, o, oh, ow))
     og = o // groups
     for g in range(groups):
@@ -58,16 +59,17 @@ def deconv2d(x, w, b, stride, pad, dilation, groups, output_pad):
     return out
 
 
-def pool2d(x, kind, k, stride, pad):
+def pool2d(x, kind, k, stride, pad, pad_end=None):
     n, c, h, w = x.shape
     kh, kw = k
     sh, sw = stride
     ph, pw = pad
-    oh = (h + 2 * ph - kh) // sh + 1
-    ow = (w + 2 * pw - kw) // sw + 1
+    eh, ew = pad if pad_end is None else pad_end
+    oh = (h + ph + eh - kh) // sh + 1
+    ow = (w + pw + ew - kw) // sw + 1
     fill = -np.inf if kind == "maxpool" else 0.0
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
-    ones = np.pad(np.ones((h, w)), ((ph, ph), (pw, pw)))
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, eh), (pw, ew)), constant_values=fill)
+    ones = np.pad(np.ones((h, w)), ((ph, eh), (pw, ew)))
     out = np.full((n, c, oh, ow), fill)
     count = np.zeros((oh, ow))
     for i in range(kh):
@@ -110,7 +112,7 @@ def layer(spec, params, inputs):
         args = (tuple(spec["stride"]), tuple(spec["pad"]), tuple(spec.get("dilation", (1, 1))),
                 spec.get("groups", 1))
         if t == "conv":
-            return conv2d(x, w, b, *args)
+            return conv2d(x, w, b, *args, spec.get("pad_end"))
         return deconv2d(x, w, b, *args, tuple(spec.get("output_pad", (0, 0))))
     if t == "batchnorm":
         g, be, mu, var = (p.astype(np.float64)[None, :, None, None] for p in params)
@@ -119,8 +121,24 @@ def layer(spec, params, inputs):
         return np.maximum(x, 0)
     if t == "relu6":
         return np.clip(x, 0, 6)
+    if t == "sigmoid":
+        return 1 / (1 + np.exp(-x))
+    if t == "swish":
+        return x / (1 + np.exp(-x))
+    if t == "hardswish":
+        return x * np.clip(x / 6 + 0.5, 0, 1)
+    if t == "hardsigmoid":
+        return np.clip(spec["alpha"] * x + spec["beta"], 0, 1)
+    if t == "clip":
+        return np.clip(x, spec["alpha"], spec["beta"])
+    if t == "leaky_relu":
+        return np.where(x >= 0, x, spec["alpha"] * x)
+    if t == "mul":
+        return x * inputs[1]
+    if t == "concat":
+        return np.concatenate(inputs, axis=1)
     if t in ("maxpool", "avgpool"):
-        return pool2d(x, t, spec["kernel"], spec["stride"], spec["pad"])
+        return pool2d(x, t, spec["kernel"], spec["stride"], spec["pad"], spec.get("pad_end"))
     if t == "global_avgpool":
         return x.mean(axis=(2, 3), keepdims=True)
     if t == "add":

@@ -385,3 +385,15 @@ def test_a_nan_inside_the_feature_is_refused_like_onednn(rng):
     x[1, 0, 2, 3] = 3e38  # a NaN in the middle of the feature: fmin / fmax would skip it
     with pytest.raises(bf.NumericError, match="NaN/Inf"):
         p.forward(x)
+
+
+@pytest.mark.parametrize("build", [lambda L: L.act("swish"), lambda L: L.mul(0, 0),
+                                   lambda L: L.concat([0, 0]),
+                                   lambda L: L.conv(4, 3, 2, pad=0, pad_end=1)])
+def test_layers_without_an_opencl_kernel_are_refused(build):
+    L = LayerList((3, 8, 8))
+    build(L)
+    net = Network.from_layers(L.layers, L.params)
+    half = bf.opencl.MobileHalf(net)
+    with pytest.raises(bf.Unsupported, match="not implemented on OpenCL"):
+        half.head(np.zeros((1, 3, 8, 8), np.float32))

@@ -222,3 +222,90 @@ def test_a_nan_inside_the_feature_is_refused_by_the_quantizer(rng):
     x[1, 0, 2, 3] = 3e38  # not the first value: the min / max comparisons skip a NaN
     with pytest.raises(bf.NumericError, match="NaN/Inf"):
         net.mobile(x)
+
+
+ACTS = [("sigmoid", {}), ("swish", {}), ("hardswish", {}),
+        ("hardsigmoid", {"alpha": 1 / 6, "beta": 0.5}), ("hardsigmoid", {"alpha": 0.2, "beta": 0.5}),
+        ("clip", {"alpha": -1.5, "beta": 2.0}), ("leaky_relu", {"alpha": 0.1}),
+        ("relu", {}), ("relu6", {})]
+
+
+@pytest.mark.parametrize("kind,kw", ACTS)
+def test_activation_alone_and_fused_into_a_conv(kind, kw, rng):
+    L = LayerList((5, 9, 8))
+    L.act(kind, **kw)  # alone (the source is the image)
+    L.conv(7, 3, 2, bias=True)
+    L.params[-1][1][:] = rng.normal(0, 1, 7)
+    L.act(kind, **kw)  # absorbed by the conv as a post-op
+    L.bn()
+    L.act(kind, **kw)  # after a batch-norm: alone, except ReLU, which the batch-norm fuses
+    randomize_bn(L, rng)
+    net, x = check(L, rng)
+    x *= 4  # reach the clipping ranges
+    ref = reference.run(L.layers, L.params, x)
+    assert_close(net.head(x).reshape(ref.shape), ref, 1e-4)
+
+
+@pytest.mark.parametrize("kind,kw,why", [("clip", {"alpha": 2.0, "beta": 1.0}, "above its max"),
+                                         ("clip", {"alpha": 0.0}, "needs 'beta'"),
+                                         ("leaky_relu", {}, "needs 'alpha'"),
+                                         ("hardsigmoid", {"alpha": float("nan"), "beta": 0.5},
+                                          "'alpha' must be a number")])
+def test_activation_parameters_are_checked(kind, kw, why):
+    L = LayerList((2, 3, 3))
+    with pytest.raises(bf.ModelError, match=why):
+        L.act(kind, **kw)
+
+
+@pytest.mark.parametrize("pads", [(0, 1), (1, 0), (2, 1), (1, 2)])
+def test_asymmetric_padding(pads, rng):
+    pad, end = pads
+    L = LayerList((4, 11, 10))
+    L.conv(6, 3, 2, pad=pad, pad_end=end, bias=True)
+    L.conv(5, 3, 1, pad=pad, pad_end=end, groups=1)
+    L.pool("maxpool", 3, 2, pad=min(pad, 1), pad_end=min(end, 1))
+    L.pool("avgpool", 2, 1, pad=min(pad, 1), pad_end=min(end, 1))
+    check(L, rng)
+
+
+def test_mul_same_shape_and_per_channel(rng):
+    L = LayerList((6, 7, 5))
+    a = L.conv(8, 3, 1, bias=True)
+    b = L.conv(8, 1, 1, src=0)
+    L.mul(a, b)                       # same shape
+    x = L.last
+    L.global_avgpool()
+    L.conv(8, 1, 1, bias=True)
+    s = L.act("sigmoid")
+    L.mul(x, s)                       # squeeze-and-excitation
+    check(L, rng, n=3)
+
+
+def test_mul_shapes_are_checked():
+    L = LayerList((6, 7, 5))
+    g = L.global_avgpool()
+    with pytest.raises(bf.ModelError, match="must have the first's shape or be"):
+        L.mul(g, 0)  # the per-channel input must come second
+    with pytest.raises(bf.ModelError, match="must have the first's shape or be"):
+        L.mul(0, L.conv(3, 1, 1, src=0))
+
+
+@pytest.mark.parametrize("n_in", [2, 5])
+def test_concat(n_in, rng):
+    L = LayerList((3, 9, 8))
+    srcs = [L.conv(2 + k, 3, 1, src=0) for k in range(n_in)]
+    L.concat(srcs)
+    L.conv(4, 1, 1)
+    L.concat([L.last, 0])             # the image itself as a source
+    check(L, rng)
+
+
+def test_concat_shapes_and_counts_are_checked():
+    L = LayerList((3, 9, 8))
+    small = L.pool("maxpool", 2, 2)
+    with pytest.raises(bf.ModelError, match="all must share H and W"):
+        L.concat([0, small])
+    with pytest.raises(bf.ModelError, match="takes 2 to 32 inputs, not 1"):
+        L.concat([0])
+    with pytest.raises(bf.ModelError, match="'inputs' must be a list of <= 32"):
+        L.concat([0] * 33)

@@ -109,6 +109,21 @@ GRAD_CASES = {
     "linear": lambda L: L.linear(7),
     "softmax": lambda L: (L.linear(6), L.simple("softmax")),
     "upsample": lambda L: (L.conv(3, 1, 1), L.upsample(2)),
+    "sigmoid": lambda L: (L.conv(5, 3, 1, bias=True), L.act("sigmoid")),
+    "swish": lambda L: (L.conv(5, 3, 1, bias=True), L.act("swish")),
+    "hardswish": lambda L: (L.conv(5, 3, 1, bias=True), L.act("hardswish")),
+    "hardsigmoid": lambda L: (L.conv(5, 3, 1, bias=True), L.act("hardsigmoid", alpha=0.2,
+                                                                 beta=0.5)),
+    "clip": lambda L: (L.conv(5, 3, 1, bias=True), L.act("clip", alpha=-0.5, beta=0.7)),
+    "leaky_relu": lambda L: (L.conv(5, 3, 1, bias=True), L.act("leaky_relu", alpha=0.1)),
+    "conv_asymmetric_pad": lambda L: L.conv(5, 3, 2, pad=0, pad_end=1, bias=True),
+    "maxpool_asymmetric_pad": lambda L: (L.conv(6, 3, 1), L.pool("maxpool", 3, 2, 0, pad_end=1)),
+    "mul": lambda L: (L.conv(4, 3, 1, bias=True), L.mul(L.last, 0), L.conv(3, 1, 1)),
+    "mul_per_channel": lambda L: (L.conv(4, 3, 1, bias=True), L.global_avgpool(),
+                                  L.conv(4, 1, 1, bias=True), L.act("sigmoid"),
+                                  L.mul(L.last - 3, L.last)),
+    "concat": lambda L: (L.conv(3, 3, 1, bias=True), L.conv(2, 1, 1, src=0),
+                         L.concat([L.last - 1, 0, L.last]), L.conv(3, 1, 1)),
 }
 
 

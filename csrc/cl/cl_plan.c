@@ -32,7 +32,7 @@ static void fuse_act(const bf_model *m, const int *uses, int end, bf_cl_op *op)
 {
     const bf_layer_spec *n = bf_model_layer(m, op->last + 1);
     if (op->last + 1 > end || uses[op->last] != 1 || n->inputs[0] != op->last ||
-        bf_layer_row_of(n->type)->act == BF_ELT_NONE)
+        bf_layer_row_of(n->type)->act == BF_ACT_NONE || bf_layer_row_of(n->type)->act > BF_ACT_RELU6)
         return;
     op->act = bf_layer_row_of(n->type)->act;
     op->last++;
@@ -74,13 +74,21 @@ static bf_status make_op(const bf_model *m, const int *uses, int i, int end, bf_
     op->src2 = -1;
     op->bn = -1;
     op->kind = bf_layer_row_of(s->type)->cl;
+    if (op->kind == BF_CL_MUL || op->kind == BF_CL_CONCAT ||
+        bf_layer_row_of(s->type)->act > BF_ACT_RELU6 ||
+        memcmp(s->pad_end, s->pad, sizeof s->pad))
+        return bf_error(BF_STATUS_UNSUPPORTED, "OpenCL backend: layer %d (%s): %s%s is not "
+                        "implemented on OpenCL; run this half on oneDNN", i, s->name,
+                        bf_layer_type_str(s->type),
+                        memcmp(s->pad_end, s->pad, sizeof s->pad) ? " with asymmetric padding"
+                                                                 : "");
     switch (op->kind) {
     case BF_CL_CONV:
         fuse_conv(m, uses, end, op);
         break;
     case BF_CL_AFFINE:
         op->act = bf_layer_row_of(s->type)->act;
-        if (op->act == BF_ELT_NONE)
+        if (op->act == BF_ACT_NONE)
             fuse_act(m, uses, end, op);
         break;
     case BF_CL_ADD:

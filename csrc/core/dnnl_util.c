@@ -64,21 +64,23 @@ bf_status bf_md_conv_weights_plain(dnnl_memory_desc_t *md, const bf_layer_spec *
     return bf_md_plain(md, 5, d, dnnl_f32);
 }
 
-bf_status bf_attr_post_ops(dnnl_primitive_attr_t *attr, int sum, int eltwise)
+bf_status bf_attr_post_ops(bf_plan *p, dnnl_primitive_attr_t *attr, int sum, int act_layer)
 {
     dnnl_post_ops_t po = NULL;
+    dnnl_alg_kind_t alg;
+    float alpha, beta;
     bf_status st = BF_STATUS_OK;
     *attr = NULL;
-    if (!sum && eltwise == BF_ELT_NONE)
+    if (!sum && act_layer < 0)
         return BF_STATUS_OK;
     DNNL_TRY(dnnl_primitive_attr_create(attr));
     DNNL_TRY(dnnl_post_ops_create(&po));
     if (sum)
         DNNL_TRY(dnnl_post_ops_append_sum(po, 1.0f, 0, dnnl_data_type_undef));
-    if (eltwise == BF_ELT_RELU)
-        DNNL_TRY(dnnl_post_ops_append_eltwise(po, dnnl_eltwise_relu, 0.0f, 0.0f));
-    if (eltwise == BF_ELT_RELU6)
-        DNNL_TRY(dnnl_post_ops_append_eltwise(po, dnnl_eltwise_clip, 0.0f, 6.0f));
+    if (act_layer >= 0) {
+        BF_TRY(bf_eltwise_alg(bf_model_layer(p->model, act_layer), &alg, &alpha, &beta));
+        DNNL_TRY(dnnl_post_ops_append_eltwise(po, alg, alpha, beta));
+    }
     DNNL_TRY(dnnl_primitive_attr_set_post_ops(*attr, po));
     dnnl_post_ops_destroy(po);
     return BF_STATUS_OK;
@@ -147,6 +149,7 @@ bf_node *bf_plan_push_primitive(bf_plan *p, const bf_node *proto, dnnl_primitive
                                 bf_status *status)
 {
     bf_node *n = bf_plan_push_node(p, proto);
+    dnnl_primitive_kind_t kind;
     bf_status st = BF_STATUS_OK;
     if (!n) {
         dnnl_primitive_desc_destroy(*pd);
@@ -162,8 +165,12 @@ bf_node *bf_plan_push_primitive(bf_plan *p, const bf_node *proto, dnnl_primitive
         *status = BF_STATUS_OUT_OF_MEMORY;
         return NULL;
     }
+    DNNL_TRY(dnnl_primitive_desc_query(n->pd, dnnl_query_primitive_kind, 0, &kind));
     for (int k = 0; k < n->n_src; k++)
-        bf_node_arg(n, k == 0 ? DNNL_ARG_SRC_0 : DNNL_ARG_SRC_1, p->values[n->src[k]].mem);
+        bf_node_arg(n, kind == dnnl_concat ? DNNL_ARG_MULTIPLE_SRC + k
+                       : k == 0            ? DNNL_ARG_SRC_0
+                                           : DNNL_ARG_SRC_1,
+                    p->values[n->src[k]].mem);
     bf_node_arg(n, DNNL_ARG_DST, p->values[n->dst].mem);
     *status = BF_STATUS_OK;
     return n;

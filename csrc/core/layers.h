@@ -11,8 +11,13 @@
 typedef struct bf_plan bf_plan;
 typedef struct bf_node bf_node;
 
-/* The activations a conv / batch-norm / add can absorb (oneDNN post-op, OpenCL epilogue). */
-enum { BF_ELT_NONE = 0, BF_ELT_RELU, BF_ELT_RELU6 };
+/* Activation layer types by their row's `act` (oneDNN eltwise algorithm, OpenCL act code).
+ * A conv absorbs any of them (a post-op), a batch-norm ReLU alone (oneDNN's fused flag); on
+ * OpenCL convs and adds absorb ReLU and ReLU6, the others run as an affine op. */
+enum {
+    BF_ACT_NONE = 0, BF_ACT_RELU, BF_ACT_RELU6, BF_ACT_SIGMOID, BF_ACT_SWISH, BF_ACT_HARDSWISH,
+    BF_ACT_HARDSIGMOID, BF_ACT_CLIP, BF_ACT_LEAKY_RELU
+};
 
 /* Spec keys a layer type uses: what its canonical serialization (and so the model hash)
  * holds besides type, name, part, inputs and frozen, in this order. */
@@ -24,7 +29,10 @@ enum {
     BF_KEY_OUTPUT_PAD = 1 << 4,
     BF_KEY_NORM = 1 << 5,         /* eps, momentum */
     BF_KEY_SCALE = 1 << 6,
+    BF_KEY_ALPHA = 1 << 7,        /* required when used */
+    BF_KEY_BETA = 1 << 8,         /* required when used */
 };
+/* (pad_end is written after pad, for a window type, only where it differs from pad.) */
 
 /* What the OpenCL backend runs a layer as: the kind of its op (cl/cl_ops.h); BF_CL_NONE for
  * a cloud-side layer the backend does not run. */
@@ -37,23 +45,28 @@ enum {
     BF_CL_AFFINE,   /* batchnorm or a lone activation [+ act] */
     BF_CL_QUANT,
     BF_CL_SOFTMAX,
+    BF_CL_MUL,      /* same shape, or a per-channel (C, 1, 1) second input */
+    BF_CL_CONCAT,
 };
 
-/* Shape inference of one layer: `in[k]` is the info of its input k (as many as the row's
+/* Shape inference of one layer: `in[k]` is the info of its input k (as many as the spec's
  * n_inputs); fills out->out_dims, macs and n_params (in_dims and out_bytes are set by the
  * caller).  Errors name the layer through `index` and spec->name. */
 typedef bf_status (*bf_layer_infer_fn)(const bf_layer_spec *s, int index,
-                                       const bf_layer_info *const in[2], bf_layer_info *out);
+                                       const bf_layer_info *const in[], bf_layer_info *out);
 /* Fills the names and shapes (data NULL) of the params the layer must have; returns how
  * many (0..BF_MAX_PARAMS). */
 typedef int (*bf_layer_params_fn)(const bf_layer_spec *s, const bf_layer_info *info,
                                   bf_param out[BF_MAX_PARAMS]);
 
+#define BF_INPUTS_MANY (-1)
+
 typedef struct bf_layer_row {
     const char *name;
-    int n_inputs;                 /* exactly this many (0 for the input layer) */
+    int n_inputs;                 /* exactly this many (0 for the input layer), or
+                                     BF_INPUTS_MANY: 2..BF_MAX_INPUTS */
     unsigned keys;                /* BF_KEY_* */
-    int act;                      /* BF_ELT_* this layer is, when it is an activation */
+    int act;                      /* BF_ACT_* this layer is, when it is an activation */
     bf_layer_infer_fn infer;      /* NULL: the output has the first input's shape */
     bf_layer_params_fn params;    /* NULL: no parameters */
     /* oneDNN: pushes the forward node (NULL: the type is not planned, the input layer) and
@@ -66,31 +79,39 @@ typedef struct bf_layer_row {
 
 /* The row of a type; NULL for a value outside the enum. */
 const bf_layer_row *bf_layer_row_of(bf_layer_type t);
+/* 1 when a spec's number of inputs fits its type. */
+int bf_layer_inputs_ok(const bf_layer_spec *s);
 
 /* Shape rules the op families share (core/layers.c). */
-int bf_conv_out_size(int in, int k, int stride, int pad, int dilation);
+int bf_conv_out_size(int in, int k, int stride, int pad, int pad_end, int dilation);
 /* A parameter's name (a static string) and shape. */
 bf_param bf_param_shape(const char *name, int ndims, int64_t d0, int64_t d1, int64_t d2,
                         int64_t d3);
 
 /* Each op family's shape inference and parameters (in its file under ops/). */
-bf_status bf_conv_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+bf_status bf_conv_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[],
                         bf_layer_info *out);
 int bf_conv_params(const bf_layer_spec *s, const bf_layer_info *info,
                    bf_param out[BF_MAX_PARAMS]);
 int bf_batchnorm_params(const bf_layer_spec *s, const bf_layer_info *info,
                         bf_param out[BF_MAX_PARAMS]);
 bf_status bf_batchnorm_infer(const bf_layer_spec *s, int index,
-                             const bf_layer_info *const in[2], bf_layer_info *out);
-bf_status bf_pool_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+                             const bf_layer_info *const in[], bf_layer_info *out);
+bf_status bf_pool_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[],
                         bf_layer_info *out);
-bf_status bf_add_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+bf_status bf_add_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[],
                        bf_layer_info *out);
-bf_status bf_linear_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+bf_status bf_linear_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[],
                           bf_layer_info *out);
 int bf_linear_params(const bf_layer_spec *s, const bf_layer_info *info,
                      bf_param out[BF_MAX_PARAMS]);
+bf_status bf_clip_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[],
+                        bf_layer_info *out);
+bf_status bf_mul_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[],
+                       bf_layer_info *out);
+bf_status bf_concat_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[],
+                          bf_layer_info *out);
 bf_status bf_resample_infer(const bf_layer_spec *s, int index,
-                            const bf_layer_info *const in[2], bf_layer_info *out);
+                            const bf_layer_info *const in[], bf_layer_info *out);
 
 #endif

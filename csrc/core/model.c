@@ -1,5 +1,6 @@
 /* bf_model: parsing and writing the msgpack model description, shape inference, hashing. */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <msgpack.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 
 #include "butterfly.h"
 #include "core/mpobj.h"
+#include "core/layers.h"
 #include "core/spec.h"
 
 #define MODEL_FORMAT "butterfly-model"
@@ -140,9 +142,9 @@ static bf_status parse_layer(const msgpack_object *o, int index, bf_layer_spec *
                         index);
     inputs = bf_mp_map_get(o, "inputs");
     if (inputs) {
-        if (inputs->type != MSGPACK_OBJECT_ARRAY || inputs->via.array.size > 2)
-            return bf_error(BF_STATUS_BAD_MODEL, "layer %d: 'inputs' must be a list of <= 2 ints",
-                            index);
+        if (inputs->type != MSGPACK_OBJECT_ARRAY || inputs->via.array.size > BF_MAX_INPUTS)
+            return bf_error(BF_STATUS_BAD_MODEL, "layer %d: 'inputs' must be a list of <= %d "
+                            "ints", index, BF_MAX_INPUTS);
         s->n_inputs = (int)inputs->via.array.size;
         for (int i = 0; i < s->n_inputs; i++) {
             int64_t v;
@@ -159,6 +161,8 @@ static bf_status parse_layer(const msgpack_object *o, int index, bf_layer_spec *
     TRY(get_pair(o, "kernel", 1, 1024, s->kernel, index));
     TRY(get_pair(o, "stride", 1, 1024, s->stride, index));
     TRY(get_pair(o, "pad", 0, 1024, s->pad, index));
+    memcpy(s->pad_end, s->pad, sizeof s->pad);
+    TRY(get_pair(o, "pad_end", 0, 1024, s->pad_end, index));
     TRY(get_pair(o, "dilation", 1, 1024, s->dilation, index));
     TRY(get_pair(o, "output_pad", 0, 1024, s->output_pad, index));
     TRY(get_int(o, "groups", 1, MAX_DIM, &s->groups, index));
@@ -167,6 +171,18 @@ static bf_status parse_layer(const msgpack_object *o, int index, bf_layer_spec *
     TRY(get_int(o, "frozen", 0, 1, &s->frozen, index));
     TRY(get_float(o, "eps", 1e-12f, 1.0f, &s->eps, index));
     TRY(get_float(o, "momentum", 0.0f, 1.0f, &s->momentum, index));
+    if (bf_layer_row_of(s->type)->keys & BF_KEY_ALPHA) {
+        if (!bf_mp_map_get(o, "alpha"))
+            return bf_error(BF_STATUS_BAD_MODEL, "layer %d: %s needs 'alpha'", index,
+                            bf_layer_type_str(s->type));
+        TRY(get_float(o, "alpha", -FLT_MAX, FLT_MAX, &s->alpha, index));
+    }
+    if (bf_layer_row_of(s->type)->keys & BF_KEY_BETA) {
+        if (!bf_mp_map_get(o, "beta"))
+            return bf_error(BF_STATUS_BAD_MODEL, "layer %d: %s needs 'beta'", index,
+                            bf_layer_type_str(s->type));
+        TRY(get_float(o, "beta", -FLT_MAX, FLT_MAX, &s->beta, index));
+    }
     if (s->type == BF_LAYER_INPUT) {
         const msgpack_object *sh = bf_mp_map_get(o, "shape");
         int64_t v;

@@ -50,6 +50,7 @@ void bf_node_init(bf_node *n, int layer)
     n->layer = layer;
     n->bn_layer = -1;
     n->sum_src = -1;
+    n->act_layer = -1;
     n->dst = -1;
 }
 
@@ -157,7 +158,7 @@ static int read_before(bf_plan *p, int v, int i, int except)
     return 1;
 }
 
-/* Inference fusion for a conv at layer i: fills n->bn_layer, n->sum_src, n->post_eltwise;
+/* Inference fusion for a conv at layer i: fills n->bn_layer, n->sum_src, n->act_layer;
  * returns the last layer the node absorbs. */
 static int fuse_conv(bf_plan *p, const use_info *use, bf_node *n, int i)
 {
@@ -184,8 +185,8 @@ static int fuse_conv(bf_plan *p, const use_info *use, bf_node *n, int i)
             r = j >= 0 ? bf_model_layer(p->model, j) : NULL;
         }
     }
-    if (r && bf_layer_row_of(r->type)->act != BF_ELT_NONE) {
-        n->post_eltwise = bf_layer_row_of(r->type)->act;
+    if (r && bf_layer_row_of(r->type)->act != BF_ACT_NONE) {
+        n->act_layer = j;
         last = j;
     }
     return last;
@@ -206,7 +207,7 @@ static int fuse(bf_plan *p, const use_info *use, bf_node *n, int i)
     r = j >= 0 ? bf_model_layer(p->model, j) : NULL;
     if (!r || r->type != BF_LAYER_RELU)
         return i;
-    n->post_eltwise = BF_ELT_RELU;
+    n->act_layer = j;
     return j;
 }
 

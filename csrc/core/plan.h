@@ -45,15 +45,15 @@ typedef struct bf_value {
     int diff_ready;        /* set once a consumer has written the gradient this step */
 } bf_value;
 
-enum { BF_NODE_MEMS = 8, BF_NODE_ARGS = 14 };
+enum { BF_NODE_MEMS = 8, BF_NODE_ARGS = BF_MAX_INPUTS + 8 };
 
 typedef struct bf_node {
     int layer;              /* the layer this node computes; -1 for a reorder */
     int bn_layer;           /* BN folded into this conv (inference), or -1 */
     int sum_src;            /* value added into dst by a sum post-op, or -1 */
-    int post_eltwise;       /* BF_ELT_* applied last */
+    int act_layer;          /* activation layer applied last (a post-op), or -1 */
     int n_src;
-    int src[2];             /* value ids */
+    int src[BF_MAX_INPUTS]; /* value ids */
     int dst;                /* value id */
     dnnl_primitive_desc_t pd;
     dnnl_primitive_t prim;
@@ -82,8 +82,9 @@ typedef struct bf_node {
     int n_bwd_mem;
     int skip_bwd;           /* training: no gradient is needed from this node (nothing
                                trainable at or before it, no source gradient asked for) */
-    int acc[2];             /* src k's gradient is added to what later readers wrote */
-    dnnl_memory_t acc_tmp[2]; /* where that gradient is written before the add */
+    int acc[BF_MAX_INPUTS]; /* src k's gradient is added to what later readers wrote */
+    dnnl_memory_t acc_tmp[BF_MAX_INPUTS]; /* where it is written before the add (all share
+                                             the plan's scratch: add each before the next) */
 } bf_node;
 
 /* A trainable tensor of a training plan. */
@@ -153,8 +154,12 @@ bf_status bf_mem_to_host(bf_plan *p, dnnl_memory_t mem, const_dnnl_memory_desc_t
 void bf_node_arg(bf_node *n, int arg, dnnl_memory_t mem);
 /* The weights descriptor for a conv/deconv in plain goihw/oihw layout. */
 bf_status bf_md_conv_weights_plain(dnnl_memory_desc_t *md, const bf_layer_spec *s, int in_c);
-/* Post-ops attr: optional sum then optional eltwise; *attr NULL when neither. */
-bf_status bf_attr_post_ops(dnnl_primitive_attr_t *attr, int sum, int eltwise);
+/* Post-ops attr: optional sum then the optional activation layer act_layer (-1: none);
+ * *attr NULL when neither. */
+bf_status bf_attr_post_ops(bf_plan *p, dnnl_primitive_attr_t *attr, int sum, int act_layer);
+/* The oneDNN eltwise algorithm and its alpha, beta for an activation layer. */
+bf_status bf_eltwise_alg(const bf_layer_spec *s, dnnl_alg_kind_t *alg, float *alpha,
+                         float *beta);
 /* Pushes proto owning *pd (taken, set to NULL), creates its primitive and a destination
  * value with the primitive's dst layout, binds SRC (DNNL_ARG_SRC_0 == DNNL_ARG_SRC), SRC_1
  * and DST.  Returns the node, or NULL with *status set. */
@@ -205,6 +210,8 @@ bf_status bf_op_linear_fwd(bf_plan *p, const bf_node *proto);
 bf_status bf_op_softmax_fwd(bf_plan *p, const bf_node *proto);
 bf_status bf_op_quant_fwd(bf_plan *p, const bf_node *proto);
 bf_status bf_op_resample_fwd(bf_plan *p, const bf_node *proto);
+bf_status bf_op_mul_fwd(bf_plan *p, const bf_node *proto);
+bf_status bf_op_concat_fwd(bf_plan *p, const bf_node *proto);
 /* ... and, for training plans, the backward of a pushed node. */
 bf_status bf_op_conv_bwd(bf_plan *p, bf_node *n);
 bf_status bf_op_batchnorm_bwd(bf_plan *p, bf_node *n);
@@ -215,6 +222,8 @@ bf_status bf_op_linear_bwd(bf_plan *p, bf_node *n);
 bf_status bf_op_softmax_bwd(bf_plan *p, bf_node *n);
 bf_status bf_op_quant_bwd(bf_plan *p, bf_node *n);
 bf_status bf_op_resample_bwd(bf_plan *p, bf_node *n);
+bf_status bf_op_mul_bwd(bf_plan *p, bf_node *n);
+bf_status bf_op_concat_bwd(bf_plan *p, bf_node *n);
 bf_status bf_op_reorder_bwd(bf_plan *p, bf_node *n);
 /* Copies (first writer) or adds the float gradient `from` into `to` (same layout). */
 bf_status bf_plan_grad_copy(bf_plan *p, bf_node *n, int k, dnnl_memory_t from);

@@ -115,19 +115,28 @@ static bf_status check_parts(const bf_layer_spec *L, int n)
     return BF_STATUS_OK;
 }
 
+static bf_status inputs_error(const bf_layer_spec *s, int i)
+{
+    int want = bf_layer_row_of(s->type)->n_inputs;
+    if (want == BF_INPUTS_MANY)
+        BAD("layer %d (%s): %s takes 2 to %d inputs, not %d", i, s->name,
+            bf_layer_type_str(s->type), BF_MAX_INPUTS, s->n_inputs);
+    BAD("layer %d (%s): %s takes %d input(s), not %d", i, s->name, bf_layer_type_str(s->type),
+        want, s->n_inputs);
+}
+
 static bf_status infer_one(const bf_layer_spec *L, int i, bf_layer_info *info)
 {
     const bf_layer_spec *s = &L[i];
-    const bf_layer_info *in[2] = {NULL, NULL};
-    if (s->n_inputs != bf_layer_row_of(s->type)->n_inputs)
-        BAD("layer %d (%s): %s takes %d input(s)", i, s->name, bf_layer_type_str(s->type),
-            bf_layer_row_of(s->type)->n_inputs);
+    const bf_layer_info *in[BF_MAX_INPUTS] = {NULL};
+    if (!bf_layer_inputs_ok(s))
+        return inputs_error(s, i);
     for (int k = 0; k < s->n_inputs; k++)
         in[k] = &info[s->inputs[k]];
     return bf_layer_infer_one(s, i, in, &info[i]);
 }
 
-bf_status bf_layer_infer_one(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+bf_status bf_layer_infer_one(const bf_layer_spec *s, int index, const bf_layer_info *const in[],
                              bf_layer_info *o)
 {
     const bf_layer_row *row = bf_layer_row_of(s->type);
@@ -157,17 +166,16 @@ bf_status bf_layer_infer(const bf_layer_spec *s, int index, const int in_dims[][
                          bf_layer_info *info, bf_param_view params[BF_MAX_PARAMS],
                          int *n_params)
 {
-    bf_layer_info in_info[2];
-    const bf_layer_info *in[2] = {NULL, NULL};
+    bf_layer_info in_info[BF_MAX_INPUTS];
+    const bf_layer_info *in[BF_MAX_INPUTS] = {NULL};
     const bf_layer_row *row = s ? bf_layer_row_of(s->type) : NULL;
     bf_param expect[BF_MAX_PARAMS];
     bf_status st;
     if (!row || !info || !params || !n_params || (s->n_inputs && !in_dims))
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_layer_infer: NULL argument or bad "
                         "layer type");
-    if (s->n_inputs != row->n_inputs)
-        return bf_error(BF_STATUS_BAD_MODEL, "layer %d (%s): %s takes %d input(s), not %d",
-                        index, s->name, row->name, row->n_inputs, s->n_inputs);
+    if (!bf_layer_inputs_ok(s))
+        return inputs_error(s, index);
     for (int k = 0; k < s->n_inputs; k++) {
         memset(&in_info[k], 0, sizeof in_info[k]);
         for (int d = 0; d < 3; d++) {
@@ -223,9 +231,11 @@ static void pack_bool(msgpack_packer *pk, int v)
 void bf_spec_pack(msgpack_packer *pk, const bf_layer_spec *s)
 {
     unsigned keys = bf_layer_row_of(s->type)->keys;
+    int pad_end = (keys & BF_KEY_WINDOW) && memcmp(s->pad_end, s->pad, sizeof s->pad);
     int n = 5 + !!(keys & BF_KEY_SHAPE) + 2 * !!(keys & BF_KEY_OUT_CHANNELS) +
-            3 * !!(keys & BF_KEY_WINDOW) + 2 * !!(keys & BF_KEY_DILATION) +
-            !!(keys & BF_KEY_OUTPUT_PAD) + 2 * !!(keys & BF_KEY_NORM) + !!(keys & BF_KEY_SCALE);
+            3 * !!(keys & BF_KEY_WINDOW) + pad_end + 2 * !!(keys & BF_KEY_DILATION) +
+            !!(keys & BF_KEY_OUTPUT_PAD) + 2 * !!(keys & BF_KEY_NORM) +
+            !!(keys & BF_KEY_SCALE) + !!(keys & BF_KEY_ALPHA) + !!(keys & BF_KEY_BETA);
     msgpack_pack_map(pk, (size_t)n);
     pack_key(pk, "type");
     pack_key(pk, bf_layer_type_str(s->type));
@@ -256,6 +266,8 @@ void bf_spec_pack(msgpack_packer *pk, const bf_layer_spec *s)
         pack_pair(pk, "stride", s->stride);
         pack_pair(pk, "pad", s->pad);
     }
+    if (pad_end)
+        pack_pair(pk, "pad_end", s->pad_end);
     if (keys & BF_KEY_DILATION) {
         pack_pair(pk, "dilation", s->dilation);
         pack_key(pk, "groups");
@@ -272,6 +284,14 @@ void bf_spec_pack(msgpack_packer *pk, const bf_layer_spec *s)
     if (keys & BF_KEY_SCALE) {
         pack_key(pk, "scale");
         msgpack_pack_int(pk, s->scale);
+    }
+    if (keys & BF_KEY_ALPHA) {
+        pack_key(pk, "alpha");
+        msgpack_pack_float(pk, s->alpha);
+    }
+    if (keys & BF_KEY_BETA) {
+        pack_key(pk, "beta");
+        msgpack_pack_float(pk, s->beta);
     }
 }
 

@@ -28,7 +28,7 @@ int bf_spec_expected_params(const bf_layer_spec *s, const bf_layer_info *info,
 bf_status bf_spec_infer(const bf_layer_spec *layers, int n, bf_layer_info *info);
 /* Shape inference of one layer from its inputs' info (in[k] for each of its inputs); the
  * rules of its row in the table of layer types, and the checks every layer shares. */
-bf_status bf_layer_infer_one(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+bf_status bf_layer_infer_one(const bf_layer_spec *s, int index, const bf_layer_info *const in[],
                              bf_layer_info *out);
 /* Writes the canonical msgpack map of a layer (only the keys its type uses). */
 void bf_spec_pack(msgpack_packer *pk, const bf_layer_spec *s);

@@ -307,8 +307,9 @@ void bf_plan_destroy_training(bf_plan *p)
         for (int w = 0; w < 2; w++) {
             dnnl_primitive_destroy(n->bwd[w]);
             dnnl_primitive_desc_destroy(n->bwd_pd[w]);
-            dnnl_memory_destroy(n->acc_tmp[w]);
         }
+        for (int k = 0; k < BF_MAX_INPUTS; k++)
+            dnnl_memory_destroy(n->acc_tmp[k]);
     }
     for (int i = 0; i < p->n_tparams; i++) {
         bf_train_param *t = &p->tparams[i];

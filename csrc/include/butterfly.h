@@ -143,23 +143,33 @@ typedef enum bf_layer_type {
     BF_LAYER_QUANTIZE,       /* f32 -> uint8 + per-sample (min, max) */
     BF_LAYER_DEQUANTIZE,     /* uint8 + per-sample (min, max) -> f32 */
     BF_LAYER_UPSAMPLE,       /* nearest-neighbour, integer factor `scale` */
+    BF_LAYER_SIGMOID,        /* 1 / (1 + exp(-x)) */
+    BF_LAYER_SWISH,          /* x * sigmoid(x) (SiLU) */
+    BF_LAYER_HARDSWISH,      /* x * clip(x / 6 + 1 / 2, 0, 1) */
+    BF_LAYER_HARDSIGMOID,    /* clip(alpha * x + beta, 0, 1) */
+    BF_LAYER_CLIP,           /* clip(x, alpha, beta): alpha the min, beta the max */
+    BF_LAYER_LEAKY_RELU,     /* x >= 0 ? x : alpha * x */
+    BF_LAYER_MUL,            /* two inputs: of one shape, or the second (C, 1, 1) per channel */
+    BF_LAYER_CONCAT,         /* 2..BF_MAX_INPUTS inputs of one H, W, joined over channels */
     BF_LAYER_TYPE_COUNT_
 } bf_layer_type;
 
 #define BF_NAME_MAX 64
 #define BF_MAX_PARAMS 4
+#define BF_MAX_INPUTS 32
 
 typedef struct bf_layer_spec {
     bf_layer_type type;
     bf_part part;
     char name[BF_NAME_MAX];
-    int n_inputs;      /* 0 for INPUT, 2 for ADD, 1 otherwise */
-    int inputs[2];     /* indices of earlier layers */
+    int n_inputs;      /* 0 for INPUT, 2 for ADD and MUL, 2.. for CONCAT, 1 otherwise */
+    int inputs[BF_MAX_INPUTS]; /* indices of earlier layers */
     /* conv / deconv / linear */
     int out_channels;  /* also out_features for LINEAR */
     int kernel[2];     /* kh, kw (conv, deconv, pools) */
     int stride[2];
-    int pad[2];        /* symmetric padding ph, pw */
+    int pad[2];        /* padding at the top and left (ph, pw) */
+    int pad_end[2];    /* at the bottom and right; equal to pad unless given ("pad_end") */
     int dilation[2];   /* 1 = dense */
     int groups;
     int output_pad[2]; /* deconv only: extra rows/cols at the bottom/right */
@@ -169,6 +179,8 @@ typedef struct bf_layer_spec {
     float momentum;    /* running = (1 - momentum) * running + momentum * batch */
     /* upsample */
     int scale;
+    /* activations: hardsigmoid's slope and offset, clip's min and max, leaky_relu's slope */
+    float alpha, beta;
     /* input */
     int shape[3];      /* C, H, W */
     /* training */

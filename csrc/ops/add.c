@@ -61,7 +61,7 @@ fail:
 
 /* ---- shapes ---------------------------------------------------------------------------- */
 
-bf_status bf_add_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+bf_status bf_add_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[],
                        bf_layer_info *o)
 {
     (void)o;

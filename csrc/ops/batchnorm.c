@@ -83,7 +83,7 @@ bf_status bf_op_batchnorm_fwd(bf_plan *p, const bf_node *proto)
 
     if (!train || s->frozen)
         flags |= dnnl_use_global_stats;
-    if (proto->post_eltwise == BF_ELT_RELU)
+    if (proto->act_layer >= 0) /* fuse() gives a batch-norm a ReLU alone */
         flags |= dnnl_fuse_norm_relu;
     DNNL_TRY(dnnl_batch_normalization_forward_primitive_desc_create(
         &pd, p->engine, train ? dnnl_forward_training : dnnl_forward_inference, src_md, src_md,
@@ -154,7 +154,7 @@ fail:
 /* ---- shapes ---------------------------------------------------------------------------- */
 
 bf_status bf_batchnorm_infer(const bf_layer_spec *s, int index,
-                             const bf_layer_info *const in[2], bf_layer_info *o)
+                             const bf_layer_info *const in[], bf_layer_info *o)
 {
     (void)s;
     (void)index;

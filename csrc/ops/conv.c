@@ -77,15 +77,16 @@ fail:
     return st;
 }
 
-/* The padding on both sides is the symmetric `pad`: oneDNN's size check divides with
- * floor, as the shape inference does. */
+/* Padding `pad` at the top / left and `pad_end` at the bottom / right: oneDNN's size check
+ * divides with floor, as the shape inference does. */
 static void conv_geometry(const bf_layer_spec *s, dnnl_dims_t strides, dnnl_dims_t dil,
-                          dnnl_dims_t pad)
+                          dnnl_dims_t pad, dnnl_dims_t pad_end)
 {
     for (int d = 0; d < 2; d++) {
         strides[d] = s->stride[d];
         dil[d] = s->dilation[d] - 1;
         pad[d] = s->pad[d];
+        pad_end[d] = s->pad_end[d];
     }
 }
 
@@ -95,12 +96,12 @@ static bf_status conv_make_pd(bf_plan *p, const bf_node *proto, const bf_layer_s
     bf_layer_info info;
     dnnl_memory_desc_t src = NULL, wei = NULL, bias = NULL, dst = NULL;
     dnnl_primitive_attr_t attr = NULL;
-    dnnl_dims_t sd, dd, wd, bd = {s->out_channels}, strides, dil, pad;
+    dnnl_dims_t sd, dd, wd, bd = {s->out_channels}, strides, dil, pad, pad_end;
     int deconv = s->type == BF_LAYER_DECONV, g = s->groups, wnd;
     dnnl_prop_kind_t prop = p->params.training ? dnnl_forward_training : dnnl_forward_inference;
     bf_status st = BF_STATUS_OK;
 
-    conv_geometry(s, strides, dil, pad);
+    conv_geometry(s, strides, dil, pad, pad_end);
     bf_model_layer_info(p->model, proto->layer, &info);
     sd[0] = dd[0] = p->params.batch;
     for (int d = 0; d < 3; d++) {
@@ -123,15 +124,15 @@ static bf_status conv_make_pd(bf_plan *p, const bf_node *proto, const bf_layer_s
         DNNL_TRY(dnnl_memory_desc_clone(&dst, p->values[proto->sum_src].md));
     else
         DNNL_TRY(dnnl_memory_desc_create_with_tag(&dst, 4, dd, dnnl_f32, dnnl_format_tag_any));
-    BF_TRY(bf_attr_post_ops(&attr, proto->sum_src >= 0, proto->post_eltwise));
+    BF_TRY(bf_attr_post_ops(p, &attr, proto->sum_src >= 0, proto->act_layer));
     if (deconv)
         DNNL_TRY(dnnl_deconvolution_forward_primitive_desc_create(
             pd, p->engine, prop, dnnl_deconvolution_direct, src, wei, bias, dst, strides, dil,
-            pad, pad, attr));
+            pad, pad_end, attr));
     else
         DNNL_TRY(dnnl_convolution_forward_primitive_desc_create(
             pd, p->engine, prop, dnnl_convolution_direct, src, wei, bias, dst, strides, dil, pad,
-            pad, attr));
+            pad_end, attr));
 fail:
     dnnl_memory_desc_destroy(src);
     dnnl_memory_desc_destroy(wei);
@@ -214,11 +215,11 @@ fail:
  * around them adapt the values. */
 static bf_status conv_bwd_data(bf_plan *p, bf_node *n, const bf_layer_spec *s)
 {
-    dnnl_dims_t strides, dil, pad;
+    dnnl_dims_t strides, dil, pad, pad_end;
     dnnl_memory_desc_t wany = NULL, sany = NULL, dany = NULL;
     dnnl_memory_t dsrc = bf_plan_diff_src(p, n, 0), w = NULL, ddst = NULL, out = NULL;
     bf_status st = BF_STATUS_OK;
-    conv_geometry(s, strides, dil, pad);
+    conv_geometry(s, strides, dil, pad, pad_end);
     if (!dsrc)
         return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
     BF_TRY(md_any(dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 0), &wany));
@@ -227,11 +228,11 @@ static bf_status conv_bwd_data(bf_plan *p, bf_node *n, const bf_layer_spec *s)
     if (s->type == BF_LAYER_DECONV)
         DNNL_TRY(dnnl_deconvolution_backward_data_primitive_desc_create(
             &n->bwd_pd[0], p->engine, dnnl_deconvolution_direct, sany, wany, dany, strides, dil,
-            pad, pad, n->pd, NULL));
+            pad, pad_end, n->pd, NULL));
     else
         DNNL_TRY(dnnl_convolution_backward_data_primitive_desc_create(
             &n->bwd_pd[0], p->engine, dnnl_convolution_direct, sany, wany, dany, strides, dil,
-            pad, pad, n->pd, NULL));
+            pad, pad_end, n->pd, NULL));
     DNNL_TRY(dnnl_primitive_create(&n->bwd[0], n->bwd_pd[0]));
     BF_TRY(bf_bwd_input_as(p, n, n->mem[W_MEM], dnnl_primitive_desc_query_md(
                                n->bwd_pd[0], dnnl_query_weights_md, 0), &w));
@@ -253,20 +254,20 @@ fail:
 static bf_status conv_bwd_weights_pd(bf_plan *p, bf_node *n, const bf_layer_spec *s,
                                      const_dnnl_memory_desc_t dw, const_dnnl_memory_desc_t db)
 {
-    dnnl_dims_t strides, dil, pad;
+    dnnl_dims_t strides, dil, pad, pad_end;
     dnnl_memory_desc_t src = NULL, dst = NULL;
     bf_status st = BF_STATUS_OK;
-    conv_geometry(s, strides, dil, pad);
+    conv_geometry(s, strides, dil, pad, pad_end);
     BF_TRY(md_any(p->values[n->src[0]].md, &src));
     BF_TRY(md_any(p->values[n->dst].md, &dst));
     if (s->type == BF_LAYER_DECONV)
         DNNL_TRY(dnnl_deconvolution_backward_weights_primitive_desc_create(
             &n->bwd_pd[1], p->engine, dnnl_deconvolution_direct, src, dw, db, dst, strides, dil,
-            pad, pad, n->pd, NULL));
+            pad, pad_end, n->pd, NULL));
     else
         DNNL_TRY(dnnl_convolution_backward_weights_primitive_desc_create(
             &n->bwd_pd[1], p->engine, dnnl_convolution_direct, src, dw, db, dst, strides, dil,
-            pad, pad, n->pd, NULL));
+            pad, pad_end, n->pd, NULL));
 fail:
     dnnl_memory_desc_destroy(src);
     dnnl_memory_desc_destroy(dst);
@@ -307,7 +308,7 @@ fail:
 
 /* ---- shapes ---------------------------------------------------------------------------- */
 
-bf_status bf_conv_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+bf_status bf_conv_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[],
                         bf_layer_info *o)
 {
     const int *x = in[0]->out_dims;
@@ -320,12 +321,16 @@ bf_status bf_conv_infer(const bf_layer_spec *s, int index, const bf_layer_info *
     for (int d = 0; d < 2; d++) {
         if (!deconv) {
             y[1 + d] = bf_conv_out_size(x[1 + d], s->kernel[d], s->stride[d], s->pad[d],
-                                        s->dilation[d]);
+                                        s->pad_end[d], s->dilation[d]);
             continue;
         }
         if (s->output_pad[d] >= s->stride[d] && s->output_pad[d] >= s->dilation[d])
             return bf_error(BF_STATUS_BAD_MODEL, "layer %d (%s): output_pad must be smaller "
                             "than stride or dilation", index, s->name);
+        if (s->pad_end[d] != s->pad[d])
+            return bf_error(BF_STATUS_UNSUPPORTED, "layer %d (%s): a transposed conv takes "
+                            "one padding on both sides (pad_end %d != pad %d)", index, s->name,
+                            s->pad_end[d], s->pad[d]);
         y[1 + d] = (x[1 + d] - 1) * s->stride[d] - 2 * s->pad[d] +
                    s->dilation[d] * (s->kernel[d] - 1) + 1 + s->output_pad[d];
     }

@@ -121,7 +121,7 @@ fail:
 
 /* ---- shapes ---------------------------------------------------------------------------- */
 
-bf_status bf_linear_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[2],
+bf_status bf_linear_infer(const bf_layer_spec *s, int index, const bf_layer_info *const in[],
                           bf_layer_info *o)
 {
     const int *x = in[0]->out_dims;

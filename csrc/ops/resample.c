@@ -44,7 +44,7 @@ fail:
 /* ---- shapes ---------------------------------------------------------------------------- */
 
 bf_status bf_resample_infer(const bf_layer_spec *s, int index,
-                            const bf_layer_info *const in[2], bf_layer_info *o)
+                            const bf_layer_info *const in[], bf_layer_info *o)
 {
     (void)index;
     o->out_dims[1] = in[0]->out_dims[1] * s->scale;

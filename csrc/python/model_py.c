@@ -156,21 +156,32 @@ static PyObject *pair(const int v[2]) { return Py_BuildValue("(ii)", v[0], v[1])
 static PyObject *model_layer(ModelObject *self, PyObject *arg)
 {
     const bf_layer_spec *s;
+    PyObject *inputs;
     int i;
     if (layer_index(self, arg, &i) < 0)
         return NULL;
     s = bf_model_layer(self->model, i);
+    inputs = PyList_New(s->n_inputs);
+    for (int k = 0; inputs && k < s->n_inputs; k++) {
+        PyObject *v = PyLong_FromLong(s->inputs[k]);
+        if (!v) {
+            Py_CLEAR(inputs);
+            break;
+        }
+        PyList_SET_ITEM(inputs, k, v);
+    }
+    if (!inputs)
+        return NULL;
     return Py_BuildValue(
-        "{s:s,s:s,s:s,s:N,s:i,s:N,s:N,s:N,s:N,s:i,s:N,s:O,s:d,s:d,s:i,s:(iii),s:O}", "type",
-        bf_layer_type_str(s->type), "name", s->name, "part", bf_part_str(s->part), "inputs",
-        s->n_inputs == 2   ? Py_BuildValue("[ii]", s->inputs[0], s->inputs[1])
-        : s->n_inputs == 1 ? Py_BuildValue("[i]", s->inputs[0])
-                           : PyList_New(0),
-        "out_channels", s->out_channels, "kernel", pair(s->kernel), "stride", pair(s->stride),
-        "pad", pair(s->pad), "dilation", pair(s->dilation), "groups", s->groups, "output_pad",
-        pair(s->output_pad), "bias", s->has_bias ? Py_True : Py_False, "eps", (double)s->eps,
-        "momentum", (double)s->momentum, "scale", s->scale, "shape", s->shape[0], s->shape[1],
-        s->shape[2], "frozen", s->frozen ? Py_True : Py_False);
+        "{s:s,s:s,s:s,s:N,s:i,s:N,s:N,s:N,s:N,s:N,s:i,s:N,s:O,s:d,s:d,s:i,s:(iii),s:O,s:d,s:d}",
+        "type", bf_layer_type_str(s->type), "name", s->name, "part", bf_part_str(s->part),
+        "inputs", inputs, "out_channels", s->out_channels, "kernel", pair(s->kernel), "stride",
+        pair(s->stride), "pad", pair(s->pad), "pad_end", pair(s->pad_end), "dilation",
+        pair(s->dilation), "groups", s->groups, "output_pad", pair(s->output_pad), "bias",
+        s->has_bias ? Py_True : Py_False, "eps", (double)s->eps, "momentum",
+        (double)s->momentum, "scale", s->scale, "shape", s->shape[0], s->shape[1], s->shape[2],
+        "frozen", s->frozen ? Py_True : Py_False, "alpha", (double)s->alpha, "beta",
+        (double)s->beta);
 }
 
 static PyObject *model_info(ModelObject *self, PyObject *arg)
@@ -394,7 +405,7 @@ static PyObject *py_layer_infer(PyObject *self, PyObject *args)
 {
     Py_buffer spec = {0};
     PyObject *dims_obj, *seq = NULL, *shapes = NULL, *out = NULL;
-    int in_dims[2][3], index, n_params = 0;
+    int in_dims[BF_MAX_INPUTS][3], index, n_params = 0;
     bf_layer_spec s;
     bf_layer_info info;
     bf_param_view params[BF_MAX_PARAMS];

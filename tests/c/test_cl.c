@@ -71,7 +71,7 @@ static int conv(net *t, int in, int o, int k, int s, int p, int d, int g, int bi
     L->out_channels = o;
     L->kernel[0] = L->kernel[1] = k;
     L->stride[0] = L->stride[1] = s;
-    L->pad[0] = L->pad[1] = p;
+    L->pad[0] = L->pad[1] = L->pad_end[0] = L->pad_end[1] = p;
     L->dilation[0] = L->dilation[1] = d;
     L->groups = g;
     L->has_bias = bias;
@@ -83,7 +83,7 @@ static int pool(net *t, bf_layer_type type, int in, int k, int s, int p)
     int i = layer(t, type, in, 0);
     t->L[i].kernel[0] = t->L[i].kernel[1] = k;
     t->L[i].stride[0] = t->L[i].stride[1] = s;
-    t->L[i].pad[0] = t->L[i].pad[1] = p;
+    t->L[i].pad[0] = t->L[i].pad[1] = t->L[i].pad_end[0] = t->L[i].pad_end[1] = p;
     return i;
 }
 

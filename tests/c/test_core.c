@@ -296,8 +296,13 @@ static void test_layer_infer(void)
     for (int t = 0; t < BF_LAYER_TYPE_COUNT_; t++) {
         const char *name = bf_layer_type_str((bf_layer_type)t);
         CHECK(strcmp(name, "?") != 0);
-        if (t != BF_LAYER_INPUT) /* which also needs its shape */
-            CHECK(parse_spec(&s, name, 0, 0, 0, 0, 5) == BF_STATUS_OK && (int)s.type == t);
+        bf_status st = parse_spec(&s, name, 0, 0, 0, 0, 5);
+        if (t == BF_LAYER_INPUT) /* which also needs its shape */
+            CHECK(st == BF_STATUS_BAD_MODEL && strstr(bf_last_error(), "shape"));
+        else if (t == BF_LAYER_CLIP || t == BF_LAYER_HARDSIGMOID || t == BF_LAYER_LEAKY_RELU)
+            CHECK(st == BF_STATUS_BAD_MODEL && strstr(bf_last_error(), "needs 'alpha'"));
+        else
+            CHECK(st == BF_STATUS_OK && (int)s.type == t);
     }
     CHECK(strcmp(bf_layer_type_str(BF_LAYER_TYPE_COUNT_), "?") == 0);
     CHECK(parse_spec(&s, "conv", 1, 4, 3, 2, 1) == BF_STATUS_OK);
