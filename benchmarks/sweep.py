@@ -124,7 +124,7 @@ def run_unit(base, base_row, after, c, s, args, train_set, test_set, kw) -> dict
     bf.set_frozen(net, parts=("head", "tail"), frozen=False)
     bf.train(net, train_set, epochs=args.finetune_epochs, lr=0.01, **kw)
     ev = bf.evaluate(net, test_set)
-    split = net.split_points()[after - 1]
+    split = next(p for p in net.split_points() if p.get("block") == after)
     return {"after": after, "channels": c, "stride": s, "top1": ev["top1"],
             "payload_bytes": ev["payload_bytes"], "fp32_bytes": split["fp32_bytes"],
             "reduction_vs_fp32": split["fp32_bytes"] / ev["payload_bytes"],

@@ -22,9 +22,12 @@ from ._C import (  # noqa: F401  (the exception hierarchy)
     Timeout,
     Unsupported,
 )
+from .distill import distill
 from .models import Butterfly, resnet, resnet18, resnet34, resnet50
 from .network import Network, Payload, load
+from .onnx_import import import_onnx
 from .serving import Client, LoadReport, serve
+from .split import insert_butterfly
 from .training import Trainer, evaluate, set_frozen, train
 
 __version__ = "0.1.0"
@@ -37,6 +40,6 @@ def set_num_threads(n: int) -> None:
 
 __all__ = [
     "Butterfly", "Client", "Error", "LoadReport", "Network", "Payload", "Trainer", "datasets",
-    "evaluate", "load", "opencl", "resnet", "resnet18", "resnet34", "resnet50", "serve",
+    "distill", "evaluate", "import_onnx", "insert_butterfly", "load", "opencl", "resnet", "resnet18", "resnet34", "resnet50", "serve",
     "set_frozen", "set_num_threads", "train",
 ]

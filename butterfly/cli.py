@@ -1,4 +1,5 @@
-"""The `butterfly` command: train, profile, plan, serve, worker, infer, demo.
+"""The `butterfly` command: train, import, splits, distill, profile, plan, serve, worker,
+infer, demo.
 
 Each feature module registers its own subcommands through `add_cli(subparsers)`, so this
 file only assembles them.
@@ -11,7 +12,7 @@ import importlib
 import sys
 
 # modules that add subcommands, in help order
-_FEATURES = ("training", "serving", "experiments")
+_FEATURES = ("training", "onnx_import", "split", "distill", "serving", "experiments")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -196,3 +196,78 @@ def synthetic(
     noise = rng.normal(0.0, 0.1, size=(n, *shape)).astype(np.float32)
     images = np.clip(prototypes[labels] + noise, 0.0, 1.0).astype(np.float32)
     return Dataset(images, labels, tuple(f"class{i}" for i in range(classes)), "synthetic")
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def _load_picture(path: Path, size: int, resize: int, mode: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert(mode)
+            w, h = im.size
+            scale = resize / min(w, h)
+            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))),
+                           Image.BILINEAR)
+            w, h = im.size
+            left, top = (w - size) // 2, (h - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+            a = np.asarray(im, np.float32) / 255.0
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise _C.FileError(f"cannot read image '{path}': {e}") from None
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def image_folder(path, size: int = 224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                 channels: int = 3, resize: int | None = None, limit: int | None = None
+                 ) -> Dataset:
+    """The pictures under a folder, prepared as a model expects: each resized so its shorter
+    side is `resize` (default size / 0.875, as torchvision's eval transforms), center-cropped
+    to size x size, scaled to [0, 1] and normalized per channel ((x - mean) / std; the
+    defaults are ImageNet's).  JPEG, PNG, BMP and WebP through Pillow; .npy files are taken
+    as they are (float arrays (N, C, H, W) or (C, H, W), already prepared).  Pictures in
+    sub-folders are labelled by sub-folder (sorted names are the classes); pictures at the top
+    have no label (label 0 of the one class ""), which is all distillation needs.  Files are
+    read in sorted order; `limit` stops after that many images."""
+    root = Path(path)
+    if not root.is_dir():
+        raise _C.FileError(f"'{root}' is not a folder")
+    size = int(size)
+    resize = int(resize or round(size / 0.875))
+    if channels not in (1, 3):
+        raise _C.InvalidArgument(f"channels must be 1 or 3, not {channels}")
+    mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)
+    std = np.asarray(std, np.float32).reshape(-1, 1, 1)
+    if mean.shape[0] not in (1, channels) or std.shape[0] not in (1, channels) or np.any(std <= 0):
+        raise _C.InvalidArgument(f"mean and std need 1 or {channels} values (std > 0)")
+    files = sorted(p for p in root.rglob("*") if p.is_file()
+                   and p.suffix.lower() in IMAGE_SUFFIXES + (".npy",))
+    subdirs = sorted({p.parent.relative_to(root).parts[0] for p in files if p.parent != root})
+    classes = tuple(subdirs) if subdirs else ("",)
+    images, labels = [], []
+    for p in files:
+        label = classes.index(p.relative_to(root).parts[0]) if p.parent != root and subdirs else 0
+        if p.suffix.lower() == ".npy":
+            try:
+                a = np.load(p, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise _C.FileError(f"cannot read '{p}': {e}") from None
+            a = a[None] if a.ndim == 3 else a
+            if a.ndim != 4 or a.dtype.kind != "f" or a.shape[1:] != (channels, size, size):
+                raise _C.InvalidArgument(f"'{p}' holds {a.dtype} {a.shape}, not float "
+                                         f"(N, {channels}, {size}, {size})")
+            batch = list(a.astype(np.float32))
+        else:
+            batch = [(_load_picture(p, size, resize, "L" if channels == 1 else "RGB") - mean)
+                     / std]
+        images += batch
+        labels += [label] * len(batch)
+        if limit is not None and len(images) >= limit:
+            images, labels = images[:limit], labels[:limit]
+            break
+    if not images:
+        raise _C.FileError(f"no images ({', '.join(IMAGE_SUFFIXES)}, .npy) under '{root}'")
+    return Dataset(np.ascontiguousarray(np.stack(images), np.float32),
+                   np.asarray(labels, np.int32), classes, name=root.name)

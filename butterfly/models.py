@@ -109,6 +109,25 @@ class LayerList:
         self.shapes.append(tuple(info["out_dims"]))
         return index
 
+    @classmethod
+    def from_layers(cls, layers, params, seed: int = 0) -> LayerList:
+        """A LayerList continuing an existing spec list (layer 0 the input) and its weights."""
+        L = cls(tuple(layers[0]["shape"]), seed=seed)
+        L.layers[0] = dict(layers[0])
+        for spec, p in zip(layers[1:], params[1:]):
+            L.append(dict(spec), p)
+        return L
+
+    def append(self, spec: dict, params) -> int:
+        """Appends a layer with the given weights (checked against the core's shapes)."""
+        def init(shapes):
+            if [tuple(np.shape(p)) for p in params] != [tuple(s) for _, s in shapes]:
+                raise _C.ModelError(f"layer {spec.get('name', '')}: parameters "
+                                    f"{[np.shape(p) for p in params]} do not match "
+                                    f"{[s for _, s in shapes]}")
+            return [np.ascontiguousarray(p, np.float32) for p in params]
+        return self._add(spec, init)
+
     @property
     def last(self) -> int:
         return len(self.layers) - 1
@@ -230,7 +249,8 @@ def _bottleneck(L: LayerList, width: int, stride: int, name: str) -> int:
     return L.relu(name=f"{name}.out")
 
 
-def _butterfly_unit(L: LayerList, bf: Butterfly) -> None:
+def butterfly_unit(L: LayerList, bf: Butterfly) -> None:
+    """Appends the reduction and restoration units after L's last layer (see the module)."""
     x = L.last
     c, h, w = L.shapes[x]
     s = bf.stride
@@ -307,7 +327,7 @@ def resnet(depth: int | str, num_classes: int = 1000, in_channels: int = 3,
             block_fn(L, width * 2**stage, stride, f"rb{rb}")
             block_ends.append(L.last)
             if butterfly is not None and rb == butterfly.after:
-                _butterfly_unit(L, butterfly)
+                butterfly_unit(L, butterfly)
     L.global_avgpool(name="pool")
     L.linear(num_classes, name="fc")
     config = {"arch": arch, "num_classes": num_classes, "in_channels": in_channels,

@@ -156,15 +156,11 @@ class Network:
         return out
 
     def split_points(self) -> list[dict]:
-        """Feature size at every residual block's output: where a unit could go."""
-        rows = []
-        for rb, idx in enumerate(self.config.get("block_ends", []), start=1):
-            info = self.model.info(idx)
-            c, h, w = info["out_dims"]
-            macs = sum(self.model.info(i)["macs"] for i in range(idx + 1))
-            rows.append({"block": rb, "layer": idx, "shape": (c, h, w),
-                         "fp32_bytes": 4 * c * h * w, "macs_before": macs})
-        return rows
+        """Every cut where one tensor crosses: name, layer, shape, fp32 bytes, MACs before
+        and after (and "block" at a ResNet's block ends).  See :mod:`butterfly.split`."""
+        from .split import split_points
+
+        return split_points(self)
 
     def summary(self) -> dict:
         layers = self.layers()

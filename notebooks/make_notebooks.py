@@ -234,6 +234,105 @@ ts = [threading.Thread(target=run) for _ in range(2)]
 stats = pool.stats(); pool.stop()
 print("answered", sum(got), "of", 2 * len(payload), "| requeued", stats["requeued"], "| workers alive", stats["workers"])""",
     ],
+    "05_your_own_model": [
+        "# 05 Your own model\nA CNN trained in PyTorch (squeeze-and-excitation, hardswish, SiLU), "
+        "exported to ONNX, imported; its cut table; a butterfly unit inserted at a middle cut and "
+        "distilled against the original network without labels; served through the pool; the "
+        "cost model's table for its cuts.",
+        SETUP,
+        """import torch
+from torch import nn
+torch.manual_seed(0); torch.set_num_threads(2)
+
+class SE(nn.Module):
+    def __init__(self, c):
+        super().__init__(); self.fc1 = nn.Conv2d(c, c // 4, 1); self.fc2 = nn.Conv2d(c // 4, c, 1)
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
+
+model = nn.Sequential(
+    nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+    nn.Conv2d(16, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.Hardswish(), SE(32),
+    nn.Conv2d(32, 64, 3, 2, 1, bias=False), nn.BatchNorm2d(64), nn.SiLU(),
+    nn.Conv2d(64, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.SiLU(),
+    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+train, test = bf.datasets.fashion_mnist(subset=None if not SMALL else 4000)
+test = test.subset(1000 if SMALL else 10000)
+opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+steps = 60 if SMALL else 2 * len(train) // 64
+t0 = time.time()
+for step in range(steps):
+    i = np.random.default_rng(step).choice(len(train), 64, replace=False)
+    loss = nn.functional.cross_entropy(model(torch.from_numpy(train.images[i])),
+                                       torch.from_numpy(train.labels[i]).long())
+    opt.zero_grad(); loss.backward(); opt.step()
+model.eval()
+print(f"trained {steps} steps in {time.time() - t0:.0f} s, last loss {loss.item():.3f}")""",
+        """path = Path("/tmp/bf_nb_own.onnx")
+torch.onnx.export(model, (torch.zeros(1, 1, 28, 28),), str(path), opset_version=17, dynamo=False,
+                  input_names=["image"], dynamic_axes={"image": {0: "n"}})
+teacher = bf.import_onnx(path)
+with torch.no_grad():
+    ref = model(torch.from_numpy(test.images[:256])).numpy()
+print("max |logit difference| vs PyTorch:", np.abs(teacher.forward(test.images[:256]) - ref).max())
+print({k: v for k, v in teacher.summary().items()}, "| types:",
+      sorted({r["type"] for r in teacher.layers()}))
+base = bf.evaluate(teacher, test)
+print(f"imported network: top-1 {base['top1'] * 100:.2f} %")""",
+        """cuts = teacher.split_points()
+print(f"{'cut after':34} {'shape':>10} {'fp32 B':>8} {'MACs before':>12} {'MACs after':>11}")
+for p in cuts:
+    print(f"{p['name'][:34]:34} {'x'.join(map(str, p['shape'])):>10} {p['fp32_bytes']:>8} "
+          f"{p['macs_before']:>12} {p['macs_after']:>11}")""",
+        """# a unit at the first cut after the squeeze-and-excitation block: 32x14x14 floats -> 2x7x7 bytes
+at = next(p for p in cuts if p["shape"] == (32, 14, 14) and p["layer"] > 8)
+student = bf.insert_butterfly(teacher, at=at["name"], channels=2, stride=2)
+pay = student.summary()["payload_bytes"] + 8
+print(f"cut after {at['name']}: {at['fp32_bytes']} B of fp32 feature -> {pay} B uploaded "
+      f"({at['fp32_bytes'] / pay:.0f}x less)")
+hist = bf.distill(student, teacher, train.images, epochs=1 if SMALL else 3, batch_size=64,
+                  lr=0.05, progress=False)
+hist_kl = bf.distill(student, teacher, train.images, epochs=1, batch_size=64, lr=0.02,
+                     loss="kl", progress=False)
+ev = bf.evaluate(student, test)
+print("distillation:", [round(e["loss"], 4) for e in hist.epochs], "then KL",
+      [round(e["loss"], 4) for e in hist_kl.epochs])
+print(f"top-1: original {base['top1'] * 100:.2f} %, with the unit {ev['top1'] * 100:.2f} % "
+      f"(no labels used)")""",
+        """path = Path("/tmp/bf_nb_own.bfly"); student.save(path)
+pool = bf.serve(path, workers=1, bind="tcp://127.0.0.1:*")
+client = bf.Client(path, pool.endpoint)
+res = client.classify(test.images[:200], k=1)
+pool.stop()
+print("pool agrees with local on", np.mean([r.label for r in res] == student.predict(test.images[:200])[:, 0]) * 100, "%")""",
+        """from butterfly import costmodel as cm, experiments as ex
+plain = ex.layer_records(teacher)
+# a Jetson-TX2-class phone (its roofline, the paper's power) and a 1080-Ti-class cloud
+phone = cm.DeviceProfile.scaled(cm.TX2_GMACS_PER_S, cm.TX2_GB_PER_S, "phone",
+                                cm.PAPER_MOBILE_ONLY_MJ / cm.PAPER_MOBILE_ONLY_MS)
+cloud = cm.cloud_profile()
+cands = []
+for p in cuts:
+    s = 2 if min(p["shape"][1:]) >= 4 else 1
+    unit = bf.insert_butterfly(teacher, at=p["name"], channels=2, stride=s)
+    cands.append(cm.Candidate.from_layers(p["name"][:28], ex.layer_records(unit),
+                                          unit.summary()["payload_bytes"] + 8))
+rows = []
+for link in ("3g", "4g", "wifi"):
+    model_ = cm.CostModel(phone, cloud, cm.networks[link], plain, input_bytes=784)
+    for row in model_.table(cands):
+        rows.append((link, row))
+print(f"{'link':5} {'how':30} {'bytes':>6} {'latency ms':>10} {'energy mJ':>9}")
+for link, row in rows:
+    print(f"{link:5} {row['name'][:30]:30} {row['payload_bytes']:>6} {row['latency_ms']:>10.3f} {row['energy_mj']:>9.3f}")
+fig, ax = plt.subplots(figsize=(8, 3.5))
+for link in ("3g", "4g", "wifi"):
+    lat = [row["latency_ms"] for l, row in rows if l == link][2:]
+    ax.plot(range(len(lat)), lat, marker="o", label=link)
+ax.set_xlabel("cut (index into split_points)"); ax.set_ylabel("modelled latency (ms)")
+ax.set_yscale("log"); ax.legend(); ax.set_title("a unit (c'=2, s=2) at each cut: phone + upload + cloud")
+fig.tight_layout(); fig.savefig(FIG / "05_cut_latency.png", dpi=100); plt.show()""",
+    ],
 }
 
 

@@ -53,7 +53,8 @@ def test_resnet50_rb1_payload_is_784_bytes(rng):
 
 def test_resnet50_shapes_and_flops():
     net = bf.resnet50(num_classes=1000)
-    pts = net.split_points()
+    pts = [p for p in net.split_points() if "block" in p]
+    assert [p["block"] for p in pts] == list(range(1, 17))
     assert [p["shape"] for p in pts[:3]] == [(256, 56, 56)] * 3
     assert [p["shape"] for p in pts[3:7]] == [(512, 28, 28)] * 4
     assert [p["shape"] for p in pts[7:13]] == [(1024, 14, 14)] * 6

@@ -295,6 +295,24 @@ void bf_spec_pack(msgpack_packer *pk, const bf_layer_spec *s)
     }
 }
 
+bf_status bf_layer_spec_serialize(const bf_layer_spec *s, void **buf, size_t *len)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    if (!s || !buf || !len || !bf_layer_row_of(s->type))
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_layer_spec_serialize: bad argument");
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    bf_spec_pack(&pk, s);
+    if (!sb.data) {
+        msgpack_sbuffer_destroy(&sb);
+        return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
+    *buf = sb.data; /* the sbuffer's malloc'ed block moves to the caller */
+    *len = sb.size;
+    return BF_STATUS_OK;
+}
+
 uint64_t bf_fnv1a(uint64_t h, const void *data, size_t len)
 {
     const unsigned char *p = data;

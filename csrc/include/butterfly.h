@@ -213,6 +213,9 @@ BF_API const char *bf_part_str(bf_part part);
  * Unknown keys are ignored; a key the type does not use keeps its default. */
 BF_API bf_status bf_layer_spec_parse(bf_layer_spec *out, const void *buf, size_t len,
                                      int index);
+/* The canonical msgpack map of a spec -- only the keys its type uses, the form the model
+ * hash covers -- in *buf (caller frees with free()), which bf_layer_spec_parse reads back. */
+BF_API bf_status bf_layer_spec_serialize(const bf_layer_spec *spec, void **buf, size_t *len);
 /* Shape inference for one layer (layer `index` of its list, for messages), by the core's
  * rules for its type: in_dims[k] is the (C, H, W) output of the spec's input k (n_inputs of
  * them).  Fills *info and

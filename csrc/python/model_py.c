@@ -184,6 +184,22 @@ static PyObject *model_layer(ModelObject *self, PyObject *arg)
         (double)s->beta);
 }
 
+/* The canonical msgpack map of layer i: only the keys its type uses (what the hash covers). */
+static PyObject *model_spec_bytes(ModelObject *self, PyObject *arg)
+{
+    void *buf = NULL;
+    size_t len = 0;
+    PyObject *out;
+    int i;
+    if (layer_index(self, arg, &i) < 0)
+        return NULL;
+    if (bf_layer_spec_serialize(bf_model_layer(self->model, i), &buf, &len) != BF_STATUS_OK)
+        return bf_py_raise(BF_STATUS_OUT_OF_MEMORY);
+    out = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
+    free(buf);
+    return out;
+}
+
 static PyObject *model_info(ModelObject *self, PyObject *arg)
 {
     bf_layer_info f;
@@ -363,6 +379,8 @@ static PyMethodDef model_methods[] = {
     {"save", (PyCFunction)model_save, METH_O, "save(path): write the model file."},
     {"to_bytes", (PyCFunction)model_to_bytes, METH_NOARGS, "The model file as bytes."},
     {"layer", (PyCFunction)model_layer, METH_O, "layer(i): the spec of layer i as a dict."},
+    {"spec_bytes", (PyCFunction)model_spec_bytes, METH_O,
+     "spec_bytes(i): layer i's canonical msgpack map (only the keys its type uses)."},
     {"info", (PyCFunction)model_info, METH_O, "info(i): shapes, params, MACs, bytes of layer i."},
     {"param_names", (PyCFunction)model_param_names, METH_O, "[(name, shape)] of layer i."},
     {"get_param", (PyCFunction)model_get_param, METH_VARARGS,

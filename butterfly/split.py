@@ -1,0 +1,143 @@
+"""Where a network can be cut, and putting a butterfly unit there.
+
+A split point is a place in the layer list where exactly one tensor is live: every layer
+after it reads only that layer's output or layers after it (skip connections and
+squeeze-and-excitation branches lie inside a part).  Any network has them -- the ResNets
+this package builds and the graphs `import_onnx` brings -- and `insert_butterfly` puts a
+unit at any of them:
+
+    net = bf.import_onnx("mobilenetv2.onnx")
+    for p in net.split_points(): print(p["name"], p["shape"], p["fp32_bytes"])
+    student = bf.insert_butterfly(net, at="features.6", channels=4, stride=2)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from . import _C
+from .models import Butterfly, LayerList, butterfly_unit
+
+
+def split_points(net) -> list[dict[str, Any]]:
+    """Every cut of `net` where one tensor crosses, in order: {"name", "layer" (the index
+    of the last layer before the cut), "shape" (C, H, W), "fp32_bytes", "macs_before",
+    "macs_after"}; at a ResNet's block ends also "block" (RB<k>, 1-based).  The cut after the
+    input (uploading the image) and after the last layer are not listed."""
+    model = net.model
+    n = len(model)
+    last_reader = list(range(n))
+    for i in range(1, n):
+        for j in model.layer(i)["inputs"]:
+            last_reader[j] = max(last_reader[j], i)
+    macs = [model.info(i)["macs"] for i in range(n)]
+    total = sum(macs)
+    blocks = {idx: k for k, idx in enumerate(net.config.get("block_ends", []), start=1)}
+    rows, reach, before = [], 0, 0
+    for j in range(n - 1):
+        before += macs[j]
+        # layers up to j-1 are read at most up to `reach`; the cut after j needs reach <= j
+        if j > 0 and reach <= j and model.layer(j)["part"] == model.layer(j + 1)["part"]:
+            c, h, w = model.info(j)["out_dims"]
+            row = {"name": model.layer(j)["name"], "layer": j, "shape": (c, h, w),
+                   "fp32_bytes": 4 * c * h * w, "macs_before": before,
+                   "macs_after": total - before}
+            if j in blocks:
+                row["block"] = blocks[j]
+            rows.append(row)
+        reach = max(reach, last_reader[j])
+    return rows
+
+
+def _cut(net, at) -> dict[str, Any]:
+    points = split_points(net)
+    if isinstance(at, str) and at.upper().startswith("RB") and at[2:].isdigit():
+        match = [p for p in points if p.get("block") == int(at[2:])]
+    elif isinstance(at, str):
+        match = [p for p in points if p["name"] == at]
+    elif isinstance(at, (int, np.integer)) and not isinstance(at, bool):
+        match = [p for p in points if p["layer"] == at]
+    else:
+        raise TypeError(f"at must be a layer name, a layer index or 'RB<k>', not "
+                        f"{type(at).__name__}")
+    if not match:
+        names = ", ".join(p["name"] for p in points[:8])
+        raise _C.InvalidArgument(f"{at!r} is not a split point of this network (one tensor "
+                                 f"must cross the cut); split_points() lists them: {names}"
+                                 f"{', ...' if len(points) > 8 else ''}")
+    return match[0]
+
+
+def layer_list(net) -> tuple[list[dict], list[list[np.ndarray]]]:
+    """The network's layer specs (canonical: only the keys each type uses) and weights."""
+    model = net.model
+    layers, params = [], []
+    for i in range(len(model)):
+        layers.append(msgpack.unpackb(model.spec_bytes(i), raw=False))
+        params.append([model.get_param(i, k) for k in range(len(model.param_names(i)))])
+    return layers, params
+
+
+def insert_butterfly(net, at, channels: int = 1, stride: int = 1, spatial: str = "depthwise",
+                     upsample: str = "deconv", seed: int = 0):
+    """A new Network: `net` with a butterfly unit at split point `at` (a layer name, a
+    layer index from split_points(), or "RB<k>" for a ResNet's block k).  The layers up to
+    the cut form the head, the rest the tail, with the weights copied; the unit's own
+    weights are fresh (train them with bf.distill or bf.train).  channels: c', the feature
+    channels uploaded; stride: s, the spatial reduction."""
+    from .network import Network
+
+    if net.butterfly:
+        raise _C.InvalidArgument("this network already has a butterfly unit; insert one into "
+                                 "the plain network")
+    cut = _cut(net, at)
+    j = cut["layer"]
+    cfg = Butterfly(after=cut.get("block", 1), channels=channels, stride=stride,
+                    spatial=spatial, upsample=upsample)
+    layers, params = layer_list(net)
+    for spec in layers:
+        spec["frozen"] = False
+    L = LayerList.from_layers(layers[:j + 1], params[:j + 1], seed=seed)
+    butterfly_unit(L, cfg)
+    remap = {i: i for i in range(j)}
+    remap[j] = L.last
+    for i in range(j + 1, len(layers)):
+        spec = dict(layers[i], part="tail")
+        spec["inputs"] = [remap[k] for k in spec["inputs"]]
+        remap[i] = L.append(spec, params[i])
+    bf_meta = {**cfg.to_dict(), "at": cut["name"], "layer": j}
+    if "block" not in cut:
+        bf_meta.pop("after")
+    config = dict(net.config)
+    if "block_ends" in config:
+        config["block_ends"] = [remap[i] for i in config["block_ends"]]
+    meta = {k: v for k, v in net.meta.items() if k not in ("config", "butterfly")}
+    return Network.from_layers(L.layers, L.params, config=config, butterfly=bf_meta,
+                               meta=meta)
+
+
+# --- command line -----------------------------------------------------------------------
+
+def _cli_splits(args) -> int:
+    from .network import load
+
+    net = load(args.model)
+    rows = split_points(net)
+    width = max([len(r["name"]) for r in rows] + [4])
+    print(f"{'cut after':<{width}}  {'shape (C, H, W)':>17}  {'fp32 bytes':>11}  "
+          f"{'MACs before':>12}  {'MACs after':>12}")
+    for r in rows:
+        shape = "x".join(map(str, r["shape"]))
+        tag = f"  RB{r['block']}" if "block" in r else ""
+        print(f"{r['name']:<{width}}  {shape:>17}  {r['fp32_bytes']:>11,}  "
+              f"{r['macs_before']:>12,}  {r['macs_after']:>12,}{tag}")
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("splits", help="every cut of a model where one tensor crosses")
+    p.add_argument("model", help="a .bfly model file")
+    p.set_defaults(func=_cli_splits)

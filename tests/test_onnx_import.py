@@ -1,0 +1,328 @@
+"""ONNX import: six CNN families exported by torch, their logits against PyTorch's, every
+split point exact with a unit inserted, unsupported ops and malformed files, a fuzz loop."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import butterfly as bf
+
+torch = pytest.importorskip("torch", reason="the import tests need torch (make test "
+                                            "installs it)")
+onnx = pytest.importorskip("onnx")
+import torch_models as tm
+from onnx import TensorProto, helper
+
+# (builder, input size): the families of the issue at their own size, widths cut for speed
+FAMILIES = {
+    "resnet18": (lambda: tm.resnet18(width=16), 224),
+    "mobilenet_v2": (lambda: tm.mobilenet_v2(width=0.5), 224),
+    "mobilenet_v3_small": (tm.mobilenet_v3_small, 224),
+    "efficientnet_b0": (lambda: tm.efficientnet_b0(width=0.5), 224),
+    "vgg11_bn": (lambda: tm.vgg11_bn(width=8, size=64), 64),
+    "densenet_block": (tm.densenet_block, 64),
+}
+
+
+def _export_all(root, size=None):
+    out = {}
+    for name, (build, own) in FAMILIES.items():
+        model = build()
+        path = root / f"{name}.onnx"
+        tm.export(model, path, size or own)
+        out[name] = (model, path, size or own)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """name -> (torch model, onnx path, size) at each family's own input size."""
+    return _export_all(tmp_path_factory.mktemp("onnx"))
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """The same families at 64x64 (every one pools adaptively): for the tests that build a
+    network per split point."""
+    return _export_all(tmp_path_factory.mktemp("onnx64"), 64)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_logits_equal_pytorch(name, exported, rng):
+    model, path, size = exported[name]
+    net = bf.import_onnx(path)
+    assert net.input_shape == (3, size, size)
+    x = rng.standard_normal((2, 3, size, size)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    got = net.forward(x)
+    err = np.abs(got - ref).max() / np.abs(ref).max()
+    assert err <= 1e-4, f"{name}: relative error {err:.2e}"
+
+
+def _points(net, every):
+    pts = net.split_points()
+    return pts[::every] + ([pts[-1]] if (len(pts) - 1) % every else [])
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_split_point_composes_exactly(name, small, rng):
+    """With a unit at a cut: head -> reduce -> restore -> tail is forward, bit for bit, and
+    skip connections / squeeze-and-excitation branches never cross a cut."""
+    _, path, size = small[name]
+    net = bf.import_onnx(path)
+    x = rng.standard_normal((2, 3, size, size)).astype(np.float32)
+    pts = net.split_points()
+    assert pts, name
+    # big networks: every 3rd cut (and the last); the small ones: all of them
+    for p in (pts if len(pts) <= 40 else _points(net, 3)):
+        student = bf.insert_butterfly(net, at=p["name"], channels=2, stride=1)
+        # every layer after the cut reads the cut or later layers only
+        j = student.butterfly["layer"]
+        for i in range(len(student.model)):
+            if i > j:
+                assert all(k >= j for k in student.model.layer(i)["inputs"]), (name, p)
+        f = student.head(x)
+        composed = student.tail(student.restore(student.reduce(f)))
+        np.testing.assert_array_equal(composed, student.forward(x), err_msg=f"{name} {p}")
+        np.testing.assert_array_equal(student.cloud(student.mobile(x)), student.forward(x))
+
+
+def test_strided_units_at_cuts_of_imported_networks(small, rng):
+    _, path, size = small["mobilenet_v3_small"]
+    net = bf.import_onnx(path)
+    x = rng.standard_normal((3, 3, size, size)).astype(np.float32)
+    for p in net.split_points()[::7]:
+        if min(p["shape"][1:]) < 4:
+            continue
+        student = bf.insert_butterfly(net, at=p["name"], channels=3, stride=2)
+        pay = student.mobile(x)
+        assert pay.data.shape[1:] == (3, -(-p["shape"][1] // 2), -(-p["shape"][2] // 2))
+        np.testing.assert_array_equal(student.cloud(pay), student.forward(x))
+
+
+def test_input_shape_given_for_dynamic_sizes(tmp_path, rng):
+    model = tm.densenet_block()
+    path = tmp_path / "dyn.onnx"
+    x = torch.randn(1, 3, 48, 48)
+    torch.onnx.export(model, (x,), str(path), opset_version=17, input_names=["x"],
+                      dynamo=False, dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}})
+    with pytest.raises(bf.InvalidArgument, match="give input_shape"):
+        bf.import_onnx(path)
+    net = bf.import_onnx(path, input_shape=(3, 40, 40))
+    xs = rng.standard_normal((1, 3, 40, 40)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(xs)).numpy()
+    np.testing.assert_allclose(net.forward(xs), ref, rtol=1e-4, atol=1e-5)
+    with pytest.raises(bf.InvalidArgument, match="disagrees"):
+        bf.import_onnx(_fixed(tmp_path), input_shape=(3, 40, 40))
+
+
+def _fixed(tmp_path):
+    path = tmp_path / "fixed.onnx"
+    tm.export(tm.densenet_block(), path, 32, dynamic_batch=False)
+    return path
+
+
+# --- hand-written graphs: patterns, unsupported ops, malformed files ---------------------
+
+def _graph(nodes, inits=(), inputs=None, outputs=None, opset=17):
+    inputs = inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])]
+    outputs = outputs or [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    g = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _w(name, shape, rng):
+    return onnx.numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+
+
+def _ort_free_reference(model, x):
+    """torch-free reference: the ONNX reference evaluator."""
+    from onnx.reference import ReferenceEvaluator
+
+    return ReferenceEvaluator(model).run(None, {"x": x})[0]
+
+
+def test_patterns_fold_into_layers(rng):
+    """Pad before Conv, x * sigmoid(x), Add/Mul/Sub/Div by constants, MatMul + Add, Clip
+    variants, shape arithmetic feeding Reshape: against ONNX's reference evaluator."""
+    nodes = [
+        helper.make_node("Pad", ["x", "pads"], ["p"], mode="constant"),
+        helper.make_node("Conv", ["p", "w1"], ["c1"], strides=[2, 2]),
+        helper.make_node("Sigmoid", ["c1"], ["s1"]),
+        helper.make_node("Mul", ["c1", "s1"], ["sw"]),
+        helper.make_node("Mul", ["sw", "k3"], ["m1"]),
+        helper.make_node("Sub", ["m1", "half"], ["m2"]),
+        helper.make_node("Div", ["m2", "two"], ["m3"]),
+        helper.make_node("Clip", ["m3", "lo", "hi"], ["cl"]),
+        helper.make_node("LeakyRelu", ["cl"], ["lr"], alpha=0.2),
+        helper.make_node("HardSigmoid", ["lr"], ["hs"], alpha=0.3, beta=0.4),
+        helper.make_node("Shape", ["hs"], ["shp"]),
+        helper.make_node("Gather", ["shp", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "zeros"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus1"], ["tgt"], axis=0),
+        helper.make_node("Reshape", ["hs", "tgt"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "wm"], ["mm"]),
+        helper.make_node("Add", ["mm", "bm"], ["y"]),
+    ]
+    inits = [
+        onnx.numpy_helper.from_array(np.array([0, 0, 1, 0, 0, 0, 0, 1], np.int64), "pads"),
+        _w("w1", (4, 3, 3, 3), rng),
+        onnx.numpy_helper.from_array(rng.uniform(0.5, 2, (1, 4, 1, 1)).astype(np.float32),
+                                     "k3"),
+        onnx.numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+        onnx.numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+        onnx.numpy_helper.from_array(np.array(-1.0, np.float32), "lo"),
+        onnx.numpy_helper.from_array(np.array(1.5, np.float32), "hi"),
+        onnx.numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        onnx.numpy_helper.from_array(np.array([0], np.int64), "zeros"),
+        onnx.numpy_helper.from_array(np.array([-1], np.int64), "minus1"),
+        _w("wm", (4 * 4 * 4, 5), rng),
+        _w("bm", (5,), rng),
+    ]
+    model = _graph(nodes, inits)
+    net = bf.import_onnx(model.SerializeToString())
+    types = [net.model.layer(i)["type"] for i in range(len(net.model))]
+    assert "swish" in types and "sigmoid" not in types and "clip" in types
+    assert types[-1] == "linear" and types.count("conv") == 4  # conv + 3 folded constants
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(net.forward(x), _ort_free_reference(model, x), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_unsupported_op_names_the_node_and_lists_the_supported(rng):
+    model = _graph([helper.make_node("Conv", ["x", "w"], ["c"]),
+                    helper.make_node("Tanh", ["c"], ["y"], name="the_tanh")],
+                   [_w("w", (4, 3, 3, 3), rng)])
+    with pytest.raises(bf.Unsupported, match=r"'the_tanh' \(Tanh\).*supported ops: Add"):
+        bf.import_onnx(model)
+
+
+@pytest.mark.parametrize("case", ["opset12", "two_inputs", "missing_input", "cycle",
+                                  "huge_initializer", "wrong_weight", "three_d_conv",
+                                  "no_shape", "external_data", "int_input"])
+def test_malformed_and_unsupported_graphs_give_clear_errors(case, rng):
+    w = _w("w", (4, 3, 3, 3), rng)
+    conv = helper.make_node("Conv", ["x", "w"], ["y"])
+    if case == "opset12":
+        model, err, msg = _graph([conv], [w], opset=12), bf.Unsupported, "opset 12"
+    elif case == "two_inputs":
+        extra = helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3, 8, 8])
+        inp = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8]), extra]
+        model, err, msg = _graph([conv], [w], inputs=inp), bf.Unsupported, "2 inputs"
+    elif case == "missing_input":
+        model = _graph([helper.make_node("Relu", ["ghost"], ["y"])])
+        err, msg = bf.ModelError, "no earlier node or initializer defines"
+    elif case == "cycle":
+        model = _graph([helper.make_node("Relu", ["b"], ["a"]),
+                        helper.make_node("Relu", ["a"], ["b"]),
+                        helper.make_node("Relu", ["x"], ["y"])])
+        err, msg = bf.ModelError, "missing input or cycle"
+    elif case == "huge_initializer":
+        t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1 << 20, 1 << 20])
+        model, err, msg = _graph([conv], [t]), bf.ModelError, "declares"
+    elif case == "wrong_weight":
+        model, err, msg = _graph([conv], [_w("w", (4, 5, 3, 3), rng)]), bf.ModelError, "input"
+    elif case == "three_d_conv":
+        model, err, msg = _graph([conv], [_w("w", (4, 3, 3, 3, 3), rng)]), bf.Unsupported, "3-D"
+    elif case == "no_shape":
+        inp = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])]
+        model, err, msg = _graph([conv], [w], inputs=inp), bf.InvalidArgument, "input_shape"
+    elif case == "external_data":
+        t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 3, 3, 3],
+                        data_location=TensorProto.EXTERNAL)
+        t.external_data.add(key="location", value="../../etc/passwd")
+        model, err, msg = _graph([conv], [t]), bf.Unsupported, "external file"
+    else:
+        inp = [helper.make_tensor_value_info("x", TensorProto.INT64, [1, 3, 8, 8])]
+        model, err, msg = _graph([conv], [w], inputs=inp), bf.Unsupported, "not float32"
+    with pytest.raises(err, match=msg):
+        bf.import_onnx(model.SerializeToString())
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00" * 10, b"not an onnx file at all" * 40])
+def test_garbage_files(tmp_path, data):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(data)
+    with pytest.raises(bf.Error):
+        bf.import_onnx(path)
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(bf.FileError):
+        bf.import_onnx(tmp_path / "nothing.onnx")
+    with pytest.raises(TypeError):
+        bf.import_onnx(42)
+
+
+def test_fuzz_the_importer_with_mutated_files(exported, tmp_path):
+    """A bounded mutation loop, in a child process (a crash or a hang fails the test): every
+    mutated file imports or raises a butterfly.Error / TypeError, nothing else."""
+    _, path, _ = exported["densenet_block"]
+    script = f"""
+import random, sys, time
+import butterfly as bf
+data = open({str(path)!r}, "rb").read()
+rnd = random.Random(1)
+kinds = {{}}
+t0 = time.time()
+n = 0
+while n < 400 and time.time() - t0 < 60:
+    b = bytearray(data)
+    for _ in range(rnd.choice((1, 2, 8))):
+        i = rnd.randrange(len(b))
+        op = rnd.random()
+        if op < 0.6:
+            b[i] = rnd.randrange(256)
+        elif op < 0.8:
+            del b[i:i + rnd.randrange(1, 64)]
+        else:
+            b[i:i] = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 16)))
+    try:
+        bf.import_onnx(bytes(b))
+        kinds["ok"] = kinds.get("ok", 0) + 1
+    except (bf.Error, TypeError) as e:
+        kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
+    n += 1
+print(n, sorted(kinds.items()))
+"""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(bf.__file__)))
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=300, cwd=root, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    n = int(r.stdout.split()[0])
+    assert n >= 50, r.stdout  # enough cases ran in the time bound
+    print(r.stdout)
+
+
+def test_split_points_of_a_resnet_are_block_ends_and_stem(exported):
+    _, path, _ = exported["resnet18"]
+    net = bf.import_onnx(path)
+    names = [p["name"] for p in net.split_points()]
+    # inside a basic block two tensors are live (the shortcut): no cut there
+    assert not any("/a/" in n or "/b/" in n for n in names), names
+    assert sum("Relu" in n and "/Relu" in n for n in names) >= 8  # the 8 block outputs
+
+
+def test_cli_import_and_splits(exported, tmp_path):
+    _, path, _ = exported["vgg11_bn"]
+    out = tmp_path / "vgg.bfly"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(bf.__file__)))
+    r = subprocess.run([sys.executable, "-m", "butterfly.cli", "import", str(path), "-o",
+                        str(out)], capture_output=True, text=True, cwd=root, timeout=300,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    assert "layers" in r.stdout and out.exists()
+    r = subprocess.run([sys.executable, "-m", "butterfly.cli", "splits", str(out)],
+                       capture_output=True, text=True, cwd=root, timeout=300,
+                       check=False)
+    assert r.returncode == 0 and "fp32 bytes" in r.stdout, r.stderr
+    assert len(r.stdout.splitlines()) == 1 + len(bf.load(out).split_points())
+    r = subprocess.run([sys.executable, "-m", "butterfly.cli", "import", str(tmp_path / "no"),
+                        "-o", str(out)], capture_output=True, text=True, cwd=root, timeout=300,
+                       check=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "not a file" in r.stderr
