@@ -24,6 +24,7 @@ from ._C import (  # noqa: F401  (the exception hierarchy)
 )
 from .models import Butterfly, resnet, resnet18, resnet34, resnet50
 from .network import Network, Payload, load
+from .onnx_export import export_onnx  # noqa: F401  (needs the onnx package when called)
 from .serving import Client, LoadReport, serve
 from .training import Trainer, evaluate, set_frozen, train
 
