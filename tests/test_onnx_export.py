@@ -2,6 +2,8 @@
 
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -303,3 +305,37 @@ def test_a_half_loaded_model_exports_only_its_half(resnet, tmp_path):
     for part in ("all", "cloud"):
         with pytest.raises(bf.InvalidArgument, match="loaded as its mobile half"):
             to_onnx(mobile, part)
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "butterfly.cli", "export", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_export(resnet, tmp_path, rng):
+    resnet.save(tmp_path / "m.bfly")
+    r = cli(tmp_path / "m.bfly", "--part", "mobile", "-o", tmp_path / "mobile.onnx")
+    assert r.returncode == 0, r.stderr
+    x = rng.random((2, 1, 28, 28), dtype=np.float32)
+    sess = ort.InferenceSession(str(tmp_path / "mobile.onnx"),
+                                providers=["CPUExecutionProvider"])
+    q, _ = sess.run(None, {"image": x})
+    assert np.abs(q.astype(np.int16) - resnet.mobile(x).data).max() <= 1
+    r = cli(tmp_path / "m.bfly")  # the whole network, next to the model
+    assert r.returncode == 0, r.stderr
+    onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")))
+
+
+def test_cli_user_errors_are_one_line_and_exit_2(tmp_path):
+    plain().save(tmp_path / "plain.bfly")
+    for args in [(tmp_path / "plain.bfly", "--part", "cloud"),   # no unit
+                 (tmp_path / "missing.bfly",),                   # no such model
+                 (tmp_path / "plain.bfly", "-o", tmp_path),       # unwritable
+                 (tmp_path / "plain.bfly", "--opset", "9")]:
+        r = cli(*args, "-o", tmp_path / "out.onnx") if "-o" not in args else cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+        assert r.stderr.startswith("butterfly export: ")
