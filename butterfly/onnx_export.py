@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _C
 from .models import int_arg
+from .network import Network
 
 HEAD, REDUCE, RESTORE, TAIL = range(4)
 EXPORT_PARTS = {"all": (HEAD, TAIL), "mobile": (HEAD, REDUCE), "cloud": (RESTORE, TAIL)}
@@ -78,15 +79,15 @@ class _Graph:
     def reduce(self, op_type: str, x: str, axes: list[int], out: str) -> str:
         # axes moved from an attribute to an input in opset 18
         if self.opset >= 18:
-            return self.op(op_type, [x, self.shared(f"bf.axes{axes}", axes, np.int64)], out,
-                           keepdims=1)
+            axes_in = self.shared(f"bf.axes_{_tag(axes)}", axes, np.int64)
+            return self.op(op_type, [x, axes_in], out, keepdims=1)
         return self.op(op_type, [x], out, axes=axes, keepdims=1)
 
     def nchw(self, x: str, dims) -> str:
         """x as (N, C, H, W): a linear layer's (N, O) becomes (N, O, 1, 1)."""
         if x not in self.flat:
             return x
-        return self.op("Reshape", [x, self.shared(f"bf.shape{list(dims)}", [-1, *dims],
+        return self.op("Reshape", [x, self.shared(f"bf.shape_{_tag(dims)}", [-1, *dims],
                                                   np.int64)], f"{x}/nchw")
 
     def rename(self, old: str, new: str) -> None:
@@ -179,7 +180,7 @@ def _softmax(g, net, i, s, ins, name):
 
 def _upsample(g, net, i, s, ins, name):
     k = float(s["scale"])
-    scales = g.shared(f"bf.scales{s['scale']}", [1.0, 1.0, k, k])
+    scales = g.shared(f"bf.scales_{s['scale']}", [1.0, 1.0, k, k])
     # out[i] = in[floor(i / k)]: every value repeated k x k times
     return g.op("Resize", [g.nchw(ins[0], _in_dims(net, s, 0)), "", scales], name,
                 mode="nearest", coordinate_transformation_mode="asymmetric",
@@ -223,7 +224,7 @@ def _quantize(g, net, i, s, ins, name):
     v = g.op("Clip", [v, zero, c255], f"{name}/clipped")
     q = g.op("Cast", [v], f"{name}", to=g.onnx.TensorProto.UINT8)
     ranges = g.op("Concat", [lo, hi], f"{name}/ranges4", axis=1)
-    ranges = g.op("Reshape", [ranges, g.shared("bf.shape[2]", [-1, 2], np.int64)],
+    ranges = g.op("Reshape", [ranges, g.shared("bf.shape_2", [-1, 2], np.int64)],
                   f"{name}.ranges")
     return q, ranges
 
@@ -231,7 +232,7 @@ def _quantize(g, net, i, s, ins, name):
 def _dequantize(g, net, i, s, ins, name):
     """x' = min + q * ((max - min) / 255), per sample, from (payload, ranges)."""
     q, ranges = ins[0]
-    r = g.op("Reshape", [ranges, g.shared("bf.shape[2, 1, 1]", [-1, 2, 1, 1], np.int64)],
+    r = g.op("Reshape", [ranges, g.shared("bf.shape_2_1_1", [-1, 2, 1, 1], np.int64)],
              f"{name}/ranges4")
     at = [g.shared(f"bf.index{k}", [k], np.int64) for k in range(3)]  # also axis 1
     lo = g.op("Slice", [r, at[0], at[1], at[1]], f"{name}/min")
@@ -240,6 +241,10 @@ def _dequantize(g, net, i, s, ins, name):
                 f"{name}/step")
     qf = g.op("Cast", [q], f"{name}/float", to=g.onnx.TensorProto.FLOAT)
     return g.op("Add", [lo, g.op("Mul", [qf, step], f"{name}/scaled")], name)
+
+
+def _tag(values) -> str:
+    return "_".join(map(str, values))
 
 
 def _keep_rank(g, x: str, out: str) -> str:
@@ -304,8 +309,6 @@ def _layer_names(net) -> list[str]:
 def to_onnx(net, part: str = "all", opset: int = 17):
     """The ONNX ModelProto of `net` (see :func:`export_onnx`)."""
     onnx = _onnx()
-    from .network import Network
-
     if not isinstance(net, Network):
         raise TypeError(f"net must be a butterfly.Network, not {type(net).__name__}")
     if not isinstance(part, str) or part not in EXPORT_PARTS:
@@ -395,8 +398,6 @@ def export_onnx(net, path: str | os.PathLike, part: str = "all", opset: int = 17
 
 
 def _cli_export(args) -> int:
-    from .network import Network
-
     out = args.output
     if out is None:
         stem = os.path.splitext(args.model)[0]
