@@ -20,9 +20,8 @@ import numpy as np
 
 from . import _C
 from .models import int_arg
-from .network import Network
+from .network import HEAD, REDUCE, RESTORE, TAIL, Network
 
-HEAD, REDUCE, RESTORE, TAIL = range(4)
 EXPORT_PARTS = {"all": (HEAD, TAIL), "mobile": (HEAD, REDUCE), "cloud": (RESTORE, TAIL)}
 MIN_OPSET = 14  # HardSwish; Softmax over one axis (13)
 _PROTOBUF_MAX = 2**31 - 1  # one serialized ModelProto
