@@ -25,6 +25,7 @@ from ._C import (  # noqa: F401  (the exception hierarchy)
 from .distill import distill
 from .models import Butterfly, resnet, resnet18, resnet34, resnet50
 from .network import Network, Payload, load
+from .onnx_export import export_onnx
 from .onnx_import import import_onnx
 from .serving import Client, LoadReport, serve
 from .split import insert_butterfly
@@ -40,6 +41,6 @@ def set_num_threads(n: int) -> None:
 
 __all__ = [
     "Butterfly", "Client", "Error", "LoadReport", "Network", "Payload", "Trainer", "datasets",
-    "distill", "evaluate", "import_onnx", "insert_butterfly", "load", "opencl", "resnet", "resnet18", "resnet34", "resnet50", "serve",
+    "distill", "evaluate", "export_onnx", "import_onnx", "insert_butterfly", "load", "opencl", "resnet", "resnet18", "resnet34", "resnet50", "serve",
     "set_frozen", "set_num_threads", "train",
 ]

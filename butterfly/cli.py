@@ -1,5 +1,5 @@
-"""The `butterfly` command: train, import, splits, distill, profile, plan, serve, worker,
-infer, demo.
+"""The `butterfly` command: train, import, splits, distill, export, profile, plan, serve,
+worker, infer, demo.
 
 Each feature module registers its own subcommands through `add_cli(subparsers)`, so this
 file only assembles them.
@@ -12,7 +12,8 @@ import importlib
 import sys
 
 # modules that add subcommands, in help order
-_FEATURES = ("training", "onnx_import", "split", "distill", "serving", "experiments")
+_FEATURES = ("training", "onnx_import", "split", "distill", "onnx_export", "serving",
+             "experiments")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import Error
+    from . import Error, FileError, InvalidArgument, ModelError, Unsupported
+
+    # what the user can fix (a path, an argument, a model file) exits 2, as argparse does
+    user_errors = (FileError, InvalidArgument, ModelError, Unsupported)
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -44,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except Error as e:
         print(f"butterfly {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, user_errors) else 1
     except KeyboardInterrupt:
         return 130
 
