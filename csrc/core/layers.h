@@ -75,6 +75,7 @@ typedef struct bf_layer_row {
     bf_status (*bwd)(bf_plan *p, bf_node *n);
     int cl;                       /* BF_CL_* */
     int out_u8;                   /* the output is uint8 (the quantized feature) */
+    int flat_ok;                  /* takes a linear layer's (N, C) output as its input */
 } bf_layer_row;
 
 /* The row of a type; NULL for a value outside the enum. */

@@ -229,6 +229,15 @@ static bf_status build_node(bf_plan *p, const use_info *use, int i, int *absorbe
     if (!row->fwd)
         return bf_error(BF_STATUS_UNSUPPORTED, "layer %d: type %s cannot be planned", i,
                         bf_layer_type_str(s->type));
+    for (int k = 0; k < s->n_inputs && !row->flat_ok; k++) {
+        int nd = 0;
+        dnnl_memory_desc_query(p->values[n->src[k]].md, dnnl_query_ndims_s32, &nd);
+        if (nd != 4)
+            return bf_error(BF_STATUS_UNSUPPORTED, "layer %d (%s): a %s reading the (N, C) "
+                            "output of a linear layer is not supported (only activations, "
+                            "add, softmax, linear and the quantizer are)", i, s->name,
+                            row->name);
+    }
     last = fuse(p, use, n, i);
     st = row->fwd(p, n);
     if (st != BF_STATUS_OK)
