@@ -893,3 +893,38 @@ def test_a_server_process_that_cannot_start_raises_its_own_error(tmp_path):
         serving.serve(bad, bind=ANY, process=True)
     with pytest.raises(bf.FileError, match="missing.bfly"):
         serving.serve(tmp_path / "missing.bfly", bind=ANY, process=True)
+
+
+FIFO_PROBE = r"""
+import os, sys
+import butterfly as bf
+model, fifo = sys.argv[1], sys.argv[2]
+try:
+    bf.load(fifo)
+except bf.FileError as e:
+    assert "not a regular file" in str(e), e
+else:
+    raise SystemExit("a FIFO loaded as a model")
+try:  # a key file on a pipe nobody writes to: refused after a bounded wait
+    bf.Client(model, "tcp://127.0.0.1:1", curve_server_key=fifo)
+except bf.FileError as e:
+    assert "nothing wrote" in str(e), e
+else:
+    raise SystemExit("an empty pipe read as a key")
+print("ok")
+"""
+
+
+def test_a_fifo_without_writer_is_refused_not_waited_on(model_path, tmp_path):
+    # opening a FIFO for reading blocks until a writer appears: the model file and the key
+    # were opened before they were checked, and bf.load / `butterfly serve` hung for ever
+    fifo = tmp_path / "net.fifo"
+    os.mkfifo(fifo)
+    out = subprocess.run([sys.executable, "-c", FIFO_PROBE, model_path, str(fifo)],
+                         capture_output=True, text=True, timeout=60, env=serving.child_env())
+    assert out.returncode == 0 and out.stdout == "ok\n", out.stderr
+    out = subprocess.run([sys.executable, "-m", "butterfly.cli", "serve", str(fifo), "--bind",
+                          ANY], capture_output=True, text=True, timeout=60,
+                         env=serving.child_env())
+    assert out.returncode == 1 and "not a regular file" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
