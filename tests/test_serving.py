@@ -928,3 +928,45 @@ def test_a_fifo_without_writer_is_refused_not_waited_on(model_path, tmp_path):
                          env=serving.child_env())
     assert out.returncode == 1 and "not a regular file" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_ranges_that_overflow_are_numeric_locally_and_in_the_pool(model_path, data):
+    # (min, max) both 3.4e38 passed the range check: the restored feature held Inf and the
+    # pool answered "ok" with the top-k of garbage; with 3e38 the local cloud() returned NaN
+    # logits; tail() of a 3.4e38 feature returned finite logits (a ReLU had turned the NaN
+    # into 0).  Rule: every value a layer computes must be finite, else NumericError.
+    net, pay = data["net"], data["payload"]
+    bad = [(3.4e38, 3.4e38), (3e38, 3e38), (-3e38, 0.0)]
+    for lo, hi in bad:
+        with pytest.raises(bf.NumericError, match="NaN or Inf"):
+            net.cloud((pay.data[:1], np.float32([[lo, hi]])))
+    with pytest.raises(bf.NumericError, match="NaN or Inf"):
+        net.restore((pay.data[:1], np.float32([[3.4e38, 3.4e38]])))
+    f = net.restore((pay.data[:1], pay.ranges[:1]))
+    with pytest.raises(bf.NumericError, match="NaN or Inf"):
+        net.tail(np.full_like(f, 3.4e38))
+    # the pool agrees; in a batch only the bad request fails, the others are answered
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 20000)
+    n = 2 + len(bad)
+    with serving.serve(model_path, workers=1, bind=ANY, threads=1, batch=n,
+                       batch_timeout_us=300_000, heartbeat_interval_ms=HB_MS) as pool:
+        sock.connect(pool.endpoint)
+        try:
+            for i in range(n):
+                over = {} if i < 2 else {"min": bad[i - 2][0], "max": bad[i - 2][1]}
+                sock.send_multipart([b"", msgpack.packb(good_request(net, pay, i, **over),
+                                                        use_bin_type=True)])
+            reps = [msgpack.unpackb(sock.recv_multipart()[-1], raw=False) for _ in range(n)]
+        finally:
+            sock.close()
+            ctx.term()
+    by_id = {r["id"] - 1000: r for r in reps}
+    assert sorted(by_id) == list(range(n))
+    for i in range(2):
+        assert by_id[i]["status"] == "ok", by_id[i]
+        assert_topk([tuple(t) for t in by_id[i]["topk"]], data["probs"][i], 1e-5)
+    for i in range(2, n):
+        assert by_id[i]["status"] == "numeric" and "NaN or Inf" in by_id[i]["error"], by_id[i]
