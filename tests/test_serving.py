@@ -970,3 +970,31 @@ def test_ranges_that_overflow_are_numeric_locally_and_in_the_pool(model_path, da
         assert_topk([tuple(t) for t in by_id[i]["topk"]], data["probs"][i], 1e-5)
     for i in range(2, n):
         assert by_id[i]["status"] == "numeric" and "NaN or Inf" in by_id[i]["error"], by_id[i]
+
+
+def test_error_replies_are_valid_utf8(model_path, data):
+    # the decoder quoted the first 32 bytes of an unknown codec, cutting a two-byte
+    # character: the reply's "error" was no valid UTF-8 and a strict decoder (msgpack's
+    # default, as here) failed on the whole reply
+    net, pay = data["net"], data["payload"]
+    codecs = ["x" + "é" * 18, "é" * 20, "\udcff\udced" + "a" * 40]
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 10000)
+    with serving.serve(model_path, workers=1, bind=ANY, threads=1,
+                       heartbeat_interval_ms=HB_MS) as pool:
+        sock.connect(pool.endpoint)
+        try:
+            for i, codec in enumerate(codecs):
+                raw = codec.encode("utf-8", "surrogateescape")  # the last: not UTF-8 at all
+                body = good_request(net, pay, i, codec="@" * len(raw))
+                msg = msgpack.packb(body, use_bin_type=True)
+                msg = msg.replace(("@" * len(raw)).encode(), raw)
+                sock.send_multipart([b"", msg])
+                rep = msgpack.unpackb(sock.recv_multipart()[-1], raw=False)  # strict UTF-8
+                assert rep["status"] == "protocol" and "unknown codec" in rep["error"], rep
+                assert rep["id"] == 1000 + i
+        finally:
+            sock.close()
+            ctx.term()

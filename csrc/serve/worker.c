@@ -121,7 +121,7 @@ static void reply_error(worker *w, uint64_t tag, uint32_t queue_us, int has_id, 
 {
     bf_reply_meta m = {tag, queue_us, 0, 0, 0, (uint8_t)st};
     msgpack_sbuffer_clear(&w->sb);
-    if (bf_reply_error_encode(&w->sb, has_id, id, st, msg) == BF_STATUS_OK)
+    if (bf_wire_reply_error_encode(&w->sb, has_id, id, st, msg) == BF_STATUS_OK)
         send_reply(w, &m);
 }
 
@@ -283,7 +283,7 @@ static int compute_and_reply(worker *w, int first, int n, int hold_numeric)
     set_computing(w, 0);
     /* deaf to the broker meanwhile: its heartbeats are waiting in the socket */
     w->broker_expiry_us += t1 - t0;
-    char msg[BF_WIRE_ERROR_MAX];
+    char msg[BF_WIRE_ERROR_MAX + 16];
     if (st != BF_STATUS_OK)
         snprintf(msg, sizeof msg, "compute: %s", bf_last_error());
     if (w->ctl && atomic_load(&w->ctl->kill))
@@ -300,9 +300,9 @@ static int compute_and_reply(worker *w, int first, int n, int hold_numeric)
         const float *lg = logits + (size_t)i * nc;
         if (st == BF_STATUS_OK && bf_topk(lg, nc, w->c->probs, s->k, r.classes, r.probs) != 0) {
             r.status = BF_STATUS_NUMERIC;
-            snprintf(r.error, sizeof r.error, "%s", bf_last_error());
+            bf_wire_text(r.error, sizeof r.error, bf_last_error(), strlen(bf_last_error()));
         } else if (st != BF_STATUS_OK) {
-            snprintf(r.error, sizeof r.error, "%s", msg);
+            bf_wire_text(r.error, sizeof r.error, msg, strlen(msg));
         }
         r.k = s->k < nc ? s->k : nc;
         r.queue_us = m.queue_us, r.compute_us = m.compute_us, r.batch = n;
