@@ -40,7 +40,11 @@ def payload_arrays(payload, shape: tuple[int, int, int] | None = None
                                  f"{data.shape}")
     if len(data) == 0:
         raise _C.InvalidArgument("payload is empty: it needs N >= 1 samples")
-    ranges = np.asarray(ranges, dtype=np.float32)
+    try:
+        ranges = np.asarray(ranges, dtype=np.float32)
+    except (TypeError, ValueError) as e:  # strings, ragged lists
+        raise _C.InvalidArgument(f"ranges must be numbers, (N, 2) (min, max) per sample: "
+                                 f"{e}") from None
     if ranges.size != 2 * len(data):
         raise _C.InvalidArgument(f"ranges must be ({len(data)}, 2), not {ranges.shape}")
     return np.ascontiguousarray(data), np.ascontiguousarray(ranges.reshape(len(data), 2))
@@ -80,6 +84,26 @@ def _model_description(layers, params, meta) -> bytes:
     return msgpack.packb(desc, use_bin_type=True)
 
 
+def _decode_meta(blob: bytes | None) -> dict:
+    """A model file's metadata as a dict (the core checks only that it is one msgpack
+    object): ModelError when it is not readable as such, or when the keys this package
+    reads have the wrong type; {} when there is none or it is not a map."""
+    if not blob:
+        return {}
+    try:
+        meta = msgpack.unpackb(blob, raw=False)
+    except (ValueError, TypeError, msgpack.UnpackException) as e:
+        # invalid UTF-8 in a str, a map key Python cannot hold (int, list), trailing data
+        raise _C.ModelError(f"the model's metadata is not readable: {e}") from None
+    if not isinstance(meta, dict):
+        return {}
+    for key, kind in (("config", dict), ("butterfly", dict), ("classes", list)):
+        if meta.get(key) is not None and not isinstance(meta[key], kind):
+            raise _C.ModelError(f"the model's metadata: {key!r} must be a {kind.__name__}, "
+                                f"not {type(meta[key]).__name__}")
+    return meta
+
+
 class Network:
     """A butterfly network: numpy in, numpy out.
 
@@ -90,8 +114,7 @@ class Network:
         self.model = model
         self._plans: dict[tuple, _C.Plan] = {}
         self._trainer = None  # a Trainer whose weights must reach the model before inference
-        meta = msgpack.unpackb(model.meta, raw=False) if model.meta else {}
-        self.meta: dict[str, Any] = meta if isinstance(meta, dict) else {}
+        self.meta: dict[str, Any] = _decode_meta(model.meta)
 
     # -- construction ---------------------------------------------------------------------
 

@@ -292,6 +292,8 @@ class Client:
     def __init__(self, model_path, endpoint: str = DEFAULT_BIND, *, timeout_ms: int = 3000,
                  retries: int = 2, codec: str = "raw", curve_server_key=None, curve_key=None,
                  backend: str = "onednn", device: int | None = None):
+        timeout_ms = int_arg("timeout_ms", timeout_ms, 1, 2**31 - 1)
+        retries = int_arg("retries", retries, 0, 1000)
         self.half = load(model_path, part="mobile", backend=backend, device=device)
         self.network = getattr(self.half, "network", self.half)
         self.hash = self.network.hash

@@ -1,6 +1,7 @@
 """The four split ops, model files, shapes and sizes, and bad input."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,8 +252,16 @@ def test_bad_inputs(rng):
     plan = net.plan(0, 3, 2)
     with pytest.raises(bf.InvalidArgument, match="dtype"):
         plan.forward(x.astype(np.float64))
-    with pytest.raises(bf.InvalidArgument, match="contiguous"):
-        plan.forward(np.asfortranarray(x))
+    # strided, misaligned, byte-swapped: copied by the extension (its advice to use
+    # numpy.ascontiguousarray did not fix a misaligned array, which is contiguous already)
+    want = plan.forward(x)
+    buf = np.zeros(x.nbytes + 1, np.uint8)
+    misaligned = np.ndarray(x.shape, np.float32, buffer=buf, offset=1)
+    misaligned[...] = x
+    assert not misaligned.flags.aligned
+    for view in (np.asfortranarray(x), misaligned, x.astype(">f4")):
+        np.testing.assert_array_equal(plan.forward(view), want)
+    np.testing.assert_array_equal(net.forward(misaligned), net.forward(x))
     with pytest.raises(bf.InvalidArgument, match="dimension"):
         plan.forward(x[:1])
     with pytest.raises(bf.InvalidArgument, match="numpy array"):
@@ -260,6 +269,116 @@ def test_bad_inputs(rng):
     cloud_plan = bf._C.Plan(net.model, 2, 3, 2)
     with pytest.raises(bf.InvalidArgument, match="ranges must be a numpy array"):
         cloud_plan.forward(pay.data, None)
+
+
+def test_user_errors_are_butterfly_errors(tmp_path, rng):
+    # each raised something outside bf.Error: OverflowError (while -1 gave InvalidArgument),
+    # a silent cut at the NUL, ValueError for NUL in a path and for string ranges
+    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+    path = tmp_path / "net.bfly"
+    net.save(path)
+    for timeout in (2**31, 2**70, -1, 0):
+        with pytest.raises(bf.InvalidArgument, match="timeout_ms"):
+            bf.Client(path, "tcp://127.0.0.1:1", timeout_ms=timeout)
+    with pytest.raises(bf.InvalidArgument, match=r"below 2\*\*31"):
+        bf._C.Client("tcp://127.0.0.1:1", net.hash, 3, timeout_ms=2**31)
+    with pytest.raises(bf.InvalidArgument, match=r"below 2\*\*31"):
+        bf.serving.Pool(str(path), workers=2**40, frontend="tcp://127.0.0.1:*")
+    with pytest.raises(bf.InvalidArgument, match="NUL"):
+        bf.Client(path, "tcp://127.0.0.1:1\0tcp://10.0.0.1:2")
+    with pytest.raises(bf.InvalidArgument, match="null"):
+        bf.serve(path, bind="tcp://127.0.0.1:*\0x")
+    with pytest.raises(bf.InvalidArgument, match="null"):
+        bf.load(str(path) + "\0.bak")
+    with pytest.raises(bf.InvalidArgument, match="null"):
+        net.save(str(path) + "\0.bak")
+    # a path that is not UTF-8 in the message: escaped (was a UnicodeDecodeError)
+    with pytest.raises(bf.FileError, match=r"\\xff\\xfe"):
+        bf.load(os.fsencode(tmp_path) + b"/\xff\xfe.bfly")
+    with pytest.raises(TypeError):  # a wrong type stays a TypeError
+        bf._C.Client(5, net.hash, 3)
+    pay = net.mobile(images(rng, 1, (1, 28, 28)))
+    for ranges in ([["a", "b"]], [[0.0], [1.0, 2.0]], "0 1"):
+        with pytest.raises(bf.InvalidArgument, match="ranges"):
+            net.cloud((pay.data, ranges))
+
+
+def with_meta(net, blob: bytes) -> bytes:
+    """net's model file with its metadata replaced by the msgpack bytes blob."""
+    model = bf._C.Model(net.to_bytes())
+    model.set_meta(blob)
+    return model.to_bytes()
+
+
+def test_bad_metadata_is_a_model_error(tmp_path):
+    # msgpack decoded in Python raised UnicodeDecodeError / ValueError (and `butterfly
+    # serve` printed a traceback) for metadata the core had loaded as one msgpack object
+    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+    cases = {
+        "str not UTF-8": b"\x81\xa6config\x81\xa4arch\xa2\xff\xfe",
+        "key not UTF-8": b"\x81\xa2\xc3\x28\x01",
+        "int key": b"\x81\x01\x02",
+        "list key": b"\x81\x91\x01\x02",
+        "config a list": b"\x81\xa6config\x92\x01\x02",
+        "butterfly a str": b"\x81\xa9butterfly\xa1x",
+        "classes an int": b"\x81\xa7classes\x05",
+    }
+    for name, blob in cases.items():
+        p = tmp_path / f"{len(name)}.bfly"
+        p.write_bytes(with_meta(net, blob))
+        with pytest.raises(bf.ModelError, match="metadata"):
+            bf.load(p)
+    # the model fuzzer's metadata seeds, through the Python layer
+    seeds = sorted((Path(__file__).parent / "fuzz" / "corpus_model").glob("meta_*"))
+    assert len(seeds) >= 4
+    refused = 0
+    for seed in seeds:
+        try:
+            bf.load(seed)
+        except bf.ModelError:
+            refused += 1
+    assert refused >= 2  # the strs that are not UTF-8, the int / array keys
+    # what stays readable: no metadata, or a value that is not a map
+    for blob in (b"\xc0", b"\x05", b"\x80"):
+        assert bf.Network(bf._C.Model(with_meta(net, blob))).meta == {}
+    # the CLI: one line, no traceback
+    p = tmp_path / "bad_meta.bfly"
+    p.write_bytes(with_meta(net, cases["str not UTF-8"]))
+    import subprocess
+    import sys
+
+    from butterfly import serving
+
+    out = subprocess.run([sys.executable, "-m", "butterfly.cli", "serve", str(p), "--bind",
+                          "tcp://127.0.0.1:*"], capture_output=True, text=True, timeout=60,
+                         env=serving.child_env())
+    assert out.returncode == 1 and "ModelError" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_metadata_mutations_never_raise_outside_bf_error(tmp_path):
+    # random byte changes inside the metadata of a real model file (the probe that found
+    # the fault above): every file loads or raises a bf.Error
+    net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=4,
+                      butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+    net.meta["classes"] = [f"class é{i}" for i in range(10)]
+    net.meta["trained"] = {"epochs": 3, "top1": 0.91, "note": "ünïcode ✓"}
+    data = net.to_bytes()
+    meta = bf._C.Model(data).meta
+    start = data.find(meta)
+    assert start > 0
+    rng = np.random.default_rng(16)
+    outcomes = {"loaded": 0, "refused": 0}
+    for _ in range(120):
+        blob = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            blob[start + int(rng.integers(len(meta)))] = int(rng.integers(256))
+        try:
+            bf.Network(bf._C.Model(bytes(blob)))
+            outcomes["loaded"] += 1
+        except bf.Error:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0 and outcomes["loaded"] > 0, outcomes
 
 
 def test_no_butterfly_unit_errors(rng):

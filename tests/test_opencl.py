@@ -282,8 +282,10 @@ def test_non_finite_input_or_feature_is_refused_like_onednn(rng):
     for plan in (p, net.plan(0, 1, 2)):  # OpenCL, then oneDNN: the same answer
         with pytest.raises(bf.NumericError, match="NaN or Inf"):
             plan.forward(bad)
-        with pytest.raises(bf.NumericError, match="NaN/Inf"):
-            plan.forward(x * np.float32(3e38))  # finite input, the feature overflows
+        # finite input, the feature overflows (oneDNN names the layer where it does, OpenCL
+        # finds it at the quantizer)
+        with pytest.raises(bf.NumericError, match="NaN"):
+            plan.forward(x * np.float32(3e38))
 
 
 def test_device_index_checked_at_load(tmp_path):

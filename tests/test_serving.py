@@ -893,3 +893,108 @@ def test_a_server_process_that_cannot_start_raises_its_own_error(tmp_path):
         serving.serve(bad, bind=ANY, process=True)
     with pytest.raises(bf.FileError, match="missing.bfly"):
         serving.serve(tmp_path / "missing.bfly", bind=ANY, process=True)
+
+
+FIFO_PROBE = r"""
+import os, sys
+import butterfly as bf
+model, fifo = sys.argv[1], sys.argv[2]
+try:
+    bf.load(fifo)
+except bf.FileError as e:
+    assert "not a regular file" in str(e), e
+else:
+    raise SystemExit("a FIFO loaded as a model")
+try:  # a key file on a pipe nobody writes to: refused after a bounded wait
+    bf.Client(model, "tcp://127.0.0.1:1", curve_server_key=fifo)
+except bf.FileError as e:
+    assert "nothing wrote" in str(e), e
+else:
+    raise SystemExit("an empty pipe read as a key")
+print("ok")
+"""
+
+
+def test_a_fifo_without_writer_is_refused_not_waited_on(model_path, tmp_path):
+    # opening a FIFO for reading blocks until a writer appears: the model file and the key
+    # were opened before they were checked, and bf.load / `butterfly serve` hung for ever
+    fifo = tmp_path / "net.fifo"
+    os.mkfifo(fifo)
+    out = subprocess.run([sys.executable, "-c", FIFO_PROBE, model_path, str(fifo)],
+                         capture_output=True, text=True, timeout=60, env=serving.child_env())
+    assert out.returncode == 0 and out.stdout == "ok\n", out.stderr
+    out = subprocess.run([sys.executable, "-m", "butterfly.cli", "serve", str(fifo), "--bind",
+                          ANY], capture_output=True, text=True, timeout=60,
+                         env=serving.child_env())
+    assert out.returncode == 1 and "not a regular file" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_ranges_that_overflow_are_numeric_locally_and_in_the_pool(model_path, data):
+    # (min, max) both 3.4e38 passed the range check: the restored feature held Inf and the
+    # pool answered "ok" with the top-k of garbage; with 3e38 the local cloud() returned NaN
+    # logits; tail() of a 3.4e38 feature returned finite logits (a ReLU had turned the NaN
+    # into 0).  Rule: every value a layer computes must be finite, else NumericError.
+    net, pay = data["net"], data["payload"]
+    bad = [(3.4e38, 3.4e38), (3e38, 3e38), (-3e38, 0.0)]
+    for lo, hi in bad:
+        with pytest.raises(bf.NumericError, match="NaN or Inf"):
+            net.cloud((pay.data[:1], np.float32([[lo, hi]])))
+    with pytest.raises(bf.NumericError, match="NaN or Inf"):
+        net.restore((pay.data[:1], np.float32([[3.4e38, 3.4e38]])))
+    f = net.restore((pay.data[:1], pay.ranges[:1]))
+    with pytest.raises(bf.NumericError, match="NaN or Inf"):
+        net.tail(np.full_like(f, 3.4e38))
+    # the pool agrees; in a batch only the bad request fails, the others are answered
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 20000)
+    n = 2 + len(bad)
+    with serving.serve(model_path, workers=1, bind=ANY, threads=1, batch=n,
+                       batch_timeout_us=300_000, heartbeat_interval_ms=HB_MS) as pool:
+        sock.connect(pool.endpoint)
+        try:
+            for i in range(n):
+                over = {} if i < 2 else {"min": bad[i - 2][0], "max": bad[i - 2][1]}
+                sock.send_multipart([b"", msgpack.packb(good_request(net, pay, i, **over),
+                                                        use_bin_type=True)])
+            reps = [msgpack.unpackb(sock.recv_multipart()[-1], raw=False) for _ in range(n)]
+        finally:
+            sock.close()
+            ctx.term()
+    by_id = {r["id"] - 1000: r for r in reps}
+    assert sorted(by_id) == list(range(n))
+    for i in range(2):
+        assert by_id[i]["status"] == "ok", by_id[i]
+        assert_topk([tuple(t) for t in by_id[i]["topk"]], data["probs"][i], 1e-5)
+    for i in range(2, n):
+        assert by_id[i]["status"] == "numeric" and "NaN or Inf" in by_id[i]["error"], by_id[i]
+
+
+def test_error_replies_are_valid_utf8(model_path, data):
+    # the decoder quoted the first 32 bytes of an unknown codec, cutting a two-byte
+    # character: the reply's "error" was no valid UTF-8 and a strict decoder (msgpack's
+    # default, as here) failed on the whole reply
+    net, pay = data["net"], data["payload"]
+    codecs = ["x" + "é" * 18, "é" * 20, "\udcff\udced" + "a" * 40]
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 10000)
+    with serving.serve(model_path, workers=1, bind=ANY, threads=1,
+                       heartbeat_interval_ms=HB_MS) as pool:
+        sock.connect(pool.endpoint)
+        try:
+            for i, codec in enumerate(codecs):
+                raw = codec.encode("utf-8", "surrogateescape")  # the last: not UTF-8 at all
+                body = good_request(net, pay, i, codec="@" * len(raw))
+                msg = msgpack.packb(body, use_bin_type=True)
+                msg = msg.replace(("@" * len(raw)).encode(), raw)
+                sock.send_multipart([b"", msg])
+                rep = msgpack.unpackb(sock.recv_multipart()[-1], raw=False)  # strict UTF-8
+                assert rep["status"] == "protocol" and "unknown codec" in rep["error"], rep
+                assert rep["id"] == 1000 + i
+        finally:
+            sock.close()
+            ctx.term()

@@ -549,6 +549,28 @@ static bf_status check_ranges(const float *r, int n)
     return BF_STATUS_OK;
 }
 
+/* Inference refuses what it cannot compute: every value a layer writes must be finite.
+ * Checked after each node, before the arena reuses its buffer: a later ReLU maps NaN to 0,
+ * max-pooling drops -Inf, so an overflow inside the network can end in finite but
+ * meaningless logits.  (Values inside one fused primitive are not seen.)  Reorders only
+ * copy, the quantizer checks its own input, and training checks its loss instead. */
+static bf_status check_finite(bf_plan *p, const bf_node *n)
+{
+    const bf_value *v = &p->values[n->dst];
+    dnnl_data_type_t dt;
+    void *h = NULL;
+    if (p->params.training || n->layer < 0 ||
+        dnnl_memory_desc_query(v->md, dnnl_query_data_type, &dt) != dnnl_success ||
+        dt != dnnl_f32 || dnnl_memory_get_data_handle(v->mem, &h) != dnnl_success || h == NULL)
+        return BF_STATUS_OK;
+    if (bf_all_finite(h, dnnl_memory_desc_get_size(v->md) / sizeof(float)))
+        return BF_STATUS_OK;
+    const bf_layer_spec *s = bf_model_layer(p->model, n->layer);
+    return bf_error(BF_STATUS_NUMERIC, "layer %d (%s) computed NaN or Inf: the input%s is "
+                    "outside what this network can compute in float32", n->layer, s->name,
+                    p->io[0].quantized ? " or its quantization range" : "");
+}
+
 bf_status bf_node_exec(bf_plan *p, bf_node *n)
 {
     bf_status st = BF_STATUS_OK;
@@ -589,8 +611,10 @@ bf_status bf_plan_forward(bf_plan *p, const void *src, const float *src_range, v
     }
     DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->src_value].mem, run_src));
     DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->dst_value].mem, run_dst));
-    for (int k = 0; k < p->n_nodes; k++)
+    for (int k = 0; k < p->n_nodes; k++) {
         BF_TRY(bf_node_exec(p, &p->nodes[k]));
+        BF_TRY(check_finite(p, &p->nodes[k]));
+    }
     DNNL_TRY(dnnl_stream_wait(p->stream));
     if (run_dst != dst)
         memcpy(dst, run_dst, dnnl_memory_desc_get_size(p->values[p->dst_value].md));

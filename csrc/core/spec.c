@@ -1,9 +1,12 @@
 /* Layer specs: names, defaults, validation, shape inference, canonical serialization. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/layers.h"
 #include "core/spec.h"
@@ -346,22 +349,43 @@ int bf_all_finite(const float *x, size_t n)
     return !bad;
 }
 
+/* Waits until a pipe has data or its writer has closed it, up to BF_PIPE_WAIT_MS; 0 when
+ * it may be read without blocking for ever. */
+static int pipe_ready(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int rc;
+    do
+        rc = poll(&pfd, 1, BF_PIPE_WAIT_MS);
+    while (rc < 0 && errno == EINTR);
+    return rc > 0 ? 0 : -1;
+}
+
 FILE *bf_fopen_read(const char *path, int regular_only)
 {
     struct stat sb;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
+    FILE *f = NULL;
+    /* non-blocking: opening a FIFO for reading otherwise blocks until a writer appears,
+     * before any check could run */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), flags;
+    if (fd < 0) {
         bf_error(BF_STATUS_IO, "cannot open '%s': %s", path, strerror(errno));
         return NULL;
     }
-    if (fstat(fileno(f), &sb) != 0)
+    if (fstat(fd, &sb) != 0)
         bf_error(BF_STATUS_IO, "cannot stat '%s': %s", path, strerror(errno));
     else if (S_ISDIR(sb.st_mode))
         bf_error(BF_STATUS_IO, "'%s' is a directory", path);
     else if (regular_only && !S_ISREG(sb.st_mode))
         bf_error(BF_STATUS_IO, "'%s' is not a regular file", path);
+    else if (S_ISFIFO(sb.st_mode) && pipe_ready(fd) < 0)
+        bf_error(BF_STATUS_IO, "'%s' is a pipe that nothing wrote to within %d s (is its "
+                 "writer running?)", path, BF_PIPE_WAIT_MS / 1000);
+    else if ((flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0 ||
+             (f = fdopen(fd, "rb")) == NULL)
+        bf_error(BF_STATUS_IO, "cannot open '%s': %s", path, strerror(errno));
     else
         return f;
-    fclose(f);
+    close(fd);
     return NULL;
 }

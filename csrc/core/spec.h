@@ -57,9 +57,12 @@ static inline int bf_range_ok(float min, float max)
 /* 1 when x[0..n) holds no NaN or Inf (in parallel: inputs can be large). */
 int bf_all_finite(const float *x, size_t n);
 
-/* Opens path for reading ("rb"); a directory, and with regular_only anything else that is
- * not a regular file (a device, a pipe), gives NULL and BF_STATUS_IO with the reason.  A
- * model file is read whole, by its size: regular only; a key may come through a pipe. */
+/* Opens path for reading ("rb") without blocking on a FIFO that has no writer: a
+ * directory, with regular_only anything else that is not a regular file (a device, a pipe),
+ * and a pipe that stays empty and open for BF_PIPE_WAIT_MS give NULL and BF_STATUS_IO with
+ * the reason.  A model file is read whole, by its size: regular only; a key may come
+ * through a pipe (another program's output). */
+#define BF_PIPE_WAIT_MS 5000
 FILE *bf_fopen_read(const char *path, int regular_only);
 
 #endif

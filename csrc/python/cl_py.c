@@ -77,7 +77,7 @@ static PyObject *clplan_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "Oiii|i:ClPlan", kwlist, &mobj, &begin, &end,
                                      &batch, &device))
-        return NULL;
+        return bf_py_arg_error("ClPlan");
     if (!(m = bf_py_model_get(mobj)))
         return NULL;
     pp.part_begin = (bf_part)begin;

@@ -60,7 +60,7 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "U|Oi$iisiOO:Client", kwlist, &endpoint, &hash,
                                      &p.split, &p.timeout_ms, &p.retries, &codec,
                                      &p.zstd_level, &server_key, &key))
-        return NULL;
+        return bf_py_arg_error("Client");
     if (bf_py_parse_codec(codec, &p.codec) < 0)
         return NULL;
     if (!(self = (ClientObject *)type->tp_alloc(type, 0)))
@@ -69,8 +69,8 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
-    if (!(self->keep[0] = PyUnicode_AsUTF8String(endpoint)) ||
-        (hash != Py_None && !(self->keep[1] = PyUnicode_AsUTF8String(hash))) ||
+    if (bf_py_text_arg(endpoint, "endpoint", &self->keep[0]) < 0 ||
+        (hash != Py_None && bf_py_text_arg(hash, "model_hash", &self->keep[1]) < 0) ||
         bf_py_fs_opt(server_key, &self->keep[2]) < 0 || bf_py_fs_opt(key, &self->keep[3]) < 0) {
         Py_DECREF(self);
         return NULL;
@@ -136,7 +136,7 @@ static PyObject *client_classify(ClientObject *self, PyObject *args, PyObject *k
     npy_intp n, rdims[2];
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|izp:classify", kwlist, &po, &ro, &k,
                                      &codec_s, &want_logits))
-        return NULL;
+        return bf_py_arg_error("classify");
     if (codec_s && bf_py_parse_codec(codec_s, &codec) < 0)
         return NULL;
     nd = PyArray_Check(po) && PyArray_NDIM((PyArrayObject *)po) == 3 ? 3 : 4;
@@ -234,7 +234,7 @@ static PyObject *client_load_test(ClientObject *self, PyObject *args, PyObject *
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$iddinzi:load_test", kwlist, &po, &ro,
                                      &lp.n_clients, &lp.seconds, &lp.rate, &lp.k, &max_records,
                                      &codec_s, &lp.rt_priority))
-        return NULL;
+        return bf_py_arg_error("load_test");
     if (codec_s && bf_py_parse_codec(codec_s, &lp.client.codec) < 0)
         return NULL;
     if (max_records < 0 || max_records > (Py_ssize_t)1 << 28) {

@@ -20,6 +20,13 @@ PyObject *bf_py_raise(bf_status status);
 int bf_py_check(bf_status status);
 /* The exception class for a status (borrowed reference). */
 PyObject *bf_py_exception(bf_status status);
+/* After an argument conversion failed (PyArg_Parse*, a converter): an int beyond what C
+ * takes (OverflowError) and a string with a NUL or that is not valid text (ValueError)
+ * become InvalidArgument naming fname; TypeError (a wrong type) stays.  Returns NULL. */
+PyObject *bf_py_arg_error(const char *fname);
+/* A str -> a new UTF-8 bytes reference in *out, refusing NUL characters (InvalidArgument,
+ * naming `what`) instead of letting C cut the string there; -1 on error. */
+int bf_py_text_arg(PyObject *o, const char *what, PyObject **out);
 
 /*
  * Input arrays: returns a new reference to a C-contiguous, aligned array of `type_num`

@@ -59,7 +59,7 @@ static PyObject *model_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     bf_model *m = NULL;
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|s:Model", kwlist, &buf, &part))
-        return NULL;
+        return bf_py_arg_error("Model");
     if (parse_what(part, &what) < 0) {
         PyBuffer_Release(&buf);
         return NULL;
@@ -83,7 +83,7 @@ static PyObject *model_load(PyObject *cls, PyObject *args, PyObject *kw)
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|s:load", kwlist, PyUnicode_FSConverter, &path,
                                      &part))
-        return NULL;
+        return bf_py_arg_error("load");
     if (parse_what(part, &what) < 0) {
         Py_DECREF(path);
         return NULL;
@@ -110,7 +110,7 @@ static PyObject *model_save(ModelObject *self, PyObject *arg)
     PyObject *path;
     bf_status st;
     if (!PyUnicode_FSConverter(arg, &path))
-        return NULL;
+        return bf_py_arg_error("save");
     Py_BEGIN_ALLOW_THREADS
     st = bf_model_save_file(self->model, PyBytes_AS_STRING(path));
     Py_END_ALLOW_THREADS
@@ -262,7 +262,7 @@ static PyObject *model_get_param(ModelObject *self, PyObject *args)
     PyObject *out;
     int i, k;
     if (param_arg(self, args, "ii:get_param", &i, &k, NULL, &v) < 0)
-        return NULL;
+        return bf_py_arg_error("get_param");
     if (!v.data)
         Py_RETURN_NONE; /* the half that holds it was not loaded */
     for (int d = 0; d < v.ndims; d++)
@@ -283,7 +283,7 @@ static PyObject *model_set_param(ModelObject *self, PyObject *args)
     npy_intp n;
     int i, k;
     if (param_arg(self, args, "iiO:set_param", &i, &k, &obj, &v) < 0)
-        return NULL;
+        return bf_py_arg_error("set_param");
     if (!v.data)
         return PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
                             "layer %d: this half of the model is not loaded", i);
@@ -322,7 +322,7 @@ static PyObject *model_set_frozen(ModelObject *self, PyObject *args)
 {
     int i, frozen;
     if (!PyArg_ParseTuple(args, "ip:set_frozen", &i, &frozen))
-        return NULL;
+        return bf_py_arg_error("set_frozen");
     if (bf_py_check(bf_model_set_frozen(self->model, i, frozen)) < 0)
         return NULL;
     Py_RETURN_NONE;

@@ -25,8 +25,54 @@ PyObject *bf_py_exception(bf_status status)
 PyObject *bf_py_raise(bf_status status)
 {
     const char *msg = bf_last_error();
-    PyErr_SetString(bf_py_exception(status), msg && *msg ? msg : bf_status_str(status));
+    if (msg == NULL || *msg == '\0')
+        msg = bf_status_str(status);
+    /* the message may quote bytes that are not UTF-8 (a file name): escaped, not a
+     * UnicodeDecodeError in place of the error */
+    PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "backslashreplace");
+    if (text != NULL) {
+        PyErr_SetObject(bf_py_exception(status), text);
+        Py_DECREF(text);
+    }
     return NULL;
+}
+
+PyObject *bf_py_arg_error(const char *fname)
+{
+    PyObject *type, *value, *tb;
+    int overflow = PyErr_ExceptionMatches(PyExc_OverflowError);
+    if (!PyErr_Occurred() || PyErr_ExceptionMatches(bf_exc_base) ||
+        !(overflow || PyErr_ExceptionMatches(PyExc_ValueError)))
+        return NULL;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT), "%s: %S%s", fname, value,
+                 overflow ? " (integer arguments must be below 2**31)"
+                          : " (strings must be valid text without NUL characters)");
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return NULL;
+}
+
+int bf_py_text_arg(PyObject *o, const char *what, PyObject **out)
+{
+    *out = NULL;
+    if (!PyUnicode_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a str, not %.80s", what, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    if (!(*out = PyUnicode_AsUTF8String(o))) {
+        bf_py_arg_error(what);
+        return -1;
+    }
+    if (strlen(PyBytes_AS_STRING(*out)) != (size_t)PyBytes_GET_SIZE(*out)) {
+        Py_CLEAR(*out);
+        PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+                     "%s contains a NUL character, which would cut it short", what);
+        return -1;
+    }
+    return 0;
 }
 
 int bf_py_check(bf_status status)
@@ -64,13 +110,10 @@ PyArrayObject *bf_py_input_array(PyObject *obj, int type_num, int ndim, const np
                          (Py_ssize_t)dims[i], (Py_ssize_t)PyArray_DIM(a, i));
             return NULL;
         }
-    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) || PyArray_ISBYTESWAPPED(a)) {
-        PyErr_Format(exc, "%s must be C-contiguous, aligned, native byte order "
-                     "(use numpy.ascontiguousarray)", what);
-        return NULL;
-    }
-    Py_INCREF(a);
-    return a;
+    /* a strided, misaligned or byte-swapped view is copied: the C core reads dense native
+     * memory, and the copy lives only as long as the call */
+    return (PyArrayObject *)PyArray_FromArray(a, PyArray_DescrFromType(type_num),
+                                              NPY_ARRAY_IN_ARRAY);
 }
 
 PyObject *bf_py_io_dict(const bf_io_desc *d)
@@ -176,7 +219,7 @@ static PyObject *py_softmax_xent(PyObject *self, PyObject *args)
     bf_status st;
     (void)self;
     if (!PyArg_ParseTuple(args, "OO:softmax_xent", &zo, &lo))
-        return NULL;
+        return bf_py_arg_error("softmax_xent");
     if (!(z = bf_py_input_array(zo, NPY_FLOAT32, 2, NULL, "logits")))
         return NULL;
     ldim[0] = PyArray_DIM(z, 0);
@@ -210,7 +253,7 @@ static PyObject *py_lr_at(PyObject *self, PyObject *args, PyObject *kw)
     (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "sfLL|LOf:lr_at", kwlist, &kind, &s.lr, &total,
                                      &step, &warmup, &ms, &s.gamma))
-        return NULL;
+        return bf_py_arg_error("lr_at");
     s.kind = (bf_lr_kind)-1;
     for (int i = 0; i < 3; i++)
         if (!strcmp(kind, kinds[i]))

@@ -24,7 +24,7 @@ static PyObject *plan_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "Oiii|pp:Plan", kwlist, &mobj, &begin, &end,
                                      &batch, &training, &input_grad))
-        return NULL;
+        return bf_py_arg_error("Plan");
     if (!(m = bf_py_model_get(mobj)))
         return NULL;
     pp.part_begin = (bf_part)begin;
@@ -78,7 +78,7 @@ static PyObject *plan_forward(PlanObject *self, PyObject *args, PyObject *kw)
     npy_intp dims[4], rdims[2];
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:forward", kwlist, &xo, &ro))
-        return NULL;
+        return bf_py_arg_error("forward");
     bf_plan_io(self->plan, 0, &in);
     bf_plan_io(self->plan, 1, &od);
     for (int d = 0; d < 4; d++)
@@ -150,7 +150,7 @@ static PyObject *plan_train_step(PlanObject *self, PyObject *args, PyObject *kw)
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|fffpp:train_step", kwlist, &xo, &lo, &sgd.lr,
                                      &sgd.momentum, &sgd.weight_decay, &sgd.nesterov, &update))
-        return NULL;
+        return bf_py_arg_error("train_step");
     bf_plan_io(self->plan, 0, &in);
     for (int d = 0; d < 4; d++)
         dims[d] = (npy_intp)in.dims[d];
@@ -218,7 +218,7 @@ static PyObject *plan_param_grad(PlanObject *self, PyObject *args)
     bf_status st;
     bf_model *m = bf_py_model_get(self->model_obj);
     if (!m || !PyArg_ParseTuple(args, "ii:param_grad", &layer, &slot))
-        return NULL;
+        return bf_py_arg_error("param_grad");
     if (bf_py_check(bf_model_param(m, layer, slot, &v)) < 0)
         return NULL;
     for (int d = 0; d < v.ndims; d++)
@@ -289,7 +289,7 @@ static PyObject *plan_momentum(PlanObject *self, PyObject *args)
     bf_status st;
     bf_model *m = bf_py_model_get(self->model_obj);
     if (!m || !PyArg_ParseTuple(args, "ii|O:momentum", &layer, &slot, &value))
-        return NULL;
+        return bf_py_arg_error("momentum");
     if (bf_py_check(bf_model_param(m, layer, slot, &v)) < 0)
         return NULL;
     for (int d = 0; d < v.ndims; d++)
@@ -327,7 +327,7 @@ static PyObject *plan_profile(PlanObject *self, PyObject *args, PyObject *kw)
     int repeats = 20, n = 0;
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|Oi:profile", kwlist, &xo, &ro, &repeats))
-        return NULL;
+        return bf_py_arg_error("profile");
     bf_plan_io(self->plan, 0, &in);
     for (int d = 0; d < 4; d++)
         dims[d] = (npy_intp)in.dims[d];

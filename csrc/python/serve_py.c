@@ -17,7 +17,10 @@ int bf_py_fs_opt(PyObject *o, PyObject **out)
     *out = NULL;
     if (o == NULL || o == Py_None)
         return 0;
-    return PyUnicode_FSConverter(o, out) ? 0 : -1;
+    if (PyUnicode_FSConverter(o, out))
+        return 0;
+    bf_py_arg_error("path"); /* a NUL in it: InvalidArgument */
+    return -1;
 }
 
 const char *bf_py_cstr(PyObject *bytes) { return bytes ? PyBytes_AS_STRING(bytes) : NULL; }
@@ -82,7 +85,7 @@ static int parse_compute(PyObject *model_path, PyObject *echo, bf_compute_params
         return -1;
     hash = PyDict_GetItemString(echo, "model_hash");
     if (hash && hash != Py_None) {
-        if (!(keep[1] = PyUnicode_AsUTF8String(hash)))
+        if (bf_py_text_arg(hash, "model_hash", &keep[1]) < 0)
             return -1;
         cp->model_hash = bf_py_cstr(keep[1]);
     }
@@ -155,7 +158,7 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kw)
             &pp.heartbeat_interval_ms, &pp.heartbeat_liveness, &pp.queue_timeout_ms,
             &pp.drain_timeout_ms, &curve_key, &curve_allow, &echo, &start,
             &pp.worker.prefetch, &worker_allow, &pp.rt_priority))
-        return NULL;
+        return bf_py_arg_error("Pool");
     if (threads < 0 || threads > 1024) {
         PyErr_SetString(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
                         "threads (per worker) must be in [0, 1024]");
@@ -404,7 +407,7 @@ static PyObject *py_run_worker(PyObject *mod, PyObject *args, PyObject *kw)
                              "max_payload", "echo", "stop_fd", "prefetch", "curve_server_key",
                              "curve_key", "rt_priority", NULL};
     bf_worker_params wp = bf_worker_default_params();
-    PyObject *model_path = Py_None, *echo = Py_None, *ep = NULL;
+    PyObject *model_path = Py_None, *echo = Py_None, *ep = NULL, *conn = NULL;
     PyObject *server_key = Py_None, *key = Py_None, *keep[4] = {NULL, NULL, NULL, NULL};
     bf_status st;
     (void)mod;
@@ -414,25 +417,27 @@ static PyObject *py_run_worker(PyObject *mod, PyObject *args, PyObject *kw)
                                      &wp.heartbeat_liveness, &wp.reconnect_max_ms,
                                      &wp.max_payload, &echo, &wp.stop_fd, &wp.prefetch,
                                      &server_key, &key, &wp.rt_priority))
-        return NULL;
+        return bf_py_arg_error("run_worker");
     if (parse_compute(model_path, echo, &wp.compute, keep) < 0 ||
         bf_py_fs_opt(server_key, &keep[2]) < 0 || bf_py_fs_opt(key, &keep[3]) < 0)
         goto fail;
     wp.curve_server_key = bf_py_cstr(keep[2]);
     wp.curve_key_file = bf_py_cstr(keep[3]);
     /* the worker reads these strings for as long as it runs: the references live till then */
-    wp.connect = PyUnicode_AsUTF8(ep);
-    if (wp.connect == NULL)
+    if (bf_py_text_arg(ep, "connect", &conn) < 0)
         goto fail;
+    wp.connect = bf_py_cstr(conn);
     Py_BEGIN_ALLOW_THREADS
     st = bf_worker_run(&wp);
     Py_END_ALLOW_THREADS
     for (int i = 0; i < 4; i++)
         Py_XDECREF(keep[i]);
+    Py_DECREF(conn);
     if (st != BF_STATUS_OK)
         return bf_py_raise_interrupted(st);
     Py_RETURN_NONE;
 fail:
+    Py_XDECREF(conn);
     for (int i = 0; i < 4; i++)
         Py_XDECREF(keep[i]);
     return NULL;
@@ -445,7 +450,7 @@ static PyObject *py_curve_keygen(PyObject *mod, PyObject *arg)
     bf_status st;
     (void)mod;
     if (!PyUnicode_FSConverter(arg, &path))
-        return NULL;
+        return bf_py_arg_error("curve_keygen");
     Py_BEGIN_ALLOW_THREADS
     st = bf_curve_keygen(PyBytes_AS_STRING(path), pub);
     Py_END_ALLOW_THREADS
@@ -469,7 +474,7 @@ static PyObject *py_payload_encode(PyObject *self, PyObject *args, PyObject *kw)
     (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|si:payload_encode", kwlist, &buf, &codec,
                                      &level))
-        return NULL;
+        return bf_py_arg_error("payload_encode");
     if (bf_py_parse_codec(codec, &c) < 0) {
         PyBuffer_Release(&buf);
         return NULL;

@@ -67,7 +67,7 @@ static void reply_error(bf_broker *b, const uint8_t *cid, size_t cid_len, int de
 {
     zmq_msg_t m;
     msgpack_sbuffer_clear(&b->sb);
-    if (bf_reply_error_encode(&b->sb, has_id, id, st, msg) != BF_STATUS_OK)
+    if (bf_wire_reply_error_encode(&b->sb, has_id, id, st, msg) != BF_STATUS_OK)
         return;
     if (zmq_msg_init_size(&m, b->sb.size) != 0)
         return;

@@ -81,10 +81,6 @@ bf_status bf_client_post(bf_client *c, const uint8_t *payload, const int dims[3]
 int bf_client_take(bf_client *c, uint64_t *id, int *has_id, bf_result *out, bf_status *st);
 void *bf_client_socket(bf_client *c);
 
-/* Encodes an error reply body into sb. */
-bf_status bf_reply_error_encode(msgpack_sbuffer *sb, int has_id, uint64_t id, bf_status status,
-                                const char *message);
-
 /* Softmax of logits[0..n) (skipped when probs_already) and its k best classes. */
 bf_status bf_topk(const float *logits, int n, int probs_already, int k, int *classes,
                   float *probs);

@@ -200,17 +200,6 @@ int bf_zmq_recv_parts(void *sock, zmq_msg_t *parts, int max, int flags)
     return n;
 }
 
-bf_status bf_reply_error_encode(msgpack_sbuffer *sb, int has_id, uint64_t id, bf_status status,
-                                const char *message)
-{
-    bf_wire_reply r = {0};
-    r.has_id = has_id;
-    r.id = id;
-    r.status = status == BF_STATUS_OK ? BF_STATUS_BACKEND : status;
-    snprintf(r.error, sizeof r.error, "%s", message ? message : "");
-    return bf_wire_reply_encode(&r, sb);
-}
-
 bf_status bf_topk(const float *logits, int n, int probs_already, int k, int *classes,
                   float *probs)
 {

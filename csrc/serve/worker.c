@@ -121,7 +121,7 @@ static void reply_error(worker *w, uint64_t tag, uint32_t queue_us, int has_id, 
 {
     bf_reply_meta m = {tag, queue_us, 0, 0, 0, (uint8_t)st};
     msgpack_sbuffer_clear(&w->sb);
-    if (bf_reply_error_encode(&w->sb, has_id, id, st, msg) == BF_STATUS_OK)
+    if (bf_wire_reply_error_encode(&w->sb, has_id, id, st, msg) == BF_STATUS_OK)
         send_reply(w, &m);
 }
 
@@ -269,39 +269,43 @@ static void set_computing(worker *w, int on)
     pthread_mutex_unlock(&w->mu);
 }
 
-/* Runs the first batch (up to cap of the requests collected) and replies to each. */
-static void run_batch(worker *w)
+/* Runs requests [first, first + n) of the collected ones as one batch and replies to
+ * each; returns 0, -1 when the worker was "killed" meanwhile, 1 when the batch failed as
+ * NUMERIC and hold_numeric asked to reply nothing then. */
+static int compute_and_reply(worker *w, int first, int n, int hold_numeric)
 {
-    int nb = w->n < w->cap ? w->n : w->cap;
+    int nc = w->c->num_classes;
+    float *logits = w->logits + (size_t)first * nc;
     set_computing(w, 1);
     uint64_t t0 = bf_now_us();
-    bf_status st = w->c->run(w->c->ctx, nb, w->feats, w->logits);
+    bf_status st = w->c->run(w->c->ctx, n, w->feats + first, logits);
     uint64_t t1 = bf_now_us();
     set_computing(w, 0);
     /* deaf to the broker meanwhile: its heartbeats are waiting in the socket */
     w->broker_expiry_us += t1 - t0;
-    char msg[BF_WIRE_ERROR_MAX];
+    char msg[BF_WIRE_ERROR_MAX + 16];
     if (st != BF_STATUS_OK)
         snprintf(msg, sizeof msg, "compute: %s", bf_last_error());
     if (w->ctl && atomic_load(&w->ctl->kill))
-        return; /* "crashed" mid-batch: these replies are never sent */
-    int nc = w->c->num_classes;
-    for (int i = 0; i < nb; i++) {
-        const slot *s = &w->slots[i];
+        return -1; /* "crashed" mid-batch: these replies are never sent */
+    if (st == BF_STATUS_NUMERIC && hold_numeric)
+        return 1;
+    for (int i = 0; i < n; i++) {
+        const slot *s = &w->slots[first + i];
         uint64_t waited = t0 - s->arrived_us + s->broker_us;
         bf_reply_meta m = {s->tag, (uint32_t)(waited > UINT32_MAX ? UINT32_MAX : waited),
-                           (uint32_t)(t1 - t0), (uint16_t)nb, (uint16_t)i, 0};
+                           (uint32_t)(t1 - t0), (uint16_t)n, (uint16_t)i, 0};
         bf_wire_reply r = {0};
         r.id = s->id, r.has_id = 1, r.status = st;
-        const float *lg = w->logits + (size_t)i * nc;
+        const float *lg = logits + (size_t)i * nc;
         if (st == BF_STATUS_OK && bf_topk(lg, nc, w->c->probs, s->k, r.classes, r.probs) != 0) {
             r.status = BF_STATUS_NUMERIC;
-            snprintf(r.error, sizeof r.error, "%s", bf_last_error());
+            bf_wire_text(r.error, sizeof r.error, bf_last_error(), strlen(bf_last_error()));
         } else if (st != BF_STATUS_OK) {
-            snprintf(r.error, sizeof r.error, "%s", msg);
+            bf_wire_text(r.error, sizeof r.error, msg, strlen(msg));
         }
         r.k = s->k < nc ? s->k : nc;
-        r.queue_us = m.queue_us, r.compute_us = m.compute_us, r.batch = nb;
+        r.queue_us = m.queue_us, r.compute_us = m.compute_us, r.batch = n;
         if (s->want_logits)
             r.logits = lg, r.n_logits = nc;
         m.status = (uint8_t)r.status;
@@ -309,6 +313,18 @@ static void run_batch(worker *w)
         if (bf_wire_reply_encode(&r, &w->sb) == BF_STATUS_OK)
             send_reply(w, &m);
     }
+    return 0;
+}
+
+/* Runs the first batch (up to cap of the requests collected) and replies to each.  A
+ * batch refused as NUMERIC may hold one request whose values overflow: each of its
+ * requests then runs alone, so that only that one is answered with the error. */
+static void run_batch(worker *w)
+{
+    int nb = w->n < w->cap ? w->n : w->cap;
+    if (compute_and_reply(w, 0, nb, nb > 1) == 1)
+        for (int i = 0; i < nb && compute_and_reply(w, i, 1, 0) == 0; i++)
+            ;
     shift_out(w, nb);
 }
 

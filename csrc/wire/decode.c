@@ -63,6 +63,17 @@ static int get_str(const msgpack_object *o, const char *what, const char **s, si
     return 0;
 }
 
+/* The client's bytes s[0..n) for an error text: valid UTF-8, at most ~32 bytes, "..." when
+ * cut.  Returns a thread-local buffer, valid until the next call. */
+static const char *quote(const char *s, size_t n)
+{
+    static _Thread_local char buf[48];
+    size_t used = bf_wire_text(buf, 36, s, n);
+    if (used < n)
+        strcat(buf, "...");
+    return buf;
+}
+
 static int str_eq(const char *s, size_t n, const char *lit)
 {
     return strlen(lit) == n && memcmp(s, lit, n) == 0;
@@ -218,7 +229,7 @@ static int decode_request_fields(bf_wire_request *r, const msgpack_object *const
     else if (str_eq(s, n, "zstd"))
         r->codec = BF_CODEC_ZSTD;
     else
-        return PROTO("unknown codec \"%.*s\"", (int)(n > 32 ? 32 : n), s);
+        return PROTO("unknown codec \"%s\"", quote(s, n));
     if (get_str(v[RQ_DTYPE], "dtype", &s, &n) < 0)
         return -1;
     if (!str_eq(s, n, "u8"))
@@ -337,12 +348,10 @@ static int decode_reply_fields(bf_wire_reply *r, const msgpack_object *const *v)
     r->status = bf_wire_status_parse(s, n);
     if (r->status != BF_STATUS_OK) {
         if (!str_eq(s, n, "protocol") && r->status == BF_STATUS_PROTOCOL)
-            snprintf(r->error, sizeof r->error, "unknown status \"%.*s\": ",
-                     (int)(n > 32 ? 32 : n), s);
+            snprintf(r->error, sizeof r->error, "unknown status \"%s\": ", quote(s, n));
         if (v[RP_ERROR] && get_str(v[RP_ERROR], "error", &s, &n) == 0) {
-            size_t have = strlen(r->error), room = sizeof r->error - have - 1;
-            memcpy(r->error + have, s, n < room ? n : room);
-            r->error[have + (n < room ? n : room)] = '\0';
+            size_t have = strlen(r->error);
+            bf_wire_text(r->error + have, sizeof r->error - have, s, n);
         }
         return 0;
     }

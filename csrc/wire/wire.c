@@ -74,6 +74,52 @@ bf_status bf_wire_request_encode(const bf_wire_request *r, msgpack_sbuffer *sb)
     return e ? bf_error(BF_STATUS_OUT_OF_MEMORY, "encoding a request") : BF_STATUS_OK;
 }
 
+/* Length of the well-formed UTF-8 character at s[0..n), or 0 (RFC 3629, table 3-7 of
+ * the Unicode standard: the second byte's range depends on the first). */
+static size_t utf8_char_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+    size_t len;
+    if (c >= 0x01 && c <= 0x7F)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else
+        return 0;
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return len;
+}
+
+size_t bf_wire_text(char *dst, size_t cap, const char *src, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)src;
+    size_t i = 0, o = 0;
+    while (i < n) {
+        size_t len = utf8_char_len(s + i, n - i), out = len ? len : 4;
+        if (o + out >= cap)
+            break;
+        if (len) {
+            memcpy(dst + o, s + i, len);
+        } else {
+            dst[o] = '\\', dst[o + 1] = 'x', dst[o + 2] = hex[s[i] >> 4];
+            dst[o + 3] = hex[s[i] & 15];
+            len = 1;
+        }
+        i += len, o += out;
+    }
+    dst[o] = '\0';
+    return i;
+}
+
 bf_status bf_wire_reply_encode(const bf_wire_reply *r, msgpack_sbuffer *sb)
 {
     msgpack_packer pk;
@@ -85,9 +131,12 @@ bf_status bf_wire_reply_encode(const bf_wire_reply *r, msgpack_sbuffer *sb)
     e |= pack_key(&pk, "id") || (r->has_id ? msgpack_pack_uint64(&pk, r->id)
                                            : msgpack_pack_nil(&pk));
     e |= pack_key(&pk, "status") || pack_str(&pk, bf_wire_status_name(r->status));
-    if (!ok)
-        return (e | pack_key(&pk, "error") || pack_str(&pk, r->error))
+    if (!ok) {
+        char text[BF_WIRE_ERROR_MAX]; /* whoever filled r->error, the str is valid UTF-8 */
+        bf_wire_text(text, sizeof text, r->error, strnlen(r->error, sizeof r->error));
+        return (e | pack_key(&pk, "error") || pack_str(&pk, text))
                    ? bf_error(BF_STATUS_OUT_OF_MEMORY, "encoding a reply") : BF_STATUS_OK;
+    }
     e |= pack_key(&pk, "topk") || msgpack_pack_array(&pk, (size_t)r->k);
     for (int i = 0; i < r->k; i++)
         e |= msgpack_pack_array(&pk, 2) || msgpack_pack_int(&pk, r->classes[i]) ||
@@ -100,6 +149,18 @@ bf_status bf_wire_reply_encode(const bf_wire_reply *r, msgpack_sbuffer *sb)
         e |= pack_key(&pk, "logits") || msgpack_pack_bin(&pk, (size_t)r->n_logits * 4) ||
              msgpack_pack_bin_body(&pk, r->logits, (size_t)r->n_logits * 4);
     return e ? bf_error(BF_STATUS_OUT_OF_MEMORY, "encoding a reply") : BF_STATUS_OK;
+}
+
+bf_status bf_wire_reply_error_encode(msgpack_sbuffer *sb, int has_id, uint64_t id,
+                                     bf_status status, const char *message)
+{
+    bf_wire_reply r = {0};
+    r.has_id = has_id;
+    r.id = id;
+    r.status = status == BF_STATUS_OK ? BF_STATUS_BACKEND : status;
+    if (message)
+        bf_wire_text(r.error, sizeof r.error, message, strlen(message));
+    return bf_wire_reply_encode(&r, sb);
 }
 
 bf_status bf_wire_payload_encode(bf_codec codec, int level, const uint8_t *src, size_t len,

@@ -55,10 +55,21 @@ bf_status bf_wire_prescan(const void *buf, size_t len);
 /* Encoders append one map to *sb (initialized by the caller); only memory can fail. */
 bf_status bf_wire_request_encode(const bf_wire_request *req, msgpack_sbuffer *sb);
 bf_status bf_wire_reply_encode(const bf_wire_reply *rep, msgpack_sbuffer *sb);
+/* An error reply (status OK is sent as BACKEND) whose "error" is message, made valid UTF-8
+ * and cut between characters to fit (bf_wire_text). */
+bf_status bf_wire_reply_error_encode(msgpack_sbuffer *sb, int has_id, uint64_t id,
+                                     bf_status status, const char *message);
 
 /* Decoders fill *req / *rep from buf (which must outlive the pointers they set). */
 bf_status bf_wire_request_decode(bf_wire_request *req, const void *buf, size_t len);
 bf_status bf_wire_reply_decode(bf_wire_reply *rep, const void *buf, size_t len);
+
+/* Copies src[0..n) into dst (cap >= 1 bytes, NUL-terminated) as valid UTF-8, for the
+ * "error" text of a reply, which must be a valid msgpack str: a byte that does not begin
+ * a well-formed character (RFC 3629: no overlongs, no surrogates) and a NUL are written as
+ * "\xNN", and copying stops before a character or escape that would not fit whole.
+ * Returns the bytes of src consumed (n when all of it fitted). */
+size_t bf_wire_text(char *dst, size_t cap, const char *src, size_t n);
 
 /* Bytes the decoded payload has (C*H*W). */
 size_t bf_wire_request_elems(const bf_wire_request *req);

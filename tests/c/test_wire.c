@@ -7,6 +7,7 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "../fuzz/utf8_check.h"
 #include "wire/wire.h"
 
 static int n_pass, n_fail;
@@ -395,6 +396,78 @@ static int test_malformed_bytes(void)
     return 0;
 }
 
+/* Error texts are valid UTF-8 (a reply's "error" is a msgpack str; Python's decoder is
+ * strict): the decoder quoted 32 bytes of the client's codec, cutting a character. */
+static int test_error_text_utf8(void)
+{
+    char out[64];
+    /* kept: ASCII, 2-, 3- and 4-byte characters */
+    CHECK(bf_wire_text(out, sizeof out, "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 10) == 10);
+    CHECK(strcmp(out, "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80") == 0);
+    /* escaped: stray continuation, overlong, surrogate, over U+10FFFF, cut sequence, NUL */
+    CHECK(bf_wire_text(out, sizeof out, "\x80\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80\xe2\x82", 12) == 12);
+    CHECK(strcmp(out, "\\x80\\xc0\\xaf\\xed\\xa0\\x80\\xf4\\x90\\x80\\x80\\xe2\\x82") == 0);
+    CHECK(bf_wire_text(out, sizeof out, "a\0b", 3) == 3 && strcmp(out, "a\\x00b") == 0);
+    /* cut between characters, never inside one or inside an escape */
+    CHECK(bf_wire_text(out, 3, "a\xc3\xa9", 3) == 1 && strcmp(out, "a") == 0);
+    CHECK(bf_wire_text(out, 5, "ab\xff", 3) == 2 && strcmp(out, "ab") == 0);
+    CHECK(test_utf8_valid(out, strlen(out)));
+
+    /* a request whose codec is 18 two-byte characters (one across byte 32) and bad bytes */
+    char codec[64] = "x";
+    for (int i = 0; i < 18; i++)
+        strcat(codec, "\xc3\xa9");
+    strcat(codec, "\xff\xed\xa0\x80");
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    bf_wire_request r = sample_request(), d;
+    CHECK(bf_wire_request_encode(&r, &sb) == BF_STATUS_OK);
+    char *at = NULL;
+    for (size_t i = 0; i + 4 <= sb.size && at == NULL; i++)
+        at = memcmp(sb.data + i, "\xa3raw", 4) == 0 ? sb.data + i : NULL;
+    CHECK(at != NULL);
+    size_t head = (size_t)(at - sb.data), tail = sb.size - head - 4;
+    char *body = malloc(sb.size + 64);
+    CHECK(body != NULL);
+    memcpy(body, sb.data, head);
+    body[head] = (char)0xd9, body[head + 1] = (char)strlen(codec);
+    memcpy(body + head + 2, codec, strlen(codec));
+    memcpy(body + head + 2 + strlen(codec), at + 4, tail);
+    size_t len = head + 2 + strlen(codec) + tail;
+    CHECK(bf_wire_request_decode(&d, body, len) == BF_STATUS_PROTOCOL);
+    CHECK(strstr(bf_last_error(), "unknown codec") && d.has_id);
+    msgpack_sbuffer_clear(&sb);
+    CHECK(bf_wire_reply_error_encode(&sb, d.has_id, d.id, BF_STATUS_PROTOCOL, bf_last_error()) ==
+          BF_STATUS_OK);
+    CHECK(test_msgpack_text_valid(sb.data, sb.size));
+    bf_wire_reply rep;
+    CHECK(bf_wire_reply_decode(&rep, sb.data, sb.size) == BF_STATUS_OK);
+    CHECK(strstr(rep.error, "x\xc3\xa9\xc3\xa9") && strstr(rep.error, "..."));
+    free(body);
+
+    /* a reply from elsewhere with a bad error text and unknown status: decoded as text */
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 4);
+    pack_s(&pk, "v"), msgpack_pack_int(&pk, 1);
+    pack_s(&pk, "id"), msgpack_pack_nil(&pk);
+    pack_s(&pk, "status"), msgpack_pack_str(&pk, 3), msgpack_pack_str_body(&pk, "\xffzz", 3);
+    pack_s(&pk, "error"), msgpack_pack_str(&pk, 4), msgpack_pack_str_body(&pk, "e\xc3\xa9\xc3", 4);
+    CHECK(bf_wire_reply_decode(&rep, sb.data, sb.size) == BF_STATUS_OK);
+    CHECK(rep.status == BF_STATUS_PROTOCOL && test_utf8_valid(rep.error, strlen(rep.error)));
+    CHECK(strstr(rep.error, "e\xc3\xa9\\xc3") != NULL);
+    /* an error text filled in by a caller, cut anywhere: still sent as valid UTF-8 */
+    bf_wire_reply e = {0};
+    e.status = BF_STATUS_BACKEND;
+    memset(e.error, 'a', sizeof e.error - 2);
+    e.error[sizeof e.error - 2] = (char)0xc3; /* the first byte of a character cut off */
+    msgpack_sbuffer_clear(&sb);
+    CHECK(bf_wire_reply_encode(&e, &sb) == BF_STATUS_OK && test_msgpack_text_valid(sb.data, sb.size));
+    msgpack_sbuffer_destroy(&sb);
+    return 0;
+}
+
 int main(void)
 {
     run("request round trip", test_request_roundtrip);
@@ -402,6 +475,7 @@ int main(void)
     run("reply round trip", test_reply_roundtrip);
     run("malformed fields rejected", test_malformed_fields);
     run("malformed bytes rejected", test_malformed_bytes);
+    run("error texts are valid UTF-8", test_error_text_utf8);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail != 0;
 }

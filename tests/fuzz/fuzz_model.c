@@ -1,7 +1,8 @@
 /* libFuzzer harness for the model file reader: any bytes into bf_model_load_buffer, as a
  * whole and as each half.  Must never crash, leak or read out of bounds; a model that
- * loads must answer every accessor within its own bounds and save to bytes that load
- * again with the same hash. */
+ * loads must answer every accessor within its own bounds, hold metadata that is one
+ * msgpack object, and save to bytes that load again with the same hash. */
+#include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,18 @@ static void check(bf_model *m)
         }
     }
     (void)sink;
+    /* the metadata, kept as the user's, is one whole msgpack object (what set_meta takes) */
+    size_t meta_len = 0;
+    const void *meta = bf_model_meta(m, &meta_len);
+    if (meta != NULL) {
+        msgpack_unpacked up;
+        size_t off = 0;
+        msgpack_unpacked_init(&up);
+        if (msgpack_unpack_next(&up, meta, meta_len, &off) != MSGPACK_UNPACK_SUCCESS ||
+            off != meta_len)
+            abort();
+        msgpack_unpacked_destroy(&up);
+    }
     void *buf = NULL;
     size_t len = 0;
     bf_model *again = NULL;

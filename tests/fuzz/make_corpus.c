@@ -1,5 +1,6 @@
 /* Writes seed inputs for fuzz_decode into the directory argv[1]: valid requests (raw and
- * zstd, with and without logits), replies (ok with logits, error, nil id). */
+ * zstd, with and without logits), one whose codec is not UTF-8, replies (ok with logits,
+ * error, nil id). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,31 @@ static int save(const char *dir, const char *name, const msgpack_sbuffer *sb)
         return 1;
     }
     return fclose(f) != 0;
+}
+
+/* The request in sb with its codec "raw" replaced by 41 bytes that are no codec: two-byte
+ * characters across the 32nd byte, then bytes that are not UTF-8 at all.  The error reply
+ * quotes them: it once cut a character in two, which a strict decoder refuses. */
+static int save_bad_codec(const char *dir, const msgpack_sbuffer *sb)
+{
+    static const char raw[] = "\xa3raw";
+    static const char bad[] = "\xd9\x29" "x\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                              "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                              "\xc3\xa9\xc3\xa9\xff\xed\xa0\x80";
+    msgpack_sbuffer out;
+    const char *at = NULL;
+    for (size_t i = 0; i + 4 <= sb->size && at == NULL; i++)
+        if (memcmp(sb->data + i, raw, 4) == 0)
+            at = sb->data + i;
+    if (at == NULL)
+        return 1;
+    msgpack_sbuffer_init(&out);
+    msgpack_sbuffer_write(&out, sb->data, (size_t)(at - sb->data));
+    msgpack_sbuffer_write(&out, bad, sizeof bad - 1);
+    msgpack_sbuffer_write(&out, at + 4, sb->size - (size_t)(at - sb->data) - 4);
+    int rc = save(dir, "request_codec_not_utf8", &out);
+    msgpack_sbuffer_destroy(&out);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -41,6 +67,7 @@ int main(int argc, char **argv)
     r.payload = payload, r.payload_len = sizeof payload;
     r.k = 5;
     rc |= bf_wire_request_encode(&r, &sb) || save(argv[1], "request_raw", &sb);
+    rc |= save_bad_codec(argv[1], &sb);
     msgpack_sbuffer_clear(&sb);
     r.want_logits = 1;
     rc |= bf_wire_request_encode(&r, &sb) || save(argv[1], "request_raw_logits", &sb);
