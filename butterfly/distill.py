@@ -9,8 +9,9 @@
 Only the unit trains: the head and the tail keep the teacher's weights.  The head runs in
 inference (its output is the teacher's feature at the cut), and a training plan covers the
 unit (and the frozen tail for "kl").  loss="feature": the squared error between the restored
-feature and the teacher's, relative to the feature's mean square (so one learning rate suits
-features of any scale): the restoration unit learns to give the tail what it expects.
+feature and the teacher's, per image, relative to the feature's mean square (so one learning
+rate suits features of any size and scale): the restoration unit learns to give the tail
+what it expects.  The loss reported is the relative squared error (0: exact).
 loss="kl": KL divergence between the teacher's and the student's class distributions at
 `temperature` (scaled by T^2), the gradient through the frozen tail.  The quantizer runs in
 the forward pass and is straight-through in the backward pass, as in training.
@@ -74,7 +75,7 @@ def _state_path(checkpoint) -> str | None:
 
 
 def distill(student: Network, teacher: Network, images, epochs: int = 1,
-            batch_size: int = 32, lr: float = 0.01, momentum: float = 0.9,
+            batch_size: int = 32, lr: float = 0.002, momentum: float = 0.9,
             weight_decay: float = 0.0, loss: str = "feature", temperature: float = 4.0,
             seed: int = 0, progress: bool = True, checkpoint=None,
             resume: bool = False) -> History:
@@ -134,10 +135,13 @@ def distill(student: Network, teacher: Network, images, epochs: int = 1,
                 feature = student.head(xb)
                 out = plan.forward(feature)
                 if loss == "feature":
+                    # reported: the relative squared error; stepped: its gradient per image,
+                    # summed over the feature (as a cross-entropy's is per image), so one lr
+                    # suits features of any size and scale
                     diff = out - feature
                     scale = max(float(np.mean(feature * feature)), 1e-12)
                     value = float(np.mean(diff * diff)) / scale
-                    grad = (2.0 / (diff.size * scale)) * diff
+                    grad = (2.0 / (len(xb) * scale)) * diff
                 else:
                     t = temperature
                     p_t = _softmax(teacher.forward(xb) / t)
@@ -241,7 +245,7 @@ def add_cli(sub) -> None:
     p.add_argument("--limit", type=int, help="use at most this many images")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=float, default=0.002)
     p.add_argument("--loss", choices=LOSSES, default="feature")
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--resume", action="store_true", help="continue from the output file's "
