@@ -290,9 +290,9 @@ student = bf.insert_butterfly(teacher, at=at["name"], channels=2, stride=2)
 pay = student.summary()["payload_bytes"] + 8
 print(f"cut after {at['name']}: {at['fp32_bytes']} B of fp32 feature -> {pay} B uploaded "
       f"({at['fp32_bytes'] / pay:.0f}x less)")
-hist = bf.distill(student, teacher, train.images, epochs=1 if SMALL else 3, batch_size=64,
-                  lr=0.05, progress=False)
-hist_kl = bf.distill(student, teacher, train.images, epochs=1, batch_size=64, lr=0.02,
+hist = bf.distill(student, teacher, train.images, epochs=1 if SMALL else 3, batch_size=32,
+                  progress=False)
+hist_kl = bf.distill(student, teacher, train.images, epochs=1, batch_size=32, lr=0.005,
                      loss="kl", progress=False)
 ev = bf.evaluate(student, test)
 print("distillation:", [round(e["loss"], 4) for e in hist.epochs], "then KL",
