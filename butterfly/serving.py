@@ -98,6 +98,7 @@ class ServerProcess:
         self.endpoint = endpoint
         self.backend = backend
         self.final_stats: dict | None = None
+        self.output = ""  # what it printed after "ready", once stopped
 
     @classmethod
     def start(cls, model_path, *, workers=2, bind=DEFAULT_BIND, backend=None, batch=1,
@@ -160,7 +161,8 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             raise
-        for line in (out or "").splitlines():
+        self.output = out or ""
+        for line in self.output.splitlines():
             if line.startswith("stats "):
                 self.final_stats = json.loads(line[6:])
         return self.final_stats
@@ -413,6 +415,13 @@ def _summary(stats: dict) -> str:
     lines = [(f"requests {stats['requests']}: {stats['replies_ok']} ok, {stats['errors']} "
               f"errors ({stats['malformed']} malformed), {stats['busy']} busy, "
               f"{stats['requeued']} re-queued, {stats['workers_purged']} workers purged")]
+    drain = stats.get("drain")
+    if drain:
+        # as they were, not zeroed: a request still in flight at the end is one its worker
+        # never answered (it got "busy" from the pool)
+        lines.append(f"drain: began with {drain['queued_start']} queued, "
+                     f"{drain['in_flight_start']} in flight; ended with {drain['queued_end']} "
+                     f"queued, {drain['in_flight_end']} in flight")
     if stats["batches"]:
         sizes = ", ".join(f"{b}: {n}" for b, n in sorted(stats["batch_sizes"].items()))
         lines.append(f"batches {stats['batches']} (size: count  {sizes})")

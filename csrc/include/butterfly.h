@@ -487,6 +487,10 @@ typedef struct bf_serve_stats {
     int workers;                  /* live workers now */
     int queued;                   /* requests waiting now */
     int in_flight;                /* requests at workers now */
+    int drain_queued[2];          /* queued when bf_pool_stop's drain began [0] and when it
+                                     ended [1] (what was still there got "busy") */
+    int drain_in_flight[2];       /* the same for requests at workers: a request still in
+                                     flight at the end is one its worker never answered */
     uint64_t batch_hist[BF_STATS_BATCH_MAX + 1]; /* batches by size */
     uint64_t queue_us[BF_STATS_BUCKETS];         /* per request: broker + worker wait */
     uint64_t compute_us[BF_STATS_BUCKETS];       /* per request: its batch's compute */

@@ -309,7 +309,8 @@ static PyObject *pool_stats(PoolObject *self, PyObject *unused)
         Py_DECREF(k), Py_DECREF(v);
     }
     out = Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:i,s:N,s:N,s:N,s:N}", "requests",
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:i,s:N,s:N,s:N,s:N,"
+        "s:{s:i,s:i,s:i,s:i}}", "requests",
         (unsigned long long)s.requests, "replies_ok", (unsigned long long)s.replies_ok,
         "errors", (unsigned long long)s.errors, "malformed", (unsigned long long)s.malformed,
         "busy", (unsigned long long)s.busy, "requeued", (unsigned long long)s.requeued,
@@ -317,7 +318,10 @@ static PyObject *pool_stats(PoolObject *self, PyObject *unused)
         (unsigned long long)s.workers_purged, "batches", (unsigned long long)s.batches,
         "workers", s.workers, "queued", s.queued, "in_flight", s.in_flight, "batch_sizes",
         batches, "queue_us", hist_summary(s.queue_us), "compute_us",
-        hist_summary(s.compute_us), "total_us", hist_summary(s.total_us));
+        hist_summary(s.compute_us), "total_us", hist_summary(s.total_us),
+        /* what a drain began and ended with: a request in flight at its end is stuck */
+        "drain", "queued_start", s.drain_queued[0], "in_flight_start", s.drain_in_flight[0],
+        "queued_end", s.drain_queued[1], "in_flight_end", s.drain_in_flight[1]);
     return out;
 }
 

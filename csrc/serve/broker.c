@@ -401,6 +401,8 @@ static void control_message(bf_broker *b)
     if (!b->draining) {
         b->draining = 1;
         b->drain_deadline_us = bf_now_us() + (uint64_t)b->params->drain_timeout_ms * 1000u;
+        STATS(b, (b->stats.drain_queued[0] = b->queue.len,
+                  b->stats.drain_in_flight[0] = b->in_flight));
     }
 }
 
@@ -446,6 +448,8 @@ bf_status bf_broker_loop(bf_broker *b)
                             now >= b->drain_deadline_us))
             break;
     }
+    STATS(b, (b->stats.drain_queued[1] = b->queue.len,
+              b->stats.drain_in_flight[1] = b->in_flight));
     finish(b);
     STATS(b, (b->stats.workers = 0, b->stats.queued = 0, b->stats.in_flight = 0));
     return st;
