@@ -4,9 +4,12 @@
  * worker that falls silent is purged and its requests go back to the head of the queue.
  * Every client message gets exactly one reply from here or from a worker, via here. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "serve/broker.h"
 
@@ -406,6 +409,38 @@ static void control_message(bf_broker *b)
     }
 }
 
+/* ---- the descriptor limit --------------------------------------------------------- */
+
+/* Says on stderr, at most every BF_FD_LOG_INTERVAL_MS, that the process has no descriptor
+ * left for a new client connection (looked at every BF_THREAD_POLL_MS).  libzmq's listener
+ * then retries its accept without a pause until one frees (its I/O thread busy meanwhile);
+ * the connections the pool has are served on. */
+static void check_fd_limit(bf_broker *b, uint64_t now)
+{
+    if (now < b->fd_checked_us + (uint64_t)BF_THREAD_POLL_MS * 1000u)
+        return;
+    b->fd_checked_us = now;
+    int probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (probe >= 0) {
+        close(probe);
+        return;
+    }
+    int err = errno;
+    if ((err != EMFILE && err != ENFILE) ||
+        (b->fd_logged_us && now - b->fd_logged_us < (uint64_t)BF_FD_LOG_INTERVAL_MS * 1000u))
+        return;
+    b->fd_logged_us = now;
+    struct rlimit rl = {0, 0};
+    getrlimit(RLIMIT_NOFILE, &rl);
+    fprintf(stderr, "butterfly pool: no descriptor left for a new client connection on %s "
+            "(%s, limit %llu): serving the connections it has, new ones wait until some "
+            "close (a vanished client's within conn_heartbeat_ms + conn_timeout_ms); for "
+            "more clients raise the limit (ulimit -n)\n",
+            b->frontend_bound ? b->frontend_bound : "the frontend", strerror(err),
+            (unsigned long long)rl.rlim_cur);
+    fflush(stderr);
+}
+
 static int loop_timeout_ms(const bf_broker *b, uint64_t now)
 {
     int ms = b->next_heartbeat_us > now ? (int)((b->next_heartbeat_us - now + 999) / 1000) : 0;
@@ -440,6 +475,7 @@ bf_status bf_broker_loop(bf_broker *b)
             if (frontend_message(b) < 0)
                 break;
         uint64_t now = bf_now_us();
+        check_fd_limit(b, now);
         heartbeat_and_purge(b, now);
         dispatch(b);
         STATS(b, (b->stats.workers = b->n_workers, b->stats.queued = b->queue.len,

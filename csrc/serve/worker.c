@@ -82,6 +82,8 @@ static bf_status worker_connect(worker *w)
     bf_zmq_set_hwm(w->sock, BF_WORKER_HWM);
     w->send_failed = 0;
     bf_status st = bf_curve_peer_apply(&w->curve, w->sock);
+    if (st == BF_STATUS_OK)
+        st = bf_conn_apply(w->sock, &w->p->conn);
     if (st != BF_STATUS_OK)
         return st;
     if (zmq_connect(w->sock, w->p->connect) != 0)
@@ -482,6 +484,7 @@ bf_worker_params bf_worker_default_params(void)
     p.heartbeat_liveness = BF_HEARTBEAT_LIVENESS;
     p.reconnect_max_ms = BF_RECONNECT_MAX_MS;
     p.max_payload = BF_MAX_MESSAGE;
+    p.conn = bf_conn_default_params();
     p.compute = bf_compute_default_params();
     return p;
 }
@@ -498,7 +501,8 @@ bf_status bf_worker_params_check(const bf_worker_params *p)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "worker: heartbeat_interval_ms, "
                         "heartbeat_liveness, max_payload >= 1, reconnect_max_ms >= %d",
                         BF_RECONNECT_INIT_MS);
-    return bf_rt_check(p->rt_priority);
+    bf_status st = bf_conn_check(&p->conn, "worker");
+    return st == BF_STATUS_OK ? bf_rt_check(p->rt_priority) : st;
 }
 
 bf_status bf_worker_run(const bf_worker_params *params)

@@ -682,6 +682,23 @@ static int test_api_errors(void)
     CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT && pool == NULL);
     pp.worker.prefetch = 4097;
     CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT && pool == NULL);
+    /* connection heartbeats: a negative interval, no timeout with heartbeats on, a TTL
+     * ZeroMQ cannot send (16-bit tenths of a second) */
+    pp = test_params(1);
+    pp.conn.heartbeat_ms = -1;
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT && pool == NULL);
+    pp = test_params(1);
+    pp.conn.timeout_ms = 0;
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT && pool == NULL);
+    pp.conn.heartbeat_ms = 0; /* off: the timeout is not used */
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_OK);
+    bf_pool_destroy(pool), pool = NULL;
+    pp = test_params(1);
+    pp.worker.conn.ttl_ms = 6553600;
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT && pool == NULL);
+    cp.conn.ttl_ms = 50;
+    CHECK(bf_client_create(&c, &cp) == BF_STATUS_INVALID_ARGUMENT && c == NULL);
+    cp = client_params("tcp://127.0.0.1:1");
     pp = test_params(1);
     pp.frontend = "bogus://x";
     CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_OK);
