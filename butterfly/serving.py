@@ -214,7 +214,8 @@ def worker(model_path, connect: str, *, batch: int = 1, batch_timeout_us: int = 
     curve_server_key / curve_key: the pool's public key file and this worker's key pair,
     for a backend with CURVE on (the pair's public key must be on its worker allow list).
     rt_priority: 1..98 runs it under SCHED_FIFO (see :func:`serve`).  conn_*: ZeroMQ's
-    heartbeats on its connection (see :func:`serve`).
+    heartbeats on its connection (see :func:`serve`).  The worker keeps one routing id for
+    its life, so that the pool knows it again when it reconnects.
     echo (model_path None): the C echo backend instead of a model (tests, benchmarks)."""
     kw = {"batch": batch, "batch_timeout_us": batch_timeout_us, "threads": threads,
           "heartbeat_interval_ms": heartbeat_interval_ms,

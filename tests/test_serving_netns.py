@@ -13,6 +13,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -67,6 +68,13 @@ except _C.Error as e:
     print("again", type(e).__name__, e, flush=True)
 sys.stdin.read()
 """
+
+WORKER = r"""
+import json, sys
+from butterfly import serving
+serving.worker(None, sys.argv[1], **json.loads(sys.argv[2]))
+"""
+
 
 def wait_for(cond, timeout, step=0.05):
     deadline = time.monotonic() + timeout
@@ -219,3 +227,53 @@ def test_pool_at_a_low_descriptor_limit_keeps_serving(tmp_path):
         err = pool.stop()
         assert "no descriptor left for a new client connection" in err, err
         assert "ulimit -n" in err, err
+
+
+@pytest.mark.parametrize("flap", ["link", "address"])
+def test_a_worker_whose_link_flaps_has_its_requests_requeued_at_once(tmp_path, flap):
+    """A worker process loses its link long enough to give the broker up and reconnect
+    (flap "link": its link down for 1.2 s; "address": it changes address, so its old
+    connection stays half-open at the broker): the request the broker had sent it is
+    re-queued at once -- when the old connection is found gone, or when the worker, back
+    under its own routing id, says READY -- not when the broker's patience (5 s here)
+    runs out; no ghost of it is left."""
+    sock = tmp_path / "fe.sock"
+    with Net(tmp_path) as net:
+        ns, dev, cloud_ip = net.phone()
+        # the broker's patience 200 ms x 25 = 5 s; the worker's 200 ms x 3 = 0.6 s, so it
+        # reconnects while the broker still holds its entry (as when the broker heard it
+        # last a little later than it heard the broker)
+        pool = PoolProcess(net, workers=0, frontend=f"ipc://{sock}",
+                           backend=f"tcp://{cloud_ip}:*", heartbeat_interval_ms=200,
+                           heartbeat_liveness=25)
+        worker_kw = {"heartbeat_interval_ms": 200, "heartbeat_liveness": 3, "echo": ECHO,
+                     "reconnect_max_ms": 200}
+        net.popen(ns, WORKER, pool.backend, json.dumps(worker_kw))
+        assert wait_for(lambda: pool.stats()["workers"] == 1, 30)
+        c = _C.Client(pool.frontend, ECHO["model_hash"], 5, timeout_ms=15000, retries=0)
+        assert c.classify(X, np.float32([0, 1]), k=1)[0]["topk"][0][0] == int(X.sum()) % 10
+        phone_ip = cloud_ip.rsplit(".", 1)[0] + ".2"
+        if flap == "link":
+            netem._sh("ip", "-n", ns, "link", "set", dev, "down")
+        else:  # its packets from the old address go nowhere, and no FIN ever comes
+            netem._sh("ip", "-n", ns, "addr", "del", f"{phone_ip}/24", "dev", dev)
+            netem._sh("ip", "-n", ns, "addr", "add", f"{phone_ip[:-1]}3/24", "dev", dev)
+        t0 = time.monotonic()
+        try:
+            got = []
+            t = threading.Thread(target=lambda: got.append(
+                c.classify(X, np.float32([0, 1]), k=1)))
+            t.start()
+            assert wait_for(lambda: pool.stats()["in_flight"] == 1, 5)
+            if flap == "link":
+                time.sleep(max(0.0, 1.2 - (time.monotonic() - t0)))
+        finally:
+            if flap == "link":
+                netem._sh("ip", "-n", ns, "link", "set", dev, "up")
+        t.join(timeout=20)
+        latency = time.monotonic() - t0
+        assert got and got[0][0]["topk"][0][0] == int(X.sum()) % 10
+        assert latency < 3.0, latency  # before: ~4.8 s, the broker's patience
+        stats = pool.stats()
+        assert stats["requeued"] >= 1 and stats["workers"] == 1, stats
+        pool.stop()

@@ -369,8 +369,12 @@ static void heartbeat_and_purge(bf_broker *b, uint64_t now)
         if (now > b->workers[i].expiry_us)
             worker_purge(b, &b->workers[i]);
     if (now >= b->next_heartbeat_us) {
-        for (int i = 0; i < b->n_workers; i++)
-            send_worker_command(b, &b->workers[i], BF_CMD_HEARTBEAT);
+        /* no route: its connection is gone (closed by the worker, or by the connection
+         * heartbeats), so its requests need not wait for its liveness to run out */
+        for (int i = b->n_workers - 1; i >= 0; i--)
+            if (send_worker_command(b, &b->workers[i], BF_CMD_HEARTBEAT) < 0 &&
+                zmq_errno() == EHOSTUNREACH)
+                worker_purge(b, &b->workers[i]);
         b->next_heartbeat_us = now + (uint64_t)b->params->heartbeat_interval_ms * 1000u;
     }
     /* requests that waited too long get a timeout (the client has likely given up) */

@@ -228,6 +228,10 @@ static bf_status open_sockets(bf_pool *pool)
     zmq_setsockopt(b->frontend, ZMQ_LINGER, &linger, sizeof linger);
     /* so that a send to a vanished worker fails (and we purge it) instead of vanishing */
     zmq_setsockopt(b->backend, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    /* a worker keeps its routing id for its life: when it reconnects, its new connection
+     * takes the id over from the old one (which may linger half-open), and its READY
+     * re-queues what the old one held at once */
+    zmq_setsockopt(b->backend, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     bf_zmq_set_hwm(b->backend, BF_WORKER_HWM);
     bf_status st = bf_conn_apply(b->frontend, &pool->params.conn);
     if (st == BF_STATUS_OK)
