@@ -32,6 +32,11 @@ from .network import RESTORE, load, payload_arrays
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 TOPK_MAX = _C.TOPK_MAX  # most classes a reply carries
 Pool = _C.Pool
+# ZeroMQ's heartbeats on every TCP connection (docs/PROTOCOL.md section 1): a peer that
+# vanished without closing has its connection closed within heartbeat + timeout
+CONN_HEARTBEAT_MS = _C.CONN_HEARTBEAT_MS
+CONN_TIMEOUT_MS = _C.CONN_TIMEOUT_MS
+CONN_TTL_MS = _C.CONN_TTL_MS
 
 
 # --- the cloud half ----------------------------------------------------------------------
@@ -42,7 +47,9 @@ def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: st
           curve_allow=None, drain_timeout_ms: int = 5000, queue_timeout_ms: int = 10000,
           heartbeat_interval_ms: int = 1000, heartbeat_liveness: int = 3,
           prefetch: int = -1, curve_worker_allow=None, rt_priority: int = 0,
-          process: bool = False, startup_timeout: float = 60.0):
+          conn_heartbeat_ms: int = CONN_HEARTBEAT_MS, conn_timeout_ms: int = CONN_TIMEOUT_MS,
+          conn_ttl_ms: int = CONN_TTL_MS, process: bool = False,
+          startup_timeout: float = 60.0):
     """Serves restore + tail of a model file; returns a started :class:`Pool`.
 
     bind: the frontend clients connect to ("tcp://127.0.0.1:*" picks a free port; read
@@ -59,7 +66,12 @@ def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: st
     priority (the workers' heartbeat threads one higher), so that no other process (a
     kernel daemon, a log shipper) takes their CPU in the middle of a request; it needs
     root or CAP_SYS_NICE (else :class:`Refused`), and a pool that keeps every core busy
-    then leaves other processes 5 % of the CPU.
+    then leaves other processes 5 % of the CPU.  conn_heartbeat_ms / conn_timeout_ms /
+    conn_ttl_ms: ZeroMQ's heartbeats on every client and worker connection, so that a
+    client that vanished without closing (a phone that lost its network) has its
+    connection, and its descriptor, closed within conn_heartbeat_ms + conn_timeout_ms (0:
+    off).  The pool raises the process's descriptor soft limit to the hard one; at the
+    limit it serves the connections it has, refuses new ones and says so on stderr.
 
     process=True starts ``butterfly serve`` in a child process instead and returns a
     :class:`ServerProcess` (same ``endpoint`` / ``backend`` / ``stop()``, plus ``kill()``).
@@ -71,14 +83,18 @@ def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: st
             curve_key=curve_key, curve_allow=curve_allow, drain_timeout_ms=drain_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms, prefetch=prefetch,
             curve_worker_allow=curve_worker_allow, rt_priority=rt_priority,
-            timeout=startup_timeout)
+            queue_timeout_ms=queue_timeout_ms, heartbeat_liveness=heartbeat_liveness,
+            conn_heartbeat_ms=conn_heartbeat_ms, conn_timeout_ms=conn_timeout_ms,
+            conn_ttl_ms=conn_ttl_ms, timeout=startup_timeout)
     return Pool(os.fspath(model_path), workers=workers, frontend=bind, backend=backend,
                 batch=batch, batch_timeout_us=batch_timeout_us, threads=threads,
                 queue_max=queue_max, max_message=max_message, curve_key=curve_key,
                 curve_allow=curve_allow, drain_timeout_ms=drain_timeout_ms,
                 queue_timeout_ms=queue_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
                 heartbeat_liveness=heartbeat_liveness, prefetch=prefetch,
-                curve_worker_allow=curve_worker_allow, rt_priority=rt_priority)
+                curve_worker_allow=curve_worker_allow, rt_priority=rt_priority,
+                conn_heartbeat_ms=conn_heartbeat_ms, conn_timeout_ms=conn_timeout_ms,
+                conn_ttl_ms=conn_ttl_ms)
 
 
 def child_env() -> dict:
@@ -98,19 +114,26 @@ class ServerProcess:
         self.endpoint = endpoint
         self.backend = backend
         self.final_stats: dict | None = None
+        self.output = ""  # what it printed after "ready", once stopped
 
     @classmethod
     def start(cls, model_path, *, workers=2, bind=DEFAULT_BIND, backend=None, batch=1,
               batch_timeout_us=1000, threads=0, queue_max=1024, curve_key=None,
               curve_allow=None, drain_timeout_ms=5000, heartbeat_interval_ms=1000,
-              prefetch=-1, curve_worker_allow=None, rt_priority=0,
+              prefetch=-1, curve_worker_allow=None, rt_priority=0, queue_timeout_ms=10000,
+              heartbeat_liveness=3, conn_heartbeat_ms=CONN_HEARTBEAT_MS,
+              conn_timeout_ms=CONN_TIMEOUT_MS, conn_ttl_ms=CONN_TTL_MS,
               timeout=60.0) -> ServerProcess:
         cmd = [sys.executable, "-m", "butterfly.cli", "serve", os.fspath(model_path),
                "--workers", str(workers), "--bind", bind, "--batch", str(batch),
                "--batch-timeout-us", str(batch_timeout_us), "--threads", str(threads),
                "--queue-max", str(queue_max), "--drain-timeout-ms", str(drain_timeout_ms),
                "--heartbeat-interval-ms", str(heartbeat_interval_ms),
-               "--prefetch", str(prefetch), "--rt-priority", str(rt_priority)]
+               "--prefetch", str(prefetch), "--rt-priority", str(rt_priority),
+               "--queue-timeout-ms", str(queue_timeout_ms),
+               "--heartbeat-liveness", str(heartbeat_liveness),
+               "--conn-heartbeat-ms", str(conn_heartbeat_ms),
+               "--conn-timeout-ms", str(conn_timeout_ms), "--conn-ttl-ms", str(conn_ttl_ms)]
         if backend:
             cmd += ["--backend-bind", backend]
         if curve_key:
@@ -160,7 +183,8 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             raise
-        for line in (out or "").splitlines():
+        self.output = out or ""
+        for line in self.output.splitlines():
             if line.startswith("stats "):
                 self.final_stats = json.loads(line[6:])
         return self.final_stats
@@ -182,17 +206,23 @@ class ServerProcess:
 def worker(model_path, connect: str, *, batch: int = 1, batch_timeout_us: int = 1000,
            threads: int = 0, heartbeat_interval_ms: int = 1000, heartbeat_liveness: int = 3,
            reconnect_max_ms: int = 8000, prefetch: int = -1, curve_server_key=None,
-           curve_key=None, rt_priority: int = 0, echo: dict | None = None) -> int | None:
+           curve_key=None, rt_priority: int = 0, conn_heartbeat_ms: int = CONN_HEARTBEAT_MS,
+           conn_timeout_ms: int = CONN_TIMEOUT_MS, conn_ttl_ms: int = CONN_TTL_MS,
+           echo: dict | None = None) -> int | None:
     """A standalone worker process's loop: serves the pool's backend at `connect` until
     SIGINT or SIGTERM; returns the signal number.  Heartbeats must match the pool's.
     curve_server_key / curve_key: the pool's public key file and this worker's key pair,
     for a backend with CURVE on (the pair's public key must be on its worker allow list).
-    rt_priority: 1..98 runs it under SCHED_FIFO (see :func:`serve`).
+    rt_priority: 1..98 runs it under SCHED_FIFO (see :func:`serve`).  conn_*: ZeroMQ's
+    heartbeats on its connection (see :func:`serve`).  The worker keeps one routing id for
+    its life, so that the pool knows it again when it reconnects.
     echo (model_path None): the C echo backend instead of a model (tests, benchmarks)."""
     kw = {"batch": batch, "batch_timeout_us": batch_timeout_us, "threads": threads,
           "heartbeat_interval_ms": heartbeat_interval_ms,
           "heartbeat_liveness": heartbeat_liveness, "reconnect_max_ms": reconnect_max_ms,
           "prefetch": prefetch, "echo": echo, "rt_priority": rt_priority,
+          "conn_heartbeat_ms": conn_heartbeat_ms, "conn_timeout_ms": conn_timeout_ms,
+          "conn_ttl_ms": conn_ttl_ms,
           "curve_server_key": None if curve_server_key is None else os.fspath(curve_server_key),
           "curve_key": None if curve_key is None else os.fspath(curve_key)}
     path = None if model_path is None else os.fspath(model_path)
@@ -286,12 +316,17 @@ class Client:
     split id sent with each request come from the file, so a pool serving another model
     refuses the requests.  timeout_ms / retries: the Lazy Pirate client's patience.
     curve_server_key: the server's public key file (CURVE on); curve_key: this client's key
-    pair (else a fresh pair).  One thread at a time uses a client (calls are serialized).
+    pair (else a fresh pair).  conn_heartbeat_ms / conn_timeout_ms / conn_ttl_ms: ZeroMQ's
+    heartbeats on its connection (see :func:`serve`; the TTL asks the pool to close the
+    connection after that long without a word from this client, should it vanish).  One
+    thread at a time uses a client (calls are serialized).
     """
 
     def __init__(self, model_path, endpoint: str = DEFAULT_BIND, *, timeout_ms: int = 3000,
                  retries: int = 2, codec: str = "raw", curve_server_key=None, curve_key=None,
-                 backend: str = "onednn", device: int | None = None):
+                 backend: str = "onednn", device: int | None = None,
+                 conn_heartbeat_ms: int = CONN_HEARTBEAT_MS,
+                 conn_timeout_ms: int = CONN_TIMEOUT_MS, conn_ttl_ms: int = CONN_TTL_MS):
         timeout_ms = int_arg("timeout_ms", timeout_ms, 1, 2**31 - 1)
         retries = int_arg("retries", retries, 0, 1000)
         self.half = load(model_path, part="mobile", backend=backend, device=device)
@@ -305,7 +340,8 @@ class Client:
         self.endpoint = endpoint
         self._c = _C.Client(endpoint, self.hash, self.split, timeout_ms=timeout_ms,
                             retries=retries, codec=codec, curve_server_key=curve_server_key,
-                            curve_key=curve_key)
+                            curve_key=curve_key, conn_heartbeat_ms=conn_heartbeat_ms,
+                            conn_timeout_ms=conn_timeout_ms, conn_ttl_ms=conn_ttl_ms)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -415,6 +451,13 @@ def _summary(stats: dict) -> str:
     lines = [(f"requests {stats['requests']}: {stats['replies_ok']} ok, {stats['errors']} "
               f"errors ({stats['malformed']} malformed), {stats['busy']} busy, "
               f"{stats['requeued']} re-queued, {stats['workers_purged']} workers purged")]
+    drain = stats.get("drain")
+    if drain:
+        # as they were, not zeroed: a request still in flight at the end is one its worker
+        # never answered (it got "busy" from the pool)
+        lines.append(f"drain: began with {drain['queued_start']} queued, "
+                     f"{drain['in_flight_start']} in flight; ended with {drain['queued_end']} "
+                     f"queued, {drain['in_flight_end']} in flight")
     if stats["batches"]:
         sizes = ", ".join(f"{b}: {n}" for b, n in sorted(stats["batch_sizes"].items()))
         lines.append(f"batches {stats['batches']} (size: count  {sizes})")
@@ -442,8 +485,11 @@ def _cli_serve(args) -> int:
                      batch_timeout_us=args.batch_timeout_us, threads=args.threads,
                      queue_max=args.queue_max, curve_key=args.curve_key,
                      curve_allow=args.curve_allow, drain_timeout_ms=args.drain_timeout_ms,
-                     heartbeat_interval_ms=args.heartbeat_interval_ms, prefetch=args.prefetch,
-                     curve_worker_allow=args.curve_worker_allow, rt_priority=args.rt_priority)
+                     heartbeat_interval_ms=args.heartbeat_interval_ms,
+                     heartbeat_liveness=args.heartbeat_liveness,
+                     queue_timeout_ms=args.queue_timeout_ms, prefetch=args.prefetch,
+                     curve_worker_allow=args.curve_worker_allow, rt_priority=args.rt_priority,
+                     **_conn(args))
     except _C.Error as e:  # for ServerProcess: the error itself, on the line it reads
         print(f"error {type(e).__name__} {e}", flush=True)
         raise
@@ -479,14 +525,14 @@ def _cli_worker(args) -> int:
                     batch_timeout_us=args.batch_timeout_us, threads=args.threads,
                     heartbeat_interval_ms=args.heartbeat_interval_ms, prefetch=args.prefetch,
                     curve_server_key=args.curve_server_key, curve_key=args.curve_key,
-                    rt_priority=args.rt_priority)
+                    rt_priority=args.rt_priority, **_conn(args))
     print(f"worker stopped ({signal.Signals(signum).name if signum else 'done'})", flush=True)
     return 0
 
 
 def _cli_loadtest(args) -> int:
     client = Client(args.model, args.connect, timeout_ms=args.timeout_ms, codec=args.codec,
-                    curve_server_key=args.curve_server_key)
+                    curve_server_key=args.curve_server_key, **_conn(args))
     rng = np.random.default_rng(args.seed)
     images = rng.random((args.images, *client.input_shape), dtype=np.float32)
     rates = args.rate or [0.0]
@@ -548,7 +594,7 @@ def load_images(paths, shape: tuple[int, int, int]) -> np.ndarray:
 def _cli_infer(args) -> int:
     client = Client(args.model, args.connect, timeout_ms=args.timeout_ms, retries=args.retries,
                     codec=args.codec, curve_server_key=args.curve_server_key,
-                    curve_key=args.curve_key, backend=args.backend)
+                    curve_key=args.curve_key, backend=args.backend, **_conn(args))
     for path in args.images:
         x = _load_image(path, client.input_shape)
         client.mobile(x)  # compiles the plans for this batch size: timings below are warm
@@ -570,6 +616,23 @@ def _rt_argument(p) -> None:
                         "0: the normal scheduler (default)")
 
 
+def _conn_arguments(p) -> None:
+    p.add_argument("--conn-heartbeat-ms", type=int, default=CONN_HEARTBEAT_MS, metavar="MS",
+                   help="ZeroMQ heartbeats on each TCP connection: a PING this often, so that "
+                        f"a peer that vanished is found (default {CONN_HEARTBEAT_MS}; 0: off)")
+    p.add_argument("--conn-timeout-ms", type=int, default=CONN_TIMEOUT_MS, metavar="MS",
+                   help="close a connection silent this long after a PING (default "
+                        f"{CONN_TIMEOUT_MS})")
+    p.add_argument("--conn-ttl-ms", type=int, default=CONN_TTL_MS, metavar="MS",
+                   help="ask the peer to close the connection after this long without a "
+                        f"word from here (default {CONN_TTL_MS}; 0: none)")
+
+
+def _conn(args) -> dict:
+    return {"conn_heartbeat_ms": args.conn_heartbeat_ms,
+            "conn_timeout_ms": args.conn_timeout_ms, "conn_ttl_ms": args.conn_ttl_ms}
+
+
 def add_cli(sub) -> None:
     p = sub.add_parser("serve", help="serve the cloud half of a model with the worker pool")
     p.add_argument("model", help="model file (.bfly) with a butterfly unit")
@@ -588,11 +651,16 @@ def add_cli(sub) -> None:
     p.add_argument("--drain-timeout-ms", type=int, default=5000)
     p.add_argument("--heartbeat-interval-ms", type=int, default=1000,
                    help="to and from workers (worker processes must use the same)")
+    p.add_argument("--heartbeat-liveness", type=int, default=3,
+                   help="silent heartbeat intervals before a worker is purged")
+    p.add_argument("--queue-timeout-ms", type=int, default=10000,
+                   help="a request queued longer gets a timeout reply (0: never)")
     p.add_argument("--curve-key", default=None, help="server key pair: turns CURVE on")
     p.add_argument("--curve-allow", default=None, help="file of client public keys to admit")
     p.add_argument("--curve-worker-allow", default=None,
                    help="file of worker public keys: CURVE on the backend endpoint too")
     _rt_argument(p)
+    _conn_arguments(p)
     p.set_defaults(func=_cli_serve)
 
     p = sub.add_parser("worker", help="a worker process for a pool's backend endpoint")
@@ -610,6 +678,7 @@ def add_cli(sub) -> None:
     p.add_argument("--curve-key", default=None,
                    help="this worker's key pair (its public key on the pool's worker list)")
     _rt_argument(p)
+    _conn_arguments(p)
     p.set_defaults(func=_cli_worker)
 
     p = sub.add_parser("loadtest", help="load a pool from C clients; throughput and "
@@ -628,6 +697,7 @@ def add_cli(sub) -> None:
     p.add_argument("--curve-server-key", default=None)
     p.add_argument("--json", action="store_true", help="also print the rows as JSON")
     _rt_argument(p)
+    _conn_arguments(p)
     p.set_defaults(func=_cli_loadtest)
 
     p = sub.add_parser("infer", help="classify images: head + reduce here, the rest at a pool")
@@ -642,6 +712,7 @@ def add_cli(sub) -> None:
     p.add_argument("--retries", type=int, default=2)
     p.add_argument("--curve-server-key", default=None, help="the server's public key file")
     p.add_argument("--curve-key", default=None, help="this client's key pair")
+    _conn_arguments(p)
     p.set_defaults(func=_cli_infer)
 
 

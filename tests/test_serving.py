@@ -508,8 +508,12 @@ def test_stats_and_stop_drains(model_path, data):
         ctx.term()
     keys = {"requests", "replies_ok", "errors", "malformed", "busy", "requeued", "late_replies",
             "workers_purged", "batches", "workers", "queued", "in_flight", "batch_sizes",
-            "queue_us", "compute_us", "total_us"}
+            "queue_us", "compute_us", "total_us", "drain"}
     assert set(stats) == keys
+    # the drain began with the requests not yet answered and ended with none
+    d = stats["drain"]
+    assert d["queued_start"] + d["in_flight_start"] <= n
+    assert d["queued_end"] == d["in_flight_end"] == 0
     for stage in ("queue_us", "compute_us", "total_us"):
         h = stats[stage]
         assert h["count"] == stats["replies_ok"] and len(h["buckets"]) == 32
@@ -634,6 +638,44 @@ def test_cli_serve_process_and_infer(model_path, data, tmp_path):
         stats = server.stop(timeout=30)
     assert server.proc.returncode == 0
     assert stats["replies_ok"] == 3 and stats["total_us"]["count"] == 3
+
+
+def test_exit_stats_show_a_stuck_request(model_path):
+    """A worker that takes a request and never answers: the statistics `serve` prints on
+    exit show it in flight when the drain began and still when it ended (they used to
+    print queued and in flight as 0, zeroed before printing)."""
+    net = bf.load(model_path)
+    shape = net.mobile(np.zeros((1, *net.input_shape), np.float32)).data.shape[1:]
+    server = serving.serve(model_path, workers=0, bind=ANY, backend=ANY, threads=1,
+                           process=True, drain_timeout_ms=300)
+    ctx = zmq.Context()
+    mute = ctx.socket(zmq.DEALER)  # says READY, takes a request, says nothing more
+    mute.setsockopt(zmq.LINGER, 0)
+    mute.setsockopt(zmq.RCVTIMEO, 10000)
+    got = []
+    try:
+        mute.connect(server.backend)
+        mute.send_multipart([b"BFW1", b"\x01", (1).to_bytes(4, "little")])
+        c = _C.Client(server.endpoint, net.hash, split_id(net), timeout_ms=20000, retries=0)
+        t = threading.Thread(target=lambda: got.append(pytest.raises(
+            bf.Busy, c.classify, np.zeros(shape, np.uint8), np.float32([0, 1]))))
+        t.start()
+        for _ in range(100):  # the request, dispatched to it (after heartbeats, maybe)
+            frames = mute.recv_multipart()
+            if frames[1] != b"\x04":
+                break
+        assert frames[:2] == [b"BFW1", b"\x02"]
+        stats = server.stop(timeout=30)
+        t.join(timeout=30)
+    finally:
+        server.kill()
+        mute.close()
+        ctx.term()
+    assert got, "the client was not answered"
+    assert stats["drain"] == {"queued_start": 0, "in_flight_start": 1, "queued_end": 0,
+                              "in_flight_end": 1}, stats
+    assert "drain: began with 0 queued, 1 in flight; ended with 0 queued, 1 in flight" \
+        in server.output, server.output
 
 
 def test_cli_parser():

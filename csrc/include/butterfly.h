@@ -433,6 +433,18 @@ typedef struct bf_result {
     int attempts;                 /* 1 + retries used */
 } bf_result;
 
+/* ZeroMQ's own heartbeats (ZMTP PING / PONG, answered by the I/O threads whatever the
+ * application is doing) on every TCP connection of a pool, a worker and a client, so that a
+ * peer that vanished without closing -- a phone that lost its network or its power -- has
+ * its connection closed after at most heartbeat_ms + timeout_ms instead of holding a
+ * descriptor for ever.  docs/PROTOCOL.md section 1. */
+typedef struct bf_conn_params {
+    int heartbeat_ms; /* a PING this often (BF_CONN_HEARTBEAT_MS); 0: no heartbeats */
+    int timeout_ms;   /* nothing heard this long after a PING: the connection is closed */
+    int ttl_ms;       /* asks the peer to close it after this long without a word from
+                         here (tenths of a second; 0: the peer's own timeout only) */
+} bf_conn_params;
+
 /* Standalone worker (a process of its own connecting to a pool's backend endpoint). */
 typedef struct bf_worker_params {
     const char *connect;          /* pool backend endpoint, e.g. "tcp://127.0.0.1:5556" */
@@ -460,6 +472,7 @@ typedef struct bf_worker_params {
                                      its CPU mid-batch; 0: the normal scheduler.  Needs
                                      root, CAP_SYS_NICE or RLIMIT_RTPRIO (else REFUSED).  A
                                      pool's worker threads take the pool's rt_priority */
+    bf_conn_params conn;          /* heartbeats of its connection to the pool */
     bf_compute_params compute;
 } bf_worker_params;
 
@@ -496,6 +509,8 @@ typedef struct bf_pool_params {
                                      bf_worker_params); a pool that keeps every core busy
                                      then leaves other processes 5 % of the CPU (the
                                      kernel's real-time throttling); 0: the normal scheduler */
+    bf_conn_params conn;          /* heartbeats of every TCP connection, clients' and
+                                     worker processes' */
     bf_worker_params worker;      /* batching + compute of the worker threads, one compute
                                      each (connect, heartbeats, n_threads, rt_priority come
                                      from the pool: each thread gets max(1, cores /
@@ -518,6 +533,10 @@ typedef struct bf_serve_stats {
     int workers;                  /* live workers now */
     int queued;                   /* requests waiting now */
     int in_flight;                /* requests at workers now */
+    int drain_queued[2];          /* queued when bf_pool_stop's drain began [0] and when it
+                                     ended [1] (what was still there got "busy") */
+    int drain_in_flight[2];       /* the same for requests at workers: a request still in
+                                     flight at the end is one its worker never answered */
     uint64_t batch_hist[BF_STATS_BATCH_MAX + 1]; /* batches by size */
     uint64_t queue_us[BF_STATS_BUCKETS];         /* per request: broker + worker wait */
     uint64_t compute_us[BF_STATS_BUCKETS];       /* per request: its batch's compute */
@@ -527,7 +546,11 @@ typedef struct bf_serve_stats {
 BF_API bf_pool_params bf_pool_default_params(void);
 /* Checks and copies the params; nothing runs yet. */
 BF_API bf_status bf_pool_create(bf_pool **out, const bf_pool_params *params);
-/* Builds the computes, binds the endpoints and starts the broker and worker threads. */
+/* Builds the computes, binds the endpoints and starts the broker and worker threads.
+ * Raises the process's soft limit of open descriptors to its hard limit (each client
+ * connection holds one; connection heartbeats close a vanished client's).  At the limit
+ * the pool keeps serving the connections it has, says so on stderr (at most every 10 s),
+ * and new connections wait until one closes. */
 BF_API bf_status bf_pool_start(bf_pool *pool);
 /* From any thread: refuses new requests, waits up to drain_timeout_ms for those queued or in
  * flight (the rest get an error reply), stops the workers, joins the threads.  Returns the
@@ -555,6 +578,7 @@ typedef struct bf_client_params {
     int zstd_level;
     const char *curve_server_key; /* key file holding the server's public key; NULL: plain */
     const char *curve_key_file;   /* this client's key pair; NULL: a fresh pair per client */
+    bf_conn_params conn;          /* heartbeats of its connection */
 } bf_client_params;
 
 BF_API bf_client_params bf_client_default_params(void);

@@ -50,16 +50,18 @@ static bf_status client_for(ClientObject *self, bf_codec codec, bf_client **out)
 static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"endpoint", "model_hash", "split", "timeout_ms", "retries",
-                             "codec", "zstd_level", "curve_server_key", "curve_key", NULL};
+                             "codec", "zstd_level", "curve_server_key", "curve_key",
+                             "conn_heartbeat_ms", "conn_timeout_ms", "conn_ttl_ms", NULL};
     ClientObject *self;
     PyObject *endpoint, *hash = Py_None, *server_key = Py_None, *key = Py_None;
     const char *codec = "raw";
     bf_client_params p = bf_client_default_params();
     bf_client *c = NULL;
     bf_status st;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|Oi$iisiOO:Client", kwlist, &endpoint, &hash,
-                                     &p.split, &p.timeout_ms, &p.retries, &codec,
-                                     &p.zstd_level, &server_key, &key))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|Oi$iisiOOiii:Client", kwlist, &endpoint,
+                                     &hash, &p.split, &p.timeout_ms, &p.retries, &codec,
+                                     &p.zstd_level, &server_key, &key, &p.conn.heartbeat_ms,
+                                     &p.conn.timeout_ms, &p.conn.ttl_ms))
         return bf_py_arg_error("Client");
     if (bf_py_parse_codec(codec, &p.codec) < 0)
         return NULL;
@@ -341,9 +343,12 @@ static PyType_Slot client_slots[] = {
     {Py_tp_getset, client_getset},
     {Py_tp_doc,
      "Client(endpoint, model_hash=None, split=-1, *, timeout_ms=3000, retries=2, "
-     "codec='raw', zstd_level=3, curve_server_key=None, curve_key=None): a Lazy Pirate "
+     "codec='raw', zstd_level=3, curve_server_key=None, curve_key=None, "
+     "conn_heartbeat_ms=5000, conn_timeout_ms=10000, conn_ttl_ms=15000): a Lazy Pirate "
      "client of a pool's frontend (bf_client).  curve_server_key: a key file holding the "
-     "server's public key (CURVE on); curve_key: this client's key pair (else a fresh one)."},
+     "server's public key (CURVE on); curve_key: this client's key pair (else a fresh one); "
+     "conn_*: ZeroMQ's heartbeats on its connection (the TTL asks the pool to close it "
+     "after that long without a word from this client; 0: off)."},
     {0, NULL},
 };
 

@@ -142,7 +142,7 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kw)
                              "threads", "heartbeat_interval_ms", "heartbeat_liveness",
                              "queue_timeout_ms", "drain_timeout_ms", "curve_key", "curve_allow",
                              "echo", "start", "prefetch", "curve_worker_allow", "rt_priority",
-                             NULL};
+                             "conn_heartbeat_ms", "conn_timeout_ms", "conn_ttl_ms", NULL};
     bf_pool_params pp = bf_pool_default_params();
     PyObject *model_path = Py_None, *curve_key = Py_None, *curve_allow = Py_None;
     PyObject *echo = Py_None, *worker_allow = Py_None;
@@ -152,12 +152,13 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     bf_pool *pool = NULL;
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "|O$isziiiiiiiiiiOOOpiOi:Pool", kwlist, &model_path, &pp.n_workers,
+            args, kw, "|O$isziiiiiiiiiiOOOpiOiiii:Pool", kwlist, &model_path, &pp.n_workers,
             &pp.frontend, &pp.backend, &pp.worker.max_batch, &pp.worker.batch_timeout_us,
             &pp.queue_max, &pp.max_message, &pp.worker.max_payload, &threads,
             &pp.heartbeat_interval_ms, &pp.heartbeat_liveness, &pp.queue_timeout_ms,
             &pp.drain_timeout_ms, &curve_key, &curve_allow, &echo, &start,
-            &pp.worker.prefetch, &worker_allow, &pp.rt_priority))
+            &pp.worker.prefetch, &worker_allow, &pp.rt_priority, &pp.conn.heartbeat_ms,
+            &pp.conn.timeout_ms, &pp.conn.ttl_ms))
         return bf_py_arg_error("Pool");
     if (threads < 0 || threads > 1024) {
         PyErr_SetString(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
@@ -312,7 +313,8 @@ static PyObject *pool_stats(PoolObject *self, PyObject *unused)
         Py_DECREF(k), Py_DECREF(v);
     }
     out = Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:i,s:N,s:N,s:N,s:N}", "requests",
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:i,s:N,s:N,s:N,s:N,"
+        "s:{s:i,s:i,s:i,s:i}}", "requests",
         (unsigned long long)s.requests, "replies_ok", (unsigned long long)s.replies_ok,
         "errors", (unsigned long long)s.errors, "malformed", (unsigned long long)s.malformed,
         "busy", (unsigned long long)s.busy, "requeued", (unsigned long long)s.requeued,
@@ -320,7 +322,10 @@ static PyObject *pool_stats(PoolObject *self, PyObject *unused)
         (unsigned long long)s.workers_purged, "batches", (unsigned long long)s.batches,
         "workers", s.workers, "queued", s.queued, "in_flight", s.in_flight, "batch_sizes",
         batches, "queue_us", hist_summary(s.queue_us), "compute_us",
-        hist_summary(s.compute_us), "total_us", hist_summary(s.total_us));
+        hist_summary(s.compute_us), "total_us", hist_summary(s.total_us),
+        /* what a drain began and ended with: a request in flight at its end is stuck */
+        "drain", "queued_start", s.drain_queued[0], "in_flight_start", s.drain_in_flight[0],
+        "queued_end", s.drain_queued[1], "in_flight_end", s.drain_in_flight[1]);
     return out;
 }
 
@@ -384,14 +389,17 @@ static PyType_Slot pool_slots[] = {
      "batch=1, batch_timeout_us=1000, queue_max=1024, max_message=8 MiB, max_payload=8 MiB, "
      "threads=0, heartbeat_interval_ms=1000, heartbeat_liveness=3, queue_timeout_ms=10000, "
      "drain_timeout_ms=5000, curve_key=None, curve_allow=None, echo=None, start=True, "
-     "prefetch=-1, curve_worker_allow=None, rt_priority=0): the cloud worker pool (bf_pool) "
+     "prefetch=-1, curve_worker_allow=None, rt_priority=0, conn_heartbeat_ms=5000, "
+     "conn_timeout_ms=10000, conn_ttl_ms=15000): the cloud worker pool (bf_pool) "
      "serving restore + tail of a model file, "
      "or the echo backend (echo={'dims': (C, H, W), 'classes', 'delay_us', 'split', "
      "'model_hash'}).  threads: oneDNN threads per worker thread (0: the cores shared out); "
      "prefetch: requests a worker holds beyond its batch (-1: one batch more); "
      "curve_worker_allow: a file of worker public keys, CURVE on the backend endpoint too; "
      "rt_priority: 1..98 runs the broker, workers and I/O threads under SCHED_FIFO, the "
-     "heartbeat threads one higher (needs root or CAP_SYS_NICE, else Refused)."},
+     "heartbeat threads one higher (needs root or CAP_SYS_NICE, else Refused); conn_*: "
+     "ZeroMQ's heartbeats on every TCP connection, which close a vanished peer's within "
+     "conn_heartbeat_ms + conn_timeout_ms (0: off)."},
     {0, NULL},
 };
 
@@ -405,18 +413,21 @@ static PyObject *py_run_worker(PyObject *mod, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"model_path", "connect", "batch", "batch_timeout_us", "threads",
                              "heartbeat_interval_ms", "heartbeat_liveness", "reconnect_max_ms",
                              "max_payload", "echo", "stop_fd", "prefetch", "curve_server_key",
-                             "curve_key", "rt_priority", NULL};
+                             "curve_key", "rt_priority", "conn_heartbeat_ms",
+                             "conn_timeout_ms", "conn_ttl_ms", NULL};
     bf_worker_params wp = bf_worker_default_params();
     PyObject *model_path = Py_None, *echo = Py_None, *ep = NULL, *conn = NULL;
     PyObject *server_key = Py_None, *key = Py_None, *keep[4] = {NULL, NULL, NULL, NULL};
     bf_status st;
     (void)mod;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|$iiiiiiiOiiOOi:run_worker", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|$iiiiiiiOiiOOiiii:run_worker", kwlist,
                                      &model_path, &ep, &wp.max_batch, &wp.batch_timeout_us,
                                      &wp.n_threads, &wp.heartbeat_interval_ms,
                                      &wp.heartbeat_liveness, &wp.reconnect_max_ms,
                                      &wp.max_payload, &echo, &wp.stop_fd, &wp.prefetch,
-                                     &server_key, &key, &wp.rt_priority))
+                                     &server_key, &key, &wp.rt_priority,
+                                     &wp.conn.heartbeat_ms, &wp.conn.timeout_ms,
+                                     &wp.conn.ttl_ms))
         return bf_py_arg_error("run_worker");
     if (parse_compute(model_path, echo, &wp.compute, keep) < 0 ||
         bf_py_fs_opt(server_key, &keep[2]) < 0 || bf_py_fs_opt(key, &keep[3]) < 0)
@@ -499,7 +510,8 @@ static PyMethodDef serve_functions[] = {
      "run_worker(model_path, connect, *, batch=1, batch_timeout_us=1000, threads=0, "
      "heartbeat_interval_ms=1000, heartbeat_liveness=3, reconnect_max_ms=8000, "
      "max_payload=8 MiB, echo=None, stop_fd=0, prefetch=-1, curve_server_key=None, "
-     "curve_key=None, rt_priority=0): a standalone worker connected "
+     "curve_key=None, rt_priority=0, conn_heartbeat_ms=5000, conn_timeout_ms=10000, "
+     "conn_ttl_ms=15000): a standalone worker connected "
      "to a pool's backend (stop_fd > 0: it stops once that fd is readable, e.g. "
      "signal.set_wakeup_fd's); "
      "blocks (without the GIL) until a signal: then raises what the signal's Python handler "
@@ -517,6 +529,12 @@ int bf_py_serve_init(PyObject *m)
     if (!pool_type || PyModule_AddType(m, pool_type) < 0)
         return -1;
     if (PyModule_AddFunctions(m, serve_functions) < 0)
+        return -1;
+    /* the connection heartbeats' defaults, for the Python signatures */
+    bf_conn_params conn = bf_pool_default_params().conn;
+    if (PyModule_AddIntConstant(m, "CONN_HEARTBEAT_MS", conn.heartbeat_ms) < 0 ||
+        PyModule_AddIntConstant(m, "CONN_TIMEOUT_MS", conn.timeout_ms) < 0 ||
+        PyModule_AddIntConstant(m, "CONN_TTL_MS", conn.ttl_ms) < 0)
         return -1;
     return PyModule_AddIntConstant(m, "PROTOCOL_VERSION", BF_PROTOCOL_VERSION);
 }

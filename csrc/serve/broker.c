@@ -4,9 +4,12 @@
  * worker that falls silent is purged and its requests go back to the head of the queue.
  * Every client message gets exactly one reply from here or from a worker, via here. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "serve/broker.h"
 
@@ -366,8 +369,12 @@ static void heartbeat_and_purge(bf_broker *b, uint64_t now)
         if (now > b->workers[i].expiry_us)
             worker_purge(b, &b->workers[i]);
     if (now >= b->next_heartbeat_us) {
-        for (int i = 0; i < b->n_workers; i++)
-            send_worker_command(b, &b->workers[i], BF_CMD_HEARTBEAT);
+        /* no route: its connection is gone (closed by the worker, or by the connection
+         * heartbeats), so its requests need not wait for its liveness to run out */
+        for (int i = b->n_workers - 1; i >= 0; i--)
+            if (send_worker_command(b, &b->workers[i], BF_CMD_HEARTBEAT) < 0 &&
+                zmq_errno() == EHOSTUNREACH)
+                worker_purge(b, &b->workers[i]);
         b->next_heartbeat_us = now + (uint64_t)b->params->heartbeat_interval_ms * 1000u;
     }
     /* requests that waited too long get a timeout (the client has likely given up) */
@@ -401,7 +408,41 @@ static void control_message(bf_broker *b)
     if (!b->draining) {
         b->draining = 1;
         b->drain_deadline_us = bf_now_us() + (uint64_t)b->params->drain_timeout_ms * 1000u;
+        STATS(b, (b->stats.drain_queued[0] = b->queue.len,
+                  b->stats.drain_in_flight[0] = b->in_flight));
     }
+}
+
+/* ---- the descriptor limit --------------------------------------------------------- */
+
+/* Says on stderr, at most every BF_FD_LOG_INTERVAL_MS, that the process has no descriptor
+ * left for a new client connection (looked at every BF_THREAD_POLL_MS).  libzmq's listener
+ * then retries its accept without a pause until one frees (its I/O thread busy meanwhile);
+ * the connections the pool has are served on. */
+static void check_fd_limit(bf_broker *b, uint64_t now)
+{
+    if (now < b->fd_checked_us + (uint64_t)BF_THREAD_POLL_MS * 1000u)
+        return;
+    b->fd_checked_us = now;
+    int probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (probe >= 0) {
+        close(probe);
+        return;
+    }
+    int err = errno;
+    if ((err != EMFILE && err != ENFILE) ||
+        (b->fd_logged_us && now - b->fd_logged_us < (uint64_t)BF_FD_LOG_INTERVAL_MS * 1000u))
+        return;
+    b->fd_logged_us = now;
+    struct rlimit rl = {0, 0};
+    getrlimit(RLIMIT_NOFILE, &rl);
+    fprintf(stderr, "butterfly pool: no descriptor left for a new client connection on %s "
+            "(%s, limit %llu): serving the connections it has, new ones wait until some "
+            "close (a vanished client's within conn_heartbeat_ms + conn_timeout_ms); for "
+            "more clients raise the limit (ulimit -n)\n",
+            b->frontend_bound ? b->frontend_bound : "the frontend", strerror(err),
+            (unsigned long long)rl.rlim_cur);
+    fflush(stderr);
 }
 
 static int loop_timeout_ms(const bf_broker *b, uint64_t now)
@@ -438,6 +479,7 @@ bf_status bf_broker_loop(bf_broker *b)
             if (frontend_message(b) < 0)
                 break;
         uint64_t now = bf_now_us();
+        check_fd_limit(b, now);
         heartbeat_and_purge(b, now);
         dispatch(b);
         STATS(b, (b->stats.workers = b->n_workers, b->stats.queued = b->queue.len,
@@ -446,6 +488,8 @@ bf_status bf_broker_loop(bf_broker *b)
                             now >= b->drain_deadline_us))
             break;
     }
+    STATS(b, (b->stats.drain_queued[1] = b->queue.len,
+              b->stats.drain_in_flight[1] = b->in_flight));
     finish(b);
     STATS(b, (b->stats.workers = 0, b->stats.queued = 0, b->stats.in_flight = 0));
     return st;

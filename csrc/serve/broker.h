@@ -36,6 +36,8 @@ typedef struct bf_worker_rec {
 typedef struct bf_broker {
     /* set up by the pool before the thread starts */
     void *frontend, *backend, *control, *zap;
+    const char *frontend_bound;           /* as bound, for the log */
+    uint64_t fd_checked_us, fd_logged_us; /* last descriptor limit check, and line */
     const bf_pool_params *params;
     bf_curve_allow allow;        /* client keys (empty: any CURVE client) */
     bf_curve_allow worker_allow; /* worker keys on a CURVE backend (never empty there) */

@@ -34,6 +34,7 @@ bf_client_params bf_client_default_params(void)
     p.split = -1;
     p.codec = BF_CODEC_RAW;
     p.zstd_level = 3;
+    p.conn = bf_conn_default_params();
     return p;
 }
 
@@ -46,6 +47,8 @@ static bf_status open_socket(bf_client *c)
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &c->p.timeout_ms, sizeof c->p.timeout_ms);
     bf_status st = bf_curve_peer_apply(&c->curve, c->sock);
+    if (st == BF_STATUS_OK)
+        st = bf_conn_apply(c->sock, &c->p.conn);
     if (st != BF_STATUS_OK)
         return st;
     if (zmq_connect(c->sock, c->endpoint) != 0)
@@ -69,6 +72,8 @@ bf_status bf_client_create_in(bf_client **out, const bf_client_params *params, v
         params->split < -1 || (params->codec != BF_CODEC_RAW && params->codec != BF_CODEC_ZSTD))
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "client: timeout_ms >= 1, retries in "
                         "[0, 1000], split >= -1, codec raw or zstd");
+    if ((st = bf_conn_check(&params->conn, "client")) != BF_STATUS_OK)
+        return st;
     if (params->model_hash && !bf_is_model_hash(params->model_hash, strlen(params->model_hash)))
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "client: model_hash must be 16 "
                         "lowercase hex digits (bf_model_hash)");

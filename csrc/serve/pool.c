@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "serve/broker.h"
@@ -46,6 +47,7 @@ bf_pool_params bf_pool_default_params(void)
     p.heartbeat_liveness = BF_HEARTBEAT_LIVENESS;
     p.queue_timeout_ms = BF_QUEUE_TIMEOUT_MS;
     p.drain_timeout_ms = BF_DRAIN_TIMEOUT_MS;
+    p.conn = bf_conn_default_params();
     p.worker = bf_worker_default_params();
     return p;
 }
@@ -75,6 +77,8 @@ static bf_status check_params(const bf_pool_params *p)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "pool: an allow list needs CURVE on "
                         "(curve_key_file)");
     bf_status st = bf_rt_check(p->rt_priority);
+    if (st == BF_STATUS_OK)
+        st = bf_conn_check(&p->conn, "pool");
     if (st != BF_STATUS_OK)
         return st;
     if (p->curve_worker_allow_file && !p->backend)
@@ -195,6 +199,17 @@ static void *new_socket(bf_pool *pool, int type)
     return s;
 }
 
+/* Each client connection holds a descriptor: the soft limit (often 1,024) up to the hard
+ * one, which only root may raise. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 static bf_status open_sockets(bf_pool *pool)
 {
     bf_broker *b = &pool->broker;
@@ -213,14 +228,21 @@ static bf_status open_sockets(bf_pool *pool)
     zmq_setsockopt(b->frontend, ZMQ_LINGER, &linger, sizeof linger);
     /* so that a send to a vanished worker fails (and we purge it) instead of vanishing */
     zmq_setsockopt(b->backend, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    /* a worker keeps its routing id for its life: when it reconnects, its new connection
+     * takes the id over from the old one (which may linger half-open), and its READY
+     * re-queues what the old one held at once */
+    zmq_setsockopt(b->backend, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     bf_zmq_set_hwm(b->backend, BF_WORKER_HWM);
-    if (pool->params.curve_key_file) {
-        bf_status st = setup_curve(pool, b->frontend, b->backend);
-        if (st != BF_STATUS_OK)
-            return st;
-    }
-    bf_status st = bind_endpoint(b->frontend, pool->params.frontend, pool->endpoints[0],
-                                 sizeof pool->endpoints[0]);
+    bf_status st = bf_conn_apply(b->frontend, &pool->params.conn);
+    if (st == BF_STATUS_OK)
+        st = bf_conn_apply(b->backend, &pool->params.conn);
+    if (st == BF_STATUS_OK && pool->params.curve_key_file)
+        st = setup_curve(pool, b->frontend, b->backend);
+    if (st != BF_STATUS_OK)
+        return st;
+    st = bind_endpoint(b->frontend, pool->params.frontend, pool->endpoints[0],
+                       sizeof pool->endpoints[0]);
+    b->frontend_bound = pool->endpoints[0];
     if (st == BF_STATUS_OK)
         st = bind_endpoint(b->backend, pool->inproc_backend, NULL, 0);
     if (st == BF_STATUS_OK && pool->params.backend)
@@ -348,6 +370,7 @@ bf_status bf_pool_start(bf_pool *pool)
     memset(&b->stats, 0, sizeof b->stats);
     b->params = &pool->params;
     b->draining = 0;
+    b->fd_checked_us = b->fd_logged_us = 0;
     atomic_store(&b->stop_requested, 0);
     atomic_store(&b->finished, 0);
     msgpack_sbuffer_init(&b->sb);
@@ -360,6 +383,7 @@ bf_status bf_pool_start(bf_pool *pool)
      * measured, that cost 13 % of one worker's throughput and raised the tail.  Asked of
      * libzmq only once known to be allowed: it aborts where it is not. */
     int rt = pool->params.rt_priority;
+    raise_fd_limit();
     bf_status st = bf_rt_probe(rt);
     if (st != BF_STATUS_OK)
         goto fail;

@@ -22,6 +22,13 @@ enum bf_worker_command {
 #define BF_HEARTBEAT_LIVENESS 3       /* intervals of silence before the peer is dead */
 #define BF_RECONNECT_INIT_MS 100      /* worker back-off after losing the broker ... */
 #define BF_RECONNECT_MAX_MS 8000      /* ... doubling up to this */
+/* ZeroMQ's connection heartbeats (bf_conn_params): a vanished peer's connection is closed
+ * within interval + timeout, 15 s; the TTL asks the peer for the same */
+#define BF_CONN_HEARTBEAT_MS 5000
+#define BF_CONN_TIMEOUT_MS 10000
+#define BF_CONN_TTL_MS 15000
+#define BF_CONN_TTL_MAX 6553500       /* ms: ZeroMQ sends the TTL as 16-bit tenths of a second */
+#define BF_FD_LOG_INTERVAL_MS 10000   /* at most one "descriptor limit" line this often */
 #define BF_BATCH_TIMEOUT_US 1000      /* how long a worker waits to fill a batch */
 #define BF_QUEUE_MAX 1024             /* requests waiting in the broker */
 #define BF_MAX_MESSAGE (8 << 20)      /* bytes of a request body */

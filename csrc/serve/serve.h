@@ -56,6 +56,13 @@ bf_status bf_rt_zmq(void *zctx, int rt_priority);
 /* zmq failure as a status: EINTR -> INTERRUPTED, ETERM -> NETWORK, else NETWORK + text. */
 bf_status bf_zmq_error(const char *what);
 
+/* Connection heartbeats (bf_conn_params): the defaults; a range check naming `who`; the
+ * ZeroMQ options on a socket, before its bind / connect (they apply to TCP connections,
+ * inproc has none to close). */
+bf_conn_params bf_conn_default_params(void);
+bf_status bf_conn_check(const bf_conn_params *c, const char *who);
+bf_status bf_conn_apply(void *sock, const bf_conn_params *c);
+
 /* Sets a socket's send and receive high-water marks (messages); before bind / connect. */
 void bf_zmq_set_hwm(void *sock, int hwm);
 

@@ -162,6 +162,41 @@ bf_status bf_zmq_error(const char *what)
     return bf_error(BF_STATUS_NETWORK, "%s: %s", what, zmq_strerror(e));
 }
 
+bf_conn_params bf_conn_default_params(void)
+{
+    bf_conn_params c = {BF_CONN_HEARTBEAT_MS, BF_CONN_TIMEOUT_MS, BF_CONN_TTL_MS};
+    return c;
+}
+
+bf_status bf_conn_check(const bf_conn_params *c, const char *who)
+{
+    const int day = 86400000;
+    if (c->heartbeat_ms < 0 || c->heartbeat_ms > day ||
+        (c->heartbeat_ms > 0 && (c->timeout_ms < 1 || c->timeout_ms > day)) ||
+        c->ttl_ms < 0 || c->ttl_ms > BF_CONN_TTL_MAX || (c->ttl_ms > 0 && c->ttl_ms < 100))
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "%s: conn_heartbeat_ms in [0, 1 day] "
+                        "(0: off), conn_timeout_ms in [1, 1 day] with heartbeats on, "
+                        "conn_ttl_ms 0 or in [100, %d]", who, BF_CONN_TTL_MAX);
+    return BF_STATUS_OK;
+}
+
+bf_status bf_conn_apply(void *sock, const bf_conn_params *c)
+{
+    if (c->heartbeat_ms == 0)
+        return BF_STATUS_OK;
+    /* heartbeats begin after the handshake: a peer that vanished before finishing it (one
+     * accepted from the listen backlog after it had gone) is given as long, not libzmq's
+     * 30 s */
+    int64_t sum = (int64_t)c->heartbeat_ms + c->timeout_ms;
+    int handshake = sum > INT32_MAX ? INT32_MAX : (int)sum;
+    if (zmq_setsockopt(sock, ZMQ_HANDSHAKE_IVL, &handshake, sizeof handshake) != 0 ||
+        zmq_setsockopt(sock, ZMQ_HEARTBEAT_IVL, &c->heartbeat_ms, sizeof(int)) != 0 ||
+        zmq_setsockopt(sock, ZMQ_HEARTBEAT_TIMEOUT, &c->timeout_ms, sizeof(int)) != 0 ||
+        zmq_setsockopt(sock, ZMQ_HEARTBEAT_TTL, &c->ttl_ms, sizeof(int)) != 0)
+        return bf_zmq_error("connection heartbeat options");
+    return BF_STATUS_OK;
+}
+
 void bf_zmq_set_hwm(void *sock, int hwm)
 {
     zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);

@@ -14,6 +14,7 @@
  * patience (interval x liveness) does not get the worker taken for dead. */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -49,6 +50,7 @@ typedef struct worker {
     bf_timer batch_timer;   /* wakes the loop at batch_deadline_us to the microsecond */
     int reconnect_ms;
     int send_failed;        /* a reply could not be sent: reconnect */
+    char id[24];            /* routing id, the same on every connection of its life */
     bf_curve_peer curve;    /* keys for a CURVE backend */
     /* the heartbeat thread: sends on sock only while `computing`, both under mu */
     pthread_t hb_thread;
@@ -72,6 +74,26 @@ static int send_command(worker *w, uint8_t cmd)
     return bf_zmq_send_parts(w->sock, parts, lens, 2, ZMQ_DONTWAIT);
 }
 
+/* A routing id for the worker's life: a worker that reconnects (it heard nothing from the
+ * broker for a while) comes back under the same id, so the broker re-queues what it had
+ * sent the old connection at once instead of keeping a ghost of it until its heartbeats
+ * run out.  64 random bits: two workers of a pool never share one. */
+static void worker_id(worker *w)
+{
+    uint64_t r = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, &r, sizeof r) != (ssize_t)sizeof r) {
+        struct timespec ts; /* no urandom: time, pid and address, mixed */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = ((uint64_t)ts.tv_nsec << 32) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 16) ^
+            (uint64_t)(uintptr_t)w;
+        r = (r ^ (r >> 31)) * 0x9e3779b97f4a7c15u;
+    }
+    if (fd >= 0)
+        close(fd);
+    snprintf(w->id, sizeof w->id, "bfw-%016llx", (unsigned long long)r);
+}
+
 static bf_status worker_connect(worker *w)
 {
     int zero = 0;
@@ -80,8 +102,12 @@ static bf_status worker_connect(worker *w)
         return bf_zmq_error("worker socket");
     zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
     bf_zmq_set_hwm(w->sock, BF_WORKER_HWM);
+    /* the broker tells a reconnect from a new worker by it (see worker_id) */
+    zmq_setsockopt(w->sock, ZMQ_ROUTING_ID, w->id, strlen(w->id));
     w->send_failed = 0;
     bf_status st = bf_curve_peer_apply(&w->curve, w->sock);
+    if (st == BF_STATUS_OK)
+        st = bf_conn_apply(w->sock, &w->p->conn);
     if (st != BF_STATUS_OK)
         return st;
     if (zmq_connect(w->sock, w->p->connect) != 0)
@@ -458,6 +484,7 @@ bf_status bf_worker_loop(void *zctx, const bf_worker_params *params, bf_compute 
         w.credit = BF_CREDIT_MAX;
     w.elems = (size_t)compute->dims[0] * compute->dims[1] * compute->dims[2];
     w.reconnect_ms = BF_RECONNECT_INIT_MS;
+    worker_id(&w);
     w.buf = malloc((size_t)w.credit * w.elems);
     w.logits = malloc((size_t)w.cap * compute->num_classes * sizeof(float));
     w.feats = calloc((size_t)w.credit, sizeof *w.feats);
@@ -498,6 +525,7 @@ bf_worker_params bf_worker_default_params(void)
     p.heartbeat_liveness = BF_HEARTBEAT_LIVENESS;
     p.reconnect_max_ms = BF_RECONNECT_MAX_MS;
     p.max_payload = BF_MAX_MESSAGE;
+    p.conn = bf_conn_default_params();
     p.compute = bf_compute_default_params();
     return p;
 }
@@ -514,7 +542,8 @@ bf_status bf_worker_params_check(const bf_worker_params *p)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "worker: heartbeat_interval_ms, "
                         "heartbeat_liveness, max_payload >= 1, reconnect_max_ms >= %d",
                         BF_RECONNECT_INIT_MS);
-    return bf_rt_check(p->rt_priority);
+    bf_status st = bf_conn_check(&p->conn, "worker");
+    return st == BF_STATUS_OK ? bf_rt_check(p->rt_priority) : st;
 }
 
 bf_status bf_worker_run(const bf_worker_params *params)

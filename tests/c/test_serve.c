@@ -576,6 +576,49 @@ fail:
     return 1;
 }
 
+/* A request its worker never answers before the drain ends (a 500 ms compute, a 50 ms
+ * drain): the statistics keep what the drain began and ended with, not zeros. */
+static int test_drain_stats(void)
+{
+    char ep[256];
+    bf_pool_params pp = test_params(1);
+    pp.worker.compute.delay_us = 500000;
+    pp.drain_timeout_ms = 50;
+    bf_pool *pool = start_pool(&pp, ep);
+    void *zctx = zmq_ctx_new(), *s = NULL;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    uint8_t p[ELEMS] = {0};
+    bf_serve_stats st;
+    CHECK(pool);
+    s = raw_dealer(zctx, ep);
+    encode_good(&sb, 300, p);
+    raw_send(s, sb.data, sb.size, 1);
+    for (int i = 0; i < 500 && (bf_pool_stats(pool, &st), st.in_flight) != 1; i++)
+        usleep(2000);
+    CHECK(st.in_flight == 1);
+    CHECK(bf_pool_stop(pool) == BF_STATUS_OK);
+    CHECK(bf_pool_stats(pool, &st) == BF_STATUS_OK);
+    CHECK(st.drain_queued[0] == 0 && st.drain_in_flight[0] == 1);
+    CHECK(st.drain_queued[1] == 0 && st.drain_in_flight[1] == 1);
+    CHECK(st.in_flight == 0 && st.queued == 0); /* now: it was answered "busy" */
+    bf_wire_reply rep;
+    int delim;
+    CHECK(raw_recv(s, &rep, &delim) == 0 && rep.status == BF_STATUS_BUSY);
+    zmq_close(s);
+    zmq_ctx_term(zctx);
+    msgpack_sbuffer_destroy(&sb);
+    bf_pool_destroy(pool);
+    return 0;
+fail:
+    if (s)
+        zmq_close(s);
+    zmq_ctx_term(zctx);
+    msgpack_sbuffer_destroy(&sb);
+    bf_pool_destroy(pool);
+    return 1;
+}
+
 static void on_usr1(int sig) { (void)sig; }
 
 typedef struct intr_arg {
@@ -639,6 +682,23 @@ static int test_api_errors(void)
     CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT && pool == NULL);
     pp.worker.prefetch = 4097;
     CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT && pool == NULL);
+    /* connection heartbeats: a negative interval, no timeout with heartbeats on, a TTL
+     * ZeroMQ cannot send (16-bit tenths of a second) */
+    pp = test_params(1);
+    pp.conn.heartbeat_ms = -1;
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT && pool == NULL);
+    pp = test_params(1);
+    pp.conn.timeout_ms = 0;
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT && pool == NULL);
+    pp.conn.heartbeat_ms = 0; /* off: the timeout is not used */
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_OK);
+    bf_pool_destroy(pool), pool = NULL;
+    pp = test_params(1);
+    pp.worker.conn.ttl_ms = 6553600;
+    CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_INVALID_ARGUMENT && pool == NULL);
+    cp.conn.ttl_ms = 50;
+    CHECK(bf_client_create(&c, &cp) == BF_STATUS_INVALID_ARGUMENT && c == NULL);
+    cp = client_params("tcp://127.0.0.1:1");
     pp = test_params(1);
     pp.frontend = "bogus://x";
     CHECK(bf_pool_create(&pool, &pp) == BF_STATUS_OK);
@@ -869,6 +929,7 @@ int main(void)
     run("CURVE backend: listed workers only", test_curve_workers);
     run("a standalone worker stops on its stop_fd", test_worker_stop_fd);
     run("stop drains in-flight requests", test_stop_drains);
+    run("drain statistics show a request never answered", test_drain_stats);
     run("signal interrupts a client wait", test_interrupted);
     run("engine backend: restore + tail served", test_engine);
     printf("%d passed, %d failed\n", n_pass, n_fail);
