@@ -387,8 +387,73 @@ def test_a_nan_inside_the_feature_is_refused_like_onednn(rng):
         p.forward(x)
 
 
-@pytest.mark.parametrize("build", [lambda L: L.act("swish"), lambda L: L.mul(0, 0),
-                                   lambda L: L.concat([0, 0]),
+# ---- activations of imported CNNs ----------------------------------------------------------
+
+ACTS = [  # (type, alpha, beta): every activation the core has
+    ("relu", None, None),
+    ("relu6", None, None),
+    ("sigmoid", None, None),
+    ("swish", None, None),
+    ("hardswish", None, None),
+    ("hardsigmoid", 0.2, 0.5),
+    ("clip", -0.5, 1.5),
+    ("leaky_relu", 0.1, None),
+]
+CONV_FUSES = {"relu", "relu6", "sigmoid", "swish", "hardswish"}  # the conv epilogue's
+
+
+def kernels(half):
+    return [e["kernel"] for e in half.profile()]
+
+
+@pytest.mark.parametrize("kind,alpha,beta", ACTS)
+def test_activation_alone_matches_onednn(kind, alpha, beta, rng):
+    L = LayerList((4, 9, 7))
+    L.act(kind, alpha=alpha, beta=beta)
+    net = network(L, rng)
+    x = 4 * rng.standard_normal((2, 4, 9, 7)).astype(np.float32)  # past every knee
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(x), net.head(x))
+    assert kernels(half) == ["affine_act"]
+
+
+@pytest.mark.parametrize("kind,alpha,beta", ACTS)
+def test_activation_after_a_conv_matches_onednn(kind, alpha, beta, rng):
+    """Convs absorb the activations without parameters; the others follow as an affine."""
+    L = LayerList((5, 11, 9))
+    L.conv(12, 3, 1, bias=True)
+    L.act(kind, alpha=alpha, beta=beta)
+    L.conv(8, 3, 2, src=0)  # a second path: the strided tiles' epilogue
+    L.bn()
+    L.act(kind, alpha=alpha, beta=beta)
+    net = network(L, rng)
+    x = 2 * rng.standard_normal((2, 5, 11, 9)).astype(np.float32)
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(x), net.head(x))
+    got = kernels(half)
+    if kind in CONV_FUSES:
+        assert got == ["conv_tiled_s1", "conv_tiled_s2"]
+    else:
+        assert got == ["conv_tiled_s1", "affine_act", "conv_tiled_s2", "affine_act"]
+
+
+@pytest.mark.parametrize("kind,alpha,beta", ACTS)
+def test_activation_after_bn_or_add_is_fused(kind, alpha, beta, rng):
+    L = LayerList((4, 8, 10))
+    a = L.bn(name="bn")
+    L.act(kind, alpha=alpha, beta=beta, name="act")
+    b = L.bn(src=0)
+    L.add(a + 1, b)
+    L.act(kind, alpha=alpha, beta=beta)
+    net = network(L, rng)
+    x = 3 * rng.standard_normal((3, 4, 8, 10)).astype(np.float32)
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(x), net.head(x))
+    assert kernels(half) == ["affine_act", "affine_act", "add_act"]
+    assert half.profile()[0]["layers"] == ["bn", "act"]
+
+
+@pytest.mark.parametrize("build", [lambda L: L.mul(0, 0), lambda L: L.concat([0, 0]),
                                    lambda L: L.conv(4, 3, 2, pad=0, pad_end=1)])
 def test_layers_without_an_opencl_kernel_are_refused(build):
     L = LayerList((3, 8, 8))

@@ -5,7 +5,7 @@
  *   strides 1 and 2      implicit GEMM on the input grid (padded input / its 4 phases)
  *   other strides        GEMM on im2col columns
  *   depthwise / thin groups with short sums: row-tile kernels (strides 1, 2) or direct
- * with bias, residual add and ReLU / ReLU6 in the epilogue. */
+ * with bias, residual add and an activation without parameters in the epilogue. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

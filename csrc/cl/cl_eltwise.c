@@ -1,6 +1,6 @@
 /* Element-wise ops left after fusion: add [+ activation], the per-channel affine (a
- * batch-norm without a conv before it, or a lone ReLU / ReLU6 as scale 1, shift 0) and
- * the channel softmax. */
+ * batch-norm without a conv before it, or a lone activation as scale 1, shift 0) [+
+ * activation] and the channel softmax. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -11,7 +11,7 @@ bf_status bf_cl_add_run(bf_cl_ctx *c, bf_cl_op *op, cl_mem a, cl_mem b, cl_mem y
     cl_int n = batch * op->out[0] * op->out[1] * op->out[2], act = op->act;
     size_t gws[3] = {(size_t)n, 1, 1};
     bf_status st = BF_CL_ARGS(c, BF_K_ADD, BF_ARG(a), BF_ARG(b), BF_ARG(y), BF_ARG(n),
-                              BF_ARG(act));
+                              BF_ARG(act), BF_ARG(op->alpha), BF_ARG(op->beta));
     return st ? st : bf_cl_launch(c, BF_K_ADD, 1, gws, NULL, &op->ev[op->n_ev++]);
 }
 
@@ -66,6 +66,8 @@ bf_status bf_cl_affine_run(bf_cl_ctx *c, bf_cl_op *op, cl_mem x, cl_mem y, int b
     cl_int HW = op->in[1] * op->in[2], C = op->in[0], act = op->act;
     size_t gws[3] = {(size_t)HW, (size_t)batch * C, 1};
     bf_status st = BF_CL_ARGS(c, BF_K_AFFINE, BF_ARG(x), BF_ARG(y), BF_ARG(op->own[0]),
-                              BF_ARG(op->own[1]), BF_ARG(HW), BF_ARG(C), BF_ARG(act));
+                              BF_ARG(op->own[1]), BF_ARG(HW), BF_ARG(C), BF_ARG(act),
+                              BF_ARG(op->alpha), BF_ARG(op->beta));
     return st ? st : bf_cl_launch(c, BF_K_AFFINE, 2, gws, NULL, &op->ev[op->n_ev++]);
 }
+

@@ -24,7 +24,8 @@ typedef struct bf_cl_op {
     int first, last;       /* model layers covered; the op writes layer `last`'s tensor */
     int src, src2;         /* tensors read (model layer indices); src2 = -1 if none */
     int bn;                /* CONV: folded batch-norm layer, or -1 */
-    int act;               /* 0 none, 1 ReLU, 2 ReLU6 (applied last) */
+    int act;               /* BF_ACT_* (applied last); convs take those without parameters */
+    float alpha, beta;     /* the activation's parameters (hardsigmoid, clip, leaky ReLU) */
     int kernel;            /* main kernel id (for the profile) */
     int in[3], out[3];     /* C, H, W of src and of the output */
     /* CONV */

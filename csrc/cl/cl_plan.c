@@ -27,14 +27,19 @@ struct bf_cl_plan {
 
 /* ---- compiling ------------------------------------------------------------------------ */
 
-/* Extends an op over a following ReLU / ReLU6 that only it feeds. */
-static void fuse_act(const bf_model *m, const int *uses, int end, bf_cl_op *op)
+/* Extends an op over a following activation (of code <= max_act) that only it feeds. */
+static void fuse_act(const bf_model *m, const int *uses, int end, int max_act, bf_cl_op *op)
 {
     const bf_layer_spec *n = bf_model_layer(m, op->last + 1);
-    if (op->last + 1 > end || uses[op->last] != 1 || n->inputs[0] != op->last ||
-        bf_layer_row_of(n->type)->act == BF_ACT_NONE || bf_layer_row_of(n->type)->act > BF_ACT_RELU6)
+    int act;
+    if (op->last + 1 > end || uses[op->last] != 1 || n->inputs[0] != op->last)
         return;
-    op->act = bf_layer_row_of(n->type)->act;
+    act = bf_layer_row_of(n->type)->act;
+    if (act == BF_ACT_NONE || act > max_act)
+        return;
+    op->act = act;
+    op->alpha = n->alpha;
+    op->beta = n->beta;
     op->last++;
 }
 
@@ -54,7 +59,9 @@ static void fuse_conv(const bf_model *m, const int *uses, int end, bf_cl_op *op)
         op->src2 = n->inputs[0] == op->last ? n->inputs[1] : n->inputs[0];
         op->last++;
     }
-    fuse_act(m, uses, end, op);
+    /* the conv kernels' epilogue (BF_ACT in conv.cl) takes the activations without
+     * parameters; hardsigmoid, clip and leaky ReLU after a conv run as an affine op */
+    fuse_act(m, uses, end, BF_ACT_HARDSWISH, op);
 }
 
 /* The main kernel of each op kind, for the profile. */
@@ -75,7 +82,6 @@ static bf_status make_op(const bf_model *m, const int *uses, int i, int end, bf_
     op->bn = -1;
     op->kind = bf_layer_row_of(s->type)->cl;
     if (op->kind == BF_CL_MUL || op->kind == BF_CL_CONCAT ||
-        bf_layer_row_of(s->type)->act > BF_ACT_RELU6 ||
         memcmp(s->pad_end, s->pad, sizeof s->pad))
         return bf_error(BF_STATUS_UNSUPPORTED, "OpenCL backend: layer %d (%s): %s%s is not "
                         "implemented on OpenCL; run this half on oneDNN", i, s->name,
@@ -88,12 +94,14 @@ static bf_status make_op(const bf_model *m, const int *uses, int i, int end, bf_
         break;
     case BF_CL_AFFINE:
         op->act = bf_layer_row_of(s->type)->act;
-        if (op->act == BF_ACT_NONE)
-            fuse_act(m, uses, end, op);
+        op->alpha = s->alpha;
+        op->beta = s->beta;
+        if (op->act == BF_ACT_NONE) /* a batch-norm: the kernel applies any activation */
+            fuse_act(m, uses, end, BF_ACT_LEAKY_RELU, op);
         break;
     case BF_CL_ADD:
         op->src2 = s->inputs[1];
-        fuse_act(m, uses, end, op);
+        fuse_act(m, uses, end, BF_ACT_LEAKY_RELU, op);
         break;
     case BF_CL_NONE:
         return bf_error(BF_STATUS_UNSUPPORTED, "OpenCL backend: layer %d (%s) is a %s layer, "

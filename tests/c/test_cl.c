@@ -87,6 +87,14 @@ static int pool(net *t, bf_layer_type type, int in, int k, int s, int p)
     return i;
 }
 
+static int act(net *t, bf_layer_type type, int in, float alpha, float beta)
+{
+    int i = layer(t, type, in, 0);
+    t->L[i].alpha = alpha;
+    t->L[i].beta = beta;
+    return i;
+}
+
 /* Ends the mobile half with a quantize (reduce) and the cloud half with a dequantize. */
 static int quantize(net *t, int in)
 {
@@ -288,6 +296,24 @@ static void ref_layer(const bf_model *m, int l, ref *r, int N)
                 y[i] = 6;
         }
         break;
+    case BF_LAYER_SIGMOID:
+    case BF_LAYER_SWISH:
+    case BF_LAYER_HARDSWISH:
+    case BF_LAYER_HARDSIGMOID:
+    case BF_LAYER_CLIP:
+    case BF_LAYER_LEAKY_RELU:
+        for (size_t i = 0; i < (size_t)N * len; i++) {
+            double v = x[i], sg = 1 / (1 + exp(-v));
+            y[i] = (float)(s->type == BF_LAYER_SIGMOID     ? sg
+                           : s->type == BF_LAYER_SWISH     ? v * sg
+                           : s->type == BF_LAYER_HARDSWISH ? v * fmin(fmax(v / 6 + 0.5, 0), 1)
+                           : s->type == BF_LAYER_HARDSIGMOID
+                               ? fmin(fmax(s->alpha * v + s->beta, 0), 1)
+                           : s->type == BF_LAYER_CLIP ? fmin(fmax(v, s->alpha), s->beta)
+                           : v > 0                    ? v
+                                                      : s->alpha * v);
+        }
+        break;
     case BF_LAYER_ADD:
         for (size_t i = 0; i < (size_t)N * len; i++)
             y[i] = x[i] + r->out[s->inputs[1]][i];
@@ -349,6 +375,8 @@ static void ref_free(ref *r)
 
 static int g_device = -1;
 static int g_boundary_input; /* fill inputs on the quantizer's rounding boundaries */
+static const char *g_kernel; /* when set: the kernel the last op must run */
+static float g_input_scale = 2; /* inputs uniform in +-g_input_scale */
 
 /* Values at lo + (j / 2) * step of the quantizer (step = (hi - lo) / 255), i.e. on and
  * halfway between its levels, and one ulp either side: its rounding boundaries. */
@@ -396,7 +424,7 @@ static void run_case(const char *what, const net *t, int N, int expect_ops, int 
     x = malloc(in_n * sizeof(float));
     y = calloc(out_n, sizeof(float));
     for (size_t i = 0; i < in_n; i++)
-        x[i] = frand(-2, 2);
+        x[i] = frand(-g_input_scale, g_input_scale);
     if (g_boundary_input)
         boundary_fill(x, in_n, N);
     if (N > 1 && exact) /* a constant sample: max == min gives inv = 0 */
@@ -439,6 +467,9 @@ static void run_case(const char *what, const net *t, int N, int expect_ops, int 
           expect_ops);
     for (int i = 0; i < nops && i < MAXL; i++)
         CHECK(prof[i].ms >= 0 && prof[i].kernel, "%s: profile entry %d", what, i);
+    CHECK(!g_kernel || (nops > 0 && nops <= MAXL && !strcmp(prof[nops - 1].kernel, g_kernel)),
+          "%s: last op runs %s, expected %s", what, nops > 0 ? prof[nops - 1].kernel : "-",
+          g_kernel);
 done:
     ref_free(&r);
     free(x);
@@ -593,6 +624,53 @@ static void test_quant(void)
     run_case("head + reduction unit + quantize", &t, 2, 3, 0);
 }
 
+/* Every activation alone (an affine op), after a conv (the conv epilogue for those
+ * without parameters, else conv + affine) and after a batch-norm and an add (fused). */
+static void test_activations(void)
+{
+    static const struct { bf_layer_type type; float alpha, beta; int conv_fuses; } as[] = {
+        {BF_LAYER_RELU, 0, 0, 1},          {BF_LAYER_RELU6, 0, 0, 1},
+        {BF_LAYER_SIGMOID, 0, 0, 1},       {BF_LAYER_SWISH, 0, 0, 1},
+        {BF_LAYER_HARDSWISH, 0, 0, 1},     {BF_LAYER_HARDSIGMOID, 0.2f, 0.5f, 0},
+        {BF_LAYER_CLIP, -0.5f, 1.5f, 0},   {BF_LAYER_LEAKY_RELU, 0.1f, 0, 0},
+    };
+    char what[80];
+    g_input_scale = 5; /* past every knee: hardswish's +-3, relu6's 6 after a conv */
+    for (size_t i = 0; i < sizeof as / sizeof as[0]; i++) {
+        const char *name = bf_layer_type_str(as[i].type);
+        net t = {0};
+        int x = input(&t, 4, 9, 7), c, b;
+        act(&t, as[i].type, x, as[i].alpha, as[i].beta);
+        snprintf(what, sizeof what, "%s alone", name);
+        g_kernel = "affine_act";
+        run_case(what, &t, 2, 1, 0);
+
+        memset(&t, 0, sizeof t);
+        x = input(&t, 5, 11, 9);
+        c = conv(&t, x, 12, 3, 1, 1, 1, 1, 1);
+        act(&t, as[i].type, c, as[i].alpha, as[i].beta);
+        c = conv(&t, x, 8, 3, 2, 1, 1, 1, 0);
+        c = layer(&t, BF_LAYER_BATCHNORM, c, 0);
+        act(&t, as[i].type, c, as[i].alpha, as[i].beta);
+        snprintf(what, sizeof what, "conv(+bn) + %s", name);
+        g_kernel = as[i].conv_fuses ? "conv_tiled_s2" : "affine_act";
+        run_case(what, &t, 3, as[i].conv_fuses ? 2 : 4, 0);
+
+        memset(&t, 0, sizeof t);
+        x = input(&t, 4, 8, 10);
+        b = layer(&t, BF_LAYER_BATCHNORM, x, 0);
+        b = act(&t, as[i].type, b, as[i].alpha, as[i].beta);
+        c = layer(&t, BF_LAYER_BATCHNORM, x, 0);
+        c = layer(&t, BF_LAYER_ADD, b, c);
+        act(&t, as[i].type, c, as[i].alpha, as[i].beta);
+        snprintf(what, sizeof what, "bn + %s, add + %s", name, name);
+        g_kernel = "add_act";
+        run_case(what, &t, 2, 3, 0);
+    }
+    g_kernel = NULL;
+    g_input_scale = 2;
+}
+
 static void test_errors_and_reload(void)
 {
     net t = {0};
@@ -698,6 +776,7 @@ int main(void)
         test_other_ops();
         test_plain_classifier();
         test_quant();
+        test_activations();
         test_errors_and_reload();
     }
     printf("%s: %d checks, %d failed\n", g_fail ? "FAILED" : "ok", g_checks, g_fail);
