@@ -387,7 +387,7 @@ def test_a_nan_inside_the_feature_is_refused_like_onednn(rng):
         p.forward(x)
 
 
-# ---- activations of imported CNNs ----------------------------------------------------------
+# ---- layer types of imported CNNs: activations, mul, concat ---------------------------------
 
 ACTS = [  # (type, alpha, beta): every activation the core has
     ("relu", None, None),
@@ -453,12 +453,71 @@ def test_activation_after_bn_or_add_is_fused(kind, alpha, beta, rng):
     assert half.profile()[0]["layers"] == ["bn", "act"]
 
 
-@pytest.mark.parametrize("build", [lambda L: L.mul(0, 0), lambda L: L.concat([0, 0]),
-                                   lambda L: L.conv(4, 3, 2, pad=0, pad_end=1)])
-def test_layers_without_an_opencl_kernel_are_refused(build):
+def test_mul_same_shape_and_per_channel(rng):
+    """Squeeze-and-excitation: x * sigmoid(conv(relu(conv(gap(x))))), and a plain product
+    of two branches."""
+    L = LayerList((6, 9, 11))
+    x = L.conv(8, 3, 1)
+    L.global_avgpool()
+    L.conv(4, 1, 1, bias=True)
+    L.relu()
+    L.conv(8, 1, 1, bias=True)
+    s = L.act("sigmoid")
+    se = L.mul(x, s)
+    other = L.conv(8, 3, 1, src=0)
+    L.mul(se, other)
+    net = network(L, rng)
+    xs = rng.standard_normal((3, 6, 9, 11)).astype(np.float32)
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(xs), net.head(xs))
+    assert kernels(half).count("mul_bcast") == 2
+
+
+@pytest.mark.parametrize("n", [2, 5])
+def test_concat_matches_onednn(n, rng):
+    """Sources of different channel counts, the image among them, read again after the
+    concat (their buffers must live until their last reader)."""
+    L = LayerList((3, 10, 9))
+    srcs = [0]
+    for i in range(1, n):
+        srcs.append(L.conv(2 + i, 3, 1, src=0) if i % 2 else L.pool("maxpool", 3, 1, 1, src=0))
+    cat = L.concat(srcs)
+    L.conv(5, 1, 1, src=cat)
+    L.concat([L.last, srcs[-1], 0])
+    net = network(L, rng)
+    x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(x), net.head(x))
+    assert kernels(half).count("concat_copy") == 2
+
+
+def test_concat_source_lives_until_the_concat(rng):
+    """b is read by the pool, then by the concat as its second source: its buffer must not
+    be handed to q (the same size) in between."""
+    L = LayerList((3, 10, 9))
+    b = L.conv(4, 3, 1)
+    p = L.pool("maxpool", 3, 1, 1)
+    q = L.conv(4, 3, 1, src=0)
+    L.concat([p, b, q])
+    net = network(L, rng)
+    x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
+    assert_close(opencl.MobileHalf(net).head(x), net.head(x))
+
+
+@pytest.mark.parametrize("build", [lambda L: L.act("swish"), lambda L: L.mul(0, 0),
+                                   lambda L: L.concat([0, 0])])
+def test_layers_of_imported_cnns_run_on_opencl(build, rng):
+    """These were refused (UNSUPPORTED) before the backend had kernels for them."""
     L = LayerList((3, 8, 8))
     build(L)
-    net = Network.from_layers(L.layers, L.params)
-    half = bf.opencl.MobileHalf(net)
-    with pytest.raises(bf.Unsupported, match="not implemented on OpenCL"):
+    net = network(L, rng)
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    assert_close(opencl.MobileHalf(net).head(x), net.head(x))
+
+
+def test_asymmetric_padding_is_refused():
+    L = LayerList((3, 8, 8))
+    L.conv(4, 3, 2, pad=0, pad_end=1)
+    half = bf.opencl.MobileHalf(Network.from_layers(L.layers, L.params))
+    with pytest.raises(bf.Unsupported, match="asymmetric padding is not implemented on OpenCL"):
         half.head(np.zeros((1, 3, 8, 8), np.float32))

@@ -1,6 +1,7 @@
 /* Element-wise ops left after fusion: add [+ activation], the per-channel affine (a
  * batch-norm without a conv before it, or a lone activation as scale 1, shift 0) [+
- * activation] and the channel softmax. */
+ * activation], mul (same shape or per channel), concat over channels and the channel
+ * softmax. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -71,3 +72,36 @@ bf_status bf_cl_affine_run(bf_cl_ctx *c, bf_cl_op *op, cl_mem x, cl_mem y, int b
     return st ? st : bf_cl_launch(c, BF_K_AFFINE, 2, gws, NULL, &op->ev[op->n_ev++]);
 }
 
+bf_status bf_cl_mul_run(bf_cl_ctx *c, const bf_model *m, bf_cl_op *op, cl_mem a, cl_mem b,
+                        cl_mem y, int batch)
+{
+    bf_layer_info bi;
+    cl_int HW = op->in[1] * op->in[2], bcast;
+    size_t gws[3] = {(size_t)HW, (size_t)batch * op->in[0], 1};
+    bf_status st;
+    bf_model_layer_info(m, op->src2, &bi);
+    bcast = bi.out_dims[1] * bi.out_dims[2] != HW; /* (C, 1, 1) against a larger plane */
+    st = BF_CL_ARGS(c, BF_K_MUL, BF_ARG(a), BF_ARG(b), BF_ARG(y), BF_ARG(HW), BF_ARG(bcast));
+    return st ? st : bf_cl_launch(c, BF_K_MUL, 2, gws, NULL, &op->ev[op->n_ev++]);
+}
+
+/* One copy per source into its channel slice; the queue is in order, so the copies
+ * finish before any later op reads y. */
+bf_status bf_cl_concat_run(bf_cl_ctx *c, const bf_model *m, bf_cl_op *op, const cl_mem *xs,
+                           cl_mem y, int batch)
+{
+    cl_int HW = op->out[1] * op->out[2], ylen = op->out[0] * HW, offset = 0;
+    bf_status st = BF_STATUS_OK;
+    for (int k = 0; k < op->n_src && st == BF_STATUS_OK; k++) {
+        bf_layer_info info;
+        bf_model_layer_info(m, op->srcs[k], &info);
+        cl_int len = info.out_dims[0] * HW;
+        size_t gws[3] = {(size_t)len, (size_t)batch, 1};
+        st = BF_CL_ARGS(c, BF_K_CONCAT, BF_ARG(xs[k]), BF_ARG(y), BF_ARG(len), BF_ARG(ylen),
+                        BF_ARG(offset));
+        if (st == BF_STATUS_OK)
+            st = bf_cl_launch(c, BF_K_CONCAT, 2, gws, NULL, &op->ev[op->n_ev++]);
+        offset += len;
+    }
+    return st;
+}

@@ -68,7 +68,8 @@ static void fuse_conv(const bf_model *m, const int *uses, int end, bf_cl_op *op)
 static const int kind_kernel[] = {
     [BF_CL_NONE] = -1,           [BF_CL_CONV] = BF_K_CONV_GEMM, [BF_CL_POOL] = BF_K_AVGPOOL,
     [BF_CL_UPSAMPLE] = BF_K_UPSAMPLE, [BF_CL_ADD] = BF_K_ADD,   [BF_CL_AFFINE] = BF_K_AFFINE,
-    [BF_CL_QUANT] = BF_K_QUANTIZE, [BF_CL_SOFTMAX] = BF_K_SOFTMAX,
+    [BF_CL_QUANT] = BF_K_QUANTIZE, [BF_CL_SOFTMAX] = BF_K_SOFTMAX, [BF_CL_MUL] = BF_K_MUL,
+    [BF_CL_CONCAT] = BF_K_CONCAT,
 };
 
 /* Fills op starting at layer i; returns UNSUPPORTED for cloud-side layers. */
@@ -81,13 +82,10 @@ static bf_status make_op(const bf_model *m, const int *uses, int i, int end, bf_
     op->src2 = -1;
     op->bn = -1;
     op->kind = bf_layer_row_of(s->type)->cl;
-    if (op->kind == BF_CL_MUL || op->kind == BF_CL_CONCAT ||
-        memcmp(s->pad_end, s->pad, sizeof s->pad))
-        return bf_error(BF_STATUS_UNSUPPORTED, "OpenCL backend: layer %d (%s): %s%s is not "
-                        "implemented on OpenCL; run this half on oneDNN", i, s->name,
-                        bf_layer_type_str(s->type),
-                        memcmp(s->pad_end, s->pad, sizeof s->pad) ? " with asymmetric padding"
-                                                                 : "");
+    if (memcmp(s->pad_end, s->pad, sizeof s->pad))
+        return bf_error(BF_STATUS_UNSUPPORTED, "OpenCL backend: layer %d (%s): %s with "
+                        "asymmetric padding is not implemented on OpenCL; run this half on "
+                        "oneDNN", i, s->name, bf_layer_type_str(s->type));
     switch (op->kind) {
     case BF_CL_CONV:
         fuse_conv(m, uses, end, op);
@@ -103,6 +101,13 @@ static bf_status make_op(const bf_model *m, const int *uses, int i, int end, bf_
         op->src2 = s->inputs[1];
         fuse_act(m, uses, end, BF_ACT_LEAKY_RELU, op);
         break;
+    case BF_CL_MUL:
+        op->src2 = s->inputs[1];
+        break;
+    case BF_CL_CONCAT:
+        op->n_src = s->n_inputs;
+        memcpy(op->srcs, s->inputs, (size_t)s->n_inputs * sizeof *op->srcs);
+        break;
     case BF_CL_NONE:
         return bf_error(BF_STATUS_UNSUPPORTED, "OpenCL backend: layer %d (%s) is a %s layer, "
                         "a cloud-side op (restore part) the OpenCL backend does not run; it "
@@ -110,6 +115,11 @@ static bf_status make_op(const bf_model *m, const int *uses, int i, int end, bf_
                         bf_layer_type_str(s->type));
     default:
         break;
+    }
+    if (op->kind != BF_CL_CONCAT) {
+        op->srcs[op->n_src++] = op->src;
+        if (op->src2 >= 0)
+            op->srcs[op->n_src++] = op->src2;
     }
     op->kernel = kind_kernel[op->kind]; /* conv, pool and quant choose theirs when planned */
     return BF_STATUS_OK;
@@ -230,11 +240,9 @@ static bf_status allocate(bf_cl_plan *p)
         st = bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
-    for (int i = 0; i < p->n_ops; i++) {
-        last_use[p->ops[i].src] = i;
-        if (p->ops[i].src2 >= 0)
-            last_use[p->ops[i].src2] = i;
-    }
+    for (int i = 0; i < p->n_ops; i++)
+        for (int k = 0; k < p->ops[i].n_src; k++)
+            last_use[p->ops[i].srcs[k]] = i;
     if ((buf_of[p->src_layer] = acquire(p, busy, tensor_bytes(p, p->src_layer), &st)) < 0)
         goto done;
     p->mem[p->src_layer] = p->pool[buf_of[p->src_layer]];
@@ -244,10 +252,9 @@ static bf_status allocate(bf_cl_plan *p)
         if ((buf_of[op->last] = acquire(p, busy, tensor_bytes(p, op->last), &st)) < 0)
             goto done;
         p->mem[op->last] = p->pool[buf_of[op->last]];
-        if (last_use[op->src] == i && op->src != p->out_layer)
-            busy[buf_of[op->src]] = 0;
-        if (op->src2 >= 0 && last_use[op->src2] == i && op->src2 != p->out_layer)
-            busy[buf_of[op->src2]] = 0;
+        for (int k = 0; k < op->n_src; k++)
+            if (last_use[op->srcs[k]] == i && op->srcs[k] != p->out_layer)
+                busy[buf_of[op->srcs[k]]] = 0;
         if (op->kind == BF_CL_CONV)
             bf_cl_conv_plan(p->ctx, p->model, op, p->params.batch);
         if (op->kind == BF_CL_POOL)
@@ -389,6 +396,14 @@ static bf_status run_op(bf_cl_plan *p, bf_cl_op *op)
         return bf_cl_quant_run(c, op, x, y, n);
     case BF_CL_SOFTMAX:
         return bf_cl_softmax_run(c, op, x, y, n);
+    case BF_CL_MUL:
+        return bf_cl_mul_run(c, p->model, op, x, x2, y, n);
+    case BF_CL_CONCAT: {
+        cl_mem xs[BF_MAX_INPUTS];
+        for (int k = 0; k < op->n_src; k++)
+            xs[k] = p->mem[op->srcs[k]];
+        return bf_cl_concat_run(c, p->model, op, xs, y, n);
+    }
     }
     return bf_error(BF_STATUS_INVALID_ARGUMENT, "bad op kind %d", (int)op->kind);
 }

@@ -49,7 +49,9 @@ static int layer(net *t, bf_layer_type type, int in0, int in1)
     s->type = type;
     s->part = t->n ? t->L[t->n - 1].part : BF_PART_HEAD;
     snprintf(s->name, sizeof s->name, "%s%d", bf_layer_type_str(type), t->n);
-    s->n_inputs = type == BF_LAYER_INPUT ? 0 : type == BF_LAYER_ADD ? 2 : 1;
+    s->n_inputs = type == BF_LAYER_INPUT                       ? 0
+                  : type == BF_LAYER_ADD || type == BF_LAYER_MUL ? 2
+                                                                 : 1;
     s->inputs[0] = in0;
     s->inputs[1] = in1;
     return t->n++;
@@ -92,6 +94,14 @@ static int act(net *t, bf_layer_type type, int in, float alpha, float beta)
     int i = layer(t, type, in, 0);
     t->L[i].alpha = alpha;
     t->L[i].beta = beta;
+    return i;
+}
+
+static int concat(net *t, const int *srcs, int n)
+{
+    int i = layer(t, BF_LAYER_CONCAT, srcs[0], 0);
+    t->L[i].n_inputs = n;
+    memcpy(t->L[i].inputs, srcs, (size_t)n * sizeof *srcs);
     return i;
 }
 
@@ -318,6 +328,26 @@ static void ref_layer(const bf_model *m, int l, ref *r, int N)
         for (size_t i = 0; i < (size_t)N * len; i++)
             y[i] = x[i] + r->out[s->inputs[1]][i];
         break;
+    case BF_LAYER_MUL: {
+        bf_layer_info B;
+        bf_model_layer_info(m, s->inputs[1], &B);
+        int bcast = B.out_dims[1] * B.out_dims[2] != HW;
+        for (size_t i = 0; i < (size_t)N * len; i++)
+            y[i] = x[i] * r->out[s->inputs[1]][bcast ? i / HW : i];
+        break;
+    }
+    case BF_LAYER_CONCAT: {
+        size_t at = 0, olen = (size_t)I.out_dims[0] * I.out_dims[1] * I.out_dims[2];
+        for (int k = 0; k < s->n_inputs; k++) {
+            bf_layer_info S;
+            bf_model_layer_info(m, s->inputs[k], &S);
+            size_t slen = (size_t)S.out_dims[0] * S.out_dims[1] * S.out_dims[2];
+            for (int n = 0; n < N; n++)
+                memcpy(y + n * olen + at, r->out[s->inputs[k]] + n * slen, slen * sizeof *y);
+            at += slen;
+        }
+        break;
+    }
     case BF_LAYER_MAXPOOL:
     case BF_LAYER_AVGPOOL:
     case BF_LAYER_GLOBAL_AVGPOOL:
@@ -671,6 +701,63 @@ static void test_activations(void)
     g_input_scale = 2;
 }
 
+/* mul (same shape, per channel), concat of 2 and 5 sources with the image among them. */
+static void test_mul_concat(void)
+{
+    net t = {0};
+    int x, a, s, srcs[5];
+    /* squeeze-and-excitation, then a product of two branches */
+    x = input(&t, 6, 9, 11);
+    a = conv(&t, x, 8, 3, 1, 1, 1, 1, 0);
+    s = layer(&t, BF_LAYER_GLOBAL_AVGPOOL, a, 0);
+    s = conv(&t, s, 4, 1, 1, 0, 1, 1, 1);
+    s = layer(&t, BF_LAYER_RELU, s, 0);
+    s = conv(&t, s, 8, 1, 1, 0, 1, 1, 1);
+    s = layer(&t, BF_LAYER_SIGMOID, s, 0);
+    s = layer(&t, BF_LAYER_MUL, a, s);
+    a = conv(&t, x, 8, 3, 1, 1, 1, 1, 0);
+    layer(&t, BF_LAYER_MUL, s, a);
+    g_kernel = "mul_bcast";
+    run_case("squeeze-excitation mul, plain mul", &t, 3, 7, 0);
+
+    memset(&t, 0, sizeof t);
+    x = input(&t, 3, 10, 9);
+    srcs[0] = conv(&t, x, 4, 3, 1, 1, 1, 1, 0);
+    srcs[1] = x;
+    a = concat(&t, srcs, 2);
+    conv(&t, a, 5, 1, 1, 0, 1, 1, 0);
+    g_kernel = "conv_gemm";
+    run_case("concat conv + image, conv", &t, 2, 3, 0);
+
+    /* sources read again after the concat: their buffers live until then */
+    memset(&t, 0, sizeof t);
+    x = input(&t, 3, 10, 9);
+    srcs[0] = x;
+    srcs[1] = conv(&t, x, 3, 3, 1, 1, 1, 1, 0);
+    srcs[2] = pool(&t, BF_LAYER_MAXPOOL, x, 3, 1, 1);
+    srcs[3] = conv(&t, x, 5, 3, 1, 1, 1, 1, 0);
+    srcs[4] = x;
+    a = concat(&t, srcs, 5);
+    a = conv(&t, a, 6, 1, 1, 0, 1, 1, 0);
+    srcs[0] = a;
+    srcs[1] = srcs[3];
+    srcs[2] = x;
+    concat(&t, srcs, 3);
+    g_kernel = "concat_copy";
+    run_case("concat of 5, conv, concat of 3", &t, 3, 6, 0);
+
+    /* b is read by the pool, then by the concat as its second source: its buffer must
+     * not go to q, the same size, computed in between */
+    memset(&t, 0, sizeof t);
+    x = input(&t, 3, 10, 9);
+    srcs[1] = conv(&t, x, 4, 3, 1, 1, 1, 1, 0);
+    srcs[0] = pool(&t, BF_LAYER_MAXPOOL, srcs[1], 3, 1, 1);
+    srcs[2] = conv(&t, x, 4, 3, 1, 1, 1, 1, 0);
+    concat(&t, srcs, 3);
+    run_case("concat source alive until the concat", &t, 2, 4, 0);
+    g_kernel = NULL;
+}
+
 static void test_errors_and_reload(void)
 {
     net t = {0};
@@ -777,6 +864,7 @@ int main(void)
         test_plain_classifier();
         test_quant();
         test_activations();
+        test_mul_concat();
         test_errors_and_reload();
     }
     printf("%s: %d checks, %d failed\n", g_fail ? "FAILED" : "ok", g_checks, g_fail);
