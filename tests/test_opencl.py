@@ -16,7 +16,7 @@ from conftest import assert_close
 
 import butterfly as bf
 from butterfly import _C
-from butterfly.models import LayerList
+from butterfly.models import LayerList, layer_info
 from butterfly.network import Network
 
 opencl = pytest.importorskip("butterfly.opencl")
@@ -387,7 +387,7 @@ def test_a_nan_inside_the_feature_is_refused_like_onednn(rng):
         p.forward(x)
 
 
-# ---- layer types of imported CNNs: activations, mul, concat ---------------------------------
+# ---- layer types of imported CNNs: activations, mul, concat, asymmetric padding -------------
 
 ACTS = [  # (type, alpha, beta): every activation the core has
     ("relu", None, None),
@@ -504,8 +504,61 @@ def test_concat_source_lives_until_the_concat(rng):
     assert_close(opencl.MobileHalf(net).head(x), net.head(x))
 
 
+def set_pads(L, i, pad, pad_end):
+    """Layer i's padding: (top, left) and (bottom, right), e.g. ONNX's SAME_UPPER."""
+    spec = L.layers[i]
+    spec.update(pad=list(pad), pad_end=list(pad_end))
+    dims = layer_info(spec, i, [L.shapes[j] for j in spec["inputs"]])["out_dims"]
+    L.shapes[i] = tuple(dims)
+
+
+ASYM_CONVS = [  # (c, h, w, out, k, stride, groups, pad, pad_end, the kernel that runs it)
+    (5, 9, 11, 12, 3, 1, 1, (1, 1), (0, 2), "conv_tiled_s1"),
+    (3, 23, 19, 8, 7, 2, 1, (3, 2), (2, 3), "conv_tiled_s2"),
+    (16, 7, 5, 20, 1, 1, 1, (0, 0), (1, 1), "conv_tiled_s1"),  # 1x1 no longer plain GEMM
+    (8, 9, 9, 16, 1, 2, 1, (0, 0), (1, 0), "conv_tiled_s2"),
+    (4, 14, 13, 8, 3, 3, 1, (1, 0), (2, 1), "conv_gemm"),  # im2col
+    (4, 13, 11, 4, 3, 3, 4, (0, 1), (1, 2), "conv_direct"),
+    (5, 20, 35, 5, 5, 1, 5, (2, 1), (1, 3), "conv_dw_s1"),
+    (6, 11, 10, 6, 3, 2, 6, (0, 0), (1, 1), "conv_dw_s2"),
+]
+
+
+@pytest.mark.parametrize("c,h,w,o,k,s,g,pad,pad_end,kernel", ASYM_CONVS)
+def test_conv_asymmetric_padding_matches_onednn(c, h, w, o, k, s, g, pad, pad_end, kernel,
+                                                rng):
+    L = LayerList((c, h, w), seed=int(rng.integers(1 << 30)))
+    set_pads(L, L.conv(o, k, s, groups=g, bias=True), pad, pad_end)
+    net = network(L, rng)
+    x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(x), net.head(x))
+    assert kernels(half) == [kernel]
+
+
+ASYM_POOLS = [  # (kind, k, stride, pad, pad_end, kernel)
+    ("maxpool", 3, 2, (0, 0), (1, 1), "maxpool_s2"),
+    ("maxpool", 2, 1, (0, 1), (1, 0), "maxpool_s1"),
+    ("maxpool", 3, 3, (1, 0), (0, 1), "maxpool"),
+    ("avgpool", 3, 2, (0, 1), (1, 0), "avgpool"),  # padding excluded from the mean
+    ("avgpool", 2, 2, (0, 0), (1, 1), "avgpool"),
+]
+
+
+@pytest.mark.parametrize("kind,k,s,pad,pad_end,kernel", ASYM_POOLS)
+def test_pool_asymmetric_padding_matches_onednn(kind, k, s, pad, pad_end, kernel, rng):
+    L = LayerList((5, 16, 13))
+    set_pads(L, L.pool(kind, k, s), pad, pad_end)
+    net = network(L, rng)
+    x = rng.standard_normal((2, 5, 16, 13)).astype(np.float32)
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(x), net.head(x))
+    assert kernels(half) == [kernel]
+
+
 @pytest.mark.parametrize("build", [lambda L: L.act("swish"), lambda L: L.mul(0, 0),
-                                   lambda L: L.concat([0, 0])])
+                                   lambda L: L.concat([0, 0]),
+                                   lambda L: L.conv(4, 3, 2, pad=0, pad_end=1)])
 def test_layers_of_imported_cnns_run_on_opencl(build, rng):
     """These were refused (UNSUPPORTED) before the backend had kernels for them."""
     L = LayerList((3, 8, 8))
@@ -513,11 +566,3 @@ def test_layers_of_imported_cnns_run_on_opencl(build, rng):
     net = network(L, rng)
     x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
     assert_close(opencl.MobileHalf(net).head(x), net.head(x))
-
-
-def test_asymmetric_padding_is_refused():
-    L = LayerList((3, 8, 8))
-    L.conv(4, 3, 2, pad=0, pad_end=1)
-    half = bf.opencl.MobileHalf(Network.from_layers(L.layers, L.params))
-    with pytest.raises(bf.Unsupported, match="asymmetric padding is not implemented on OpenCL"):
-        half.head(np.zeros((1, 3, 8, 8), np.float32))

@@ -56,8 +56,9 @@ bf_status bf_cl_quant_plan(bf_cl_ctx *c, bf_cl_op *op, int batch);
 void bf_cl_pool_plan(const bf_cl_ctx *c, const bf_model *m, bf_cl_op *op, int batch);
 /* The input grid the row-tile kernels read (stride 1: x zero/-inf padded; stride 2: its
  * four phases): grid_plan sets op->Hp, Wp and the scratch it needs (none for an unpadded
- * stride 1); grid_run writes it into `scratch` and returns in *src what to read. */
-void bf_cl_grid_plan(bf_cl_op *op, int stride, int ph, int pw, int batch);
+ * stride 1) from the layer's padding, pad at the top / left and pad_end at the bottom /
+ * right; grid_run writes it into `scratch` and returns in *src what to read. */
+void bf_cl_grid_plan(bf_cl_op *op, const bf_layer_spec *s, int batch);
 bf_status bf_cl_grid_run(bf_cl_ctx *c, bf_cl_op *op, cl_mem x, cl_mem scratch, int batch,
                          int stride, int ph, int pw, float fill, cl_mem *src);
 

@@ -82,10 +82,6 @@ static bf_status make_op(const bf_model *m, const int *uses, int i, int end, bf_
     op->src2 = -1;
     op->bn = -1;
     op->kind = bf_layer_row_of(s->type)->cl;
-    if (memcmp(s->pad_end, s->pad, sizeof s->pad))
-        return bf_error(BF_STATUS_UNSUPPORTED, "OpenCL backend: layer %d (%s): %s with "
-                        "asymmetric padding is not implemented on OpenCL; run this half on "
-                        "oneDNN", i, s->name, bf_layer_type_str(s->type));
     switch (op->kind) {
     case BF_CL_CONV:
         fuse_conv(m, uses, end, op);

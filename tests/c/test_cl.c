@@ -89,6 +89,15 @@ static int pool(net *t, bf_layer_type type, int in, int k, int s, int p)
     return i;
 }
 
+/* Padding of layer i: top, left, bottom, right. */
+static void pads(net *t, int i, int top, int left, int bottom, int right)
+{
+    t->L[i].pad[0] = top;
+    t->L[i].pad[1] = left;
+    t->L[i].pad_end[0] = bottom;
+    t->L[i].pad_end[1] = right;
+}
+
 static int act(net *t, bf_layer_type type, int in, float alpha, float beta)
 {
     int i = layer(t, type, in, 0);
@@ -758,6 +767,52 @@ static void test_mul_concat(void)
     g_kernel = NULL;
 }
 
+/* Padding larger at the bottom / right than at the top / left, or smaller (ONNX pads). */
+static void test_asymmetric_padding(void)
+{
+    static const struct {
+        int c, h, w, o, k, s, g, top, left, bottom, right;
+        const char *kernel, *what;
+    } cs[] = {
+        {5, 9, 11, 12, 3, 1, 1, 1, 1, 0, 2, "conv_tiled_s1", "conv 3x3 s1 pads 1,1,0,2"},
+        {3, 23, 19, 8, 7, 2, 1, 3, 2, 2, 3, "conv_tiled_s2", "conv 7x7 s2 pads 3,2,2,3"},
+        {16, 7, 5, 20, 1, 1, 1, 0, 0, 1, 1, "conv_tiled_s1", "conv 1x1 s1 pads 0,0,1,1"},
+        {8, 9, 9, 16, 1, 2, 1, 0, 0, 1, 0, "conv_tiled_s2", "conv 1x1 s2 pads 0,0,1,0"},
+        {4, 14, 13, 8, 3, 3, 1, 1, 0, 2, 1, "conv_gemm", "conv 3x3 s3 pads 1,0,2,1 (im2col)"},
+        {4, 13, 11, 4, 3, 3, 4, 0, 1, 1, 2, "conv_direct", "depthwise s3 pads 0,1,1,2"},
+        {5, 20, 35, 5, 5, 1, 5, 2, 1, 1, 3, "conv_dw_s1", "depthwise 5x5 s1 pads 2,1,1,3"},
+        {6, 11, 10, 6, 3, 2, 6, 0, 0, 1, 1, "conv_dw_s2", "depthwise 3x3 s2 pads 0,0,1,1"},
+    };
+    static const struct {
+        bf_layer_type type;
+        int k, s, top, left, bottom, right;
+        const char *kernel, *what;
+    } ps[] = {
+        {BF_LAYER_MAXPOOL, 3, 2, 0, 0, 1, 1, "maxpool_s2", "maxpool 3x3 s2 pads 0,0,1,1"},
+        {BF_LAYER_MAXPOOL, 2, 1, 0, 1, 1, 0, "maxpool_s1", "maxpool 2x2 s1 pads 0,1,1,0"},
+        {BF_LAYER_MAXPOOL, 3, 3, 1, 0, 0, 1, "maxpool", "maxpool 3x3 s3 pads 1,0,0,1"},
+        {BF_LAYER_AVGPOOL, 3, 2, 0, 1, 1, 0, "avgpool", "avgpool 3x3 s2 pads 0,1,1,0"},
+        {BF_LAYER_AVGPOOL, 2, 2, 0, 0, 1, 1, "avgpool", "avgpool 2x2 s2 pads 0,0,1,1"},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        net t = {0};
+        int x = input(&t, cs[i].c, cs[i].h, cs[i].w);
+        int c = conv(&t, x, cs[i].o, cs[i].k, cs[i].s, 0, 1, cs[i].g, 1);
+        pads(&t, c, cs[i].top, cs[i].left, cs[i].bottom, cs[i].right);
+        g_kernel = cs[i].kernel;
+        run_case(cs[i].what, &t, i % 2 ? 3 : 2, 1, 0);
+    }
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
+        net t = {0};
+        int x = input(&t, 5, 16, 13);
+        int p = pool(&t, ps[i].type, x, ps[i].k, ps[i].s, 0);
+        pads(&t, p, ps[i].top, ps[i].left, ps[i].bottom, ps[i].right);
+        g_kernel = ps[i].kernel;
+        run_case(ps[i].what, &t, 2, 1, 0);
+    }
+    g_kernel = NULL;
+}
+
 static void test_errors_and_reload(void)
 {
     net t = {0};
@@ -865,6 +920,7 @@ int main(void)
         test_quant();
         test_activations();
         test_mul_concat();
+        test_asymmetric_padding();
         test_errors_and_reload();
     }
     printf("%s: %d checks, %d failed\n", g_fail ? "FAILED" : "ok", g_checks, g_fail);
