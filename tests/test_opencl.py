@@ -16,7 +16,7 @@ from conftest import assert_close
 
 import butterfly as bf
 from butterfly import _C
-from butterfly.models import LayerList
+from butterfly.models import LayerList, layer_info
 from butterfly.network import Network
 
 opencl = pytest.importorskip("butterfly.opencl")
@@ -389,13 +389,182 @@ def test_a_nan_inside_the_feature_is_refused_like_onednn(rng):
         p.forward(x)
 
 
+# ---- layer types of imported CNNs: activations, mul, concat, asymmetric padding -------------
+
+ACTS = [  # (type, alpha, beta): every activation the core has
+    ("relu", None, None),
+    ("relu6", None, None),
+    ("sigmoid", None, None),
+    ("swish", None, None),
+    ("hardswish", None, None),
+    ("hardsigmoid", 0.2, 0.5),
+    ("clip", -0.5, 1.5),
+    ("leaky_relu", 0.1, None),
+]
+CONV_FUSES = {"relu", "relu6", "sigmoid", "swish", "hardswish"}  # the conv epilogue's
+
+
+def kernels(half):
+    return [e["kernel"] for e in half.profile()]
+
+
+@pytest.mark.parametrize("kind,alpha,beta", ACTS)
+def test_activation_alone_matches_onednn(kind, alpha, beta, rng):
+    L = LayerList((4, 9, 7))
+    L.act(kind, alpha=alpha, beta=beta)
+    net = network(L, rng)
+    x = 4 * rng.standard_normal((2, 4, 9, 7)).astype(np.float32)  # past every knee
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(x), net.head(x))
+    assert kernels(half) == ["affine_act"]
+
+
+@pytest.mark.parametrize("kind,alpha,beta", ACTS)
+def test_activation_after_a_conv_matches_onednn(kind, alpha, beta, rng):
+    """Convs absorb the activations without parameters; the others follow as an affine."""
+    L = LayerList((5, 11, 9))
+    L.conv(12, 3, 1, bias=True)
+    L.act(kind, alpha=alpha, beta=beta)
+    L.conv(8, 3, 2, src=0)  # a second path: the strided tiles' epilogue
+    L.bn()
+    L.act(kind, alpha=alpha, beta=beta)
+    net = network(L, rng)
+    x = 2 * rng.standard_normal((2, 5, 11, 9)).astype(np.float32)
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(x), net.head(x))
+    got = kernels(half)
+    if kind in CONV_FUSES:
+        assert got == ["conv_tiled_s1", "conv_tiled_s2"]
+    else:
+        assert got == ["conv_tiled_s1", "affine_act", "conv_tiled_s2", "affine_act"]
+
+
+@pytest.mark.parametrize("kind,alpha,beta", ACTS)
+def test_activation_after_bn_or_add_is_fused(kind, alpha, beta, rng):
+    L = LayerList((4, 8, 10))
+    a = L.bn(name="bn")
+    L.act(kind, alpha=alpha, beta=beta, name="act")
+    b = L.bn(src=0)
+    L.add(a + 1, b)
+    L.act(kind, alpha=alpha, beta=beta)
+    net = network(L, rng)
+    x = 3 * rng.standard_normal((3, 4, 8, 10)).astype(np.float32)
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(x), net.head(x))
+    assert kernels(half) == ["affine_act", "affine_act", "add_act"]
+    assert half.profile()[0]["layers"] == ["bn", "act"]
+
+
+def test_mul_same_shape_and_per_channel(rng):
+    """Squeeze-and-excitation: x * sigmoid(conv(relu(conv(gap(x))))), and a plain product
+    of two branches."""
+    L = LayerList((6, 9, 11))
+    x = L.conv(8, 3, 1)
+    L.global_avgpool()
+    L.conv(4, 1, 1, bias=True)
+    L.relu()
+    L.conv(8, 1, 1, bias=True)
+    s = L.act("sigmoid")
+    se = L.mul(x, s)
+    other = L.conv(8, 3, 1, src=0)
+    L.mul(se, other)
+    net = network(L, rng)
+    xs = rng.standard_normal((3, 6, 9, 11)).astype(np.float32)
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(xs), net.head(xs))
+    assert kernels(half).count("mul_bcast") == 2
+
+
+@pytest.mark.parametrize("n", [2, 5])
+def test_concat_matches_onednn(n, rng):
+    """Sources of different channel counts, the image among them, read again after the
+    concat (their buffers must live until their last reader)."""
+    L = LayerList((3, 10, 9))
+    srcs = [0]
+    for i in range(1, n):
+        srcs.append(L.conv(2 + i, 3, 1, src=0) if i % 2 else L.pool("maxpool", 3, 1, 1, src=0))
+    cat = L.concat(srcs)
+    L.conv(5, 1, 1, src=cat)
+    L.concat([L.last, srcs[-1], 0])
+    net = network(L, rng)
+    x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(x), net.head(x))
+    assert kernels(half).count("concat_copy") == 2
+
+
+def test_concat_source_lives_until_the_concat(rng):
+    """b is read by the pool, then by the concat as its second source: its buffer must not
+    be handed to q (the same size) in between."""
+    L = LayerList((3, 10, 9))
+    b = L.conv(4, 3, 1)
+    p = L.pool("maxpool", 3, 1, 1)
+    q = L.conv(4, 3, 1, src=0)
+    L.concat([p, b, q])
+    net = network(L, rng)
+    x = rng.standard_normal((2, 3, 10, 9)).astype(np.float32)
+    assert_close(opencl.MobileHalf(net).head(x), net.head(x))
+
+
+def set_pads(L, i, pad, pad_end):
+    """Layer i's padding: (top, left) and (bottom, right), e.g. ONNX's SAME_UPPER."""
+    spec = L.layers[i]
+    spec.update(pad=list(pad), pad_end=list(pad_end))
+    dims = layer_info(spec, i, [L.shapes[j] for j in spec["inputs"]])["out_dims"]
+    L.shapes[i] = tuple(dims)
+
+
+ASYM_CONVS = [  # (c, h, w, out, k, stride, groups, pad, pad_end, the kernel that runs it)
+    (5, 9, 11, 12, 3, 1, 1, (1, 1), (0, 2), "conv_tiled_s1"),
+    (3, 23, 19, 8, 7, 2, 1, (3, 2), (2, 3), "conv_tiled_s2"),
+    (16, 7, 5, 20, 1, 1, 1, (0, 0), (1, 1), "conv_tiled_s1"),  # 1x1 no longer plain GEMM
+    (8, 9, 9, 16, 1, 2, 1, (0, 0), (1, 0), "conv_tiled_s2"),
+    (4, 14, 13, 8, 3, 3, 1, (1, 0), (2, 1), "conv_gemm"),  # im2col
+    (4, 13, 11, 4, 3, 3, 4, (0, 1), (1, 2), "conv_direct"),
+    (5, 20, 35, 5, 5, 1, 5, (2, 1), (1, 3), "conv_dw_s1"),
+    (6, 11, 10, 6, 3, 2, 6, (0, 0), (1, 1), "conv_dw_s2"),
+]
+
+
+@pytest.mark.parametrize("c,h,w,o,k,s,g,pad,pad_end,kernel", ASYM_CONVS)
+def test_conv_asymmetric_padding_matches_onednn(c, h, w, o, k, s, g, pad, pad_end, kernel,
+                                                rng):
+    L = LayerList((c, h, w), seed=int(rng.integers(1 << 30)))
+    set_pads(L, L.conv(o, k, s, groups=g, bias=True), pad, pad_end)
+    net = network(L, rng)
+    x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(x), net.head(x))
+    assert kernels(half) == [kernel]
+
+
+ASYM_POOLS = [  # (kind, k, stride, pad, pad_end, kernel)
+    ("maxpool", 3, 2, (0, 0), (1, 1), "maxpool_s2"),
+    ("maxpool", 2, 1, (0, 1), (1, 0), "maxpool_s1"),
+    ("maxpool", 3, 3, (1, 0), (0, 1), "maxpool"),
+    ("avgpool", 3, 2, (0, 1), (1, 0), "avgpool"),  # padding excluded from the mean
+    ("avgpool", 2, 2, (0, 0), (1, 1), "avgpool"),
+]
+
+
+@pytest.mark.parametrize("kind,k,s,pad,pad_end,kernel", ASYM_POOLS)
+def test_pool_asymmetric_padding_matches_onednn(kind, k, s, pad, pad_end, kernel, rng):
+    L = LayerList((5, 16, 13))
+    set_pads(L, L.pool(kind, k, s), pad, pad_end)
+    net = network(L, rng)
+    x = rng.standard_normal((2, 5, 16, 13)).astype(np.float32)
+    half = opencl.MobileHalf(net)
+    assert_close(half.head(x), net.head(x))
+    assert kernels(half) == [kernel]
+
+
 @pytest.mark.parametrize("build", [lambda L: L.act("swish"), lambda L: L.mul(0, 0),
                                    lambda L: L.concat([0, 0]),
                                    lambda L: L.conv(4, 3, 2, pad=0, pad_end=1)])
-def test_layers_without_an_opencl_kernel_are_refused(build):
+def test_layers_of_imported_cnns_run_on_opencl(build, rng):
+    """These were refused (UNSUPPORTED) before the backend had kernels for them."""
     L = LayerList((3, 8, 8))
     build(L)
-    net = Network.from_layers(L.layers, L.params)
-    half = bf.opencl.MobileHalf(net)
-    with pytest.raises(bf.Unsupported, match="not implemented on OpenCL"):
-        half.head(np.zeros((1, 3, 8, 8), np.float32))
+    net = network(L, rng)
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    assert_close(opencl.MobileHalf(net).head(x), net.head(x))

@@ -5,7 +5,8 @@
  *   strides 1 and 2      implicit GEMM on the input grid (padded input / its 4 phases)
  *   other strides        GEMM on im2col columns
  *   depthwise / thin groups with short sums: row-tile kernels (strides 1, 2) or direct
- * with bias, residual add and ReLU / ReLU6 in the epilogue. */
+ * with bias, residual add and an activation without parameters in the epilogue.  Padding
+ * may differ at the bottom / right (pad_end): the grids and bounds take both sides. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,7 @@ void bf_cl_conv_plan(const bf_cl_ctx *c, const bf_model *m, bf_cl_op *op, int ba
 {
     const bf_layer_spec *s = bf_model_layer(m, op->first);
     int G = s->groups, Og = s->out_channels / G, C = op->in[0];
-    int padded = s->pad[0] || s->pad[1];
+    int padded = s->pad[0] || s->pad[1] || s->pad_end[0] || s->pad_end[1];
     op->K = C / G * s->kernel[0] * s->kernel[1];
     op->P = op->out[1] * op->out[2];
     if (s->type == BF_LAYER_LINEAR) {
@@ -37,7 +38,7 @@ void bf_cl_conv_plan(const bf_cl_ctx *c, const bf_model *m, bf_cl_op *op, int ba
     if (Og < 4 && op->K < 64 && s->stride[0] == s->stride[1] && s->stride[0] <= 2) {
         op->path = BF_CONV_DW;
         op->kernel = s->stride[0] == 1 ? BF_K_CONV_DW_S1 : BF_K_CONV_DW_S2;
-        bf_cl_grid_plan(op, s->stride[0], s->pad[0], s->pad[1], batch);
+        bf_cl_grid_plan(op, s, batch);
     } else if (Og < 4 && op->K < 64) {
         op->path = BF_CONV_DIRECT;
         op->kernel = BF_K_CONV_DIRECT;
@@ -53,7 +54,7 @@ void bf_cl_conv_plan(const bf_cl_ctx *c, const bf_model *m, bf_cl_op *op, int ba
     } else if (s->stride[0] == s->stride[1] && s->stride[0] <= 2) {
         op->path = BF_CONV_TILED;
         op->kernel = s->stride[0] == 1 ? BF_K_CONV_TILED_S1 : BF_K_CONV_TILED_S2;
-        bf_cl_grid_plan(op, s->stride[0], s->pad[0], s->pad[1], batch);
+        bf_cl_grid_plan(op, s, batch);
     } else {
         op->path = BF_CONV_IM2COL;
         op->kernel = BF_K_CONV_GEMM;
@@ -266,12 +267,14 @@ static bf_status run_dw(bf_cl_ctx *c, const bf_layer_spec *s, bf_cl_op *op, cl_m
     return st ? st : bf_cl_launch(c, op->kernel, 2, gws, NULL, &op->ev[op->n_ev++]);
 }
 
-void bf_cl_grid_plan(bf_cl_op *op, int stride, int ph, int pw, int batch)
+void bf_cl_grid_plan(bf_cl_op *op, const bf_layer_spec *s, int batch)
 {
-    int hp = op->in[1] + 2 * ph, wp = op->in[2] + 2 * pw;
+    int stride = s->stride[0], hp = op->in[1] + s->pad[0] + s->pad_end[0];
+    int wp = op->in[2] + s->pad[1] + s->pad_end[1];
     op->Hp = stride == 1 ? hp : (hp + 1) / 2;
     op->Wp = stride == 1 ? wp : (wp + 1) / 2;
-    op->col_floats = stride == 1 && !ph && !pw
+    /* x itself is the grid when there is no padding on any side */
+    op->col_floats = stride == 1 && hp == op->in[1] && wp == op->in[2]
                          ? 0 : (size_t)batch * op->in[0] * stride * stride * op->Hp * op->Wp;
 }
 

@@ -15,7 +15,7 @@ const char *const bf_cl_kernel_names[] = {
     "subsample",      "conv_direct",   "conv_dw_s1",    "conv_dw_s2",  "im2col",
     "maxpool",        "maxpool_s1",    "maxpool_s2",    "avgpool",     "global_avgpool",
     "add_act",        "affine_act",    "upsample_nearest", "softmax_channels", "quant_minmax",
-    "quant_final",    "quantize",
+    "quant_final",    "quantize",      "mul_bcast",        "concat_copy",
 };
 /* one name per kernel id, or clCreateKernel gets NULL */
 _Static_assert(sizeof bf_cl_kernel_names / sizeof *bf_cl_kernel_names == BF_K_COUNT_,

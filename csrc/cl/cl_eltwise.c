@@ -1,6 +1,7 @@
 /* Element-wise ops left after fusion: add [+ activation], the per-channel affine (a
- * batch-norm without a conv before it, or a lone ReLU / ReLU6 as scale 1, shift 0) and
- * the channel softmax. */
+ * batch-norm without a conv before it, or a lone activation as scale 1, shift 0) [+
+ * activation], mul (same shape or per channel), concat over channels and the channel
+ * softmax. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -11,7 +12,7 @@ bf_status bf_cl_add_run(bf_cl_ctx *c, bf_cl_op *op, cl_mem a, cl_mem b, cl_mem y
     cl_int n = batch * op->out[0] * op->out[1] * op->out[2], act = op->act;
     size_t gws[3] = {(size_t)n, 1, 1};
     bf_status st = BF_CL_ARGS(c, BF_K_ADD, BF_ARG(a), BF_ARG(b), BF_ARG(y), BF_ARG(n),
-                              BF_ARG(act));
+                              BF_ARG(act), BF_ARG(op->alpha), BF_ARG(op->beta));
     return st ? st : bf_cl_launch(c, BF_K_ADD, 1, gws, NULL, &op->ev[op->n_ev++]);
 }
 
@@ -66,6 +67,41 @@ bf_status bf_cl_affine_run(bf_cl_ctx *c, bf_cl_op *op, cl_mem x, cl_mem y, int b
     cl_int HW = op->in[1] * op->in[2], C = op->in[0], act = op->act;
     size_t gws[3] = {(size_t)HW, (size_t)batch * C, 1};
     bf_status st = BF_CL_ARGS(c, BF_K_AFFINE, BF_ARG(x), BF_ARG(y), BF_ARG(op->own[0]),
-                              BF_ARG(op->own[1]), BF_ARG(HW), BF_ARG(C), BF_ARG(act));
+                              BF_ARG(op->own[1]), BF_ARG(HW), BF_ARG(C), BF_ARG(act),
+                              BF_ARG(op->alpha), BF_ARG(op->beta));
     return st ? st : bf_cl_launch(c, BF_K_AFFINE, 2, gws, NULL, &op->ev[op->n_ev++]);
+}
+
+bf_status bf_cl_mul_run(bf_cl_ctx *c, const bf_model *m, bf_cl_op *op, cl_mem a, cl_mem b,
+                        cl_mem y, int batch)
+{
+    bf_layer_info bi;
+    cl_int HW = op->in[1] * op->in[2], bcast;
+    size_t gws[3] = {(size_t)HW, (size_t)batch * op->in[0], 1};
+    bf_status st;
+    bf_model_layer_info(m, op->src2, &bi);
+    bcast = bi.out_dims[1] * bi.out_dims[2] != HW; /* (C, 1, 1) against a larger plane */
+    st = BF_CL_ARGS(c, BF_K_MUL, BF_ARG(a), BF_ARG(b), BF_ARG(y), BF_ARG(HW), BF_ARG(bcast));
+    return st ? st : bf_cl_launch(c, BF_K_MUL, 2, gws, NULL, &op->ev[op->n_ev++]);
+}
+
+/* One copy per source into its channel slice; the queue is in order, so the copies
+ * finish before any later op reads y. */
+bf_status bf_cl_concat_run(bf_cl_ctx *c, const bf_model *m, bf_cl_op *op, const cl_mem *xs,
+                           cl_mem y, int batch)
+{
+    cl_int HW = op->out[1] * op->out[2], ylen = op->out[0] * HW, offset = 0;
+    bf_status st = BF_STATUS_OK;
+    for (int k = 0; k < op->n_src && st == BF_STATUS_OK; k++) {
+        bf_layer_info info;
+        bf_model_layer_info(m, op->srcs[k], &info);
+        cl_int len = info.out_dims[0] * HW;
+        size_t gws[3] = {(size_t)len, (size_t)batch, 1};
+        st = BF_CL_ARGS(c, BF_K_CONCAT, BF_ARG(xs[k]), BF_ARG(y), BF_ARG(len), BF_ARG(ylen),
+                        BF_ARG(offset));
+        if (st == BF_STATUS_OK)
+            st = bf_cl_launch(c, BF_K_CONCAT, 2, gws, NULL, &op->ev[op->n_ev++]);
+        offset += len;
+    }
+    return st;
 }

@@ -27,14 +27,19 @@ struct bf_cl_plan {
 
 /* ---- compiling ------------------------------------------------------------------------ */
 
-/* Extends an op over a following ReLU / ReLU6 that only it feeds. */
-static void fuse_act(const bf_model *m, const int *uses, int end, bf_cl_op *op)
+/* Extends an op over a following activation (of code <= max_act) that only it feeds. */
+static void fuse_act(const bf_model *m, const int *uses, int end, int max_act, bf_cl_op *op)
 {
     const bf_layer_spec *n = bf_model_layer(m, op->last + 1);
-    if (op->last + 1 > end || uses[op->last] != 1 || n->inputs[0] != op->last ||
-        bf_layer_row_of(n->type)->act == BF_ACT_NONE || bf_layer_row_of(n->type)->act > BF_ACT_RELU6)
+    int act;
+    if (op->last + 1 > end || uses[op->last] != 1 || n->inputs[0] != op->last)
         return;
-    op->act = bf_layer_row_of(n->type)->act;
+    act = bf_layer_row_of(n->type)->act;
+    if (act == BF_ACT_NONE || act > max_act)
+        return;
+    op->act = act;
+    op->alpha = n->alpha;
+    op->beta = n->beta;
     op->last++;
 }
 
@@ -54,14 +59,17 @@ static void fuse_conv(const bf_model *m, const int *uses, int end, bf_cl_op *op)
         op->src2 = n->inputs[0] == op->last ? n->inputs[1] : n->inputs[0];
         op->last++;
     }
-    fuse_act(m, uses, end, op);
+    /* the conv kernels' epilogue (BF_ACT in conv.cl) takes the activations without
+     * parameters; hardsigmoid, clip and leaky ReLU after a conv run as an affine op */
+    fuse_act(m, uses, end, BF_ACT_HARDSWISH, op);
 }
 
 /* The main kernel of each op kind, for the profile. */
 static const int kind_kernel[] = {
     [BF_CL_NONE] = -1,           [BF_CL_CONV] = BF_K_CONV_GEMM, [BF_CL_POOL] = BF_K_AVGPOOL,
     [BF_CL_UPSAMPLE] = BF_K_UPSAMPLE, [BF_CL_ADD] = BF_K_ADD,   [BF_CL_AFFINE] = BF_K_AFFINE,
-    [BF_CL_QUANT] = BF_K_QUANTIZE, [BF_CL_SOFTMAX] = BF_K_SOFTMAX,
+    [BF_CL_QUANT] = BF_K_QUANTIZE, [BF_CL_SOFTMAX] = BF_K_SOFTMAX, [BF_CL_MUL] = BF_K_MUL,
+    [BF_CL_CONCAT] = BF_K_CONCAT,
 };
 
 /* Fills op starting at layer i; returns UNSUPPORTED for cloud-side layers. */
@@ -74,26 +82,27 @@ static bf_status make_op(const bf_model *m, const int *uses, int i, int end, bf_
     op->src2 = -1;
     op->bn = -1;
     op->kind = bf_layer_row_of(s->type)->cl;
-    if (op->kind == BF_CL_MUL || op->kind == BF_CL_CONCAT ||
-        bf_layer_row_of(s->type)->act > BF_ACT_RELU6 ||
-        memcmp(s->pad_end, s->pad, sizeof s->pad))
-        return bf_error(BF_STATUS_UNSUPPORTED, "OpenCL backend: layer %d (%s): %s%s is not "
-                        "implemented on OpenCL; run this half on oneDNN", i, s->name,
-                        bf_layer_type_str(s->type),
-                        memcmp(s->pad_end, s->pad, sizeof s->pad) ? " with asymmetric padding"
-                                                                 : "");
     switch (op->kind) {
     case BF_CL_CONV:
         fuse_conv(m, uses, end, op);
         break;
     case BF_CL_AFFINE:
         op->act = bf_layer_row_of(s->type)->act;
-        if (op->act == BF_ACT_NONE)
-            fuse_act(m, uses, end, op);
+        op->alpha = s->alpha;
+        op->beta = s->beta;
+        if (op->act == BF_ACT_NONE) /* a batch-norm: the kernel applies any activation */
+            fuse_act(m, uses, end, BF_ACT_LEAKY_RELU, op);
         break;
     case BF_CL_ADD:
         op->src2 = s->inputs[1];
-        fuse_act(m, uses, end, op);
+        fuse_act(m, uses, end, BF_ACT_LEAKY_RELU, op);
+        break;
+    case BF_CL_MUL:
+        op->src2 = s->inputs[1];
+        break;
+    case BF_CL_CONCAT:
+        op->n_src = s->n_inputs;
+        memcpy(op->srcs, s->inputs, (size_t)s->n_inputs * sizeof *op->srcs);
         break;
     case BF_CL_NONE:
         return bf_error(BF_STATUS_UNSUPPORTED, "OpenCL backend: layer %d (%s) is a %s layer, "
@@ -102,6 +111,11 @@ static bf_status make_op(const bf_model *m, const int *uses, int i, int end, bf_
                         bf_layer_type_str(s->type));
     default:
         break;
+    }
+    if (op->kind != BF_CL_CONCAT) {
+        op->srcs[op->n_src++] = op->src;
+        if (op->src2 >= 0)
+            op->srcs[op->n_src++] = op->src2;
     }
     op->kernel = kind_kernel[op->kind]; /* conv, pool and quant choose theirs when planned */
     return BF_STATUS_OK;
@@ -222,11 +236,9 @@ static bf_status allocate(bf_cl_plan *p)
         st = bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
-    for (int i = 0; i < p->n_ops; i++) {
-        last_use[p->ops[i].src] = i;
-        if (p->ops[i].src2 >= 0)
-            last_use[p->ops[i].src2] = i;
-    }
+    for (int i = 0; i < p->n_ops; i++)
+        for (int k = 0; k < p->ops[i].n_src; k++)
+            last_use[p->ops[i].srcs[k]] = i;
     if ((buf_of[p->src_layer] = acquire(p, busy, tensor_bytes(p, p->src_layer), &st)) < 0)
         goto done;
     p->mem[p->src_layer] = p->pool[buf_of[p->src_layer]];
@@ -236,10 +248,9 @@ static bf_status allocate(bf_cl_plan *p)
         if ((buf_of[op->last] = acquire(p, busy, tensor_bytes(p, op->last), &st)) < 0)
             goto done;
         p->mem[op->last] = p->pool[buf_of[op->last]];
-        if (last_use[op->src] == i && op->src != p->out_layer)
-            busy[buf_of[op->src]] = 0;
-        if (op->src2 >= 0 && last_use[op->src2] == i && op->src2 != p->out_layer)
-            busy[buf_of[op->src2]] = 0;
+        for (int k = 0; k < op->n_src; k++)
+            if (last_use[op->srcs[k]] == i && op->srcs[k] != p->out_layer)
+                busy[buf_of[op->srcs[k]]] = 0;
         if (op->kind == BF_CL_CONV)
             bf_cl_conv_plan(p->ctx, p->model, op, p->params.batch);
         if (op->kind == BF_CL_POOL)
@@ -381,6 +392,14 @@ static bf_status run_op(bf_cl_plan *p, bf_cl_op *op)
         return bf_cl_quant_run(c, op, x, y, n);
     case BF_CL_SOFTMAX:
         return bf_cl_softmax_run(c, op, x, y, n);
+    case BF_CL_MUL:
+        return bf_cl_mul_run(c, p->model, op, x, x2, y, n);
+    case BF_CL_CONCAT: {
+        cl_mem xs[BF_MAX_INPUTS];
+        for (int k = 0; k < op->n_src; k++)
+            xs[k] = p->mem[op->srcs[k]];
+        return bf_cl_concat_run(c, p->model, op, xs, y, n);
+    }
     }
     return bf_error(BF_STATUS_INVALID_ARGUMENT, "bad op kind %d", (int)op->kind);
 }

@@ -38,7 +38,7 @@ void bf_cl_pool_plan(const bf_cl_ctx *c, const bf_model *m, bf_cl_op *op, int ba
                                                : BF_K_GAP;
     if (!op->path)
         return;
-    bf_cl_grid_plan(op, s->stride[0], s->pad[0], s->pad[1], batch);
+    bf_cl_grid_plan(op, s, batch);
     op->kernel = s->stride[0] == 1 ? BF_K_MAXPOOL_S1 : BF_K_MAXPOOL_S2;
 }
 

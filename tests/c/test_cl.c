@@ -49,7 +49,9 @@ static int layer(net *t, bf_layer_type type, int in0, int in1)
     s->type = type;
     s->part = t->n ? t->L[t->n - 1].part : BF_PART_HEAD;
     snprintf(s->name, sizeof s->name, "%s%d", bf_layer_type_str(type), t->n);
-    s->n_inputs = type == BF_LAYER_INPUT ? 0 : type == BF_LAYER_ADD ? 2 : 1;
+    s->n_inputs = type == BF_LAYER_INPUT                       ? 0
+                  : type == BF_LAYER_ADD || type == BF_LAYER_MUL ? 2
+                                                                 : 1;
     s->inputs[0] = in0;
     s->inputs[1] = in1;
     return t->n++;
@@ -84,6 +86,31 @@ static int pool(net *t, bf_layer_type type, int in, int k, int s, int p)
     t->L[i].kernel[0] = t->L[i].kernel[1] = k;
     t->L[i].stride[0] = t->L[i].stride[1] = s;
     t->L[i].pad[0] = t->L[i].pad[1] = t->L[i].pad_end[0] = t->L[i].pad_end[1] = p;
+    return i;
+}
+
+/* Padding of layer i: top, left, bottom, right. */
+static void pads(net *t, int i, int top, int left, int bottom, int right)
+{
+    t->L[i].pad[0] = top;
+    t->L[i].pad[1] = left;
+    t->L[i].pad_end[0] = bottom;
+    t->L[i].pad_end[1] = right;
+}
+
+static int act(net *t, bf_layer_type type, int in, float alpha, float beta)
+{
+    int i = layer(t, type, in, 0);
+    t->L[i].alpha = alpha;
+    t->L[i].beta = beta;
+    return i;
+}
+
+static int concat(net *t, const int *srcs, int n)
+{
+    int i = layer(t, BF_LAYER_CONCAT, srcs[0], 0);
+    t->L[i].n_inputs = n;
+    memcpy(t->L[i].inputs, srcs, (size_t)n * sizeof *srcs);
     return i;
 }
 
@@ -288,10 +315,48 @@ static void ref_layer(const bf_model *m, int l, ref *r, int N)
                 y[i] = 6;
         }
         break;
+    case BF_LAYER_SIGMOID:
+    case BF_LAYER_SWISH:
+    case BF_LAYER_HARDSWISH:
+    case BF_LAYER_HARDSIGMOID:
+    case BF_LAYER_CLIP:
+    case BF_LAYER_LEAKY_RELU:
+        for (size_t i = 0; i < (size_t)N * len; i++) {
+            double v = x[i], sg = 1 / (1 + exp(-v));
+            y[i] = (float)(s->type == BF_LAYER_SIGMOID     ? sg
+                           : s->type == BF_LAYER_SWISH     ? v * sg
+                           : s->type == BF_LAYER_HARDSWISH ? v * fmin(fmax(v / 6 + 0.5, 0), 1)
+                           : s->type == BF_LAYER_HARDSIGMOID
+                               ? fmin(fmax(s->alpha * v + s->beta, 0), 1)
+                           : s->type == BF_LAYER_CLIP ? fmin(fmax(v, s->alpha), s->beta)
+                           : v > 0                    ? v
+                                                      : s->alpha * v);
+        }
+        break;
     case BF_LAYER_ADD:
         for (size_t i = 0; i < (size_t)N * len; i++)
             y[i] = x[i] + r->out[s->inputs[1]][i];
         break;
+    case BF_LAYER_MUL: {
+        bf_layer_info B;
+        bf_model_layer_info(m, s->inputs[1], &B);
+        int bcast = B.out_dims[1] * B.out_dims[2] != HW;
+        for (size_t i = 0; i < (size_t)N * len; i++)
+            y[i] = x[i] * r->out[s->inputs[1]][bcast ? i / HW : i];
+        break;
+    }
+    case BF_LAYER_CONCAT: {
+        size_t at = 0, olen = (size_t)I.out_dims[0] * I.out_dims[1] * I.out_dims[2];
+        for (int k = 0; k < s->n_inputs; k++) {
+            bf_layer_info S;
+            bf_model_layer_info(m, s->inputs[k], &S);
+            size_t slen = (size_t)S.out_dims[0] * S.out_dims[1] * S.out_dims[2];
+            for (int n = 0; n < N; n++)
+                memcpy(y + n * olen + at, r->out[s->inputs[k]] + n * slen, slen * sizeof *y);
+            at += slen;
+        }
+        break;
+    }
     case BF_LAYER_MAXPOOL:
     case BF_LAYER_AVGPOOL:
     case BF_LAYER_GLOBAL_AVGPOOL:
@@ -349,6 +414,8 @@ static void ref_free(ref *r)
 
 static int g_device = -1;
 static int g_boundary_input; /* fill inputs on the quantizer's rounding boundaries */
+static const char *g_kernel; /* when set: the kernel the last op must run */
+static float g_input_scale = 2; /* inputs uniform in +-g_input_scale */
 
 /* Values at lo + (j / 2) * step of the quantizer (step = (hi - lo) / 255), i.e. on and
  * halfway between its levels, and one ulp either side: its rounding boundaries. */
@@ -396,7 +463,7 @@ static void run_case(const char *what, const net *t, int N, int expect_ops, int 
     x = malloc(in_n * sizeof(float));
     y = calloc(out_n, sizeof(float));
     for (size_t i = 0; i < in_n; i++)
-        x[i] = frand(-2, 2);
+        x[i] = frand(-g_input_scale, g_input_scale);
     if (g_boundary_input)
         boundary_fill(x, in_n, N);
     if (N > 1 && exact) /* a constant sample: max == min gives inv = 0 */
@@ -439,6 +506,9 @@ static void run_case(const char *what, const net *t, int N, int expect_ops, int 
           expect_ops);
     for (int i = 0; i < nops && i < MAXL; i++)
         CHECK(prof[i].ms >= 0 && prof[i].kernel, "%s: profile entry %d", what, i);
+    CHECK(!g_kernel || (nops > 0 && nops <= MAXL && !strcmp(prof[nops - 1].kernel, g_kernel)),
+          "%s: last op runs %s, expected %s", what, nops > 0 ? prof[nops - 1].kernel : "-",
+          g_kernel);
 done:
     ref_free(&r);
     free(x);
@@ -593,6 +663,156 @@ static void test_quant(void)
     run_case("head + reduction unit + quantize", &t, 2, 3, 0);
 }
 
+/* Every activation alone (an affine op), after a conv (the conv epilogue for those
+ * without parameters, else conv + affine) and after a batch-norm and an add (fused). */
+static void test_activations(void)
+{
+    static const struct { bf_layer_type type; float alpha, beta; int conv_fuses; } as[] = {
+        {BF_LAYER_RELU, 0, 0, 1},          {BF_LAYER_RELU6, 0, 0, 1},
+        {BF_LAYER_SIGMOID, 0, 0, 1},       {BF_LAYER_SWISH, 0, 0, 1},
+        {BF_LAYER_HARDSWISH, 0, 0, 1},     {BF_LAYER_HARDSIGMOID, 0.2f, 0.5f, 0},
+        {BF_LAYER_CLIP, -0.5f, 1.5f, 0},   {BF_LAYER_LEAKY_RELU, 0.1f, 0, 0},
+    };
+    char what[80];
+    g_input_scale = 5; /* past every knee: hardswish's +-3, relu6's 6 after a conv */
+    for (size_t i = 0; i < sizeof as / sizeof as[0]; i++) {
+        const char *name = bf_layer_type_str(as[i].type);
+        net t = {0};
+        int x = input(&t, 4, 9, 7), c, b;
+        act(&t, as[i].type, x, as[i].alpha, as[i].beta);
+        snprintf(what, sizeof what, "%s alone", name);
+        g_kernel = "affine_act";
+        run_case(what, &t, 2, 1, 0);
+
+        memset(&t, 0, sizeof t);
+        x = input(&t, 5, 11, 9);
+        c = conv(&t, x, 12, 3, 1, 1, 1, 1, 1);
+        act(&t, as[i].type, c, as[i].alpha, as[i].beta);
+        c = conv(&t, x, 8, 3, 2, 1, 1, 1, 0);
+        c = layer(&t, BF_LAYER_BATCHNORM, c, 0);
+        act(&t, as[i].type, c, as[i].alpha, as[i].beta);
+        snprintf(what, sizeof what, "conv(+bn) + %s", name);
+        g_kernel = as[i].conv_fuses ? "conv_tiled_s2" : "affine_act";
+        run_case(what, &t, 3, as[i].conv_fuses ? 2 : 4, 0);
+
+        memset(&t, 0, sizeof t);
+        x = input(&t, 4, 8, 10);
+        b = layer(&t, BF_LAYER_BATCHNORM, x, 0);
+        b = act(&t, as[i].type, b, as[i].alpha, as[i].beta);
+        c = layer(&t, BF_LAYER_BATCHNORM, x, 0);
+        c = layer(&t, BF_LAYER_ADD, b, c);
+        act(&t, as[i].type, c, as[i].alpha, as[i].beta);
+        snprintf(what, sizeof what, "bn + %s, add + %s", name, name);
+        g_kernel = "add_act";
+        run_case(what, &t, 2, 3, 0);
+    }
+    g_kernel = NULL;
+    g_input_scale = 2;
+}
+
+/* mul (same shape, per channel), concat of 2 and 5 sources with the image among them. */
+static void test_mul_concat(void)
+{
+    net t = {0};
+    int x, a, s, srcs[5];
+    /* squeeze-and-excitation, then a product of two branches */
+    x = input(&t, 6, 9, 11);
+    a = conv(&t, x, 8, 3, 1, 1, 1, 1, 0);
+    s = layer(&t, BF_LAYER_GLOBAL_AVGPOOL, a, 0);
+    s = conv(&t, s, 4, 1, 1, 0, 1, 1, 1);
+    s = layer(&t, BF_LAYER_RELU, s, 0);
+    s = conv(&t, s, 8, 1, 1, 0, 1, 1, 1);
+    s = layer(&t, BF_LAYER_SIGMOID, s, 0);
+    s = layer(&t, BF_LAYER_MUL, a, s);
+    a = conv(&t, x, 8, 3, 1, 1, 1, 1, 0);
+    layer(&t, BF_LAYER_MUL, s, a);
+    g_kernel = "mul_bcast";
+    run_case("squeeze-excitation mul, plain mul", &t, 3, 7, 0);
+
+    memset(&t, 0, sizeof t);
+    x = input(&t, 3, 10, 9);
+    srcs[0] = conv(&t, x, 4, 3, 1, 1, 1, 1, 0);
+    srcs[1] = x;
+    a = concat(&t, srcs, 2);
+    conv(&t, a, 5, 1, 1, 0, 1, 1, 0);
+    g_kernel = "conv_gemm";
+    run_case("concat conv + image, conv", &t, 2, 3, 0);
+
+    /* sources read again after the concat: their buffers live until then */
+    memset(&t, 0, sizeof t);
+    x = input(&t, 3, 10, 9);
+    srcs[0] = x;
+    srcs[1] = conv(&t, x, 3, 3, 1, 1, 1, 1, 0);
+    srcs[2] = pool(&t, BF_LAYER_MAXPOOL, x, 3, 1, 1);
+    srcs[3] = conv(&t, x, 5, 3, 1, 1, 1, 1, 0);
+    srcs[4] = x;
+    a = concat(&t, srcs, 5);
+    a = conv(&t, a, 6, 1, 1, 0, 1, 1, 0);
+    srcs[0] = a;
+    srcs[1] = srcs[3];
+    srcs[2] = x;
+    concat(&t, srcs, 3);
+    g_kernel = "concat_copy";
+    run_case("concat of 5, conv, concat of 3", &t, 3, 6, 0);
+
+    /* b is read by the pool, then by the concat as its second source: its buffer must
+     * not go to q, the same size, computed in between */
+    memset(&t, 0, sizeof t);
+    x = input(&t, 3, 10, 9);
+    srcs[1] = conv(&t, x, 4, 3, 1, 1, 1, 1, 0);
+    srcs[0] = pool(&t, BF_LAYER_MAXPOOL, srcs[1], 3, 1, 1);
+    srcs[2] = conv(&t, x, 4, 3, 1, 1, 1, 1, 0);
+    concat(&t, srcs, 3);
+    run_case("concat source alive until the concat", &t, 2, 4, 0);
+    g_kernel = NULL;
+}
+
+/* Padding larger at the bottom / right than at the top / left, or smaller (ONNX pads). */
+static void test_asymmetric_padding(void)
+{
+    static const struct {
+        int c, h, w, o, k, s, g, top, left, bottom, right;
+        const char *kernel, *what;
+    } cs[] = {
+        {5, 9, 11, 12, 3, 1, 1, 1, 1, 0, 2, "conv_tiled_s1", "conv 3x3 s1 pads 1,1,0,2"},
+        {3, 23, 19, 8, 7, 2, 1, 3, 2, 2, 3, "conv_tiled_s2", "conv 7x7 s2 pads 3,2,2,3"},
+        {16, 7, 5, 20, 1, 1, 1, 0, 0, 1, 1, "conv_tiled_s1", "conv 1x1 s1 pads 0,0,1,1"},
+        {8, 9, 9, 16, 1, 2, 1, 0, 0, 1, 0, "conv_tiled_s2", "conv 1x1 s2 pads 0,0,1,0"},
+        {4, 14, 13, 8, 3, 3, 1, 1, 0, 2, 1, "conv_gemm", "conv 3x3 s3 pads 1,0,2,1 (im2col)"},
+        {4, 13, 11, 4, 3, 3, 4, 0, 1, 1, 2, "conv_direct", "depthwise s3 pads 0,1,1,2"},
+        {5, 20, 35, 5, 5, 1, 5, 2, 1, 1, 3, "conv_dw_s1", "depthwise 5x5 s1 pads 2,1,1,3"},
+        {6, 11, 10, 6, 3, 2, 6, 0, 0, 1, 1, "conv_dw_s2", "depthwise 3x3 s2 pads 0,0,1,1"},
+    };
+    static const struct {
+        bf_layer_type type;
+        int k, s, top, left, bottom, right;
+        const char *kernel, *what;
+    } ps[] = {
+        {BF_LAYER_MAXPOOL, 3, 2, 0, 0, 1, 1, "maxpool_s2", "maxpool 3x3 s2 pads 0,0,1,1"},
+        {BF_LAYER_MAXPOOL, 2, 1, 0, 1, 1, 0, "maxpool_s1", "maxpool 2x2 s1 pads 0,1,1,0"},
+        {BF_LAYER_MAXPOOL, 3, 3, 1, 0, 0, 1, "maxpool", "maxpool 3x3 s3 pads 1,0,0,1"},
+        {BF_LAYER_AVGPOOL, 3, 2, 0, 1, 1, 0, "avgpool", "avgpool 3x3 s2 pads 0,1,1,0"},
+        {BF_LAYER_AVGPOOL, 2, 2, 0, 0, 1, 1, "avgpool", "avgpool 2x2 s2 pads 0,0,1,1"},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        net t = {0};
+        int x = input(&t, cs[i].c, cs[i].h, cs[i].w);
+        int c = conv(&t, x, cs[i].o, cs[i].k, cs[i].s, 0, 1, cs[i].g, 1);
+        pads(&t, c, cs[i].top, cs[i].left, cs[i].bottom, cs[i].right);
+        g_kernel = cs[i].kernel;
+        run_case(cs[i].what, &t, i % 2 ? 3 : 2, 1, 0);
+    }
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
+        net t = {0};
+        int x = input(&t, 5, 16, 13);
+        int p = pool(&t, ps[i].type, x, ps[i].k, ps[i].s, 0);
+        pads(&t, p, ps[i].top, ps[i].left, ps[i].bottom, ps[i].right);
+        g_kernel = ps[i].kernel;
+        run_case(ps[i].what, &t, 2, 1, 0);
+    }
+    g_kernel = NULL;
+}
+
 static void test_errors_and_reload(void)
 {
     net t = {0};
@@ -698,6 +918,9 @@ int main(void)
         test_other_ops();
         test_plain_classifier();
         test_quant();
+        test_activations();
+        test_mul_concat();
+        test_asymmetric_padding();
         test_errors_and_reload();
     }
     printf("%s: %d checks, %d failed\n", g_fail ? "FAILED" : "ok", g_checks, g_fail);

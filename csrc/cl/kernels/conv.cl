@@ -4,7 +4,8 @@
  *                    GEMM) for strides 1 and 2: every ResNet conv without an im2col buffer
  *   conv_dw_s1/s2    depthwise / thin-group convs as row tiles; conv_direct for the rest
  *   im2col, pad_input the gathers those need.
- * Epilogue (all kernels): + bias (batch-norm folded in), + residual, then ReLU / ReLU6.
+ * Epilogue (all kernels): + bias (batch-norm folded in), + residual, then an activation
+ * without parameters (BF_ACT).
  * Build options: BF_TN = pixels per work-item (a vector of 4, 8 or 16), BF_TM = output
  * channels per work-item (8 or 16), BF_P_FAST = 1 when neighbouring work-items should take
  * neighbouring pixels (GPU coalescing), 0 when they should share pixels and take
@@ -30,9 +31,18 @@
 #define vloadn BF_CAT(vload, BF_TN)
 #define vstoren BF_CAT(vstore, BF_TN)
 
-/* act: 0 none, 1 ReLU, 2 ReLU6 */
+/* act: the core's BF_ACT_* codes that take no parameters: 0 none, 1 ReLU, 2 ReLU6,
+ * 3 sigmoid, 4 swish (x * sigmoid(x)), 5 hardswish (x * clip(x / 6 + 0.5, 0, 1)), each
+ * as oneDNN's eltwise (logistic, swish with alpha 1, hardswish with 1/6 and 1/2).  `v`
+ * is evaluated several times: pass a variable.  Scalars and vectors alike. */
+#define BF_SIGMOID(v) (1.0f / (1.0f + exp(-(v))))
 #define BF_ACT(v, act)                                                                     \
-    ((act) == 1 ? fmax((v), 0.0f) : (act) == 2 ? fmin(fmax((v), 0.0f), 6.0f) : (v))
+    ((act) == 1   ? fmax((v), 0.0f)                                                        \
+     : (act) == 2 ? fmin(fmax((v), 0.0f), 6.0f)                                            \
+     : (act) == 3 ? BF_SIGMOID(v)                                                          \
+     : (act) == 4 ? (v) / (1.0f + exp(-(v)))                                               \
+     : (act) == 5 ? (v) * fmin(fmax((v) * (1.0f / 6.0f) + 0.5f, 0.0f), 1.0f)               \
+                  : (v))
 
 #if BF_P_FAST
 #define BF_TILE_IDS(ob, pb) const int pb = get_global_id(0), ob = get_global_id(1)

@@ -1,28 +1,64 @@
 /* Element-wise ops that could not be fused into a convolution: add (+ activation), a
  * per-channel affine (a batch-norm with no conv before it, or a lone activation with
- * scale 1 / shift 0) and nearest-neighbour upsampling.  act: 0 none, 1 ReLU, 2 ReLU6. */
-#define BF_ACT1(v, act)                                                                    \
-    ((act) == 1 ? fmax((v), 0.0f) : (act) == 2 ? fmin(fmax((v), 0.0f), 6.0f) : (v))
+ * scale 1 / shift 0), mul, the copies of a concat and nearest-neighbour upsampling.
+ * act: any BF_ACT_* code; alpha / beta are the activation's (hardsigmoid: slope, offset;
+ * clip: min, max; leaky ReLU: slope), ignored by the others. */
+float bf_act_ab(float v, int act, float alpha, float beta)
+{
+    switch (act) {
+    case 6: /* hardsigmoid */
+        return fmin(fmax(alpha * v + beta, 0.0f), 1.0f);
+    case 7: /* clip, as oneDNN: max first, then min */
+        return fmin(fmax(v, alpha), beta);
+    case 8: /* leaky ReLU */
+        return v > 0.0f ? v : alpha * v;
+    default:
+        return BF_ACT(v, act);
+    }
+}
 
 __kernel void add_act(__global const float *restrict a, __global const float *restrict b,
-                      __global float *restrict y, int n, int act)
+                      __global float *restrict y, int n, int act, float alpha, float beta)
 {
     const int i = get_global_id(0);
     if (i < n)
-        y[i] = BF_ACT1(a[i] + b[i], act);
+        y[i] = bf_act_ab(a[i] + b[i], act, alpha, beta);
 }
 
 /* global (HW, N*C); scale/shift per channel, NULL-free: the host always passes both */
 __kernel void affine_act(__global const float *restrict x, __global float *restrict y,
                          __global const float *restrict scale,
-                         __global const float *restrict shift, int HW, int C, int act)
+                         __global const float *restrict shift, int HW, int C, int act,
+                         float alpha, float beta)
 {
     const int i = get_global_id(0), z = get_global_id(1);
     if (i >= HW)
         return;
     const int c = z % C;
     const size_t at = (size_t)z * HW + i;
-    y[at] = BF_ACT1(x[at] * scale[c] + shift[c], act);
+    y[at] = bf_act_ab(x[at] * scale[c] + shift[c], act, alpha, beta);
+}
+
+/* y = a * b with b of a's shape, or (bcast) b of shape (N, C, 1, 1): one factor per
+ * channel (squeeze-and-excitation).  global (HW, N*C). */
+__kernel void mul_bcast(__global const float *restrict a, __global const float *restrict b,
+                        __global float *restrict y, int HW, int bcast)
+{
+    const int i = get_global_id(0), z = get_global_id(1);
+    if (i >= HW)
+        return;
+    const size_t at = (size_t)z * HW + i;
+    y[at] = a[at] * b[bcast ? (size_t)z : at];
+}
+
+/* One source of a concat over channels: x, `len` = C_src*H*W floats per sample, into y
+ * (`ylen` floats per sample) at `offset` = (channels before it) * H*W.  global (len, N). */
+__kernel void concat_copy(__global const float *restrict x, __global float *restrict y,
+                          int len, int ylen, int offset)
+{
+    const int i = get_global_id(0), n = get_global_id(1);
+    if (i < len)
+        y[(size_t)n * ylen + offset + i] = x[(size_t)n * len + i];
 }
 
 /* global (OW, OH, N*C) */
