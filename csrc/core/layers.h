@@ -12,8 +12,9 @@ typedef struct bf_plan bf_plan;
 typedef struct bf_node bf_node;
 
 /* Activation layer types by their row's `act` (oneDNN eltwise algorithm, OpenCL act code).
- * A conv absorbs any of them (a post-op), a batch-norm ReLU alone (oneDNN's fused flag); on
- * OpenCL convs and adds absorb ReLU and ReLU6, the others run as an affine op. */
+ * On oneDNN a conv absorbs any of them (a post-op), a batch-norm ReLU alone (oneDNN's fused
+ * flag); on OpenCL a batch-norm or an add absorbs any, a conv those without parameters
+ * (ReLU, ReLU6, sigmoid, swish, hardswish), and the others run as an affine op. */
 enum {
     BF_ACT_NONE = 0, BF_ACT_RELU, BF_ACT_RELU6, BF_ACT_SIGMOID, BF_ACT_SWISH, BF_ACT_HARDSWISH,
     BF_ACT_HARDSIGMOID, BF_ACT_CLIP, BF_ACT_LEAKY_RELU
