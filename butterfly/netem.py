@@ -359,8 +359,11 @@ def compare(model_path, images: np.ndarray, model, codec: str = "zstd", requests
         fast = dataclasses.replace(model, network=costmodel.Network("unshaped", 1e6, 0.0, 0.0))
         compute_split = fast.cost(cand0)
         compute_cloud = fast.cloud_only(round(base["jpeg_bytes"]))
-        floor = {"split_ms": base["split_ms"] - compute_split.mobile_ms - compute_split.cloud_ms,
-                 "cloud_ms": base["cloud_ms"] - compute_cloud.cloud_ms,
+        # a transport time cannot be negative: it comes out so when the profile's compute ran
+        # on a busier machine than the unshaped requests did (seen under load); then 0
+        floor = {"split_ms": max(0.0, base["split_ms"] - compute_split.mobile_ms
+                                 - compute_split.cloud_ms),
+                 "cloud_ms": max(0.0, base["cloud_ms"] - compute_cloud.cloud_ms),
                  "unshaped_split_ms": base["split_ms"], "unshaped_cloud_ms": base["cloud_ms"]}
         log(f"  unshaped: split {base['split_ms']:.2f} ms, cloud-only {base['cloud_ms']:.2f} ms"
             f" -> transport floor (rtt_ms) {floor['split_ms']:.2f} / {floor['cloud_ms']:.2f} ms")

@@ -352,7 +352,7 @@ def test_bad_metadata_is_a_model_error(tmp_path):
     out = subprocess.run([sys.executable, "-m", "butterfly.cli", "serve", str(p), "--bind",
                           "tcp://127.0.0.1:*"], capture_output=True, text=True, timeout=60,
                          env=serving.child_env())
-    assert out.returncode == 1 and "ModelError" in out.stderr, out.stderr
+    assert out.returncode == 2 and "ModelError" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
 
 

@@ -968,7 +968,7 @@ def test_a_fifo_without_writer_is_refused_not_waited_on(model_path, tmp_path):
     out = subprocess.run([sys.executable, "-m", "butterfly.cli", "serve", str(fifo), "--bind",
                           ANY], capture_output=True, text=True, timeout=60,
                          env=serving.child_env())
-    assert out.returncode == 1 and "not a regular file" in out.stderr, out.stderr
+    assert out.returncode == 2 and "not a regular file" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
 
 
