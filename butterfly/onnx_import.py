@@ -348,9 +348,8 @@ class _Importer:
         self.pending_pad[node.output[0]] = (x, [pads[2], pads[3], pads[6], pads[7]])
         self.out(node, x)
 
-    def op_Conv(self, node):
-        a = self.attrs(node)
-        extra = getattr(self, "pending_pad", {}).pop(node.input[0], None)
+    def _conv_inputs(self, node):
+        """(attributes, input, 2-D weight, bias or None) of a Conv / ConvTranspose."""
         x = self.act(node)
         w = self.const(node, 1, "weight")
         b = self.get(node, 2)
@@ -358,6 +357,11 @@ class _Importer:
             raise _unsupported(node, "its bias must be a constant")
         if w.ndim != 4:
             raise _unsupported(node, f"a {w.ndim - 2}-D convolution; only 2-D is supported")
+        return self.attrs(node), x, w, b
+
+    def op_Conv(self, node):
+        extra = getattr(self, "pending_pad", {}).pop(node.input[0], None)
+        a, x, w, b = self._conv_inputs(node)
         c, h, wd = self.shape(x)
         k = list(a.get("kernel_shape", w.shape[2:]))
         s = list(a.get("strides", [1, 1]))
@@ -379,14 +383,7 @@ class _Importer:
         self.out(node, self.add(node, spec, params))
 
     def op_ConvTranspose(self, node):
-        a = self.attrs(node)
-        x = self.act(node)
-        w = self.const(node, 1, "weight")
-        b = self.get(node, 2)
-        if b is not None and not isinstance(b, np.ndarray):
-            raise _unsupported(node, "its bias must be a constant")
-        if w.ndim != 4:
-            raise _unsupported(node, "only 2-D transposed convolutions are supported")
+        a, x, w, b = self._conv_inputs(node)
         c = self.shape(x)[0]
         g = int(a.get("group", 1))
         if w.shape[0] != c:

@@ -125,6 +125,13 @@ fail:
     return st;
 }
 
+void *bf_mem_handle(dnnl_memory_t mem)
+{
+    void *h = NULL;
+    dnnl_memory_get_data_handle(mem, &h);
+    return h;
+}
+
 bf_status bf_mem_to_host(bf_plan *p, dnnl_memory_t mem, const_dnnl_memory_desc_t plain,
                          float *host)
 {

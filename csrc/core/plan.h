@@ -147,6 +147,8 @@ bf_status bf_md_plain(dnnl_memory_desc_t *md, int ndims, const int64_t *dims, dn
  * `plain` (a reorder); stores it in *mem (created if NULL). */
 bf_status bf_mem_from_host(bf_plan *p, dnnl_memory_t *mem, const_dnnl_memory_desc_t md,
                            const_dnnl_memory_desc_t plain, const float *host);
+/* The buffer of a memory (NULL if it has none). */
+void *bf_mem_handle(dnnl_memory_t mem);
 /* Copies memory `mem` (layout md) into a host array of plain layout `plain`. */
 bf_status bf_mem_to_host(bf_plan *p, dnnl_memory_t mem, const_dnnl_memory_desc_t plain,
                          float *host);

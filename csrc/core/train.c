@@ -18,12 +18,6 @@ void bf_node_bwd_arg(bf_node *n, int which, int arg, dnnl_memory_t mem)
     n->bwd_nargs[which]++;
 }
 
-static void *mem_handle(dnnl_memory_t m)
-{
-    void *h = NULL;
-    dnnl_memory_get_data_handle(m, &h);
-    return h;
-}
 
 bf_status bf_plan_add_tparam(bf_plan *p, int layer, int slot, dnnl_memory_t w,
                              const_dnnl_memory_desc_t diff_md, const_dnnl_memory_desc_t plain,
@@ -51,8 +45,8 @@ bf_status bf_plan_add_tparam(bf_plan *p, int layer, int slot, dnnl_memory_t w,
     DNNL_TRY(dnnl_memory_desc_clone(&t->plain, plain));
     DNNL_TRY(dnnl_memory_create(&t->g, wmd, p->engine, DNNL_MEMORY_ALLOCATE));
     DNNL_TRY(dnnl_memory_create(&t->v, wmd, p->engine, DNNL_MEMORY_ALLOCATE));
-    memset(mem_handle(t->g), 0, t->n * sizeof(float));
-    memset(mem_handle(t->v), 0, t->n * sizeof(float));
+    memset(bf_mem_handle(t->g), 0, t->n * sizeof(float));
+    memset(bf_mem_handle(t->v), 0, t->n * sizeof(float));
     if (dnnl_memory_desc_equal(wmd, diff_md)) {
         *g_raw_out = t->g;
     } else {
@@ -120,11 +114,11 @@ bf_status bf_plan_grad_copy(bf_plan *p, bf_node *n, int k, dnnl_memory_t from)
 {
     bf_value *v = &p->values[n->src[k]];
     const_dnnl_memory_desc_t md;
-    float *dst, *src = mem_handle(from);
+    float *dst, *src = bf_mem_handle(from);
     size_t count;
     dnnl_memory_get_memory_desc(v->diff, &md);
     count = dnnl_memory_desc_get_size(md) / sizeof(float);
-    dst = mem_handle(v->diff);
+    dst = bf_mem_handle(v->diff);
     if (!n->acc[k]) {
         memcpy(dst, src, count * sizeof(float));
         return BF_STATUS_OK;
@@ -162,7 +156,7 @@ static bf_status alloc_diffs(bf_plan *p)
         dnnl_memory_desc_destroy(md);
         if (st != BF_STATUS_OK)
             return st;
-        memset(mem_handle(v->diff), 0, dnnl_memory_desc_get_size(v->md) * (dt == dnnl_u8 ? 4 : 1));
+        memset(bf_mem_handle(v->diff), 0, dnnl_memory_desc_get_size(v->md) * (dt == dnnl_u8 ? 4 : 1));
         v->diff_ready = 0;
     }
     p->scratch = aligned_alloc(64, (biggest + 63) & ~(size_t)63);
@@ -347,7 +341,7 @@ bf_status bf_plan_backward(bf_plan *p, const float *diff_dst)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_plan_backward: no forward to "
                         "differentiate yet (run a forward on this plan first)");
     dnnl_memory_get_memory_desc(p->values[p->dst_value].diff, &md);
-    memcpy(mem_handle(p->values[p->dst_value].diff), diff_dst, dnnl_memory_desc_get_size(md));
+    memcpy(bf_mem_handle(p->values[p->dst_value].diff), diff_dst, dnnl_memory_desc_get_size(md));
     for (int k = p->n_nodes - 1; k >= 0; k--) {
         bf_node *n = &p->nodes[k];
         if (n->skip_bwd)
@@ -421,7 +415,7 @@ bf_status bf_plan_sgd_step(bf_plan *p, const bf_sgd_params *sgd)
                                                     "weight_decay >= 0");
     for (int i = 0; i < p->n_tparams; i++) {
         bf_train_param *t = &p->tparams[i];
-        float *w = mem_handle(t->w), *g = mem_handle(t->g), *v = mem_handle(t->v);
+        float *w = bf_mem_handle(t->w), *g = bf_mem_handle(t->g), *v = bf_mem_handle(t->v);
         float lr = sgd->lr, mom = sgd->momentum, wd = t->decay ? sgd->weight_decay : 0.0f;
         int nesterov = sgd->nesterov;
 #pragma omp parallel for schedule(static)
@@ -495,7 +489,7 @@ bf_status bf_plan_src_grad(bf_plan *p, float *out)
     if (!p->params.input_grad)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "the plan was made without input_grad");
     dnnl_memory_get_memory_desc(p->values[p->src_value].diff, &md);
-    memcpy(out, mem_handle(p->values[p->src_value].diff), dnnl_memory_desc_get_size(md));
+    memcpy(out, bf_mem_handle(p->values[p->src_value].diff), dnnl_memory_desc_get_size(md));
     return BF_STATUS_OK;
 }
 

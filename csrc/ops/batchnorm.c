@@ -34,12 +34,6 @@ fail:
     return st;
 }
 
-static void *handle(dnnl_memory_t m)
-{
-    void *h = NULL;
-    dnnl_memory_get_data_handle(m, &h);
-    return h;
-}
 
 /* Training forward: batch statistics, then the running statistics follow them (the
  * variance unbiased, as PyTorch does).  A frozen BN uses and keeps its running stats. */
@@ -47,7 +41,7 @@ static bf_status bn_train_run(bf_plan *p, bf_node *n)
 {
     const bf_layer_spec *s = bf_model_layer(p->model, n->layer);
     bf_param_view rm, rv;
-    const float *mean = handle(n->mem[MEAN]), *var = handle(n->mem[VAR]);
+    const float *mean = bf_mem_handle(n->mem[MEAN]), *var = bf_mem_handle(n->mem[VAR]);
     bf_layer_info info;
     double count;
     bf_status st = BF_STATUS_OK;

@@ -49,12 +49,6 @@ fail:
     return st;
 }
 
-static float *handle(dnnl_memory_t m)
-{
-    void *h = NULL;
-    dnnl_memory_get_data_handle(m, &h);
-    return h;
-}
 
 /* Source k's gradient is its channels of the output's (all plain NCHW). */
 static bf_status concat_bwd_run(bf_plan *p, bf_node *n)
@@ -62,12 +56,12 @@ static bf_status concat_bwd_run(bf_plan *p, bf_node *n)
     const bf_layer_spec *s = bf_model_layer(p->model, n->layer);
     concat_priv *cp = n->priv;
     bf_layer_info out, in;
-    const float *dy = handle(p->values[n->dst].diff);
+    const float *dy = bf_mem_handle(p->values[n->dst].diff);
     int64_t off = 0;
     bf_model_layer_info(p->model, n->layer, &out);
     for (int k = 0; k < s->n_inputs; k++) {
         int64_t hw = (int64_t)out.out_dims[1] * out.out_dims[2], c_in, c_out = out.out_dims[0];
-        float *dx = handle(cp->dsrc[k]);
+        float *dx = bf_mem_handle(cp->dsrc[k]);
         bf_status st;
         bf_model_layer_info(p->model, s->inputs[k], &in);
         c_in = in.out_dims[0];

@@ -65,12 +65,6 @@ fail:
     return st;
 }
 
-static float *handle(dnnl_memory_t m)
-{
-    void *h = NULL;
-    dnnl_memory_get_data_handle(m, &h);
-    return h;
-}
 
 /* d src0 = d dst * src1; d src1 = d dst * src0, summed over H, W when it was broadcast.
  * Each is finished (and added, when a later reader wrote first) before the next: the two
@@ -79,15 +73,15 @@ static bf_status mul_bwd_run(bf_plan *p, bf_node *n)
 {
     mul_priv *mp = n->priv;
     bf_layer_info info;
-    const float *dy = handle(p->values[n->dst].diff);
-    const float *x0 = handle(p->values[n->src[0]].mem), *x1 = handle(p->values[n->src[1]].mem);
+    const float *dy = bf_mem_handle(p->values[n->dst].diff);
+    const float *x0 = bf_mem_handle(p->values[n->src[0]].mem), *x1 = bf_mem_handle(p->values[n->src[1]].mem);
     int64_t nc, hw;
     bf_model_layer_info(p->model, n->layer, &info);
     nc = (int64_t)p->params.batch * info.out_dims[0];
     hw = (int64_t)info.out_dims[1] * info.out_dims[2];
     for (int k = 1; k >= 0; k--) {
         const float *other = k == 0 ? x1 : x0;
-        float *out = handle(mp->dsrc[k]);
+        float *out = bf_mem_handle(mp->dsrc[k]);
         bf_status st;
         if (!out)
             continue;

@@ -6,12 +6,6 @@
 
 #include "core/plan.h"
 
-static void *handle(dnnl_memory_t m)
-{
-    void *h = NULL;
-    dnnl_memory_get_data_handle(m, &h);
-    return h;
-}
 
 static size_t sample_size(bf_plan *p, const bf_node *n)
 {
@@ -21,8 +15,8 @@ static size_t sample_size(bf_plan *p, const bf_node *n)
 
 static bf_status quantize_run(bf_plan *p, bf_node *n)
 {
-    const float *x = handle(p->values[n->src[0]].mem);
-    uint8_t *q = handle(p->values[n->dst].mem);
+    const float *x = bf_mem_handle(p->values[n->src[0]].mem);
+    uint8_t *q = bf_mem_handle(p->values[n->dst].mem);
     size_t per = sample_size(p, n);
     int nb = p->params.batch;
 
@@ -57,8 +51,8 @@ static bf_status quantize_run(bf_plan *p, bf_node *n)
 
 static bf_status dequantize_run(bf_plan *p, bf_node *n)
 {
-    const uint8_t *q = handle(p->values[n->src[0]].mem);
-    float *x = handle(p->values[n->dst].mem);
+    const uint8_t *q = bf_mem_handle(p->values[n->src[0]].mem);
+    float *x = bf_mem_handle(p->values[n->dst].mem);
     const float *range = n->src[0] == p->src_value ? p->user_src_range : p->qrange;
     size_t per = sample_size(p, n);
     int nb = p->params.batch;
