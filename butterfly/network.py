@@ -179,11 +179,35 @@ class Network:
         return out
 
     def split_points(self) -> list[dict]:
-        """Every cut where one tensor crosses: name, layer, shape, fp32 bytes, MACs before
-        and after (and "block" at a ResNet's block ends).  See :mod:`butterfly.split`."""
-        from .split import split_points
-
-        return split_points(self)
+        """Every cut where one tensor crosses, in order: {"name", "layer" (the index of the
+        last layer before the cut), "shape" (C, H, W), "fp32_bytes", "macs_before",
+        "macs_after"}; at a ResNet's block ends also "block" (RB<k>, 1-based).  A cut after
+        layer j is one where every later layer reads only j or layers after it, so skip
+        connections and squeeze-and-excitation branches lie inside a part.  The cut after
+        the input (uploading the image) and after the last layer are not listed."""
+        model = self.model
+        n = len(model)
+        last_reader = list(range(n))
+        for i in range(1, n):
+            for j in model.layer(i)["inputs"]:
+                last_reader[j] = max(last_reader[j], i)
+        macs = [model.info(i)["macs"] for i in range(n)]
+        total = sum(macs)
+        blocks = {idx: k for k, idx in enumerate(self.config.get("block_ends", []), start=1)}
+        rows, reach, before = [], 0, 0
+        for j in range(n - 1):
+            before += macs[j]
+            # layers before j are read up to `reach`: the cut after j needs reach <= j
+            if j > 0 and reach <= j and model.layer(j)["part"] == model.layer(j + 1)["part"]:
+                c, h, w = model.info(j)["out_dims"]
+                row = {"name": model.layer(j)["name"], "layer": j, "shape": (c, h, w),
+                       "fp32_bytes": 4 * c * h * w, "macs_before": before,
+                       "macs_after": total - before}
+                if j in blocks:
+                    row["block"] = blocks[j]
+                rows.append(row)
+            reach = max(reach, last_reader[j])
+        return rows
 
     def summary(self) -> dict:
         layers = self.layers()

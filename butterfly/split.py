@@ -20,40 +20,11 @@ import numpy as np
 
 from . import _C
 from .models import Butterfly, LayerList, butterfly_unit
-
-
-def split_points(net) -> list[dict[str, Any]]:
-    """Every cut of `net` where one tensor crosses, in order: {"name", "layer" (the index
-    of the last layer before the cut), "shape" (C, H, W), "fp32_bytes", "macs_before",
-    "macs_after"}; at a ResNet's block ends also "block" (RB<k>, 1-based).  The cut after the
-    input (uploading the image) and after the last layer are not listed."""
-    model = net.model
-    n = len(model)
-    last_reader = list(range(n))
-    for i in range(1, n):
-        for j in model.layer(i)["inputs"]:
-            last_reader[j] = max(last_reader[j], i)
-    macs = [model.info(i)["macs"] for i in range(n)]
-    total = sum(macs)
-    blocks = {idx: k for k, idx in enumerate(net.config.get("block_ends", []), start=1)}
-    rows, reach, before = [], 0, 0
-    for j in range(n - 1):
-        before += macs[j]
-        # layers up to j-1 are read at most up to `reach`; the cut after j needs reach <= j
-        if j > 0 and reach <= j and model.layer(j)["part"] == model.layer(j + 1)["part"]:
-            c, h, w = model.info(j)["out_dims"]
-            row = {"name": model.layer(j)["name"], "layer": j, "shape": (c, h, w),
-                   "fp32_bytes": 4 * c * h * w, "macs_before": before,
-                   "macs_after": total - before}
-            if j in blocks:
-                row["block"] = blocks[j]
-            rows.append(row)
-        reach = max(reach, last_reader[j])
-    return rows
+from .network import Network
 
 
 def _cut(net, at) -> dict[str, Any]:
-    points = split_points(net)
+    points = net.split_points()
     if isinstance(at, str) and at.upper().startswith("RB") and at[2:].isdigit():
         match = [p for p in points if p.get("block") == int(at[2:])]
     elif isinstance(at, str):
@@ -88,8 +59,6 @@ def insert_butterfly(net, at, channels: int = 1, stride: int = 1, spatial: str =
     the cut form the head, the rest the tail, with the weights copied; the unit's own
     weights are fresh (train them with bf.distill or bf.train).  channels: c', the feature
     channels uploaded; stride: s, the spatial reduction."""
-    from .network import Network
-
     if net.butterfly:
         raise _C.InvalidArgument("this network already has a butterfly unit; insert one into "
                                  "the plain network")
@@ -124,8 +93,7 @@ def insert_butterfly(net, at, channels: int = 1, stride: int = 1, spatial: str =
 def _cli_splits(args) -> int:
     from .network import load
 
-    net = load(args.model)
-    rows = split_points(net)
+    rows = load(args.model).split_points()
     width = max([len(r["name"]) for r in rows] + [4])
     print(f"{'cut after':<{width}}  {'shape (C, H, W)':>17}  {'fp32 bytes':>11}  "
           f"{'MACs before':>12}  {'MACs after':>12}")
