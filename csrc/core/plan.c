@@ -37,6 +37,7 @@ int bf_plan_add_value(bf_plan *p, const_dnnl_memory_desc_t md)
     memset(v, 0, sizeof *v);
     v->producer = p->n_nodes - 1;
     v->alias = -1;
+    v->copy_of = -1;
     DNNL_TRY(dnnl_memory_desc_clone(&v->md, md));
     v->size = dnnl_memory_desc_get_size(md);
     DNNL_TRY(dnnl_memory_create(&v->mem, md, p->engine, DNNL_MEMORY_NONE));
@@ -107,6 +108,8 @@ int bf_plan_value_as(bf_plan *p, int v, const_dnnl_memory_desc_t md)
 {
     if (dnnl_memory_desc_equal(p->values[v].md, md))
         return v;
+    if (p->values[v].copy_of >= 0) /* the same numbers, one exact reorder fewer */
+        return bf_plan_value_as(p, p->values[v].copy_of, md);
     for (int k = 0; k < p->n_nodes; k++) { /* another reader already asked for this layout */
         const bf_node *n = &p->nodes[k];
         if (n->layer < 0 && n->src[0] == v && n->dst >= 0 &&
@@ -426,10 +429,39 @@ static bf_status plan_cut(bf_plan *p, int layer)
         goto fail;
     }
     p->values[c].cut = 1;
+    if (c != v)
+        p->values[c].copy_of = v;
     p->layer_value[layer] = c;
 fail:
     dnnl_memory_desc_destroy(md);
     return st;
+}
+
+/* Removes the plain copies made at cuts that no node reads (every reader of the next part
+ * wanted another layout and converted the value before the cut): nothing else refers to
+ * them, as they are made last in their part. */
+static void drop_unread_cuts(bf_plan *p)
+{
+    for (int k = p->n_nodes - 1; k >= 0; k--) {
+        bf_node *n = &p->nodes[k];
+        int c = n->dst, read = c == p->dst_value;
+        if (n->layer >= 0 || c < 0 || p->values[c].copy_of < 0)
+            continue;
+        for (int j = k + 1; j < p->n_nodes && !read; j++)
+            for (int s = 0; s < p->nodes[j].n_src; s++)
+                read |= p->nodes[j].src[s] == c || p->nodes[j].sum_src == c;
+        if (read)
+            continue;
+        dnnl_primitive_destroy(n->prim);
+        dnnl_primitive_desc_destroy(n->pd);
+        memmove(n, n + 1, (size_t)(p->n_nodes - k - 1) * sizeof *n);
+        p->n_nodes--;
+        for (int v = 0; v < p->n_values; v++)
+            if (p->values[v].producer > k)
+                p->values[v].producer--;
+        p->values[c].external = 1; /* produced by nothing: it gets no memory */
+        p->values[c].producer = -1;
+    }
 }
 
 /* Compiles layers [first, last] into nodes: fusion and reader counts stay inside them. */
@@ -549,6 +581,7 @@ bf_status bf_plan_create(bf_plan **out, bf_model *model, const bf_plan_params *p
         }
     }
     BF_TRY(plan_dest(p));
+    drop_unread_cuts(p);
     BF_TRY(plan_memory(p));
     BF_TRY(load_params(p));
     if (params->training)

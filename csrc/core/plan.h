@@ -40,6 +40,8 @@ typedef struct bf_value {
     int external;          /* bound to a caller's buffer at each call */
     int cut;               /* the output of a part that a later part of this plan reads: it
                               is treated as that part's plan source (plain, never fused into) */
+    int copy_of;           /* a cut that copies another value into the plain layout: that
+                              value (readers wanting another layout convert it instead), or -1 */
     size_t offset;         /* in the plan's arena */
     /* training */
     dnnl_memory_t diff;    /* gradient, same md; NULL in inference */
