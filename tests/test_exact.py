@@ -99,3 +99,21 @@ def cut_between_fusable_layers():
 def test_no_fusion_across_a_part_boundary(rng, tmp_path):
     net = cut_between_fusable_layers()
     assert_exact(net, rng.standard_normal((3, 4, 8, 8)).astype(np.float32), tmp_path)
+
+
+def test_a_part_ending_in_a_linear_layer(rng, tmp_path):
+    """A head whose output is (N, C) after a linear layer: the cut takes it as (N, C, 1, 1),
+    as the reduce part alone does."""
+    L = LayerList((2, 4, 4), seed=5)
+    L.conv(4, 3, name="head.conv")
+    L.global_avgpool(name="head.pool")
+    L.linear(6, name="head.fc")
+    L.part = "reduce"
+    L.simple("quantize", name="reduce.quantize")
+    L.part = "restore"
+    L.simple("dequantize", name="restore.dequantize")
+    L.part = "tail"
+    L.linear(3, name="tail.fc")
+    net = Network.from_layers(L.layers, L.params, butterfly={"after": 0, "channels": 6,
+                                                            "stride": 1})
+    assert_exact(net, rng.standard_normal((2, 2, 4, 4)).astype(np.float32), tmp_path)

@@ -410,20 +410,28 @@ static bf_status plan_source(bf_plan *p)
  * conv write in its shortcut's layout), which sum in another order. */
 static bf_status plan_cut(bf_plan *p, int layer)
 {
-    dnnl_memory_desc_t md = NULL;
-    int64_t dims[4];
+    dnnl_memory_desc_t md = NULL, flat = NULL;
+    const dnnl_dims_t *vd;
+    dnnl_data_type_t dt;
+    int64_t dims[4], fdims[DNNL_MAX_NDIMS];
     int v = p->layer_value[layer], nd, c;
     bf_status st = BF_STATUS_OK;
-    DNNL_TRY(dnnl_memory_desc_query(p->values[v].md, dnnl_query_ndims_s32, &nd));
-    if (nd != 4) {
-        st = bf_error(BF_STATUS_BAD_MODEL, "layer %d (%s) ends the %s part with a %d-D tensor: "
-                      "a part must end with an (N, C, H, W) feature", layer,
-                      bf_model_layer(p->model, layer)->name,
-                      bf_part_str(bf_model_layer(p->model, layer)->part), nd);
-        goto fail;
-    }
     BF_TRY(source_md(p, layer, &md, dims));
-    c = bf_plan_value_as(p, v, md);
+    DNNL_TRY(dnnl_memory_desc_query(p->values[v].md, dnnl_query_ndims_s32, &nd));
+    if (nd == 4) {
+        c = bf_plan_value_as(p, v, md);
+    } else { /* (N, C) after a linear layer: plain, the same bytes as (N, C, 1, 1) */
+        DNNL_TRY(dnnl_memory_desc_query(p->values[v].md, dnnl_query_dims, &vd));
+        DNNL_TRY(dnnl_memory_desc_query(p->values[v].md, dnnl_query_data_type, &dt));
+        for (int d = 0; d < nd; d++)
+            fdims[d] = (*vd)[d];
+        BF_TRY(bf_md_plain(&flat, nd, fdims, dt));
+        v = bf_plan_value_as(p, v, flat);
+        c = v < 0 ? -1 : bf_plan_add_value(p, md);
+        if (c >= 0)
+            p->values[c].alias = v;
+        v = c; /* no layout conversions through the flat value: it has other dims */
+    }
     if (c < 0) {
         st = BF_STATUS_OUT_OF_MEMORY;
         goto fail;
@@ -434,6 +442,7 @@ static bf_status plan_cut(bf_plan *p, int layer)
     p->layer_value[layer] = c;
 fail:
     dnnl_memory_desc_destroy(md);
+    dnnl_memory_desc_destroy(flat);
     return st;
 }
 
