@@ -1,7 +1,9 @@
 """Network: a model (layer specs + weights in the C core) and its four split ops.
 
-``forward(x) == tail(restore(reduce(head(x))))`` bit for bit: both paths run the same
-primitives on the same layouts; the split path only adds exact reorders at the boundaries.
+``forward(x) == tail(restore(reduce(head(x)))) == cloud(mobile(x))`` bit for bit, by
+construction: a plan over several parts compiles each part exactly as the plan of that part
+alone (a plain-layout cut between parts, nothing fused across it), so the whole network runs
+the same primitives, in the same order, as its parts run one after the other.
 """
 
 from __future__ import annotations

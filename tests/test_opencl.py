@@ -568,3 +568,48 @@ def test_layers_of_imported_cnns_run_on_opencl(build, rng):
     net = network(L, rng)
     x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
     assert_close(opencl.MobileHalf(net).head(x), net.head(x))
+
+
+# --- the mobile half is the composition of its parts -----------------------------------------
+
+# blocks (0-based) of test_exact.configs, two per network: every c', s and batch is met
+# (OpenCL plans cost ~0.3 s each to build on PoCL, so not every block as in test_exact)
+CL_BLOCKS = {(18, True): (2, 7), (18, False): (1, 4), (34, True): (2, 13),
+             (34, False): (3, 8), (50, True): (6, 15), (50, False): (1, 12)}
+
+
+@pytest.mark.parametrize("small", [True, False], ids=["small", "imagenet"])
+@pytest.mark.parametrize("depth", [18, 34, 50])
+def test_mobile_is_reduce_of_head_bit_for_bit(depth, small, tmp_path):
+    """What the phone runs in one plan is exactly its two parts run one after the other,
+    from the model file's mobile half."""
+    import test_exact
+
+    rng = np.random.default_rng(depth)
+    size = 16 if small else 32
+    every = list(test_exact.configs(depth))
+    for after, channels, stride, batch in (every[k] for k in CL_BLOCKS[depth, small]):
+        net = bf.resnet(depth, small=small, input_size=size, num_classes=10, in_channels=1,
+                        width=8, seed=after,
+                        butterfly=bf.Butterfly(after=after, channels=channels, stride=stride))
+        test_exact.randomize(net, rng)
+        x = rng.standard_normal((batch, 1, size, size)).astype(np.float32)
+        net.save(tmp_path / "net.bfly")
+        half = bf.load(tmp_path / "net.bfly", part="mobile", backend="opencl")
+        whole = half.mobile(x)
+        parts = half.reduce(half.head(x))
+        what = f"resnet{depth} small={small} after RB{after} c'={channels} s={stride}"
+        np.testing.assert_array_equal(whole.data, parts.data, err_msg=what)
+        np.testing.assert_array_equal(whole.ranges, parts.ranges, err_msg=what)
+
+
+def test_mobile_no_fusion_across_the_cut(rng):
+    """A head ending in a bare conv, a reduce part starting with the batch-norm + ReLU that
+    would fuse into it: mobile() still equals reduce(head())."""
+    import test_exact
+
+    half = opencl.MobileHalf(test_exact.cut_between_fusable_layers())
+    x = rng.standard_normal((3, 4, 8, 8)).astype(np.float32)
+    whole, parts = half.mobile(x), half.reduce(half.head(x))
+    np.testing.assert_array_equal(whole.data, parts.data)
+    np.testing.assert_array_equal(whole.ranges, parts.ranges)

@@ -57,8 +57,10 @@ def data(model_path):
     net = bf.load(model_path)
     logits = net.forward(test.images).astype(np.float64)
     e = np.exp(logits - logits.max(1, keepdims=True))
+    # each image alone, as a B = 1 worker computes it (a batch of n may pick other kernels)
+    one = np.concatenate([net.forward(test.images[i:i + 1]) for i in range(len(test.images))])
     return {"net": net, "images": test.images, "payload": net.mobile(test.images),
-            "probs": e / e.sum(1, keepdims=True), "logits": logits}
+            "probs": e / e.sum(1, keepdims=True), "logits": logits, "logits_one": one}
 
 
 def split_id(net):
@@ -94,9 +96,13 @@ def test_split_inference_matches_local(model_path, data):
         assert client.hash == data["net"].hash and client.split == split_id(data["net"])
         results = client.classify(data["images"], k=5, logits=True)
         assert len(results) == 64
-        for r, probs, logits in zip(results, data["probs"], data["logits"]):
+        for r, probs, logits, one in zip(results, data["probs"], data["logits"],
+                                         data["logits_one"]):
             assert r.batch == 1 and r.attempts == 1
-            # B = 1: the worker's batch-1 plan against the local batch-64 forward
+            # B = 1: the worker's answer is the local forward of that image, bit for bit
+            # (to float rounding only against the local batch-64 forward)
+            assert r.logits.dtype == np.float32
+            np.testing.assert_array_equal(r.logits, one)
             np.testing.assert_allclose(r.logits, logits, rtol=0, atol=1e-5)
             assert_topk(r.topk, probs, 1e-6)
             assert r.names == [bf.datasets.FASHION_MNIST_CLASSES[c] for c in r.classes]
@@ -113,6 +119,24 @@ def test_split_inference_matches_local(model_path, data):
         stats = pool.stats()
     assert stats["replies_ok"] == 72 and stats["errors"] == 0
     assert stats["batch_sizes"] == {1: 72}
+
+
+def test_pool_answer_is_the_local_forward_bit_for_bit(tmp_path):
+    """The pool's logits at B = 1 are net.forward of that image, bit for bit (a split where
+    the tail plan alone once ran other kernels than the whole network: ResNet-34 after RB10,
+    s = 2; random images, so it runs without the data set)."""
+    net = bf.resnet34(small=True, num_classes=10, in_channels=1, width=16,
+                      butterfly=bf.Butterfly(after=10, channels=2, stride=2))
+    path = tmp_path / "rb10.bfly"
+    net.save(path)
+    x = np.random.default_rng(7).standard_normal((4, 1, 28, 28)).astype(np.float32)
+    with serving.serve(path, workers=1, bind=ANY, threads=1,
+                       heartbeat_interval_ms=HB_MS) as pool:
+        results = serving.Client(path, pool.endpoint).classify(x, k=3, logits=True)
+    assert len(results) == 4
+    for i, r in enumerate(results):
+        assert r.batch == 1
+        np.testing.assert_array_equal(r.logits, net.forward(x[i:i + 1])[0])
 
 
 def test_batched_inference(model_path, data):

@@ -158,23 +158,32 @@ static bf_status compile(bf_cl_plan *p)
         free(uses);
         return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
     }
-    for (int i = begin; i <= end; i++) {
-        const bf_layer_spec *s = bf_model_layer(p->model, i);
-        for (int k = 0; k < s->n_inputs; k++)
-            uses[s->inputs[k]]++;
-    }
-    uses[end]++; /* the plan's output */
-    for (int i = begin; i <= end && st == BF_STATUS_OK; i = p->ops[p->n_ops - 1].last + 1) {
-        bf_cl_op *op = &p->ops[p->n_ops];
-        bf_layer_info a, b;
-        st = make_op(p->model, uses, i, end, op);
-        if (st)
-            break;
-        bf_model_layer_info(p->model, op->first, &a);
-        bf_model_layer_info(p->model, op->last, &b);
-        memcpy(op->in, a.in_dims, sizeof op->in);
-        memcpy(op->out, b.out_dims, sizeof op->out);
-        p->n_ops++;
+    /* each part compiles as a plan of that part alone would: readers counted within it and
+     * no op fused across its end, so head..reduce gives bit for bit reduce(head(x)) */
+    for (int part = p->params.part_begin; part <= (int)p->params.part_end; part++) {
+        int f, l;
+        bf_model_part_range(p->model, (bf_part)part, &f, &l);
+        if (f < 0)
+            continue;
+        memset(uses, 0, (size_t)p->n_layers * sizeof *uses);
+        for (int i = f; i <= l; i++) {
+            const bf_layer_spec *s = bf_model_layer(p->model, i);
+            for (int k = 0; k < s->n_inputs; k++)
+                uses[s->inputs[k]]++;
+        }
+        uses[l]++; /* the part's output */
+        for (int i = f; i <= l && st == BF_STATUS_OK; i = p->ops[p->n_ops - 1].last + 1) {
+            bf_cl_op *op = &p->ops[p->n_ops];
+            bf_layer_info a, b;
+            st = make_op(p->model, uses, i, l, op);
+            if (st)
+                break;
+            bf_model_layer_info(p->model, op->first, &a);
+            bf_model_layer_info(p->model, op->last, &b);
+            memcpy(op->in, a.in_dims, sizeof op->in);
+            memcpy(op->out, b.out_dims, sizeof op->out);
+            p->n_ops++;
+        }
     }
     p->out_layer = end;
     free(uses);

@@ -5,6 +5,9 @@
  * residual add (as a sum post-op writing into the shortcut's buffer) and a ReLU (eltwise
  * post-op).  Convolutions choose their own layouts; a reorder node is added only where a
  * consumer wants a layout its producer did not make, and at the plan's two boundaries.
+ * In inference a plan over several parts compiles each part as the plan of that part alone
+ * would (a plain-layout cut between parts, no fusion across it), so it computes bit for bit
+ * the composition of the part plans: forward == tail(restore(reduce(head(x)))).
  * Activations live in one arena; in inference, buffers are reused once their last reader
  * has run. */
 #include <math.h>
@@ -34,6 +37,7 @@ int bf_plan_add_value(bf_plan *p, const_dnnl_memory_desc_t md)
     memset(v, 0, sizeof *v);
     v->producer = p->n_nodes - 1;
     v->alias = -1;
+    v->copy_of = -1;
     DNNL_TRY(dnnl_memory_desc_clone(&v->md, md));
     v->size = dnnl_memory_desc_get_size(md);
     DNNL_TRY(dnnl_memory_create(&v->mem, md, p->engine, DNNL_MEMORY_NONE));
@@ -105,6 +109,8 @@ int bf_plan_value_as(bf_plan *p, int v, const_dnnl_memory_desc_t md)
 {
     if (dnnl_memory_desc_equal(p->values[v].md, md))
         return v;
+    if (p->values[v].copy_of >= 0) /* the same numbers, one exact reorder fewer */
+        return bf_plan_value_as(p, p->values[v].copy_of, md);
     for (int k = 0; k < p->n_nodes; k++) { /* another reader already asked for this layout */
         const bf_node *n = &p->nodes[k];
         if (n->layer < 0 && n->src[0] == v && n->dst >= 0 &&
@@ -114,7 +120,7 @@ int bf_plan_value_as(bf_plan *p, int v, const_dnnl_memory_desc_t md)
     return add_reorder(p, v, md);
 }
 
-/* Per layer in the plan: how many readers it has and the last one (index). */
+/* Per layer of the segment being compiled: how many readers it has and the last one. */
 typedef struct use_info {
     int n;
     int last;
@@ -124,21 +130,21 @@ static void count_uses(bf_plan *p, use_info *use)
 {
     for (int i = 0; i < bf_model_num_layers(p->model); i++)
         use[i].n = 0, use[i].last = -1;
-    for (int i = p->first_layer; i <= p->last_layer; i++) {
+    for (int i = p->seg_first; i <= p->seg_last; i++) {
         const bf_layer_spec *s = bf_model_layer(p->model, i);
         for (int k = 0; k < s->n_inputs; k++) {
             use[s->inputs[k]].n++;
             use[s->inputs[k]].last = i;
         }
     }
-    use[p->last_layer].n++; /* the plan's output */
-    use[p->last_layer].last = p->last_layer + 1;
+    use[p->seg_last].n++; /* the segment's output: the plan's, or a cut */
+    use[p->seg_last].last = p->seg_last + 1;
 }
 
 /* The single reader of layer i, or -1. */
 static int single_reader(bf_plan *p, const use_info *use, int i)
 {
-    if (use[i].n != 1 || use[i].last > p->last_layer)
+    if (use[i].n != 1 || use[i].last > p->seg_last)
         return -1;
     return use[i].last;
 }
@@ -147,7 +153,7 @@ static int single_reader(bf_plan *p, const use_info *use, int i)
  * buffer may be overwritten in place by layer i). */
 static int read_before(bf_plan *p, int v, int i, int except)
 {
-    for (int r = v + 1; r <= p->last_layer; r++) {
+    for (int r = v + 1; r <= p->seg_last; r++) {
         const bf_layer_spec *s = bf_model_layer(p->model, r);
         if (r == except)
             continue;
@@ -178,7 +184,7 @@ static int fuse_conv(bf_plan *p, const use_info *use, bf_node *n, int i)
         int other = r->inputs[0] == last ? r->inputs[1] : r->inputs[0];
         int ov = p->layer_value[other];
         if (other < i && ov >= 0 && use[other].last == j && !p->values[ov].external &&
-            read_before(p, other, i, j)) {
+            !p->values[ov].cut && read_before(p, other, i, j)) {
             n->sum_src = ov;
             last = j;
             j = single_reader(p, use, last);
@@ -363,25 +369,33 @@ static bf_status plan_range(bf_plan *p)
     return BF_STATUS_OK;
 }
 
+/* The output of `layer` as a plan that starts after it takes it: plain (N, C, H, W) at the
+ * plan's batch, uint8 after a quantizer, else f32.  The caller destroys *md. */
+static bf_status source_md(bf_plan *p, int layer, dnnl_memory_desc_t *md, int64_t dims[4])
+{
+    bf_layer_info info;
+    const bf_layer_spec *s = bf_model_layer(p->model, layer);
+    bf_model_layer_info(p->model, layer, &info);
+    dims[0] = p->params.batch;
+    for (int d = 0; d < 3; d++)
+        dims[d + 1] = info.out_dims[d];
+    return bf_md_plain(md, 4, dims, s->type == BF_LAYER_QUANTIZE ? dnnl_u8 : dnnl_f32);
+}
+
 /* Adds the external source value (the caller's array) and the io descriptors. */
 static bf_status plan_source(bf_plan *p)
 {
-    bf_layer_info info;
     const bf_layer_spec *s = bf_model_layer(p->model, p->first_layer - 1);
     dnnl_memory_desc_t md = NULL;
     int64_t dims[4];
     bf_status st;
-    bf_model_layer_info(p->model, p->first_layer - 1, &info);
-    dims[0] = p->params.batch;
-    for (int d = 0; d < 3; d++)
-        dims[d + 1] = info.out_dims[d];
+    st = source_md(p, p->first_layer - 1, &md, dims);
+    if (st != BF_STATUS_OK)
+        return st;
     p->io[0].dtype = s->type == BF_LAYER_QUANTIZE ? BF_U8 : BF_F32;
     p->io[0].quantized = p->io[0].dtype == BF_U8;
     p->io[0].ndims = 4;
     memcpy(p->io[0].dims, dims, sizeof dims);
-    st = bf_md_plain(&md, 4, dims, p->io[0].dtype == BF_U8 ? dnnl_u8 : dnnl_f32);
-    if (st != BF_STATUS_OK)
-        return st;
     p->src_value = bf_plan_add_value(p, md);
     dnnl_memory_desc_destroy(md);
     if (p->src_value < 0)
@@ -390,6 +404,94 @@ static bf_status plan_source(bf_plan *p)
     p->values[p->src_value].producer = -1;
     p->layer_value[p->first_layer - 1] = p->src_value;
     return BF_STATUS_OK;
+}
+
+/* Ends a part inside the plan at `layer`: its output becomes, in the layout of a plan
+ * source (an exact reorder if it is not already plain), the value the next part reads, and
+ * no later node fuses into it.  The next part so compiles to the primitives of a plan that
+ * starts there: a fused plan would pick other kernels past the cut (a sum post-op makes a
+ * conv write in its shortcut's layout), which sum in another order. */
+static bf_status plan_cut(bf_plan *p, int layer)
+{
+    dnnl_memory_desc_t md = NULL, flat = NULL;
+    const dnnl_dims_t *vd;
+    dnnl_data_type_t dt;
+    int64_t dims[4], fdims[DNNL_MAX_NDIMS];
+    int v = p->layer_value[layer], nd, c;
+    bf_status st = BF_STATUS_OK;
+    BF_TRY(source_md(p, layer, &md, dims));
+    DNNL_TRY(dnnl_memory_desc_query(p->values[v].md, dnnl_query_ndims_s32, &nd));
+    if (nd == 4) {
+        c = bf_plan_value_as(p, v, md);
+    } else { /* (N, C) after a linear layer: plain, the same bytes as (N, C, 1, 1) */
+        DNNL_TRY(dnnl_memory_desc_query(p->values[v].md, dnnl_query_dims, &vd));
+        DNNL_TRY(dnnl_memory_desc_query(p->values[v].md, dnnl_query_data_type, &dt));
+        for (int d = 0; d < nd; d++)
+            fdims[d] = (*vd)[d];
+        BF_TRY(bf_md_plain(&flat, nd, fdims, dt));
+        v = bf_plan_value_as(p, v, flat);
+        c = v < 0 ? -1 : bf_plan_add_value(p, md);
+        if (c >= 0)
+            p->values[c].alias = v;
+        v = c; /* no layout conversions through the flat value: it has other dims */
+    }
+    if (c < 0) {
+        st = BF_STATUS_OUT_OF_MEMORY;
+        goto fail;
+    }
+    p->values[c].cut = 1;
+    if (c != v)
+        p->values[c].copy_of = v;
+    p->layer_value[layer] = c;
+fail:
+    dnnl_memory_desc_destroy(md);
+    dnnl_memory_desc_destroy(flat);
+    return st;
+}
+
+/* Removes the plain copies made at cuts that no node reads (every reader of the next part
+ * wanted another layout and converted the value before the cut): nothing else refers to
+ * them, as they are made last in their part. */
+static void drop_unread_cuts(bf_plan *p)
+{
+    for (int k = p->n_nodes - 1; k >= 0; k--) {
+        bf_node *n = &p->nodes[k];
+        int c = n->dst, read = c == p->dst_value;
+        if (n->layer >= 0 || c < 0 || p->values[c].copy_of < 0)
+            continue;
+        for (int j = k + 1; j < p->n_nodes && !read; j++)
+            for (int s = 0; s < p->nodes[j].n_src; s++)
+                read |= p->nodes[j].src[s] == c || p->nodes[j].sum_src == c;
+        if (read)
+            continue;
+        dnnl_primitive_destroy(n->prim);
+        dnnl_primitive_desc_destroy(n->pd);
+        memmove(n, n + 1, (size_t)(p->n_nodes - k - 1) * sizeof *n);
+        p->n_nodes--;
+        for (int v = 0; v < p->n_values; v++)
+            if (p->values[v].producer > k)
+                p->values[v].producer--;
+        p->values[c].external = 1; /* produced by nothing: it gets no memory */
+        p->values[c].producer = -1;
+    }
+}
+
+/* Compiles layers [first, last] into nodes: fusion and reader counts stay inside them. */
+static bf_status plan_segment(bf_plan *p, use_info *use, int first, int last)
+{
+    bf_status st = BF_STATUS_OK;
+    p->seg_first = first;
+    p->seg_last = last;
+    count_uses(p, use);
+    for (int i = first; i <= last; i++) {
+        int end = i;
+        BF_TRY(build_node(p, use, i, &end));
+        i = end > i ? end : i; /* layers absorbed up to end have no value of their own */
+    }
+    if (last < p->last_layer)
+        BF_TRY(plan_cut(p, last));
+fail:
+    return st;
 }
 
 /* Adds the final copy into the caller's destination array. */
@@ -480,14 +582,18 @@ bf_status bf_plan_create(bf_plan **out, bf_model *model, const bf_plan_params *p
     DNNL_TRY(dnnl_stream_create(&p->stream, p->engine, dnnl_stream_default_flags));
     BF_TRY(plan_range(p));
     BF_TRY(plan_source(p));
-    count_uses(p, use);
-    for (int i = p->first_layer; i <= p->last_layer; i++) {
-        int last = i;
-        BF_TRY(build_node(p, use, i, &last));
-        i = last > i ? last : i;
-        /* layers absorbed between i and last have no value of their own */
+    if (params->training) { /* no fusion to keep within a part */
+        BF_TRY(plan_segment(p, use, p->first_layer, p->last_layer));
+    } else {
+        for (int part = params->part_begin; part <= (int)params->part_end; part++) {
+            int f, l;
+            bf_model_part_range(model, (bf_part)part, &f, &l);
+            if (f >= 0)
+                BF_TRY(plan_segment(p, use, f, l));
+        }
     }
     BF_TRY(plan_dest(p));
+    drop_unread_cuts(p);
     BF_TRY(plan_memory(p));
     BF_TRY(load_params(p));
     if (params->training)

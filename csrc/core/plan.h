@@ -39,6 +39,10 @@ typedef struct bf_value {
     int last_use;          /* last node reading it */
     int alias;             /* value whose buffer this one shares (sum post-op), or -1 */
     int external;          /* bound to a caller's buffer at each call */
+    int cut;               /* the output of a part that a later part of this plan reads: it
+                              is treated as that part's plan source (plain, never fused into) */
+    int copy_of;           /* a cut that copies another value into the plain layout: that
+                              value (readers wanting another layout convert it instead), or -1 */
     size_t offset;         /* in the plan's arena */
     /* training */
     dnnl_memory_t diff;    /* gradient, same md; NULL in inference */
@@ -105,6 +109,8 @@ struct bf_plan {
     bf_plan_params params;
     int first_layer, last_layer; /* layers [first, last] run; the source is layer first-1's
                                     output, or the image when first == 1 */
+    int seg_first, seg_last; /* the layers being compiled: one part in inference (fusion and
+                                reader counts stop at its end), the whole range in training */
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     int n_nodes, cap_nodes;

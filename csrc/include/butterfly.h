@@ -303,6 +303,13 @@ typedef struct bf_io_desc {
 } bf_io_desc;
 
 BF_API bf_plan_params bf_plan_default_params(void);
+/*
+ * Compiles parts part_begin..part_end for one batch size.  In inference a plan over several
+ * parts gives bit for bit what the plans of its parts give run one after the other (each
+ * part is compiled as its own plan would be: nothing fused across a part's end), so the
+ * whole network, head..reduce + restore..tail and the four parts all agree exactly.  Plans
+ * for other batch sizes may run other kernels: their results agree to float rounding.
+ */
 BF_API bf_status bf_plan_create(bf_plan **out, bf_model *model, const bf_plan_params *params);
 BF_API void bf_plan_destroy(bf_plan *plan);
 /* which = 0: the plan's source, 1: its destination. */

@@ -338,6 +338,85 @@ static void test_layer_infer(void)
     CHECK(bf_layer_spec_parse(&s, "\xc1", 1, 1) == BF_STATUS_BAD_MODEL);
 }
 
+/* A linear layer of out_c outputs (with bias) reading layer `input`. */
+static void linear(msgpack_packer *pk, const char *part, int input, int out_c)
+{
+    msgpack_pack_map(pk, 5);
+    key(pk, "type");
+    key(pk, "linear");
+    key(pk, "part");
+    key(pk, part);
+    key(pk, "inputs");
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_int(pk, input);
+    key(pk, "out_channels");
+    msgpack_pack_int(pk, out_c);
+    key(pk, "bias");
+    msgpack_pack_true(pk);
+}
+
+/* A head whose output is (N, C) after a linear layer: the whole plan is its parts run one
+ * after the other, bit for bit (the cut reads (N, 4) as (N, 4, 1, 1)).
+ * input(3x9x8) - gap - linear(4) | quantize || dequantize | linear(5) */
+static void test_cut_after_linear(void)
+{
+    enum { N = 2 };
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    bf_model *m = NULL;
+    int w1[2] = {4, 3}, b1[1] = {4}, w2[2] = {5, 4}, b2[1] = {5};
+    float x[N * 3 * 9 * 8], f[N * 4], r[2 * N], y1[N * 5], y2[N * 5];
+    uint8_t q[N * 4];
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    key(&pk, "format");
+    key(&pk, "butterfly-model");
+    key(&pk, "version");
+    msgpack_pack_int(&pk, BF_MODEL_FORMAT_VERSION);
+    key(&pk, "layers");
+    msgpack_pack_array(&pk, 6);
+    layer(&pk, "input", "head", -1, 0);
+    layer(&pk, "global_avgpool", "head", 0, 0);
+    linear(&pk, "head", 1, 4);
+    layer(&pk, "quantize", "reduce", 2, 0);
+    layer(&pk, "dequantize", "restore", 3, 0);
+    linear(&pk, "tail", 4, 5);
+    key(&pk, "params");
+    msgpack_pack_array(&pk, 6);
+    msgpack_pack_array(&pk, 0);
+    msgpack_pack_array(&pk, 0);
+    msgpack_pack_array(&pk, 2);
+    param(&pk, "weight", 2, w1, 0.3f);
+    param(&pk, "bias", 1, b1, 1.1f);
+    msgpack_pack_array(&pk, 0);
+    msgpack_pack_array(&pk, 0);
+    msgpack_pack_array(&pk, 2);
+    param(&pk, "weight", 2, w2, 0.9f);
+    param(&pk, "bias", 1, b2, 1.7f);
+    CHECK(bf_model_load_buffer(&m, sb.data, sb.size, BF_LOAD_ALL) == BF_STATUS_OK);
+    msgpack_sbuffer_destroy(&sb);
+    if (!m)
+        return;
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = cosf(0.23f * (float)i);
+    bf_plan *full = plan(m, BF_PART_HEAD, BF_PART_TAIL, N), *head = plan(m, BF_PART_HEAD, BF_PART_HEAD, N);
+    bf_plan *red = plan(m, BF_PART_REDUCE, BF_PART_REDUCE, N), *res = plan(m, BF_PART_RESTORE, BF_PART_RESTORE, N);
+    bf_plan *tail = plan(m, BF_PART_TAIL, BF_PART_TAIL, N);
+    CHECK(bf_plan_forward(full, x, NULL, y1, NULL) == BF_STATUS_OK);
+    CHECK(bf_plan_forward(head, x, NULL, f, NULL) == BF_STATUS_OK);
+    CHECK(bf_plan_forward(red, f, NULL, q, r) == BF_STATUS_OK);
+    CHECK(bf_plan_forward(res, q, r, f, NULL) == BF_STATUS_OK);
+    CHECK(bf_plan_forward(tail, f, NULL, y2, NULL) == BF_STATUS_OK);
+    CHECK(memcmp(y1, y2, sizeof y1) == 0);
+    bf_plan_destroy(full);
+    bf_plan_destroy(head);
+    bf_plan_destroy(red);
+    bf_plan_destroy(res);
+    bf_plan_destroy(tail);
+    bf_model_destroy(m);
+}
+
 int main(void)
 {
     msgpack_sbuffer sb;
@@ -357,6 +436,7 @@ int main(void)
     test_profile(m);
     test_bad_descriptions(&sb);
     test_roundtrip_and_halves(m);
+    test_cut_after_linear();
     CHECK(strcmp(bf_status_str(BF_STATUS_TIMEOUT), "timeout") == 0);
     bf_model_destroy(m);
     msgpack_sbuffer_destroy(&sb);
