@@ -357,3 +357,40 @@ def test_distilled_unit_keeps_the_accuracy_on_fashion_mnist(tmp_path):
     print(f"teacher {base:.4f}, student {got:.4f}, {payload} B per image "
           f"({cut['fp32_bytes'] / payload:.0f}x less than the fp32 feature)")
     assert got >= base - 0.02, (got, base)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_opencl_mobile_half_equals_onednn_payload(name, small, rng):
+    """The mobile half of an imported network with a unit, on OpenCL (pocl here): the
+    payload of oneDNN's, at most 1 LSB off on a few bytes, at cuts early, middle and late."""
+    if not bf.opencl.available():
+        pytest.skip("no OpenCL device (make test installs pocl)")
+    _, path, size = small[name]
+    net = bf.import_onnx(path)
+    x = rng.standard_normal((2, 3, size, size)).astype(np.float32)
+    pts = net.split_points()
+    for p in (pts[1], pts[len(pts) // 2], pts[-2]):
+        student = bf.insert_butterfly(net, at=p["name"], channels=3, stride=1)
+        ref = student.mobile(x)
+        got = bf.opencl.MobileHalf(student).mobile(x)
+        np.testing.assert_allclose(got.ranges, ref.ranges, rtol=1e-4, atol=1e-5)
+        diff = np.abs(got.data.astype(np.int16) - ref.data.astype(np.int16))
+        assert diff.max() <= 1, (name, p["name"])
+        assert (diff == 1).mean() <= 0.01, (name, p["name"], (diff == 1).mean())
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b0", "densenet_block"])
+def test_round_trip_through_export_gives_onnx_runtime_the_same_logits(name, small, tmp_path,
+                                                                      rng):
+    ort = pytest.importorskip("onnxruntime")
+    _, path, size = small[name]
+    net = bf.import_onnx(path)
+    out = tmp_path / "again.onnx"
+    bf.export_onnx(net, out)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((3, 3, size, size)).astype(np.float32)
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    ref = net.forward(x)
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+    again = bf.import_onnx(out)  # and back: the same network
+    np.testing.assert_allclose(again.forward(x), ref, rtol=1e-5, atol=1e-6)
