@@ -47,6 +47,8 @@ class Butterfly:
     stride: s, the spatial reduction (1 = none).
     spatial: "depthwise" or "full" stride-s conv on the phone.
     upsample: "deconv" (transposed conv) or "nearest" (upsample + 3x3 conv) on the cloud.
+    relu_out: the restoration unit ends with a ReLU, as the feature it restores does after
+    a ReLU (every ResNet block end); False for a feature that can be negative.
     """
 
     after: int
@@ -54,6 +56,7 @@ class Butterfly:
     stride: int = 1
     spatial: str = "depthwise"
     upsample: str = "deconv"
+    relu_out: bool = True
 
     def __post_init__(self) -> None:
         for name in ("after", "channels", "stride"):  # plain ints: they go into the metadata
@@ -263,7 +266,7 @@ def butterfly_unit(L: LayerList, bf: Butterfly) -> None:
     L.simple("quantize", name="reduce.quantize")
     L.part = "restore"
     L.simple("dequantize", name="restore.dequantize")
-    L.conv_bn(c, 1, 1, name="restore.channel", pad=0)
+    L.conv_bn(c, 1, 1, name="restore.channel", pad=0, relu=bf.relu_out or s > 1)
     if s > 1:
         _, rh, rw = L.shapes[L.last]
         if bf.upsample == "deconv":
@@ -274,12 +277,13 @@ def butterfly_unit(L: LayerList, bf: Butterfly) -> None:
                 raise ValueError(f"cannot restore {h}x{w} from {rh}x{rw} with stride {s}")
             L.conv(c, k, s, pad=pad, deconv=True, output_pad=op, name="restore.spatial.conv")
             L.bn(name="restore.spatial.bn")
-            L.relu(name="restore.spatial.relu")
+            if bf.relu_out:
+                L.relu(name="restore.spatial.relu")
         else:
             if rh * s != h or rw * s != w:
                 raise ValueError(f"nearest upsampling by {s} cannot give {h}x{w} from {rh}x{rw}")
             L.upsample(s, name="restore.upsample")
-            L.conv_bn(c, 3, 1, name="restore.spatial")
+            L.conv_bn(c, 3, 1, name="restore.spatial", relu=bf.relu_out)
     L.part = "tail"
 
 

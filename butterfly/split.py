@@ -64,8 +64,11 @@ def insert_butterfly(net, at, channels: int = 1, stride: int = 1, spatial: str =
                                  "the plain network")
     cut = _cut(net, at)
     j = cut["layer"]
+    # the restored feature ends with a ReLU only where the original one does (>= 0)
+    spec = net.model.layer(j)
+    nonneg = spec["type"] in ("relu", "relu6") or (spec["type"] == "clip" and spec["alpha"] >= 0)
     cfg = Butterfly(after=cut.get("block", 1), channels=channels, stride=stride,
-                    spatial=spatial, upsample=upsample)
+                    spatial=spatial, upsample=upsample, relu_out=nonneg)
     layers, params = layer_list(net)
     for spec in layers:
         spec["frozen"] = False
