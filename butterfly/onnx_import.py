@@ -77,6 +77,7 @@ class _Importer:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
         self.skip: set[int] = set()  # ids of nodes fused into a later one
+        self.pending_pad: dict[str, list[int]] = {}  # a Pad's output -> its H, W padding
 
     # -- graph-level checks ------------------------------------------------------------------
 
@@ -279,9 +280,11 @@ class _Importer:
                     sl[int(ax)] = slice(int(s), int(e), int(st))
                 y = y[tuple(sl)]
             elif op in ("Add", "Sub", "Mul", "Div"):
-                f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply,
-                     "Div": np.floor_divide if x[0].dtype.kind in "iu" else np.divide}[op]
-                y = f(x[0], x[1])
+                if op == "Div" and x[0].dtype.kind in "iu":  # ONNX truncates toward zero
+                    y = np.trunc(np.divide(x[0], x[1])).astype(x[0].dtype)
+                else:
+                    y = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply,
+                         "Div": np.divide}[op](x[0], x[1])
             else:
                 raise _unsupported(node, "constant inputs are folded for shape arithmetic "
                                          "only (Constant, Identity, Cast, Gather, Unsqueeze, "
@@ -344,8 +347,7 @@ class _Importer:
         if reader is None or reader.op_type != "Conv":
             raise _unsupported(node, "a Pad is imported only in front of a Conv, as its "
                                      "padding")
-        self.pending_pad = getattr(self, "pending_pad", {})
-        self.pending_pad[node.output[0]] = (x, [pads[2], pads[3], pads[6], pads[7]])
+        self.pending_pad[node.output[0]] = [pads[2], pads[3], pads[6], pads[7]]
         self.out(node, x)
 
     def _conv_inputs(self, node):
@@ -360,7 +362,7 @@ class _Importer:
         return self.attrs(node), x, w, b
 
     def op_Conv(self, node):
-        extra = getattr(self, "pending_pad", {}).pop(node.input[0], None)
+        extra = self.pending_pad.pop(node.input[0], None)
         a, x, w, b = self._conv_inputs(node)
         c, h, wd = self.shape(x)
         k = list(a.get("kernel_shape", w.shape[2:]))
@@ -375,7 +377,7 @@ class _Importer:
                                f"does not fit {c} input channels")
         pads = self._conv_pads(node, a, (c, h, wd), k, s, d)
         if extra is not None:
-            pads = [p + e for p, e in zip(pads, extra[1])]
+            pads = [p + e for p, e in zip(pads, extra)]
         spec = {"type": "conv", "inputs": [x.layer], "out_channels": int(w.shape[0]),
                 "kernel": k, "stride": s, "pad": pads[:2], "pad_end": pads[2:],
                 "dilation": d, "groups": g, "bias": b is not None}
