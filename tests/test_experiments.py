@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 import butterfly as bf
-from butterfly import costmodel
 from butterfly import experiments as ex
+from butterfly.experiments import costmodel
 from butterfly.serving import child_env
 
 
 def _small(**kw):
     return bf.resnet18(small=True, num_classes=10, in_channels=1, width=16,
-                       butterfly=bf.Butterfly(after=2, channels=1, stride=2), **kw)
+                       butterfly=bf.Butterfly(at=2, channels=1, stride=2), **kw)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -31,7 +31,7 @@ def one_thread():
 def test_layer_times_sum_to_the_whole_network(part):
     net = _small()
     prof = ex.profile(net, part, batch=4, repeats=15)
-    begin, end = net._range(*ex.PART_RANGES[part])
+    begin, end = net.span(*bf.network.half_range(part))
     assert [r["index"] for r in prof["layers"]] == list(
         range(net.model.part_range(begin)[0], net.model.part_range(end)[1] + 1))
     assert all(r["ms"] >= 0 for r in prof["layers"])
@@ -88,8 +88,8 @@ def test_candidates_and_machine_profile_feed_the_planner():
 
 
 def test_results_file_gives_trained_candidates(tmp_path):
-    rows = [{"after": 1, "channels": 1, "stride": 2, "top1": 0.9, "payload_bytes": 204},
-            {"after": 3, "channels": 2, "stride": 2, "top1": 0.91, "payload_bytes": 106}]
+    rows = [{"at": 1, "channels": 1, "stride": 2, "top1": 0.9, "payload_bytes": 204},
+            {"at": 3, "channels": 2, "stride": 2, "top1": 0.91, "payload_bytes": 106}]
     path = tmp_path / "sweep.json"
     path.write_text(json.dumps(rows))
     cands, _ = ex.split_candidates(_small(), results=path)

@@ -40,7 +40,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=16,
-                      butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+                      butterfly=bf.Butterfly(at=2, channels=2, stride=2))
     net.meta["classes"] = list(bf.datasets.FASHION_MNIST_CLASSES)
     path = tmp_path_factory.mktemp("serving") / "net.bfly"
     net.save(path)
@@ -93,7 +93,7 @@ def test_split_inference_matches_local(model_path, data):
     with serving.serve(model_path, workers=2, bind=ANY, threads=1,
                        heartbeat_interval_ms=HB_MS) as pool:
         client = serving.Client(model_path, pool.endpoint)
-        assert client.hash == data["net"].hash and client.split == split_id(data["net"])
+        assert client.hash == data["net"].hash and client.split_id == split_id(data["net"])
         results = client.classify(data["images"], k=5, logits=True)
         assert len(results) == 64
         for r, probs, logits, one in zip(results, data["probs"], data["logits"],
@@ -126,7 +126,7 @@ def test_pool_answer_is_the_local_forward_bit_for_bit(tmp_path):
     the tail plan alone once ran other kernels than the whole network: ResNet-34 after RB10,
     s = 2; random images, so it runs without the data set)."""
     net = bf.resnet34(small=True, num_classes=10, in_channels=1, width=16,
-                      butterfly=bf.Butterfly(after=10, channels=2, stride=2))
+                      butterfly=bf.Butterfly(at=10, channels=2, stride=2))
     path = tmp_path / "rb10.bfly"
     net.save(path)
     x = np.random.default_rng(7).standard_normal((4, 1, 28, 28)).astype(np.float32)
