@@ -101,5 +101,6 @@ int bf_py_plan_init(PyObject *module);
 int bf_py_serve_init(PyObject *module);
 int bf_py_client_init(PyObject *module);
 int bf_py_cl_init(PyObject *module);
+int bf_py_defaults_init(PyObject *module);
 
 #endif

@@ -307,7 +307,7 @@ static int module_exec(PyObject *m)
 {
     if (add_exceptions(m, bf_py_module_state(m)) < 0 || bf_py_model_init(m) < 0 ||
         bf_py_plan_init(m) < 0 || bf_py_serve_init(m) < 0 || bf_py_client_init(m) < 0 ||
-        bf_py_cl_init(m) < 0)
+        bf_py_cl_init(m) < 0 || bf_py_defaults_init(m) < 0)
         return -1;
     if (PyModule_AddIntConstant(m, "TOPK_MAX", BF_TOPK_MAX) < 0)
         return -1;
