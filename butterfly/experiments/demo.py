@@ -184,7 +184,8 @@ def demo(args) -> int:
 
     # this machine
     cands, nets = split_candidates(net, progress=True)
-    cands = [dataclasses.replace(c, accuracy=local["top1"]) if c.name == f"RB{DEMO_CONFIG['at']}" else c
+    own = f"RB{DEMO_CONFIG['at']}"
+    cands = [dataclasses.replace(c, accuracy=local["top1"]) if c.name == own else c
              for c in cands]
     phone = machine_profile(net, nets, repeats=5 if quick else 20, progress=True)
     plain = layer_records(plain_network(net))

@@ -11,7 +11,7 @@ import numpy as np
 from .. import _C
 from ..checks import int_arg
 from ..network import RESTORE, load, payload_arrays
-from .pool import CONN_HEARTBEAT_MS, CONN_TIMEOUT_MS, CONN_TTL_MS, DEFAULT_BIND
+from .defaults import CLIENT, CONN_HEARTBEAT_MS, CONN_TIMEOUT_MS, CONN_TTL_MS, DEFAULT_BIND, LOAD
 
 TOPK_MAX = _C.TOPK_MAX  # most classes a reply carries
 
@@ -62,8 +62,9 @@ class Client:
     thread at a time uses a client (calls are serialized).
     """
 
-    def __init__(self, model_path, endpoint: str = DEFAULT_BIND, *, timeout_ms: int = 3000,
-                 retries: int = 2, codec: str = "raw", curve_server_key=None, curve_key=None,
+    def __init__(self, model_path, endpoint: str = DEFAULT_BIND, *,
+                 timeout_ms: int = CLIENT["timeout_ms"], retries: int = CLIENT["retries"],
+                 codec: str = CLIENT["codec"], curve_server_key=None, curve_key=None,
                  backend: str = "onednn", device: int | None = None,
                  conn_heartbeat_ms: int = CONN_HEARTBEAT_MS,
                  conn_timeout_ms: int = CONN_TIMEOUT_MS, conn_ttl_ms: int = CONN_TTL_MS):
@@ -127,7 +128,8 @@ class Client:
 
     def load_test(self, images=None, *, payload=None, clients: int = 1,
                   seconds: float = 1.0, rate: float = 0.0, k: int = 1,
-                  codec: str | None = None, rt_priority: int = 0) -> LoadReport:
+                  codec: str | None = None, rt_priority: int = LOAD["rt_priority"]
+                  ) -> LoadReport:
         """Loads the pool over `clients` connections for `seconds`, driven by one C thread
         (no Python per request; no retries: no answer within the timeout is an error):
         closed loop (rate 0: each client sends again as soon as it is answered) or open

@@ -12,7 +12,17 @@ import numpy as np
 from .. import _C
 from ..network import RESTORE, load
 from .client import Client
-from .pool import CONN_HEARTBEAT_MS, CONN_TIMEOUT_MS, CONN_TTL_MS, DEFAULT_BIND, serve, worker
+from .defaults import (
+    CLIENT,
+    CONN_HEARTBEAT_MS,
+    CONN_TIMEOUT_MS,
+    CONN_TTL_MS,
+    DEFAULT_BIND,
+    POOL,
+    WORKER,
+    WORKERS,
+)
+from .pool import serve, worker
 
 
 def _summary(stats: dict) -> str:
@@ -51,7 +61,8 @@ def _cli_serve(args) -> int:
         pool = serve(args.model, workers=args.workers, bind=args.bind,
                      backend=args.backend_bind, batch=args.batch,
                      batch_timeout_us=args.batch_timeout_us, threads=args.threads,
-                     queue_max=args.queue_max, curve_key=args.curve_key,
+                     queue_max=args.queue_max, max_message=args.max_message,
+                     curve_key=args.curve_key,
                      curve_allow=args.curve_allow, drain_timeout_ms=args.drain_timeout_ms,
                      heartbeat_interval_ms=args.heartbeat_interval_ms,
                      heartbeat_liveness=args.heartbeat_liveness,
@@ -91,7 +102,9 @@ def _cli_worker(args) -> int:
     print(f"worker for {args.model} connecting to {args.connect}", flush=True)
     signum = worker(args.model, args.connect, batch=args.batch,
                     batch_timeout_us=args.batch_timeout_us, threads=args.threads,
-                    heartbeat_interval_ms=args.heartbeat_interval_ms, prefetch=args.prefetch,
+                    heartbeat_interval_ms=args.heartbeat_interval_ms,
+                    heartbeat_liveness=args.heartbeat_liveness,
+                    reconnect_max_ms=args.reconnect_max_ms, prefetch=args.prefetch,
                     curve_server_key=args.curve_server_key, curve_key=args.curve_key,
                     rt_priority=args.rt_priority, **_conn(args))
     print(f"worker stopped ({signal.Signals(signum).name if signum else 'done'})", flush=True)
@@ -178,7 +191,7 @@ def _cli_infer(args) -> int:
 
 
 def _rt_argument(p) -> None:
-    p.add_argument("--rt-priority", type=int, default=0, metavar="P",
+    p.add_argument("--rt-priority", type=int, default=POOL["rt_priority"], metavar="P",
                    help="1..98: run under SCHED_FIFO at priority P, so that other processes "
                         "cannot take the CPU mid-request (needs root or CAP_SYS_NICE); "
                         "0: the normal scheduler (default)")
@@ -204,24 +217,29 @@ def _conn(args) -> dict:
 def add_cli(sub) -> None:
     p = sub.add_parser("serve", help="serve the cloud half of a model with the worker pool")
     p.add_argument("model", help="model file (.bfly) with a butterfly unit")
-    p.add_argument("--workers", type=int, default=2, help="worker threads (default 2)")
+    p.add_argument("--workers", type=int, default=WORKERS,
+                   help=f"worker threads (default {WORKERS})")
     p.add_argument("--bind", default=DEFAULT_BIND, help=f"client endpoint ({DEFAULT_BIND})")
     p.add_argument("--backend-bind", default=None,
                    help="endpoint for `butterfly worker` processes, e.g. tcp://127.0.0.1:5556")
-    p.add_argument("--batch", type=int, default=1, help="B: requests per batch (1: none)")
-    p.add_argument("--batch-timeout-us", type=int, default=1000,
+    p.add_argument("--batch", type=int, default=WORKER["max_batch"],
+                   help="B: requests per batch (1: none)")
+    p.add_argument("--batch-timeout-us", type=int, default=WORKER["batch_timeout_us"],
                    help="T: how long a batch may wait to fill up")
-    p.add_argument("--prefetch", type=int, default=-1,
+    p.add_argument("--prefetch", type=int, default=WORKER["prefetch"],
                    help="requests a worker holds beyond its batch (-1: one batch more)")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--threads", type=int, default=POOL["n_threads"],
                    help="oneDNN threads per worker (0: the cores shared out)")
-    p.add_argument("--queue-max", type=int, default=1024, help="queued requests before busy")
-    p.add_argument("--drain-timeout-ms", type=int, default=5000)
-    p.add_argument("--heartbeat-interval-ms", type=int, default=1000,
+    p.add_argument("--queue-max", type=int, default=POOL["queue_max"],
+                   help="queued requests before busy")
+    p.add_argument("--max-message", type=int, default=POOL["max_message"],
+                   help="bytes: a larger request frame is refused")
+    p.add_argument("--drain-timeout-ms", type=int, default=POOL["drain_timeout_ms"])
+    p.add_argument("--heartbeat-interval-ms", type=int, default=POOL["heartbeat_interval_ms"],
                    help="to and from workers (worker processes must use the same)")
-    p.add_argument("--heartbeat-liveness", type=int, default=3,
+    p.add_argument("--heartbeat-liveness", type=int, default=POOL["heartbeat_liveness"],
                    help="silent heartbeat intervals before a worker is purged")
-    p.add_argument("--queue-timeout-ms", type=int, default=10000,
+    p.add_argument("--queue-timeout-ms", type=int, default=POOL["queue_timeout_ms"],
                    help="a request queued longer gets a timeout reply (0: never)")
     p.add_argument("--curve-key", default=None, help="server key pair: turns CURVE on")
     p.add_argument("--curve-allow", default=None, help="file of client public keys to admit")
@@ -233,14 +251,19 @@ def add_cli(sub) -> None:
 
     p = sub.add_parser("worker", help="a worker process for a pool's backend endpoint")
     p.add_argument("model")
-    p.add_argument("--connect", default="tcp://127.0.0.1:5556", help="the pool's backend")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--batch-timeout-us", type=int, default=1000)
-    p.add_argument("--prefetch", type=int, default=-1,
+    p.add_argument("--connect", default=WORKER["connect"], help="the pool's backend")
+    p.add_argument("--batch", type=int, default=WORKER["max_batch"])
+    p.add_argument("--batch-timeout-us", type=int, default=WORKER["batch_timeout_us"])
+    p.add_argument("--prefetch", type=int, default=WORKER["prefetch"],
                    help="requests held beyond the batch (-1: one batch more)")
-    p.add_argument("--threads", type=int, default=0, help="oneDNN threads (0: all cores)")
-    p.add_argument("--heartbeat-interval-ms", type=int, default=1000,
+    p.add_argument("--threads", type=int, default=WORKER["n_threads"],
+                   help="oneDNN threads (0: all cores)")
+    p.add_argument("--heartbeat-interval-ms", type=int, default=WORKER["heartbeat_interval_ms"],
                    help="must match the pool's")
+    p.add_argument("--heartbeat-liveness", type=int, default=WORKER["heartbeat_liveness"],
+                   help="silent heartbeat intervals before the pool counts as gone")
+    p.add_argument("--reconnect-max-ms", type=int, default=WORKER["reconnect_max_ms"],
+                   help="the longest wait between reconnects (they back off up to it)")
     p.add_argument("--curve-server-key", default=None,
                    help="the pool's public key file (its backend has CURVE on)")
     p.add_argument("--curve-key", default=None,
@@ -261,7 +284,8 @@ def add_cli(sub) -> None:
     p.add_argument("--images", type=int, default=64, help="distinct random inputs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--codec", default="raw", choices=("raw", "zstd"))
-    p.add_argument("--timeout-ms", type=int, default=10000)
+    p.add_argument("--timeout-ms", type=int, default=10000,
+                   help="per request (no retries under load; default 10000)")
     p.add_argument("--curve-server-key", default=None)
     p.add_argument("--json", action="store_true", help="also print the rows as JSON")
     _rt_argument(p)
@@ -275,9 +299,9 @@ def add_cli(sub) -> None:
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--backend", default="onednn", choices=["onednn", "opencl"],
                    help="where the mobile half runs")
-    p.add_argument("--codec", default="raw", choices=["raw", "zstd"])
-    p.add_argument("--timeout-ms", type=int, default=3000)
-    p.add_argument("--retries", type=int, default=2)
+    p.add_argument("--codec", default=CLIENT["codec"], choices=["raw", "zstd"])
+    p.add_argument("--timeout-ms", type=int, default=CLIENT["timeout_ms"])
+    p.add_argument("--retries", type=int, default=CLIENT["retries"])
     p.add_argument("--curve-server-key", default=None, help="the server's public key file")
     p.add_argument("--curve-key", default=None, help="this client's key pair")
     _conn_arguments(p)

@@ -14,33 +14,31 @@ import time
 from typing import Self
 
 from .. import _C
-
-DEFAULT_BIND = "tcp://127.0.0.1:5555"
-
+from .defaults import (
+    CONN_HEARTBEAT_MS,
+    CONN_TIMEOUT_MS,
+    CONN_TTL_MS,
+    DEFAULT_BIND,
+    POOL,
+    WORKER,
+    WORKERS,
+)
 
 Pool = _C.Pool
 
 
-# ZeroMQ's heartbeats on every TCP connection (docs/PROTOCOL.md section 1): a peer that
-# vanished without closing has its connection closed within heartbeat + timeout
-CONN_HEARTBEAT_MS = _C.CONN_HEARTBEAT_MS
-
-
-CONN_TIMEOUT_MS = _C.CONN_TIMEOUT_MS
-
-
-CONN_TTL_MS = _C.CONN_TTL_MS
-
-
-def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: str | None = None,
-          batch: int = 1, batch_timeout_us: int = 1000, threads: int = 0,
-          queue_max: int = 1024, max_message: int = 8 << 20, curve_key=None,
-          curve_allow=None, drain_timeout_ms: int = 5000, queue_timeout_ms: int = 10000,
-          heartbeat_interval_ms: int = 1000, heartbeat_liveness: int = 3,
-          prefetch: int = -1, curve_worker_allow=None, rt_priority: int = 0,
-          conn_heartbeat_ms: int = CONN_HEARTBEAT_MS, conn_timeout_ms: int = CONN_TIMEOUT_MS,
-          conn_ttl_ms: int = CONN_TTL_MS, process: bool = False,
-          startup_timeout: float = 60.0):
+def serve(model_path, workers: int = WORKERS, bind: str = DEFAULT_BIND, *,
+          backend: str | None = POOL["backend"], batch: int = WORKER["max_batch"],
+          batch_timeout_us: int = WORKER["batch_timeout_us"], threads: int = POOL["n_threads"],
+          queue_max: int = POOL["queue_max"], max_message: int = POOL["max_message"],
+          curve_key=None, curve_allow=None, drain_timeout_ms: int = POOL["drain_timeout_ms"],
+          queue_timeout_ms: int = POOL["queue_timeout_ms"],
+          heartbeat_interval_ms: int = POOL["heartbeat_interval_ms"],
+          heartbeat_liveness: int = POOL["heartbeat_liveness"],
+          prefetch: int = WORKER["prefetch"], curve_worker_allow=None,
+          rt_priority: int = POOL["rt_priority"], conn_heartbeat_ms: int = CONN_HEARTBEAT_MS,
+          conn_timeout_ms: int = CONN_TIMEOUT_MS, conn_ttl_ms: int = CONN_TTL_MS,
+          process: bool = False, startup_timeout: float = 60.0):
     """Serves restore + tail of a model file; returns a started :class:`Pool`.
 
     bind: the frontend clients connect to ("tcp://127.0.0.1:*" picks a free port; read
@@ -67,30 +65,36 @@ def serve(model_path, workers: int = 2, bind: str = DEFAULT_BIND, *, backend: st
     process=True starts ``butterfly serve`` in a child process instead and returns a
     :class:`ServerProcess` (same ``endpoint`` / ``backend`` / ``stop()``, plus ``kill()``).
     """
-    if process:
-        return ServerProcess.start(
-            model_path, workers=workers, bind=bind, backend=backend, batch=batch,
-            batch_timeout_us=batch_timeout_us, threads=threads, queue_max=queue_max,
-            curve_key=curve_key, curve_allow=curve_allow, drain_timeout_ms=drain_timeout_ms,
-            heartbeat_interval_ms=heartbeat_interval_ms, prefetch=prefetch,
-            curve_worker_allow=curve_worker_allow, rt_priority=rt_priority,
-            queue_timeout_ms=queue_timeout_ms, heartbeat_liveness=heartbeat_liveness,
-            conn_heartbeat_ms=conn_heartbeat_ms, conn_timeout_ms=conn_timeout_ms,
-            conn_ttl_ms=conn_ttl_ms, timeout=startup_timeout)
-    return Pool(os.fspath(model_path), workers=workers, frontend=bind, backend=backend,
-                batch=batch, batch_timeout_us=batch_timeout_us, threads=threads,
-                queue_max=queue_max, max_message=max_message, curve_key=curve_key,
-                curve_allow=curve_allow, drain_timeout_ms=drain_timeout_ms,
-                queue_timeout_ms=queue_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
-                heartbeat_liveness=heartbeat_liveness, prefetch=prefetch,
-                curve_worker_allow=curve_worker_allow, rt_priority=rt_priority,
-                conn_heartbeat_ms=conn_heartbeat_ms, conn_timeout_ms=conn_timeout_ms,
-                conn_ttl_ms=conn_ttl_ms)
+    options = dict(workers=workers, bind=bind, backend=backend, batch=batch,
+                   batch_timeout_us=batch_timeout_us, threads=threads, queue_max=queue_max,
+                   max_message=max_message, curve_key=curve_key, curve_allow=curve_allow,
+                   drain_timeout_ms=drain_timeout_ms, queue_timeout_ms=queue_timeout_ms,
+                   heartbeat_interval_ms=heartbeat_interval_ms,
+                   heartbeat_liveness=heartbeat_liveness, prefetch=prefetch,
+                   curve_worker_allow=curve_worker_allow, rt_priority=rt_priority,
+                   conn_heartbeat_ms=conn_heartbeat_ms, conn_timeout_ms=conn_timeout_ms,
+                   conn_ttl_ms=conn_ttl_ms)
+    if process:  # every option travels, as its `butterfly serve` flag
+        return ServerProcess.start(model_path, timeout=startup_timeout, **options)
+    options["frontend"] = options.pop("bind")
+    return Pool(os.fspath(model_path), **options)
+
+
+def serve_flags(options: dict) -> list[str]:
+    """The `butterfly serve` flags of serve()'s options: --name-with-dashes VALUE for each
+    one set (bind: --bind, backend: --backend-bind; None: left out)."""
+    flags = []
+    for name, value in options.items():
+        if value is None:
+            continue
+        flag = "--backend-bind" if name == "backend" else "--" + name.replace("_", "-")
+        flags += [flag, os.fspath(value) if isinstance(value, os.PathLike) else str(value)]
+    return flags
 
 
 def child_env() -> dict:
-    """The environment for a `python -m butterfly` child: this package importable
-    from any working directory (an in-place build is not on sys.path elsewhere)."""
+    """The environment for a `python -m butterfly` child: this package importable from any
+    working directory (an in-place build is not on sys.path elsewhere)."""
     env = dict(os.environ)
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     root = os.path.dirname(package)
@@ -109,31 +113,10 @@ class ServerProcess:
         self.output = ""  # what it printed after "ready", once stopped
 
     @classmethod
-    def start(cls, model_path, *, workers=2, bind=DEFAULT_BIND, backend=None, batch=1,
-              batch_timeout_us=1000, threads=0, queue_max=1024, curve_key=None,
-              curve_allow=None, drain_timeout_ms=5000, heartbeat_interval_ms=1000,
-              prefetch=-1, curve_worker_allow=None, rt_priority=0, queue_timeout_ms=10000,
-              heartbeat_liveness=3, conn_heartbeat_ms=CONN_HEARTBEAT_MS,
-              conn_timeout_ms=CONN_TIMEOUT_MS, conn_ttl_ms=CONN_TTL_MS,
-              timeout=60.0) -> ServerProcess:
+    def start(cls, model_path, *, timeout: float = 60.0, **options) -> ServerProcess:
+        """Starts `butterfly serve model_path` with serve()'s options as its flags."""
         cmd = [sys.executable, "-m", "butterfly", "serve", os.fspath(model_path),
-               "--workers", str(workers), "--bind", bind, "--batch", str(batch),
-               "--batch-timeout-us", str(batch_timeout_us), "--threads", str(threads),
-               "--queue-max", str(queue_max), "--drain-timeout-ms", str(drain_timeout_ms),
-               "--heartbeat-interval-ms", str(heartbeat_interval_ms),
-               "--prefetch", str(prefetch), "--rt-priority", str(rt_priority),
-               "--queue-timeout-ms", str(queue_timeout_ms),
-               "--heartbeat-liveness", str(heartbeat_liveness),
-               "--conn-heartbeat-ms", str(conn_heartbeat_ms),
-               "--conn-timeout-ms", str(conn_timeout_ms), "--conn-ttl-ms", str(conn_ttl_ms)]
-        if backend:
-            cmd += ["--backend-bind", backend]
-        if curve_key:
-            cmd += ["--curve-key", os.fspath(curve_key)]
-        if curve_allow:
-            cmd += ["--curve-allow", os.fspath(curve_allow)]
-        if curve_worker_allow:
-            cmd += ["--curve-worker-allow", os.fspath(curve_worker_allow)]
+               *serve_flags(options)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=child_env())
         ends: dict[str, str] = {}
         deadline = time.monotonic() + timeout
@@ -195,12 +178,14 @@ class ServerProcess:
             self.stop()
 
 
-def worker(model_path, connect: str, *, batch: int = 1, batch_timeout_us: int = 1000,
-           threads: int = 0, heartbeat_interval_ms: int = 1000, heartbeat_liveness: int = 3,
-           reconnect_max_ms: int = 8000, prefetch: int = -1, curve_server_key=None,
-           curve_key=None, rt_priority: int = 0, conn_heartbeat_ms: int = CONN_HEARTBEAT_MS,
-           conn_timeout_ms: int = CONN_TIMEOUT_MS, conn_ttl_ms: int = CONN_TTL_MS,
-           echo: dict | None = None) -> int | None:
+def worker(model_path, connect: str = WORKER["connect"], *, batch: int = WORKER["max_batch"],
+           batch_timeout_us: int = WORKER["batch_timeout_us"], threads: int = WORKER["n_threads"],
+           heartbeat_interval_ms: int = WORKER["heartbeat_interval_ms"],
+           heartbeat_liveness: int = WORKER["heartbeat_liveness"],
+           reconnect_max_ms: int = WORKER["reconnect_max_ms"], prefetch: int = WORKER["prefetch"],
+           curve_server_key=None, curve_key=None, rt_priority: int = WORKER["rt_priority"],
+           conn_heartbeat_ms: int = CONN_HEARTBEAT_MS, conn_timeout_ms: int = CONN_TIMEOUT_MS,
+           conn_ttl_ms: int = CONN_TTL_MS, echo: dict | None = None) -> int | None:
     """A standalone worker process's loop: serves the pool's backend at `connect` until
     SIGINT or SIGTERM; returns the signal number.  Heartbeats must match the pool's.
     curve_server_key / curve_key: the pool's public key file and this worker's key pair,
