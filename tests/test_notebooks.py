@@ -22,7 +22,7 @@ def built(tmp_path_factory):
 def test_committed_notebooks_match_the_generator(built):
     import nbformat
 
-    out, paths = built
+    _, paths = built
     assert sorted(paths) == sorted(make.NOTEBOOKS)
     for name, path in paths.items():
         generated = nbformat.read(path, as_version=4).cells
