@@ -21,6 +21,7 @@ import os
 import statistics
 import time
 
+import common  # noqa: F401 (puts the repository root on sys.path; imports no butterfly)
 import numpy as np
 
 POINTS = ((1, 1), (7, 2))  # (residual block, channels c')

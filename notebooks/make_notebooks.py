@@ -5,6 +5,8 @@
     BF_NB_SMALL=1 .venv/bin/python notebooks/make_notebooks.py --execute --out /tmp/nb
 
 Each notebook reads BF_NB_SMALL from the environment: 1 = small parameters (tests, CI).
+Each figure is saved under notebooks/figures (BF_NB_FIGURES) and shown inline: the set-up
+cell selects the inline backend, whatever MPLBACKEND says (Agg would show nothing).
 """
 
 from __future__ import annotations
@@ -26,8 +28,7 @@ sys.path.insert(0, str(ROOT))
 SMALL = os.environ.get("BF_NB_SMALL", "0") == "1"
 FIG = Path(os.environ.get("BF_NB_FIGURES", ROOT / "notebooks" / "figures")); FIG.mkdir(parents=True, exist_ok=True)
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
+%matplotlib inline
 import matplotlib.pyplot as plt
 import butterfly as bf
 print("small parameters" if SMALL else "full parameters")"""
