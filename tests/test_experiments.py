@@ -75,8 +75,6 @@ def test_opencl_profile_is_supported_or_says_why():
     assert all(r["ms"] >= 0 for r in prof["layers"]) and prof["forward_ms"] > 0
 
 
-@pytest.mark.xfail(strict=True, reason="experiments._profile_opencl walks part ids 0..1 as "
-                   "if they were layer indices: its table has the input and stem.conv only")
 def test_opencl_profile_has_the_rows_of_the_onednn_profile():
     if not bf.opencl.available():
         pytest.skip("no OpenCL device")

@@ -98,7 +98,8 @@ def _profile_opencl(net, begin, end, batch, repeats, rng):
         for k, v in sums.items():
             per_layer.setdefault(k, []).append(v)
     rows = []
-    for i in range(begin, end + 1):
+    first, last = net.model.part_range(begin)[0], net.model.part_range(end)[1]
+    for i in range(first, last + 1):  # the layers of parts begin..end
         li = net.model.info(i)
         times = per_layer.get(i, [0.0])
         rows.append({"layer": i, "name": net.model.layer(i)["name"],
