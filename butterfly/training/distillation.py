@@ -29,7 +29,7 @@ from ..checks import int_arg
 from ..data.datasets import image_folder
 from ..network import REDUCE, RESTORE, TAIL, Network
 from ..network.split import insert_butterfly
-from .trainer import History, Schedule, set_frozen
+from .trainer import SGD, History, Schedule, set_frozen
 
 LOSSES = ("feature", "kl")
 
@@ -77,7 +77,7 @@ def _state_path(checkpoint) -> str | None:
 
 
 def distill(student: Network, teacher: Network, images, epochs: int = 1,
-            batch_size: int = 32, lr: float = 0.002, momentum: float = 0.9,
+            batch_size: int = 32, lr: float = 0.002, momentum: float = SGD["momentum"],
             weight_decay: float = 0.0, loss: str = "feature", temperature: float = 4.0,
             seed: int = 0, progress: bool = True, checkpoint=None,
             resume: bool = False) -> History:

@@ -26,6 +26,8 @@ from ..checks import int_arg
 from ..data import datasets
 from ..network import HEAD, PARTS, TAIL, Butterfly, Network, resnet
 
+SGD = _C.defaults()["sgd"]  # lr, momentum, weight decay, Nesterov: the C core's
+
 
 def _labels(labels, num_classes: int) -> np.ndarray:
     """labels as int32 after checking they are integers in [0, num_classes): a cast alone
@@ -120,7 +122,8 @@ class Trainer:
     one Trainer at a time: making another closes the one before (its steps kept)."""
 
     def __init__(self, net: Network, batch_size: int, schedule: Schedule,
-                 momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False):
+                 momentum: float = SGD["momentum"], weight_decay: float = SGD["weight_decay"],
+                 nesterov: bool = SGD["nesterov"]):
         batch_size = int_arg("batch_size", batch_size)
         begin, end = net.span(HEAD, TAIL)
         self.net = net
@@ -262,8 +265,9 @@ def _load_checkpoint(path, net: Network) -> dict:
     return state
 
 
-def train(net: Network, data, epochs: int = 1, batch_size: int = 128, lr: float = 0.1,
-          momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False,
+def train(net: Network, data, epochs: int = 1, batch_size: int = 128, lr: float = SGD["lr"],
+          momentum: float = SGD["momentum"], weight_decay: float = SGD["weight_decay"],
+          nesterov: bool = SGD["nesterov"],
           schedule: str = "cosine", warmup_epochs: float = 0.0, milestones=(),
           gamma: float = 0.1, augment_pad: int = 2, flip: bool = True, seed: int = 0,
           test=None, progress: bool = True, checkpoint: str | os.PathLike | None = None,
@@ -409,9 +413,9 @@ def add_cli(sub) -> None:
     p.add_argument("--stride", type=int, default=2, help="s, spatial reduction")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--lr", type=float, default=SGD["lr"])
+    p.add_argument("--momentum", type=float, default=SGD["momentum"])
+    p.add_argument("--weight-decay", type=float, default=SGD["weight_decay"])
     p.add_argument("--nesterov", action="store_true")
     p.add_argument("--schedule", default="cosine", choices=["cosine", "step", "constant"])
     p.add_argument("--warmup-epochs", type=float, default=0.0)
