@@ -77,8 +77,7 @@ ext = Extension(
                         "-fvisibility=hidden", "-Wno-missing-field-initializers"]
     + (["-O0", "-g"] if debug else ["-O3"]),
     extra_link_args=["-fopenmp", "-Wl,-rpath,$ORIGIN/../../.."],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"), ("BF_WITH_SERVE", None),
-                   ("BF_WITH_OPENCL", None)],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )
 
 setup(ext_modules=[ext])

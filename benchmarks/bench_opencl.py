@@ -21,6 +21,7 @@ import os
 import statistics
 import time
 
+import common  # noqa: F401 (puts the repository root on sys.path; imports no butterfly)
 import numpy as np
 
 POINTS = ((1, 1), (7, 2))  # (residual block, channels c')
@@ -41,7 +42,7 @@ def timed(fn):
 
 def measure(bf, opencl, after, channels, reps, device):
     net = bf.resnet50(
-        num_classes=100, butterfly=bf.Butterfly(after=after, channels=channels, stride=2)
+        num_classes=100, butterfly=bf.Butterfly(at=after, channels=channels, stride=2)
     )
     x = np.random.default_rng(after).standard_normal((1, 3, 224, 224)).astype(np.float32)
     half = opencl.MobileHalf(net, device=device)
@@ -54,7 +55,7 @@ def measure(bf, opencl, after, channels, reps, device):
     prof = sorted(half.profile(), key=lambda e: -e["ms"])
     dnn, cl = statistics.median(t_dnn), statistics.median(t_cl)
     return {
-        "after": after,
+        "at": after,
         "channels": channels,
         "onednn_ms": round(dnn, 3),
         "opencl_ms": round(cl, 3),
@@ -102,7 +103,7 @@ def main():
                 "threads": args.threads,
                 "load_avg_before": load_before,
                 "load_avg_after": load_average(),
-                "points": {f"rb{r['after']}": r for r in rows},
+                "points": {f"rb{r['at']}": r for r in rows},
                 "opencl_ms": round(total_cl, 3),
                 "onednn_ms": round(total_dnn, 3),
                 "ratio": round(total_cl / total_dnn, 3),

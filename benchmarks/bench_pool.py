@@ -171,7 +171,7 @@ def bench_overhead(shape, rounds, per_round):
 
 def make_model(path):
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=16,
-                      butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+                      butterfly=bf.Butterfly(at=2, channels=2, stride=2))
     net.save(path)
     x = np.random.default_rng(1).random((64, 1, 28, 28), dtype=np.float32)
     return net, net.mobile(x)
@@ -481,7 +481,7 @@ def main() -> None:
 
     w2_cpu, w2_cpu_rt = cpu_bound(False), cpu_bound(True)
     bare1, bare2 = (r(best(w) / bare[w], 3) for w in (1, 2))
-    emit({"bench": "pool", "model": "resnet18-w16-28x28-bf(after=2,c=2,s=2)",
+    emit({"bench": "pool", "model": "resnet18-w16-28x28-bf(at=2,c=2,s=2)",
           "quick": args.quick, "cores": os.cpu_count(),
           "cpus": {"pool": args.pool_cpus, "client": args.client_cpus},
           "load_avg_start_end": [r(load0, 2), r(os.getloadavg()[0], 2)],

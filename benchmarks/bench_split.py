@@ -21,14 +21,16 @@ import common
 import numpy as np
 
 import butterfly as bf
-from butterfly import costmodel, datasets, jpeg, netem
+from butterfly import datasets, jpeg, netem
 from butterfly import experiments as ex
+from butterfly.experiments import costmodel
+from butterfly.experiments.demo import table_json
 
 
 def paper_table() -> dict:
     photos = jpeg.sample_photos_224()
     x = np.stack([p.transpose(2, 0, 1) for p in photos.values()]).astype(np.float32) / 255
-    rb1 = bf.resnet50(butterfly=bf.Butterfly(after=1, channels=1, stride=2))
+    rb1 = bf.resnet50(butterfly=bf.Butterfly(at=1, channels=1, stride=2))
     sizes = ex.coded_sizes(rb1.mobile(x))
     ratio = sizes["zstd"] / sizes["raw"]
     our_jpeg = jpeg.average_jpeg_bytes()
@@ -76,12 +78,12 @@ def machine_table() -> dict:
                                 ex.layer_records(ex.plain_network(net)), input_bytes=round(jpeg_b))
     tables = ex.cost_tables(model, cands)
     out = {"model": path.name, "trained": net.meta.get("trained"),
-           "modelled": ex._table_json(tables)}
+           "modelled": table_json(tables)}
     ok, why = netem.available()
     if not ok:
         out.update(emulated=None, note=f"emulated links skipped: {why}")
         return out
-    rows = netem.compare(path, test.images, model, requests=40,
+    rows = ex.compare(path, test.images, model, requests=40,
                          log=lambda m: print(m, file=sys.stderr))
     out["emulated"] = rows
     paper = [abs(r["split_err"]) for r in rows] + [abs(r["cloud_err"]) for r in rows]

@@ -189,7 +189,7 @@ def randomize_bn(net, seed: int = 1) -> None:
         m.set_param(i, 1, rng.normal(0.0, 0.1, c).astype(np.float32))
         m.set_param(i, 2, rng.normal(0.0, 0.1, c).astype(np.float32))
         m.set_param(i, 3, rng.uniform(0.5, 1.5, c).astype(np.float32))
-    net._plans.clear()  # plans fold BN into conv weights when built: rebuild after a change
+    net.clear_plans()  # plans fold BN into conv weights when built: rebuild after a change
 
 
 def copy_weights_to_torch(net, tmodel) -> int:

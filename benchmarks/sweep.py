@@ -84,7 +84,7 @@ def main(argv=None) -> int:
                      "dataset": "fashion-mnist", "train": len(train_set), "test": len(test_set)}
     kw = dict(batch_size=128, progress=sys.stderr.isatty(), seed=0)
     base_path = os.path.join(args.models, f"baseline-w{args.width}.bfly")
-    base_row = next((r for r in res["rows"] if r.get("after") == 0), None)
+    base_row = next((r for r in res["rows"] if r.get("at") == 0), None)
     if base_row is None or not os.path.exists(base_path):
         base = bf.resnet18(small=True, num_classes=10, in_channels=1, width=args.width)
         t0 = time.perf_counter()
@@ -93,15 +93,15 @@ def main(argv=None) -> int:
                                           f"{r['train_loss']:.4f}", file=sys.stderr))
         ev = bf.evaluate(base, test_set)
         base.save(base_path)
-        base_row = {"after": 0, "channels": None, "stride": None, "top1": ev["top1"],
+        base_row = {"at": 0, "channels": None, "stride": None, "top1": ev["top1"],
                     "payload_bytes": 784, "fp32_bytes": 4 * 784,
                     "train_seconds": time.perf_counter() - t0}
-        res["rows"] = [r for r in res["rows"] if r.get("after") != 0] + [base_row]
+        res["rows"] = [r for r in res["rows"] if r.get("at") != 0] + [base_row]
         save_results(args.out, res)
         print(json.dumps(base_row), flush=True)
     base = bf.Network.load(base_path)
     blocks = [int(b) for b in args.blocks.split(",")]
-    done = {(r["after"], r["channels"], r["stride"]) for r in res["rows"]}
+    done = {(r["at"], r["channels"], r["stride"]) for r in res["rows"]}
     for s in [int(v) for v in args.strides.split(",")]:
         for c in [int(v) for v in args.channels.split(",")]:
             for after in blocks:
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
 
 def run_unit(base, base_row, after, c, s, args, train_set, test_set, kw) -> dict:
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=args.width,
-                      butterfly=bf.Butterfly(after=after, channels=c, stride=s))
+                      butterfly=bf.Butterfly(at=after, channels=c, stride=s))
     copy_by_name(base, net)
     t0 = time.perf_counter()
     bf.set_frozen(net, parts=("head", "tail"))
@@ -125,7 +125,7 @@ def run_unit(base, base_row, after, c, s, args, train_set, test_set, kw) -> dict
     bf.train(net, train_set, epochs=args.finetune_epochs, lr=0.01, **kw)
     ev = bf.evaluate(net, test_set)
     split = next(p for p in net.split_points() if p.get("block") == after)
-    return {"after": after, "channels": c, "stride": s, "top1": ev["top1"],
+    return {"at": after, "channels": c, "stride": s, "top1": ev["top1"],
             "payload_bytes": ev["payload_bytes"], "fp32_bytes": split["fp32_bytes"],
             "reduction_vs_fp32": split["fp32_bytes"] / ev["payload_bytes"],
             "baseline_top1": base_row["top1"], "train_seconds": time.perf_counter() - t0}

@@ -2,9 +2,15 @@
 
 A phone runs the head of a network and a learned reduction unit and uploads an 8-bit
 feature; a worker pool in the cloud restores it and runs the rest.  See README.md.
+
+The package, from the bottom up (a module imports only what is below it): ``_C`` (the C
+core), ``checks``, ``network`` (the model, its parts and halves, the plan factories per
+backend, builders, ONNX import / export), ``data``, ``training``, ``serving``, ``netem``
+(emulated links), ``experiments`` (profiling, candidates, cost model, planner, the demo),
+``cli``.
 """
 
-from . import _C, datasets, opencl
+from . import _C
 from ._C import (  # noqa: F401  (the exception hierarchy)
     BackendError,
     Busy,
@@ -22,16 +28,25 @@ from ._C import (  # noqa: F401  (the exception hierarchy)
     Timeout,
     Unsupported,
 )
-from .distill import distill
-from .models import Butterfly, resnet, resnet18, resnet34, resnet50
-from .network import Network, Payload, load
-from .onnx_export import export_onnx
-from .onnx_import import import_onnx
+from .data import datasets, jpeg
+from .network import (
+    Butterfly,
+    MobileHalf,
+    Network,
+    Payload,
+    load,
+    opencl,
+    resnet,
+    resnet18,
+    resnet34,
+    resnet50,
+)
+from .network.onnx_export import export_onnx
+from .network.onnx_import import import_onnx
+from .network.split import insert_butterfly
 from .serving import Client, LoadReport, serve
-from .split import insert_butterfly
-from .training import Trainer, evaluate, set_frozen, train
-
-__version__ = "0.1.0"
+from .training import Trainer, distill, evaluate, set_frozen, train
+from .version import __version__
 
 
 def set_num_threads(n: int) -> None:
@@ -40,7 +55,8 @@ def set_num_threads(n: int) -> None:
 
 
 __all__ = [
-    "Butterfly", "Client", "Error", "LoadReport", "Network", "Payload", "Trainer", "datasets",
-    "distill", "evaluate", "export_onnx", "import_onnx", "insert_butterfly", "load", "opencl", "resnet", "resnet18", "resnet34", "resnet50", "serve",
-    "set_frozen", "set_num_threads", "train",
+    "Butterfly", "Client", "Error", "LoadReport", "MobileHalf", "Network", "Payload", "Trainer",
+    "datasets", "distill", "evaluate", "export_onnx", "import_onnx", "insert_butterfly",
+    "jpeg", "load", "opencl", "resnet", "resnet18", "resnet34", "resnet50", "serve",
+    "set_frozen", "set_num_threads", "train", "__version__",
 ]

@@ -8,12 +8,18 @@ file only assembles them.
 from __future__ import annotations
 
 import argparse
-import importlib
+import os
 import sys
 
+from ._C import Error, FileError, InvalidArgument, ModelError, Unsupported
+from .experiments import commands as experiments_commands
+from .network import onnx_export, onnx_import, split
+from .serving import commands as serving_commands
+from .training import distillation, trainer
+
 # modules that add subcommands, in help order
-_FEATURES = ("training", "onnx_import", "split", "distill", "onnx_export", "serving",
-             "experiments")
+_FEATURES = (trainer, onnx_import, split, distillation, onnx_export, serving_commands,
+             experiments_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,22 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Split computing for CNNs: train, profile, plan, serve and run "
                     "networks with a butterfly unit.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _FEATURES:
-        try:
-            mod = importlib.import_module(f"butterfly.{name}")
-        except ImportError as e:  # a feature module missing from this build
-            if e.name != f"butterfly.{name}":
-                raise
-            continue
-        mod.add_cli(sub)
+    for module in _FEATURES:
+        module.add_cli(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import Error, FileError, InvalidArgument, ModelError, Unsupported
-
-    # what the user can fix (a path, an argument, a model file) exits 2, as argparse does
-    user_errors = (FileError, InvalidArgument, ModelError, Unsupported)
+    # what the user can fix (a path, an argument, a value, a model file) exits 2, as argparse
+    # does; a failure of the run itself (a timeout, a dead pool) exits 1; both in one line
+    user_errors = (FileError, InvalidArgument, ModelError, Unsupported, ValueError, TypeError)
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -46,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except Error as e:
+    except (Error, ValueError, TypeError) as e:
+        if os.environ.get("BUTTERFLY_TRACEBACK"):
+            raise
         print(f"butterfly {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2 if isinstance(e, user_errors) else 1
     except KeyboardInterrupt:

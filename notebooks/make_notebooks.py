@@ -5,6 +5,8 @@
     BF_NB_SMALL=1 .venv/bin/python notebooks/make_notebooks.py --execute --out /tmp/nb
 
 Each notebook reads BF_NB_SMALL from the environment: 1 = small parameters (tests, CI).
+Each figure is saved under notebooks/figures (BF_NB_FIGURES) and shown inline: the set-up
+cell selects the inline backend, whatever MPLBACKEND says (Agg would show nothing).
 """
 
 from __future__ import annotations
@@ -26,8 +28,7 @@ sys.path.insert(0, str(ROOT))
 SMALL = os.environ.get("BF_NB_SMALL", "0") == "1"
 FIG = Path(os.environ.get("BF_NB_FIGURES", ROOT / "notebooks" / "figures")); FIG.mkdir(parents=True, exist_ok=True)
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
+%matplotlib inline
 import matplotlib.pyplot as plt
 import butterfly as bf
 print("small parameters" if SMALL else "full parameters")"""
@@ -39,7 +40,7 @@ NOTEBOOKS = {
         "the phone runs head + reduce and uploads an 8-bit payload; a worker pool runs restore + tail.",
         SETUP,
         """net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=16,
-                  butterfly=bf.Butterfly(after=2, channels=1, stride=2))
+                  butterfly=bf.Butterfly(at=2, channels=1, stride=2))
 _, test = bf.datasets.fashion_mnist(subset=64 if SMALL else 512)
 x = test.images
 payload = net.mobile(x)                          # phone: head + reduce
@@ -62,7 +63,7 @@ fig.savefig(FIG / "01_payload.png", dpi=100); plt.show()""",
     ],
     "02_accuracy_vs_split": [
         "# 02 Accuracy vs split\nReads the training sweep's results "
-        "(`benchmarks/results/sweep.json`: rows with after, channels, stride, top1, payload_bytes, "
+        "(`benchmarks/results/sweep.json`: rows with at, channels, stride, top1, payload_bytes, "
         "fp32_bytes, train_seconds, baseline_top1).",
         SETUP,
         """from butterfly import experiments as ex
@@ -76,14 +77,14 @@ else:
         print(r)""",
         """if rows:
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-    units = [r for r in rows if r.get("after")]  # after == 0: the plain network
+    units = [r for r in rows if r.get("at")]  # at == 0: the plain network
     for c, s in sorted({(r["channels"], r["stride"]) for r in units}):
         rs = sorted([r for r in units if (r["channels"], r["stride"]) == (c, s)],
-                    key=lambda r: r["after"])
+                    key=lambda r: r["at"])
         lbl = f"c'={c}, s={s}"
-        ax[0].plot([r["after"] for r in rs], [r["top1"] for r in rs], "o-", label=lbl)
-        ax[1].plot([r["after"] for r in rs], [r["payload_bytes"] for r in rs], "o-", label=lbl)
-    plain = [r["top1"] for r in rows if not r.get("after")]
+        ax[0].plot([r["at"] for r in rs], [r["top1"] for r in rs], "o-", label=lbl)
+        ax[1].plot([r["at"] for r in rs], [r["payload_bytes"] for r in rs], "o-", label=lbl)
+    plain = [r["top1"] for r in rows if not r.get("at")]
     base = plain[0] if plain else units[0].get("baseline_top1")
     if base: ax[0].axhline(base, color="k", ls="--", label="no unit")
     ax[0].set_xlabel("unit after block"); ax[0].set_ylabel("top-1"); ax[0].legend()
@@ -94,7 +95,8 @@ else:
         "# 03 Latency and energy per network and split\nCloud-only vs mobile-only vs butterfly, "
         "the paper's setting (ResNet-50, TX2-class phone, GTX 1080 Ti-class cloud) and this machine.",
         SETUP,
-        """from butterfly import costmodel, experiments as ex
+        """from butterfly import experiments as ex
+from butterfly.experiments import costmodel
 blocks = [1, 4, 8, 14] if SMALL else None
 paper = ex.paper_setting(blocks=blocks)
 print(ex.format_tables(paper["tables"], "ours, paper setting (8-bit payloads):"))
@@ -131,7 +133,7 @@ if not ok:
 else:
     path = Path("/tmp/bf_nb_netem.bfly"); net.save(path)
     imgs = np.random.default_rng(0).random((10 if SMALL else 40, 1, 28, 28), dtype=np.float32)
-    em = netem.compare(path, imgs, model, requests=len(imgs), log=print)
+    em = ex.compare(path, imgs, model, requests=len(imgs), log=print)
     fig, axs = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, path_kind in zip(axs, ("split", "cloud")):
         xs = np.arange(len(em))
@@ -307,7 +309,8 @@ client = bf.Client(path, pool.endpoint)
 res = client.classify(test.images[:200], k=1)
 pool.stop()
 print("pool agrees with local on", np.mean([r.label for r in res] == student.predict(test.images[:200])[:, 0]) * 100, "%")""",
-        """from butterfly import costmodel as cm, experiments as ex
+        """from butterfly import experiments as ex
+from butterfly.experiments import costmodel as cm
 plain = ex.layer_records(teacher)
 # a Jetson-TX2-class phone (its roofline, the paper's power) and a 1080-Ti-class cloud
 phone = cm.DeviceProfile.scaled(cm.TX2_GMACS_PER_S, cm.TX2_GB_PER_S, "phone",

@@ -4,17 +4,16 @@ import numpy as np
 import pytest
 
 import butterfly as bf
-from butterfly import costmodel
-from butterfly.adaptive import AdaptiveClient
+from butterfly.experiments import AdaptiveClient, costmodel
 
 pytest.importorskip("zmq")
 
 
 def test_switches_split_with_the_uplink(tmp_path):
     early = bf.resnet18(small=True, num_classes=10, in_channels=1, width=16,
-                        butterfly=bf.Butterfly(after=1, channels=8, stride=1))
+                        butterfly=bf.Butterfly(at=1, channels=8, stride=1))
     late = bf.resnet18(small=True, num_classes=10, in_channels=1, width=16,
-                       butterfly=bf.Butterfly(after=6, channels=1, stride=2))
+                       butterfly=bf.Butterfly(at=6, channels=1, stride=2))
     paths = [str(tmp_path / "early.bfly"), str(tmp_path / "late.bfly")]
     early.save(paths[0])
     late.save(paths[1])
@@ -29,7 +28,7 @@ def test_switches_split_with_the_uplink(tmp_path):
             # a fast link favours the early split (little work on the phone, 6 KB upload)
             assert phone.current.network.hash == early.hash
             res = phone.classify(x, k=3)
-            assert len(res) == 4 and all(r.split.endswith("early.bfly") for r in res)
+            assert len(res) == 4 and all(r.at.endswith("early.bfly") for r in res)
             np.testing.assert_array_equal([r.label for r in res], early.predict(x)[:, 0])
             # the link degrades to ~0.5 Mbit/s: the 12-byte late split wins
             for _ in range(16):
@@ -37,7 +36,7 @@ def test_switches_split_with_the_uplink(tmp_path):
             assert phone.mbps < 1.0
             assert phone.current.network.hash == late.hash
             res = phone.classify(x, k=3)
-            assert all(r.split.endswith("late.bfly") for r in res)
+            assert all(r.at.endswith("late.bfly") for r in res)
             np.testing.assert_array_equal([r.label for r in res], late.predict(x)[:, 0])
     finally:
         bf.set_num_threads(old)
@@ -45,7 +44,7 @@ def test_switches_split_with_the_uplink(tmp_path):
 
 def test_observe_refuses_non_finite_times(tmp_path):
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8,
-                      butterfly=bf.Butterfly(after=1, channels=1, stride=2))
+                      butterfly=bf.Butterfly(at=1, channels=1, stride=2))
     path = str(tmp_path / "net.bfly")
     net.save(path)
     # nothing listens there: observe never sends, and connecting is lazy
@@ -70,7 +69,7 @@ def test_client_k_checked_before_sending(tmp_path, rng):
     from butterfly.serving import TOPK_MAX
 
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8,
-                      butterfly=bf.Butterfly(after=1, channels=1, stride=2))
+                      butterfly=bf.Butterfly(at=1, channels=1, stride=2))
     path = str(tmp_path / "net.bfly")
     net.save(path)
     client = bf.Client(path, "tcp://127.0.0.1:9", timeout_ms=100, retries=0)

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from butterfly import costmodel as cm
+from butterfly.experiments import costmodel as cm
 
 # A toy network: head (phone), reduce (phone), restore (cloud), tail (cloud). Plain = no unit.
 HEAD = {"name": "head", "macs": 2_000_000_000, "out_bytes": 1_000_000, "part": "head"}

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import butterfly as bf
-from butterfly.models import LayerList
-from butterfly.network import Network
+from butterfly.network import LayerList, Network
 
 CHANNELS = (1, 2, 8)
 STRIDES = (1, 2, 3, 4)
@@ -62,7 +61,7 @@ def test_forward_is_the_composition_of_the_parts(depth, small, tmp_path):
     for after, channels, stride, batch in configs(depth):
         net = bf.resnet(depth, small=small, input_size=size, num_classes=10, in_channels=1,
                         width=8, seed=after,
-                        butterfly=bf.Butterfly(after=after, channels=channels, stride=stride))
+                        butterfly=bf.Butterfly(at=after, channels=channels, stride=stride))
         randomize(net, rng)
         x = rng.standard_normal((batch, 1, size, size)).astype(np.float32)
         try:
@@ -90,7 +89,7 @@ def cut_between_fusable_layers():
     L.relu(name="tail.relu")
     L.global_avgpool(name="pool")
     L.linear(5, name="fc")
-    net = Network.from_layers(L.layers, L.params, butterfly={"after": 0, "channels": 2,
+    net = Network.from_layers(L.layers, L.params, butterfly={"at": 0, "channels": 2,
                                                             "stride": 1})
     randomize(net, np.random.default_rng(3))
     return net
@@ -114,6 +113,6 @@ def test_a_part_ending_in_a_linear_layer(rng, tmp_path):
     L.simple("dequantize", name="restore.dequantize")
     L.part = "tail"
     L.linear(3, name="tail.fc")
-    net = Network.from_layers(L.layers, L.params, butterfly={"after": 0, "channels": 6,
+    net = Network.from_layers(L.layers, L.params, butterfly={"at": 0, "channels": 6,
                                                             "stride": 1})
     assert_exact(net, rng.standard_normal((2, 2, 4, 4)).astype(np.float32), tmp_path)

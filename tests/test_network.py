@@ -17,11 +17,11 @@ def images(rng, n, shape):
     return rng.random((n, *shape), dtype=np.float32)
 
 
-@pytest.mark.parametrize("after", [1, 4, 8])
+@pytest.mark.parametrize("at", [1, 4, 8])
 @pytest.mark.parametrize("channels", [1, 2, 8])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_resnet18_small_four_ops_compose(after, channels, stride, rng):
-    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(after=after, channels=channels,
+def test_resnet18_small_four_ops_compose(at, channels, stride, rng):
+    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(at=at, channels=channels,
                                                       stride=stride))
     x = images(rng, 3, (1, 28, 28))
     y = net.forward(x)
@@ -36,16 +36,16 @@ def test_resnet18_small_four_ops_compose(after, channels, stride, rng):
     assert pay.data.shape == (3, channels, expect_hw, -(-ww // stride))
 
 
-@pytest.mark.parametrize("after", [1, 7, 16])
-def test_resnet50_224_four_ops_compose(after, rng):
-    net = bf.resnet50(num_classes=100, butterfly=bf.Butterfly(after=after, channels=2, stride=2))
+@pytest.mark.parametrize("at", [1, 7, 16])
+def test_resnet50_224_four_ops_compose(at, rng):
+    net = bf.resnet50(num_classes=100, butterfly=bf.Butterfly(at=at, channels=2, stride=2))
     x = images(rng, 1, (3, 224, 224))
     y = net.forward(x)
     np.testing.assert_array_equal(net.tail(net.restore(net.reduce(net.head(x)))), y)
 
 
 def test_resnet50_rb1_payload_is_784_bytes(rng):
-    net = bf.resnet50(num_classes=1000, butterfly=bf.Butterfly(after=1, channels=1, stride=2))
+    net = bf.resnet50(num_classes=1000, butterfly=bf.Butterfly(at=1, channels=1, stride=2))
     pay = net.mobile(images(rng, 1, (3, 224, 224)))
     assert pay.data.shape == (1, 1, 28, 28) and pay.data.dtype == np.uint8
     assert pay.data[0].nbytes == 784 and pay.nbytes_per_sample == 784 + 8
@@ -88,7 +88,7 @@ def test_plain_resnet18_matches_numpy_reference(rng):
 
 
 def test_batch_equals_images_one_by_one(rng):
-    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(at=2, channels=2, stride=2))
     x = images(rng, 4, (1, 28, 28))
     batch = net.mobile(x)
     for i in range(4):
@@ -98,7 +98,7 @@ def test_batch_equals_images_one_by_one(rng):
 
 
 def test_save_load_roundtrip_and_halves(tmp_path, rng):
-    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(after=3, channels=4, stride=2))
+    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(at=3, channels=4, stride=2))
     net.meta["dataset"] = "test"
     path = tmp_path / "m.bfly"
     net.save(path)
@@ -222,7 +222,7 @@ def test_bad_model_files(tmp_path):
 
 
 def test_bad_inputs(rng):
-    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(at=2, channels=2, stride=2))
     x = images(rng, 2, (1, 28, 28))
     with pytest.raises(bf.InvalidArgument, match="float"):
         net.forward(x.astype(np.int32))
@@ -274,7 +274,7 @@ def test_bad_inputs(rng):
 def test_user_errors_are_butterfly_errors(tmp_path, rng):
     # each raised something outside bf.Error: OverflowError (while -1 gave InvalidArgument),
     # a silent cut at the NUL, ValueError for NUL in a path and for string ranges
-    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(at=2, channels=2, stride=2))
     path = tmp_path / "net.bfly"
     net.save(path)
     for timeout in (2**31, 2**70, -1, 0):
@@ -313,7 +313,7 @@ def with_meta(net, blob: bytes) -> bytes:
 def test_bad_metadata_is_a_model_error(tmp_path):
     # msgpack decoded in Python raised UnicodeDecodeError / ValueError (and `butterfly
     # serve` printed a traceback) for metadata the core had loaded as one msgpack object
-    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+    net = bf.resnet18(**SMALL, butterfly=bf.Butterfly(at=2, channels=2, stride=2))
     cases = {
         "str not UTF-8": b"\x81\xa6config\x81\xa4arch\xa2\xff\xfe",
         "key not UTF-8": b"\x81\xa2\xc3\x28\x01",
@@ -360,7 +360,7 @@ def test_metadata_mutations_never_raise_outside_bf_error(tmp_path):
     # random byte changes inside the metadata of a real model file (the probe that found
     # the fault above): every file loads or raises a bf.Error
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=4,
-                      butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+                      butterfly=bf.Butterfly(at=2, channels=2, stride=2))
     net.meta["classes"] = [f"class é{i}" for i in range(10)]
     net.meta["trained"] = {"epochs": 3, "top1": 0.91, "note": "ünïcode ✓"}
     data = net.to_bytes()
@@ -391,11 +391,11 @@ def test_no_butterfly_unit_errors(rng):
 
 def test_builder_errors():
     with pytest.raises(ValueError, match="1..8"):
-        bf.resnet18(**SMALL, butterfly=bf.Butterfly(after=9))
+        bf.resnet18(**SMALL, butterfly=bf.Butterfly(at=9))
     with pytest.raises(ValueError):
         bf.resnet(101)
     with pytest.raises(ValueError):
-        bf.Butterfly(after=1, channels=0)
+        bf.Butterfly(at=1, channels=0)
 
 
 def test_two_threads_two_plans(rng):
@@ -427,7 +427,7 @@ def test_two_threads_two_plans(rng):
 
 def _probe_net():
     return bf.resnet18(small=True, num_classes=10, in_channels=1, width=8,
-                       butterfly=bf.Butterfly(after=1, channels=1, stride=2))
+                       butterfly=bf.Butterfly(at=1, channels=1, stride=2))
 
 
 def test_predict_k_must_be_in_one_to_classes(rng):
@@ -444,15 +444,16 @@ def test_predict_k_must_be_in_one_to_classes(rng):
 
 
 def test_butterfly_arguments_must_be_ints():
-    for kw in ({"after": 1.5}, {"after": True}, {"after": 1, "channels": 2.0},
-               {"after": 1, "stride": "2"}):
+    for kw in ({"at": 1.5}, {"at": True}, {"at": 1, "channels": 2.0},
+               {"at": 1, "stride": "2"}):
         with pytest.raises(TypeError, match="must be an int"):
             bf.Butterfly(**kw)
     with pytest.raises(ValueError, match="Butterfly.stride must be >= 1"):
-        bf.Butterfly(after=1, stride=0)
-    b = bf.Butterfly(after=np.int64(2), channels=np.int32(1))
-    assert type(b.after) is int and type(b.channels) is int  # msgpack-able metadata
-    assert bf.resnet18(**SMALL, butterfly=b).butterfly["after"] == 2
+        bf.Butterfly(at=1, stride=0)
+    b = bf.Butterfly(at=np.int64(2), channels=np.int32(1))
+    assert type(b.at) is int and type(b.channels) is int  # msgpack-able metadata
+    assert bf.resnet18(**SMALL, butterfly=b).butterfly["at"] == 2
+    assert bf.Butterfly(at="RB2") == bf.Butterfly(at=2)
 
 
 @pytest.mark.parametrize("kw, err, match", [
@@ -463,7 +464,7 @@ def test_butterfly_arguments_must_be_ints():
     ({"in_channels": 0}, ValueError, "in_channels must be >= 1"),
     ({"in_channels": True}, TypeError, "in_channels must be an int"),
     ({"input_size": 0}, ValueError, "input_size must be >= 1"),
-    ({"butterfly": {"after": 1}}, TypeError, "butterfly must be a butterfly.Butterfly"),
+    ({"butterfly": {"at": 1}}, TypeError, "butterfly must be a butterfly.Butterfly"),
 ])
 def test_builder_argument_errors(kw, err, match):
     with pytest.raises(err, match=match):
@@ -495,7 +496,7 @@ def test_empty_payload(rng):
 
 
 def test_builders_take_shapes_and_parameter_names_from_the_core():
-    from butterfly.models import LayerList, infer_layers, layer_info
+    from butterfly.network import LayerList, infer_layers, layer_info
 
     L = LayerList((3, 11, 10))
     L.conv_bn(8, 3, 2, name="a")

@@ -11,8 +11,8 @@ import reference
 from conftest import assert_close
 
 import butterfly as bf
-from butterfly.models import LayerList
-from butterfly.onnx_export import _EMIT, to_onnx
+from butterfly.network import LayerList
+from butterfly.network.onnx_export import _EMIT, to_onnx
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -205,7 +205,7 @@ def test_not_dynamic_quantize_linear(rng):
 @pytest.fixture(scope="module")
 def resnet():
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8,
-                      butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+                      butterfly=bf.Butterfly(at=2, channels=2, stride=2))
     return randomize_bn(net, np.random.default_rng(7))
 
 

@@ -333,7 +333,7 @@ def test_distilled_unit_keeps_the_accuracy_on_fashion_mnist(tmp_path):
     epochs), exported to ONNX and imported back; a unit at a middle cut that sends 123x
     fewer bytes than the fp32 feature, distilled without labels on 6,000 training images:
     top-1 on the whole test set within 2 points of the imported original."""
-    from butterfly.datasets import DatasetNotFoundError
+    from butterfly.data.datasets import DatasetNotFoundError
 
     try:
         train, test = bf.datasets.fashion_mnist()

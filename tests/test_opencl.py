@@ -16,10 +16,9 @@ from conftest import assert_close
 
 import butterfly as bf
 from butterfly import _C
-from butterfly.models import LayerList, layer_info
-from butterfly.network import Network
+from butterfly.network import LayerList, Network, layer_info
 
-opencl = pytest.importorskip("butterfly.opencl")
+opencl = pytest.importorskip("butterfly.network.opencl")
 if not hasattr(_C, "ClPlan"):
     pytest.skip("this build has no OpenCL backend", allow_module_level=True)
 if not opencl.available():
@@ -160,7 +159,7 @@ def test_resnet18_small_mobile_half(after, channels, stride, spatial, rng):
         num_classes=10,
         in_channels=1,
         seed=after,
-        butterfly=bf.Butterfly(after=after, channels=channels, stride=stride, spatial=spatial),
+        butterfly=bf.Butterfly(at=after, channels=channels, stride=stride, spatial=spatial),
     )
     x = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
     half = opencl.MobileHalf(net)
@@ -173,7 +172,7 @@ def test_resnet18_small_mobile_half(after, channels, stride, spatial, rng):
 @pytest.mark.parametrize("after,channels", [(1, 1), (4, 2), (8, 5)])
 def test_resnet50_224_mobile_half(after, channels, rng):
     net = bf.resnet50(
-        num_classes=100, butterfly=bf.Butterfly(after=after, channels=channels, stride=2)
+        num_classes=100, butterfly=bf.Butterfly(at=after, channels=channels, stride=2)
     )
     x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
     half = opencl.MobileHalf(net)
@@ -209,7 +208,7 @@ def test_wide_payload_lsb_statistics(after, channels, rng):
         num_classes=10,
         in_channels=1,
         seed=after,
-        butterfly=bf.Butterfly(after=after, channels=channels, stride=1),
+        butterfly=bf.Butterfly(at=after, channels=channels, stride=1),
     )
     x = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
     n1, total = compare_payload(
@@ -223,7 +222,7 @@ def test_model_file_and_load(tmp_path, rng):
         small=True,
         num_classes=10,
         in_channels=1,
-        butterfly=bf.Butterfly(after=2, channels=2, stride=2),
+        butterfly=bf.Butterfly(at=2, channels=2, stride=2),
     )
     path = tmp_path / "net.bfly"
     net.save(path)
@@ -256,7 +255,7 @@ def test_plan_io_and_errors(rng):
         small=True,
         num_classes=10,
         in_channels=1,
-        butterfly=bf.Butterfly(after=1, channels=2, stride=2),
+        butterfly=bf.Butterfly(at=1, channels=2, stride=2),
     )
     p = _C.ClPlan(net.model, 0, 1, 2)
     src, dst = p.io
@@ -274,7 +273,7 @@ def test_plan_io_and_errors(rng):
 
 def test_non_finite_input_or_feature_is_refused_like_onednn(rng):
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8,
-                      butterfly=bf.Butterfly(after=1, channels=1, stride=2))
+                      butterfly=bf.Butterfly(at=1, channels=1, stride=2))
     p = _C.ClPlan(net.model, 0, 1, 2)
     x = rng.random((2, 1, 28, 28), dtype=np.float32)
     bad = x.copy()
@@ -290,7 +289,7 @@ def test_non_finite_input_or_feature_is_refused_like_onednn(rng):
 
 def test_device_index_checked_at_load(tmp_path):
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8,
-                      butterfly=bf.Butterfly(after=1, channels=1, stride=2))
+                      butterfly=bf.Butterfly(at=1, channels=1, stride=2))
     path = tmp_path / "net.bfly"
     net.save(path)
     for bad in (len(opencl.devices()), -1, "0", 0.0):
@@ -327,7 +326,7 @@ def test_two_threads_two_plans(rng):
         small=True,
         num_classes=10,
         in_channels=1,
-        butterfly=bf.Butterfly(after=2, channels=2, stride=2),
+        butterfly=bf.Butterfly(at=2, channels=2, stride=2),
     )
     xs = [rng.standard_normal((2, 1, 28, 28)).astype(np.float32) for _ in range(2)]
     halves = [opencl.MobileHalf(net), opencl.MobileHalf(net)]
@@ -352,7 +351,7 @@ def test_pool_classifies_opencl_payload_like_onednn(tmp_path):
     """The phone's half on OpenCL, the pool on oneDNN: the same answers as a oneDNN phone."""
     pytest.importorskip("zmq")
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=16,
-                      butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+                      butterfly=bf.Butterfly(at=2, channels=2, stride=2))
     path = str(tmp_path / "net.bfly")
     net.save(path)
     _, test = bf.datasets.fashion_mnist(subset=32)
@@ -591,7 +590,7 @@ def test_mobile_is_reduce_of_head_bit_for_bit(depth, small, tmp_path):
     for after, channels, stride, batch in (every[k] for k in CL_BLOCKS[depth, small]):
         net = bf.resnet(depth, small=small, input_size=size, num_classes=10, in_channels=1,
                         width=8, seed=after,
-                        butterfly=bf.Butterfly(after=after, channels=channels, stride=stride))
+                        butterfly=bf.Butterfly(at=after, channels=channels, stride=stride))
         test_exact.randomize(net, rng)
         x = rng.standard_normal((batch, 1, size, size)).astype(np.float32)
         net.save(tmp_path / "net.bfly")

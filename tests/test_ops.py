@@ -6,7 +6,7 @@ import reference
 from conftest import assert_close
 
 import butterfly as bf
-from butterfly.models import LayerList
+from butterfly.network import LayerList
 
 
 def randomize_bn(L, rng):
@@ -162,7 +162,7 @@ def test_quantize_dequantize(rng):
 
 def test_training_plan_backward_needs_a_forward_and_keeps_its_input(rng):
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8,
-                      butterfly=bf.Butterfly(after=1, channels=1, stride=2))
+                      butterfly=bf.Butterfly(at=1, channels=1, stride=2))
     plan = net.plan(0, 3, 2, training=True)
     g = rng.standard_normal((2, 10, 1, 1)).astype(np.float32)
     with pytest.raises(bf.InvalidArgument, match="no forward"):

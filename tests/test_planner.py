@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from butterfly import costmodel as cm
-from butterfly import planner
+from butterfly.experiments import costmodel as cm
+from butterfly.experiments import planner
 
 
 def _measured(table, power_w=None):

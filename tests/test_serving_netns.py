@@ -98,25 +98,25 @@ class Net:
         self.phones = 0
 
     def __enter__(self):
-        netem._sh("ip", "netns", "add", self.cloud)
+        netem.sh("ip", "netns", "add", self.cloud)
         self.made.append(self.cloud)
-        netem._sh("ip", "-n", self.cloud, "link", "set", "lo", "up")
+        netem.sh("ip", "-n", self.cloud, "link", "set", "lo", "up")
         return self
 
     def phone(self):
         """A new phone namespace and its link; (namespace, its veth, the cloud's address)."""
         i = self.phones = self.phones + 1
         ns, dev, peer = f"bf{self.tok}p{i}", f"bv{self.tok}p{i}", f"bv{self.tok}c{i}"
-        netem._sh("ip", "netns", "add", ns)
+        netem.sh("ip", "netns", "add", ns)
         self.made.append(ns)
-        netem._sh("ip", "link", "add", dev, "type", "veth", "peer", "name", peer)
-        netem._sh("ip", "link", "set", dev, "netns", ns)
-        netem._sh("ip", "link", "set", peer, "netns", self.cloud)
+        netem.sh("ip", "link", "add", dev, "type", "veth", "peer", "name", peer)
+        netem.sh("ip", "link", "set", dev, "netns", ns)
+        netem.sh("ip", "link", "set", peer, "netns", self.cloud)
         cloud_ip, phone_ip = f"10.{self.net}.{i}.1", f"10.{self.net}.{i}.2"
-        netem._sh("ip", "-n", self.cloud, "addr", "add", f"{cloud_ip}/24", "dev", peer)
-        netem._sh("ip", "-n", ns, "addr", "add", f"{phone_ip}/24", "dev", dev)
-        netem._sh("ip", "-n", self.cloud, "link", "set", peer, "up")
-        netem._sh("ip", "-n", ns, "link", "set", dev, "up")
+        netem.sh("ip", "-n", self.cloud, "addr", "add", f"{cloud_ip}/24", "dev", peer)
+        netem.sh("ip", "-n", ns, "addr", "add", f"{phone_ip}/24", "dev", dev)
+        netem.sh("ip", "-n", self.cloud, "link", "set", peer, "up")
+        netem.sh("ip", "-n", ns, "link", "set", dev, "up")
         return ns, dev, cloud_ip
 
     def popen(self, ns, code, *args, **kw):
@@ -127,7 +127,7 @@ class Net:
 
     def vanish(self, ns, dev, proc):
         """The phone's link goes, then its process: nothing of it reaches the cloud."""
-        netem._sh("ip", "-n", ns, "link", "del", dev)
+        netem.sh("ip", "-n", ns, "link", "del", dev)
         proc.kill()
         proc.wait(timeout=10)
 
@@ -137,7 +137,7 @@ class Net:
                 p.kill()
                 p.wait(timeout=10)
         for ns in reversed(self.made):
-            netem._sh("ip", "netns", "del", ns, check=False)
+            netem.sh("ip", "netns", "del", ns, check=False)
 
 
 class PoolProcess:
@@ -254,10 +254,10 @@ def test_a_worker_whose_link_flaps_has_its_requests_requeued_at_once(tmp_path, f
         assert c.classify(X, np.float32([0, 1]), k=1)[0]["topk"][0][0] == int(X.sum()) % 10
         phone_ip = cloud_ip.rsplit(".", 1)[0] + ".2"
         if flap == "link":
-            netem._sh("ip", "-n", ns, "link", "set", dev, "down")
+            netem.sh("ip", "-n", ns, "link", "set", dev, "down")
         else:  # its packets from the old address go nowhere, and no FIN ever comes
-            netem._sh("ip", "-n", ns, "addr", "del", f"{phone_ip}/24", "dev", dev)
-            netem._sh("ip", "-n", ns, "addr", "add", f"{phone_ip[:-1]}3/24", "dev", dev)
+            netem.sh("ip", "-n", ns, "addr", "del", f"{phone_ip}/24", "dev", dev)
+            netem.sh("ip", "-n", ns, "addr", "add", f"{phone_ip[:-1]}3/24", "dev", dev)
         t0 = time.monotonic()
         try:
             got = []
@@ -269,7 +269,7 @@ def test_a_worker_whose_link_flaps_has_its_requests_requeued_at_once(tmp_path, f
                 time.sleep(max(0.0, 1.2 - (time.monotonic() - t0)))
         finally:
             if flap == "link":
-                netem._sh("ip", "-n", ns, "link", "set", dev, "up")
+                netem.sh("ip", "-n", ns, "link", "set", dev, "up")
         t.join(timeout=20)
         latency = time.monotonic() - t0
         assert got and got[0][0]["topk"][0][0] == int(X.sum()) % 10

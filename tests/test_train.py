@@ -6,12 +6,12 @@ import pytest
 import reference
 
 import butterfly as bf
-from butterfly import _C, torch_weights
-from butterfly.models import LayerList
+from butterfly import _C
+from butterfly.network import LayerList, torch_weights
 
 
 def training_plan(net, batch, input_grad=True):
-    begin, end = net._range(0, 3)
+    begin, end = net.span(0, 3)
     return _C.Plan(net.model, begin, end, batch, True, input_grad)
 
 
@@ -181,7 +181,7 @@ def strip_quantizer(net):
 
 def test_whole_small_resnet_with_butterfly_gradients(rng):
     net = bf.resnet18(small=True, num_classes=5, in_channels=1, width=8, input_size=16,
-                      butterfly=bf.Butterfly(after=3, channels=2, stride=2))
+                      butterfly=bf.Butterfly(at=3, channels=2, stride=2))
     x = rng.random((6, 1, 16, 16), dtype=np.float32)
     # after the quantizer every parameter is a smooth function of the loss: check them all
     first_restore = net.model.part_range(2)[0]
@@ -254,7 +254,7 @@ def test_sgd_step_matches_numpy(nesterov, rng):
 
 def test_overfits_a_small_batch(rng):
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8, input_size=14,
-                      butterfly=bf.Butterfly(after=2, channels=2, stride=2), seed=1)
+                      butterfly=bf.Butterfly(at=2, channels=2, stride=2), seed=1)
     x = rng.random((16, 1, 14, 14), dtype=np.float32)
     y = np.arange(16, dtype=np.int32) % 10
     tr = bf.Trainer(net, 16, bf.training.Schedule(0.05, 80, "constant"), weight_decay=0.0)
@@ -266,7 +266,7 @@ def test_overfits_a_small_batch(rng):
 def test_fashion_mnist_subset_learns():
     train, test = bf.datasets.fashion_mnist(subset=3000)
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8,
-                      butterfly=bf.Butterfly(after=2, channels=1, stride=2))
+                      butterfly=bf.Butterfly(at=2, channels=1, stride=2))
     hist = bf.train(net, train, epochs=3, batch_size=64, lr=0.05, progress=False, seed=0)
     ev = bf.evaluate(net, test.subset(1000, seed=0))
     assert len(hist) == 3 and hist[-1]["train_loss"] < hist[0]["train_loss"]
@@ -279,7 +279,7 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path):
 
     def fresh():
         return bf.resnet18(small=True, num_classes=10, in_channels=1, width=8, seed=5,
-                           butterfly=bf.Butterfly(after=1, channels=2, stride=2))
+                           butterfly=bf.Butterfly(at=1, channels=2, stride=2))
 
     kw = dict(batch_size=64, lr=0.05, progress=False, seed=3)
     a = fresh()
@@ -308,7 +308,7 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path):
 
 def test_freezing_keeps_weights(rng):
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8, input_size=14,
-                      butterfly=bf.Butterfly(after=2, channels=2, stride=2))
+                      butterfly=bf.Butterfly(at=2, channels=2, stride=2))
     bf.set_frozen(net, parts=("head", "tail"))
     head_w = net.model.get_param(1, 0)
     bn = next(i for i in range(len(net.model)) if net.model.layer(i)["type"] == "batchnorm")
@@ -343,7 +343,7 @@ def test_torch_state_dict_roundtrip(rng):
     assert "layer2.0.downsample.0.weight" in sd and "bn1.running_var" in sd
     sd["bn1.num_batches_tracked"] = np.array(5)
     dst = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8, seed=12,
-                      butterfly=bf.Butterfly(after=4, channels=2, stride=2))
+                      butterfly=bf.Butterfly(at=4, channels=2, stride=2))
     report = torch_weights.load_state_dict(dst, sd)
     assert report == {"missing": [], "unexpected": []}
     back = torch_weights.state_dict(dst)
@@ -377,7 +377,7 @@ def test_frozen_head_backward_skipped_gives_the_same_gradients(rng):
     # before the unit needs a gradient); asking for the source's gradient turns every node
     # back on: the unit's and the tail's gradients must be the same either way
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8, input_size=14,
-                      butterfly=bf.Butterfly(after=3, channels=2, stride=2))
+                      butterfly=bf.Butterfly(at=3, channels=2, stride=2))
     bf.set_frozen(net, parts=("head", "tail"))
     x = rng.random((4, 1, 14, 14), dtype=np.float32)
     d = rng.standard_normal((4, 10, 1, 1)).astype(np.float32)
@@ -400,7 +400,7 @@ def test_frozen_head_backward_skipped_gives_the_same_gradients(rng):
 
 def _probe_net():
     return bf.resnet18(small=True, num_classes=10, in_channels=1, width=8,
-                       butterfly=bf.Butterfly(after=1, channels=1, stride=2))
+                       butterfly=bf.Butterfly(at=1, channels=1, stride=2))
 
 
 def test_closed_trainer_refuses_to_step(rng):

@@ -3,15 +3,7 @@
  * OpenCL runtime (device listing, kernel builds, runs). */
 #include "python/common.h"
 
-/* Compiled only with the OpenCL backend (csrc/cl) in the build: module.c calls
- * bf_py_cl_init under the same macro. */
-#ifdef BF_WITH_OPENCL
-
-#include "pythread.h"
-
 #define MAX_DEVICES 64
-
-static PyTypeObject *clplan_type;
 
 typedef struct ClPlanObject {
     PyObject_HEAD
@@ -28,11 +20,11 @@ static const char *type_name(bf_cl_device_type t)
 
 static PyObject *py_cl_devices(PyObject *mod, PyObject *unused)
 {
+    bf_py_state *state = bf_py_module_state(mod);
     bf_cl_device_info *info = PyMem_Calloc(MAX_DEVICES, sizeof *info);
     PyObject *list = NULL;
     int n = 0;
     bf_status st;
-    (void)mod;
     (void)unused;
     if (!info)
         return PyErr_NoMemory();
@@ -41,7 +33,7 @@ static PyObject *py_cl_devices(PyObject *mod, PyObject *unused)
     Py_END_ALLOW_THREADS
     if (st != BF_STATUS_OK) {
         PyMem_Free(info);
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     }
     if (n > MAX_DEVICES)
         n = MAX_DEVICES;
@@ -68,6 +60,7 @@ done:
 static PyObject *clplan_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"model", "begin", "end", "batch", "device", NULL};
+    bf_py_state *state = bf_py_type_state(type);
     PyObject *mobj;
     int begin, end, batch, device = -1;
     bf_plan_params pp = bf_plan_default_params();
@@ -77,8 +70,8 @@ static PyObject *clplan_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "Oiii|i:ClPlan", kwlist, &mobj, &begin, &end,
                                      &batch, &device))
-        return bf_py_arg_error("ClPlan");
-    if (!(m = bf_py_model_get(mobj)))
+        return bf_py_arg_error(state, "ClPlan");
+    if (!(m = bf_py_model_get(state, mobj)))
         return NULL;
     pp.part_begin = (bf_part)begin;
     pp.part_end = (bf_part)end;
@@ -87,7 +80,7 @@ static PyObject *clplan_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     st = bf_cl_plan_create(&plan, m, &pp, device);
     Py_END_ALLOW_THREADS
     if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     self = (ClPlanObject *)type->tp_alloc(type, 0);
     if (!self || !(self->lock = PyThread_allocate_lock())) {
         bf_cl_plan_destroy(plan);
@@ -134,6 +127,7 @@ static PyObject *clplan_get_device(ClPlanObject *self, void *closure)
 /* forward(src): float32 NCHW in; float32 out, or (uint8 payload, float32 ranges (N, 2)). */
 static PyObject *clplan_forward(ClPlanObject *self, PyObject *xo)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     PyObject *out = NULL, *orange = NULL;
     PyArrayObject *x;
     bf_io_desc in, od;
@@ -143,24 +137,21 @@ static PyObject *clplan_forward(ClPlanObject *self, PyObject *xo)
     bf_cl_plan_io(self->plan, 1, &od);
     for (int d = 0; d < 4; d++)
         dims[d] = (npy_intp)in.dims[d];
-    if (!(x = bf_py_input_array(xo, NPY_FLOAT32, 4, dims, "src")))
+    if (!(x = bf_py_input_array(state, xo, NPY_FLOAT32, 4, dims, "src")))
         return NULL;
     if (bf_py_new_outputs(&od, &out, &orange) < 0) {
         Py_DECREF(x);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
-    PyThread_acquire_lock(self->lock, WAIT_LOCK);
-    st = bf_cl_plan_forward(self->plan, PyArray_DATA(x), NULL,
-                            PyArray_DATA((PyArrayObject *)out),
-                            orange ? PyArray_DATA((PyArrayObject *)orange) : NULL);
-    PyThread_release_lock(self->lock);
-    Py_END_ALLOW_THREADS
+    BF_PY_LOCKED_CALL(self->lock, st,
+                      bf_cl_plan_forward(self->plan, PyArray_DATA(x), NULL,
+                                         PyArray_DATA((PyArrayObject *)out),
+                                         orange ? PyArray_DATA((PyArrayObject *)orange) : NULL));
     Py_DECREF(x);
     if (st != BF_STATUS_OK) {
         Py_DECREF(out);
         Py_XDECREF(orange);
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     }
     return bf_py_outputs(out, orange);
 }
@@ -168,16 +159,20 @@ static PyObject *clplan_forward(ClPlanObject *self, PyObject *xo)
 /* profile(): [{"first", "last", "layers": [names], "kernel", "ms"}] of the last forward. */
 static PyObject *clplan_profile(ClPlanObject *self, PyObject *unused)
 {
-    bf_model *m = bf_py_model_get(self->model_obj);
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
+    bf_model *m = bf_py_model_get(state, self->model_obj);
     bf_cl_op_time *t = NULL;
     PyObject *list = NULL;
     int n = 0;
+    bf_status st;
     (void)unused;
-    if (!m || bf_py_check(bf_cl_plan_profile(self->plan, NULL, 0, &n)) < 0)
+    if (!m || bf_py_check(state, bf_cl_plan_profile(self->plan, NULL, 0, &n)) < 0)
         return NULL;
     if (n && !(t = PyMem_Calloc((size_t)n, sizeof *t)))
         return PyErr_NoMemory();
-    if (bf_py_check(bf_cl_plan_profile(self->plan, t, n, &n)) < 0 || !(list = PyList_New(n)))
+    /* a copy, but under the plan's lock: a forward in another thread rewrites the times */
+    BF_PY_LOCKED_CALL(self->lock, st, bf_cl_plan_profile(self->plan, t, n, &n));
+    if (bf_py_check(state, st) < 0 || !(list = PyList_New(n)))
         goto done;
     for (int i = 0; i < n; i++) {
         PyObject *names = PyList_New(0), *d = NULL;
@@ -240,10 +235,9 @@ static PyMethodDef cl_functions[] = {
 
 int bf_py_cl_init(PyObject *module)
 {
-    clplan_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &clplan_spec, NULL);
-    if (!clplan_type || PyModule_AddType(module, clplan_type) < 0)
+    bf_py_state *state = bf_py_module_state(module);
+    state->cl_plan_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &clplan_spec, NULL);
+    if (!state->cl_plan_type || PyModule_AddType(module, state->cl_plan_type) < 0)
         return -1;
     return PyModule_AddFunctions(module, cl_functions);
 }
-
-#endif /* BF_WITH_OPENCL */

@@ -3,11 +3,7 @@
  * is the Python face. */
 #include "python/common.h"
 
-#include "pythread.h"
-
 #define LOGITS_CAP (1 << 20) /* scores one reply may carry (the wire codec's limit) */
-
-static PyTypeObject *client_type;
 
 /* ---- Client ---------------------------------------------------------------------------- */
 
@@ -19,14 +15,14 @@ typedef struct ClientObject {
     PyThread_type_lock lock;  /* one request at a time per client */
 } ClientObject;
 
-int bf_py_parse_codec(const char *s, bf_codec *out)
+int bf_py_parse_codec(bf_py_state *state, const char *s, bf_codec *out)
 {
     if (strcmp(s, "raw") == 0)
         *out = BF_CODEC_RAW;
     else if (strcmp(s, "zstd") == 0)
         *out = BF_CODEC_ZSTD;
     else {
-        PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+        PyErr_Format(bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT),
                      "codec must be 'raw' or 'zstd', not '%s'", s);
         return -1;
     }
@@ -52,6 +48,7 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"endpoint", "model_hash", "split", "timeout_ms", "retries",
                              "codec", "zstd_level", "curve_server_key", "curve_key",
                              "conn_heartbeat_ms", "conn_timeout_ms", "conn_ttl_ms", NULL};
+    bf_py_state *state = bf_py_type_state(type);
     ClientObject *self;
     PyObject *endpoint, *hash = Py_None, *server_key = Py_None, *key = Py_None;
     const char *codec = "raw";
@@ -62,8 +59,8 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
                                      &hash, &p.split, &p.timeout_ms, &p.retries, &codec,
                                      &p.zstd_level, &server_key, &key, &p.conn.heartbeat_ms,
                                      &p.conn.timeout_ms, &p.conn.ttl_ms))
-        return bf_py_arg_error("Client");
-    if (bf_py_parse_codec(codec, &p.codec) < 0)
+        return bf_py_arg_error(state, "Client");
+    if (bf_py_parse_codec(state, codec, &p.codec) < 0)
         return NULL;
     if (!(self = (ClientObject *)type->tp_alloc(type, 0)))
         return NULL;
@@ -71,9 +68,10 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
-    if (bf_py_text_arg(endpoint, "endpoint", &self->keep[0]) < 0 ||
-        (hash != Py_None && bf_py_text_arg(hash, "model_hash", &self->keep[1]) < 0) ||
-        bf_py_fs_opt(server_key, &self->keep[2]) < 0 || bf_py_fs_opt(key, &self->keep[3]) < 0) {
+    if (bf_py_text_arg(state, endpoint, "endpoint", &self->keep[0]) < 0 ||
+        (hash != Py_None && bf_py_text_arg(state, hash, "model_hash", &self->keep[1]) < 0) ||
+        bf_py_fs_opt(state, server_key, &self->keep[2]) < 0 ||
+        bf_py_fs_opt(state, key, &self->keep[3]) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -88,7 +86,7 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     Py_END_ALLOW_THREADS
     if (st != BF_STATUS_OK) {
         Py_DECREF(self);
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     }
     return (PyObject *)self;
 }
@@ -96,8 +94,11 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 static void client_dealloc(ClientObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
-    bf_client_destroy(self->c[0]);
-    bf_client_destroy(self->c[1]);
+    bf_client *c0 = self->c[0], *c1 = self->c[1];
+    Py_BEGIN_ALLOW_THREADS /* ending a client's ZeroMQ context joins its I/O thread */
+    bf_client_destroy(c0);
+    bf_client_destroy(c1);
+    Py_END_ALLOW_THREADS
     for (int i = 0; i < 4; i++)
         Py_XDECREF(self->keep[i]);
     if (self->lock)
@@ -126,9 +127,21 @@ static PyObject *result_dict(const bf_result *r)
                          r->attempts);
 }
 
+/* One request on the client for `codec`; called without the GIL, lock held. */
+static bf_status classify_one(ClientObject *self, bf_codec codec, const uint8_t *payload,
+                              const int dims[3], const float range[2], int k, bf_result *r)
+{
+    bf_client *c = NULL;
+    bf_status st = client_for(self, codec, &c);
+    if (st != BF_STATUS_OK)
+        return st;
+    return bf_client_classify(c, payload, dims, range[0], range[1], k, r);
+}
+
 static PyObject *client_classify(ClientObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"payload", "ranges", "k", "codec", "logits", NULL};
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     PyObject *po, *ro, *out = NULL;
     PyArrayObject *pa = NULL, *ra = NULL;
     const char *codec_s = NULL;
@@ -138,18 +151,18 @@ static PyObject *client_classify(ClientObject *self, PyObject *args, PyObject *k
     npy_intp n, rdims[2];
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|izp:classify", kwlist, &po, &ro, &k,
                                      &codec_s, &want_logits))
-        return bf_py_arg_error("classify");
-    if (codec_s && bf_py_parse_codec(codec_s, &codec) < 0)
+        return bf_py_arg_error(state, "classify");
+    if (codec_s && bf_py_parse_codec(state, codec_s, &codec) < 0)
         return NULL;
     nd = PyArray_Check(po) && PyArray_NDIM((PyArrayObject *)po) == 3 ? 3 : 4;
-    if (!(pa = bf_py_input_array(po, NPY_UINT8, nd, NULL, "payload")))
+    if (!(pa = bf_py_input_array(state, po, NPY_UINT8, nd, NULL, "payload")))
         return NULL;
     n = nd == 3 ? 1 : PyArray_DIM(pa, 0);
     rdims[0] = n, rdims[1] = 2;
     if (nd == 3)
-        ra = bf_py_input_array(ro, NPY_FLOAT32, 1, rdims + 1, "ranges");
+        ra = bf_py_input_array(state, ro, NPY_FLOAT32, 1, rdims + 1, "ranges");
     else
-        ra = bf_py_input_array(ro, NPY_FLOAT32, 2, rdims, "ranges");
+        ra = bf_py_input_array(state, ro, NPY_FLOAT32, 2, rdims, "ranges");
     if (ra == NULL)
         goto done;
     if (want_logits && !(logits = PyMem_RawMalloc(LOGITS_CAP * sizeof(float)))) {
@@ -168,22 +181,16 @@ static PyObject *client_classify(ClientObject *self, PyObject *args, PyObject *k
         goto done;
     for (npy_intp i = 0; i < n; i++) {
         bf_result r;
-        bf_client *c = NULL;
         bf_status st;
         PyObject *item;
         memset(&r, 0, sizeof r);
         r.logits = logits;
         r.logits_cap = logits ? LOGITS_CAP : 0;
-        Py_BEGIN_ALLOW_THREADS
-        PyThread_acquire_lock(self->lock, WAIT_LOCK);
-        st = client_for(self, codec, &c);
-        if (st == BF_STATUS_OK)
-            st = bf_client_classify(c, data + (size_t)i * elems, dims, rng[2 * i],
-                                    rng[2 * i + 1], k, &r);
-        PyThread_release_lock(self->lock);
-        Py_END_ALLOW_THREADS
+        BF_PY_LOCKED_CALL(self->lock, st,
+                          classify_one(self, codec, data + (size_t)i * elems, dims, rng + 2 * i,
+                                       k, &r));
         if (st != BF_STATUS_OK) {
-            bf_py_raise_interrupted(st);
+            bf_py_raise_interrupted(state, st);
             Py_CLEAR(out);
             goto done;
         }
@@ -225,6 +232,7 @@ static PyObject *client_load_test(ClientObject *self, PyObject *args, PyObject *
 {
     static char *kwlist[] = {"payload", "ranges", "clients", "seconds", "rate", "k",
                              "max_records", "codec", "rt_priority", NULL};
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     PyObject *po, *ro, *out = NULL, *rec[5] = {NULL, NULL, NULL, NULL, NULL};
     PyArrayObject *pa = NULL, *ra = NULL;
     const char *codec_s = NULL;
@@ -236,23 +244,23 @@ static PyObject *client_load_test(ClientObject *self, PyObject *args, PyObject *
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$iddinzi:load_test", kwlist, &po, &ro,
                                      &lp.n_clients, &lp.seconds, &lp.rate, &lp.k, &max_records,
                                      &codec_s, &lp.rt_priority))
-        return bf_py_arg_error("load_test");
-    if (codec_s && bf_py_parse_codec(codec_s, &lp.client.codec) < 0)
+        return bf_py_arg_error(state, "load_test");
+    if (codec_s && bf_py_parse_codec(state, codec_s, &lp.client.codec) < 0)
         return NULL;
     if (max_records < 0 || max_records > (Py_ssize_t)1 << 28) {
-        PyErr_SetString(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+        PyErr_SetString(bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT),
                         "max_records must be in [0, 2^28]");
         return NULL;
     }
-    if (!(pa = bf_py_input_array(po, NPY_UINT8, 4, NULL, "payload")))
+    if (!(pa = bf_py_input_array(state, po, NPY_UINT8, 4, NULL, "payload")))
         return NULL;
     npy_intp rdims[2] = {PyArray_DIM(pa, 0), 2};
     if (rdims[0] < 1 || rdims[0] > INT32_MAX) {
-        PyErr_SetString(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+        PyErr_SetString(bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT),
                         "payload: at least one feature (N >= 1)");
         goto done;
     }
-    if (!(ra = bf_py_input_array(ro, NPY_FLOAT32, 2, rdims, "ranges")))
+    if (!(ra = bf_py_input_array(state, ro, NPY_FLOAT32, 2, rdims, "ranges")))
         goto done;
     for (int d = 0; d < 3; d++) {
         npy_intp v = PyArray_DIM(pa, d + 1);
@@ -280,7 +288,7 @@ static PyObject *client_load_test(ClientObject *self, PyObject *args, PyObject *
     if (PyErr_CheckSignals() < 0)
         goto done; /* Ctrl-C while it ran: its handler's exception */
     if (st != BF_STATUS_OK) {
-        bf_py_raise_interrupted(st);
+        bf_py_raise_interrupted(state, st);
         goto done;
     }
     PyObject *heads[5] = {NULL, NULL, NULL, NULL, NULL};
@@ -357,8 +365,9 @@ static PyType_Spec client_spec = {"butterfly._C.Client", sizeof(ClientObject), 0
 
 int bf_py_client_init(PyObject *m)
 {
-    client_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &client_spec, NULL);
-    if (!client_type || PyModule_AddType(m, client_type) < 0)
+    bf_py_state *state = bf_py_module_state(m);
+    state->client_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &client_spec, NULL);
+    if (!state->client_type)
         return -1;
-    return 0;
+    return PyModule_AddType(m, state->client_type);
 }

@@ -4,32 +4,28 @@
 #include <math.h>
 #include <string.h>
 
-
-PyTypeObject *bf_py_model_type;
-
 typedef struct ModelObject {
     PyObject_HEAD
     bf_model *model;
 } ModelObject;
 
-
 static const char *const what_names[] = {"all", "mobile", "cloud"};
 
-static int parse_what(const char *s, bf_load_what *out)
+static int parse_what(bf_py_state *state, const char *s, bf_load_what *out)
 {
     for (int i = 0; i < 3; i++)
         if (!strcmp(s, what_names[i])) {
             *out = (bf_load_what)i;
             return 0;
         }
-    PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+    PyErr_Format(bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT),
                  "part must be 'all', 'mobile' or 'cloud', not '%s'", s);
     return -1;
 }
 
-bf_model *bf_py_model_get(PyObject *obj)
+bf_model *bf_py_model_get(bf_py_state *state, PyObject *obj)
 {
-    if (!PyObject_TypeCheck(obj, bf_py_model_type)) {
+    if (!PyObject_TypeCheck(obj, state->model_type)) {
         PyErr_Format(PyExc_TypeError, "expected a butterfly._C.Model, not %.80s",
                      Py_TYPE(obj)->tp_name);
         return NULL;
@@ -53,14 +49,15 @@ static PyObject *wrap_model(PyTypeObject *type, bf_model *m)
 static PyObject *model_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"data", "part", NULL};
+    bf_py_state *state = bf_py_type_state(type);
     Py_buffer buf;
     const char *part = "all";
     bf_load_what what;
     bf_model *m = NULL;
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|s:Model", kwlist, &buf, &part))
-        return bf_py_arg_error("Model");
-    if (parse_what(part, &what) < 0) {
+        return bf_py_arg_error(state, "Model");
+    if (parse_what(state, part, &what) < 0) {
         PyBuffer_Release(&buf);
         return NULL;
     }
@@ -69,13 +66,14 @@ static PyObject *model_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&buf);
     if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     return wrap_model(type, m);
 }
 
 static PyObject *model_load(PyObject *cls, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"path", "part", NULL};
+    bf_py_state *state = bf_py_type_state((PyTypeObject *)cls);
     PyObject *path;
     const char *part = "all";
     bf_load_what what;
@@ -83,8 +81,8 @@ static PyObject *model_load(PyObject *cls, PyObject *args, PyObject *kw)
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|s:load", kwlist, PyUnicode_FSConverter, &path,
                                      &part))
-        return bf_py_arg_error("load");
-    if (parse_what(part, &what) < 0) {
+        return bf_py_arg_error(state, "load");
+    if (parse_what(state, part, &what) < 0) {
         Py_DECREF(path);
         return NULL;
     }
@@ -93,7 +91,7 @@ static PyObject *model_load(PyObject *cls, PyObject *args, PyObject *kw)
     Py_END_ALLOW_THREADS
     Py_DECREF(path);
     if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     return wrap_model((PyTypeObject *)cls, m);
 }
 
@@ -107,21 +105,23 @@ static void model_dealloc(ModelObject *self)
 
 static PyObject *model_save(ModelObject *self, PyObject *arg)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     PyObject *path;
     bf_status st;
     if (!PyUnicode_FSConverter(arg, &path))
-        return bf_py_arg_error("save");
+        return bf_py_arg_error(state, "save");
     Py_BEGIN_ALLOW_THREADS
     st = bf_model_save_file(self->model, PyBytes_AS_STRING(path));
     Py_END_ALLOW_THREADS
     Py_DECREF(path);
     if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     Py_RETURN_NONE;
 }
 
 static PyObject *model_to_bytes(ModelObject *self, PyObject *unused)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     void *buf = NULL;
     size_t len = 0;
     PyObject *out;
@@ -131,7 +131,7 @@ static PyObject *model_to_bytes(ModelObject *self, PyObject *unused)
     st = bf_model_save_buffer(self->model, &buf, &len);
     Py_END_ALLOW_THREADS
     if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     out = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
     free(buf);
     return out;
@@ -187,6 +187,7 @@ static PyObject *model_layer(ModelObject *self, PyObject *arg)
 /* The canonical msgpack map of layer i: only the keys its type uses (what the hash covers). */
 static PyObject *model_spec_bytes(ModelObject *self, PyObject *arg)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     void *buf = NULL;
     size_t len = 0;
     PyObject *out;
@@ -194,7 +195,7 @@ static PyObject *model_spec_bytes(ModelObject *self, PyObject *arg)
     if (layer_index(self, arg, &i) < 0)
         return NULL;
     if (bf_layer_spec_serialize(bf_model_layer(self->model, i), &buf, &len) != BF_STATUS_OK)
-        return bf_py_raise(BF_STATUS_OUT_OF_MEMORY);
+        return bf_py_raise(state, BF_STATUS_OUT_OF_MEMORY);
     out = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
     free(buf);
     return out;
@@ -246,10 +247,11 @@ static PyObject *model_param_names(ModelObject *self, PyObject *arg)
 static int param_arg(ModelObject *self, PyObject *args, const char *fmt, int *i, int *k,
                      PyObject **arr, bf_param_view *v)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     if (!PyArg_ParseTuple(args, fmt, i, k, arr))
         return -1;
     if (bf_model_param(self->model, *i, *k, v) != BF_STATUS_OK) {
-        bf_py_raise(BF_STATUS_INVALID_ARGUMENT);
+        bf_py_raise(state, BF_STATUS_INVALID_ARGUMENT);
         return -1;
     }
     return 0;
@@ -257,24 +259,27 @@ static int param_arg(ModelObject *self, PyObject *args, const char *fmt, int *i,
 
 static PyObject *model_get_param(ModelObject *self, PyObject *args)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     bf_param_view v;
     npy_intp dims[4];
     PyObject *out;
     int i, k;
     if (param_arg(self, args, "ii:get_param", &i, &k, NULL, &v) < 0)
-        return bf_py_arg_error("get_param");
+        return bf_py_arg_error(state, "get_param");
     if (!v.data)
         Py_RETURN_NONE; /* the half that holds it was not loaded */
     for (int d = 0; d < v.ndims; d++)
         dims[d] = (npy_intp)v.dims[d];
     out = PyArray_SimpleNew(v.ndims, dims, NPY_FLOAT32);
     if (out)
-        memcpy(PyArray_DATA((PyArrayObject *)out), v.data, (size_t)PyArray_NBYTES((PyArrayObject *)out));
+        memcpy(PyArray_DATA((PyArrayObject *)out), v.data,
+               (size_t)PyArray_NBYTES((PyArrayObject *)out));
     return out;
 }
 
 static PyObject *model_set_param(ModelObject *self, PyObject *args)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     bf_param_view v;
     npy_intp dims[4];
     PyObject *obj;
@@ -283,13 +288,13 @@ static PyObject *model_set_param(ModelObject *self, PyObject *args)
     npy_intp n;
     int i, k;
     if (param_arg(self, args, "iiO:set_param", &i, &k, &obj, &v) < 0)
-        return bf_py_arg_error("set_param");
+        return bf_py_arg_error(state, "set_param");
     if (!v.data)
-        return PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+        return PyErr_Format(bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT),
                             "layer %d: this half of the model is not loaded", i);
     for (int d = 0; d < v.ndims; d++)
         dims[d] = (npy_intp)v.dims[d];
-    a = bf_py_input_array(obj, NPY_FLOAT32, v.ndims, dims, v.name);
+    a = bf_py_input_array(state, obj, NPY_FLOAT32, v.ndims, dims, v.name);
     if (!a)
         return NULL;
     src = PyArray_DATA(a);
@@ -297,9 +302,10 @@ static PyObject *model_set_param(ModelObject *self, PyObject *args)
     for (npy_intp j = 0; j < n; j++)
         if (!isfinite(src[j])) {
             Py_DECREF(a);
-            return PyErr_Format(bf_py_exception(BF_STATUS_NUMERIC),
+            return PyErr_Format(bf_py_exception(state, BF_STATUS_NUMERIC),
                                 "layer %d '%s': NaN or Inf in the new value", i, v.name);
         }
+    /* one tensor's copy, with the GIL: get_param and set_param never see half of it */
     memcpy(v.data, src, (size_t)n * sizeof(float));
     Py_DECREF(a);
     bf_model_touch(self->model);
@@ -320,16 +326,18 @@ static PyObject *model_part_range(ModelObject *self, PyObject *arg)
 
 static PyObject *model_set_frozen(ModelObject *self, PyObject *args)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     int i, frozen;
     if (!PyArg_ParseTuple(args, "ip:set_frozen", &i, &frozen))
-        return bf_py_arg_error("set_frozen");
-    if (bf_py_check(bf_model_set_frozen(self->model, i, frozen)) < 0)
+        return bf_py_arg_error(state, "set_frozen");
+    if (bf_py_check(state, bf_model_set_frozen(self->model, i, frozen)) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
 static PyObject *model_set_meta(ModelObject *self, PyObject *arg)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     Py_buffer buf;
     bf_status st;
     if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE) < 0)
@@ -337,7 +345,7 @@ static PyObject *model_set_meta(ModelObject *self, PyObject *arg)
     st = bf_model_set_meta(self->model, buf.buf, (size_t)buf.len);
     PyBuffer_Release(&buf);
     if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     Py_RETURN_NONE;
 }
 
@@ -419,8 +427,9 @@ static PyType_Spec model_spec = {"butterfly._C.Model", sizeof(ModelObject), 0,
 
 /* layer_info(spec: bytes, index: int, in_dims: [(C, H, W)]) -> {"out_dims", "macs",
  * "params": n_params, "param_shapes": [(name, shape)]}: the core's shape rules for one layer. */
-static PyObject *py_layer_infer(PyObject *self, PyObject *args)
+static PyObject *py_layer_infer(PyObject *module, PyObject *args)
 {
+    bf_py_state *state = bf_py_module_state(module);
     Py_buffer spec = {0};
     PyObject *dims_obj, *seq = NULL, *shapes = NULL, *out = NULL;
     int in_dims[BF_MAX_INPUTS][3], index, n_params = 0;
@@ -428,19 +437,18 @@ static PyObject *py_layer_infer(PyObject *self, PyObject *args)
     bf_layer_info info;
     bf_param_view params[BF_MAX_PARAMS];
     bf_status st;
-    (void)self;
     if (!PyArg_ParseTuple(args, "y*iO:layer_info", &spec, &index, &dims_obj))
         return NULL;
     st = bf_layer_spec_parse(&s, spec.buf, (size_t)spec.len, index);
     if (st != BF_STATUS_OK) {
-        bf_py_raise(st);
+        bf_py_raise(state, st);
         goto done;
     }
     seq = PySequence_Fast(dims_obj, "in_dims must be a list of (C, H, W)");
     if (!seq)
         goto done;
     if (PySequence_Fast_GET_SIZE(seq) != s.n_inputs) {
-        PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+        PyErr_Format(bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT),
                      "layer %d (%s) has %d input(s); in_dims gives %zd shapes", index, s.name,
                      s.n_inputs, PySequence_Fast_GET_SIZE(seq));
         goto done;
@@ -451,7 +459,7 @@ static PyObject *py_layer_infer(PyObject *self, PyObject *args)
             goto done;
     st = bf_layer_infer(&s, index, (const int(*)[3])in_dims, &info, params, &n_params);
     if (st != BF_STATUS_OK) {
-        bf_py_raise(st);
+        bf_py_raise(state, st);
         goto done;
     }
     shapes = PyList_New(n_params);
@@ -483,9 +491,9 @@ static PyMethodDef model_functions[] = {
 
 int bf_py_model_init(PyObject *m)
 {
-    bf_py_model_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &model_spec, NULL);
-    if (!bf_py_model_type || PyModule_AddType(m, bf_py_model_type) < 0 ||
-        PyModule_AddFunctions(m, model_functions) < 0)
+    bf_py_state *state = bf_py_module_state(m);
+    state->model_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &model_spec, NULL);
+    if (!state->model_type || PyModule_AddType(m, state->model_type) < 0)
         return -1;
-    return bf_py_plan_init(m);
+    return PyModule_AddFunctions(m, model_functions);
 }

@@ -4,9 +4,7 @@
 
 #include <string.h>
 
-/* Exception classes by status; created at module exec, owned by the module. */
-static PyObject *bf_exc[BF_STATUS_COUNT_];
-static PyObject *bf_exc_base;
+static struct PyModuleDef module_def;
 
 typedef struct exc_def {
     bf_status status;
@@ -15,14 +13,24 @@ typedef struct exc_def {
     const char *doc;
 } exc_def;
 
-PyObject *bf_py_exception(bf_status status)
+bf_py_state *bf_py_module_state(PyObject *module)
 {
-    if (status > BF_STATUS_OK && status < BF_STATUS_COUNT_ && bf_exc[status])
-        return bf_exc[status];
-    return bf_exc_base;
+    return (bf_py_state *)PyModule_GetState(module);
 }
 
-PyObject *bf_py_raise(bf_status status)
+bf_py_state *bf_py_type_state(PyTypeObject *type)
+{
+    return bf_py_module_state(PyType_GetModuleByDef(type, &module_def));
+}
+
+PyObject *bf_py_exception(bf_py_state *state, bf_status status)
+{
+    if (status > BF_STATUS_OK && status < BF_STATUS_COUNT_ && state->exc[status])
+        return state->exc[status];
+    return state->error;
+}
+
+PyObject *bf_py_raise(bf_py_state *state, bf_status status)
 {
     const char *msg = bf_last_error();
     if (msg == NULL || *msg == '\0')
@@ -31,22 +39,22 @@ PyObject *bf_py_raise(bf_status status)
      * UnicodeDecodeError in place of the error */
     PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "backslashreplace");
     if (text != NULL) {
-        PyErr_SetObject(bf_py_exception(status), text);
+        PyErr_SetObject(bf_py_exception(state, status), text);
         Py_DECREF(text);
     }
     return NULL;
 }
 
-PyObject *bf_py_arg_error(const char *fname)
+PyObject *bf_py_arg_error(bf_py_state *state, const char *fname)
 {
     PyObject *type, *value, *tb;
     int overflow = PyErr_ExceptionMatches(PyExc_OverflowError);
-    if (!PyErr_Occurred() || PyErr_ExceptionMatches(bf_exc_base) ||
+    if (!PyErr_Occurred() || PyErr_ExceptionMatches(state->error) ||
         !(overflow || PyErr_ExceptionMatches(PyExc_ValueError)))
         return NULL;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
-    PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT), "%s: %S%s", fname, value,
+    PyErr_Format(bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT), "%s: %S%s", fname, value,
                  overflow ? " (integer arguments must be below 2**31)"
                           : " (strings must be valid text without NUL characters)");
     Py_XDECREF(type);
@@ -55,7 +63,7 @@ PyObject *bf_py_arg_error(const char *fname)
     return NULL;
 }
 
-int bf_py_text_arg(PyObject *o, const char *what, PyObject **out)
+int bf_py_text_arg(bf_py_state *state, PyObject *o, const char *what, PyObject **out)
 {
     *out = NULL;
     if (!PyUnicode_Check(o)) {
@@ -63,31 +71,31 @@ int bf_py_text_arg(PyObject *o, const char *what, PyObject **out)
         return -1;
     }
     if (!(*out = PyUnicode_AsUTF8String(o))) {
-        bf_py_arg_error(what);
+        bf_py_arg_error(state, what);
         return -1;
     }
     if (strlen(PyBytes_AS_STRING(*out)) != (size_t)PyBytes_GET_SIZE(*out)) {
         Py_CLEAR(*out);
-        PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+        PyErr_Format(bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT),
                      "%s contains a NUL character, which would cut it short", what);
         return -1;
     }
     return 0;
 }
 
-int bf_py_check(bf_status status)
+int bf_py_check(bf_py_state *state, bf_status status)
 {
     if (status == BF_STATUS_OK)
         return 0;
-    bf_py_raise(status);
+    bf_py_raise(state, status);
     return -1;
 }
 
-PyArrayObject *bf_py_input_array(PyObject *obj, int type_num, int ndim, const npy_intp *dims,
-                                 const char *what)
+PyArrayObject *bf_py_input_array(bf_py_state *state, PyObject *obj, int type_num, int ndim,
+                                 const npy_intp *dims, const char *what)
 {
     PyArrayObject *a;
-    PyObject *exc = bf_py_exception(BF_STATUS_INVALID_ARGUMENT);
+    PyObject *exc = bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT);
     if (!PyArray_Check(obj)) {
         PyErr_Format(exc, "%s must be a numpy array, not %.80s", what, Py_TYPE(obj)->tp_name);
         return NULL;
@@ -143,7 +151,7 @@ PyObject *bf_py_outputs(PyObject *out, PyObject *ranges)
     return ranges ? Py_BuildValue("(NN)", out, ranges) : out;
 }
 
-static int add_exceptions(PyObject *m)
+static int add_exceptions(PyObject *m, bf_py_state *state)
 {
     static const exc_def defs[] = {
         {BF_STATUS_INVALID_ARGUMENT, "InvalidArgument", &PyExc_ValueError,
@@ -167,72 +175,75 @@ static int add_exceptions(PyObject *m)
          "The server refused the request."},
         {BF_STATUS_NUMERIC, "NumericError", &PyExc_ValueError, "NaN or Inf input."},
     };
-    bf_exc_base = PyErr_NewExceptionWithDoc("butterfly.Error",
-                                            "Base class of every butterfly error.", NULL, NULL);
-    if (!bf_exc_base || PyModule_AddObjectRef(m, "Error", bf_exc_base) < 0)
+    state->error = PyErr_NewExceptionWithDoc("butterfly.Error",
+                                             "Base class of every butterfly error.", NULL, NULL);
+    if (!state->error || PyModule_AddObjectRef(m, "Error", state->error) < 0)
         return -1;
     for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
         char qual[96];
-        PyObject *bases = PyTuple_Pack(2, bf_exc_base, *defs[i].builtin), *e;
+        PyObject *bases = PyTuple_Pack(2, state->error, *defs[i].builtin), *e;
         if (!bases)
             return -1;
         snprintf(qual, sizeof qual, "butterfly.%s", defs[i].name);
         e = PyErr_NewExceptionWithDoc(qual, defs[i].doc, bases, NULL);
         Py_DECREF(bases);
-        if (!e || PyModule_AddObjectRef(m, defs[i].name, e) < 0) {
-            Py_XDECREF(e);
+        if (!e)
             return -1;
-        }
-        bf_exc[defs[i].status] = e; /* the module keeps a reference */
-        Py_DECREF(e);
+        state->exc[defs[i].status] = e; /* the state's reference; the module adds its own */
+        if (PyModule_AddObjectRef(m, defs[i].name, e) < 0)
+            return -1;
     }
     return 0;
 }
 
-static PyObject *py_set_num_threads(PyObject *self, PyObject *arg)
+static PyObject *py_set_num_threads(PyObject *module, PyObject *arg)
 {
     long n = PyLong_AsLong(arg);
-    (void)self;
     if (n == -1 && PyErr_Occurred())
         return NULL;
     if (n < 1 || n > 1024) {
-        PyErr_SetString(bf_py_exception(BF_STATUS_INVALID_ARGUMENT), "threads must be in [1, 1024]");
+        PyErr_SetString(bf_py_exception(bf_py_module_state(module), BF_STATUS_INVALID_ARGUMENT),
+                        "threads must be in [1, 1024]");
         return NULL;
     }
     bf_set_num_threads((int)n);
     Py_RETURN_NONE;
 }
 
-static PyObject *py_get_num_threads(PyObject *self, PyObject *unused)
+static PyObject *py_get_num_threads(PyObject *module, PyObject *unused)
 {
-    (void)self, (void)unused;
+    (void)module, (void)unused;
     return PyLong_FromLong(bf_get_num_threads());
 }
 
-static PyObject *py_softmax_xent(PyObject *self, PyObject *args)
+/* The arrays are checked (and copied when they must be) with the GIL; the loss, its
+ * gradient and the count run without it. */
+static PyObject *py_softmax_xent(PyObject *module, PyObject *args)
 {
+    bf_py_state *state = bf_py_module_state(module);
     PyObject *zo, *lo, *diff = NULL;
     PyArrayObject *z = NULL, *l = NULL;
     npy_intp ldim[1];
     float loss = 0;
     int correct = 0;
     bf_status st;
-    (void)self;
     if (!PyArg_ParseTuple(args, "OO:softmax_xent", &zo, &lo))
-        return bf_py_arg_error("softmax_xent");
-    if (!(z = bf_py_input_array(zo, NPY_FLOAT32, 2, NULL, "logits")))
+        return bf_py_arg_error(state, "softmax_xent");
+    if (!(z = bf_py_input_array(state, zo, NPY_FLOAT32, 2, NULL, "logits")))
         return NULL;
     ldim[0] = PyArray_DIM(z, 0);
-    if (!(l = bf_py_input_array(lo, NPY_INT32, 1, ldim, "labels")))
+    if (!(l = bf_py_input_array(state, lo, NPY_INT32, 1, ldim, "labels")))
         goto done;
     if (!(diff = PyArray_SimpleNew(2, PyArray_DIMS(z), NPY_FLOAT32)))
         goto done;
+    Py_BEGIN_ALLOW_THREADS
     st = bf_softmax_xent(PyArray_DATA(z), PyArray_DATA(l), (int)PyArray_DIM(z, 0),
                          (int)PyArray_DIM(z, 1), &loss, &correct,
                          PyArray_DATA((PyArrayObject *)diff));
+    Py_END_ALLOW_THREADS
     if (st != BF_STATUS_OK) {
         Py_CLEAR(diff);
-        bf_py_raise(st);
+        bf_py_raise(state, st);
     }
 done:
     Py_XDECREF(z);
@@ -240,20 +251,20 @@ done:
     return diff ? Py_BuildValue("(diN)", (double)loss, correct, diff) : NULL;
 }
 
-static PyObject *py_lr_at(PyObject *self, PyObject *args, PyObject *kw)
+static PyObject *py_lr_at(PyObject *module, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"kind", "lr", "total_steps", "step", "warmup_steps", "milestones",
                              "gamma", NULL};
     static const char *const kinds[] = {"constant", "cosine", "step"};
+    bf_py_state *state = bf_py_module_state(module);
     bf_lr_schedule s = {BF_LR_CONSTANT, 0, 1, 0, 0, {0}, 0.1f};
     const char *kind;
     long long total, step, warmup = 0;
     PyObject *ms = NULL, *seq = NULL;
     float lr;
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "sfLL|LOf:lr_at", kwlist, &kind, &s.lr, &total,
                                      &step, &warmup, &ms, &s.gamma))
-        return bf_py_arg_error("lr_at");
+        return bf_py_arg_error(state, "lr_at");
     s.kind = (bf_lr_kind)-1;
     for (int i = 0; i < 3; i++)
         if (!strcmp(kind, kinds[i]))
@@ -270,9 +281,10 @@ static PyObject *py_lr_at(PyObject *self, PyObject *args, PyObject *kw)
         if (PyErr_Occurred())
             return NULL;
     }
+    /* a formula: cheaper than letting go of the GIL */
     lr = bf_lr_at(&s, step);
     if (lr < 0)
-        return PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+        return PyErr_Format(bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT),
                             "bad schedule: kind '%s' (constant, cosine or step), %lld steps, "
                             "%lld warm-up, %d milestones (at most %d), step %lld; lr must be "
                             ">= 0", kind, total, warmup, s.n_milestones, BF_LR_MAX_MILESTONES,
@@ -293,20 +305,10 @@ static PyMethodDef module_methods[] = {
 
 static int module_exec(PyObject *m)
 {
-    if (add_exceptions(m) < 0 || bf_py_model_init(m) < 0)
+    if (add_exceptions(m, bf_py_module_state(m)) < 0 || bf_py_model_init(m) < 0 ||
+        bf_py_plan_init(m) < 0 || bf_py_serve_init(m) < 0 || bf_py_client_init(m) < 0 ||
+        bf_py_cl_init(m) < 0 || bf_py_defaults_init(m) < 0)
         return -1;
-#ifdef BF_WITH_TRAIN
-    if (bf_py_train_init(m) < 0)
-        return -1;
-#endif
-#ifdef BF_WITH_SERVE
-    if (bf_py_serve_init(m) < 0 || bf_py_client_init(m) < 0)
-        return -1;
-#endif
-#ifdef BF_WITH_OPENCL
-    if (bf_py_cl_init(m) < 0)
-        return -1;
-#endif
     if (PyModule_AddIntConstant(m, "TOPK_MAX", BF_TOPK_MAX) < 0)
         return -1;
     return PyModule_AddIntConstant(m, "MODEL_FORMAT_VERSION", BF_MODEL_FORMAT_VERSION);
@@ -319,6 +321,36 @@ static int module_import_numpy(PyObject *m)
     return 0;
 }
 
+static int module_traverse(PyObject *m, visitproc visit, void *arg)
+{
+    bf_py_state *state = bf_py_module_state(m);
+    Py_VISIT(state->error);
+    for (int i = 0; i < BF_STATUS_COUNT_; i++)
+        Py_VISIT(state->exc[i]);
+    Py_VISIT(state->model_type);
+    Py_VISIT(state->plan_type);
+    Py_VISIT(state->cl_plan_type);
+    Py_VISIT(state->pool_type);
+    Py_VISIT(state->client_type);
+    return 0;
+}
+
+static int module_clear(PyObject *m)
+{
+    bf_py_state *state = bf_py_module_state(m);
+    Py_CLEAR(state->error);
+    for (int i = 0; i < BF_STATUS_COUNT_; i++)
+        Py_CLEAR(state->exc[i]);
+    Py_CLEAR(state->model_type);
+    Py_CLEAR(state->plan_type);
+    Py_CLEAR(state->cl_plan_type);
+    Py_CLEAR(state->pool_type);
+    Py_CLEAR(state->client_type);
+    return 0;
+}
+
+static void module_free(void *m) { module_clear((PyObject *)m); }
+
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_import_numpy},
     {Py_mod_exec, module_exec},
@@ -329,9 +361,12 @@ static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "butterfly._C",
     .m_doc = "The C core of butterfly (oneDNN engine, OpenCL backend, ZeroMQ pool).",
-    .m_size = 0,
+    .m_size = sizeof(bf_py_state),
     .m_methods = module_methods,
     .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
 };
 
 PyMODINIT_FUNC PyInit__C(void) { return PyModuleDef_Init(&module_def); }

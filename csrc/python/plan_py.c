@@ -1,10 +1,6 @@
 /* butterfly._C.Plan: a thin wrapper of bf_plan (inference and training). */
 #include "python/common.h"
 
-#include "pythread.h"
-
-static PyTypeObject *plan_type;
-
 typedef struct PlanObject {
     PyObject_HEAD
     bf_plan *plan;
@@ -15,6 +11,7 @@ typedef struct PlanObject {
 static PyObject *plan_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"model", "begin", "end", "batch", "training", "input_grad", NULL};
+    bf_py_state *state = bf_py_type_state(type);
     PyObject *mobj;
     int begin, end, batch, training = 0, input_grad = 0;
     bf_plan_params pp = bf_plan_default_params();
@@ -24,8 +21,8 @@ static PyObject *plan_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "Oiii|pp:Plan", kwlist, &mobj, &begin, &end,
                                      &batch, &training, &input_grad))
-        return bf_py_arg_error("Plan");
-    if (!(m = bf_py_model_get(mobj)))
+        return bf_py_arg_error(state, "Plan");
+    if (!(m = bf_py_model_get(state, mobj)))
         return NULL;
     pp.part_begin = (bf_part)begin;
     pp.part_end = (bf_part)end;
@@ -36,7 +33,7 @@ static PyObject *plan_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     st = bf_plan_create(&plan, m, &pp);
     Py_END_ALLOW_THREADS
     if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     self = (PlanObject *)type->tp_alloc(type, 0);
     if (!self || !(self->lock = PyThread_allocate_lock())) {
         bf_plan_destroy(plan);
@@ -72,34 +69,34 @@ static PyObject *plan_get_io(PlanObject *self, void *closure)
 static PyObject *plan_forward(PlanObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"src", "ranges", NULL};
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     PyObject *xo, *ro = Py_None, *out = NULL, *orange = NULL;
     PyArrayObject *x = NULL, *r = NULL;
     bf_io_desc in, od;
     npy_intp dims[4], rdims[2];
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:forward", kwlist, &xo, &ro))
-        return bf_py_arg_error("forward");
+        return bf_py_arg_error(state, "forward");
     bf_plan_io(self->plan, 0, &in);
     bf_plan_io(self->plan, 1, &od);
     for (int d = 0; d < 4; d++)
         dims[d] = (npy_intp)in.dims[d];
     rdims[0] = dims[0];
     rdims[1] = 2;
-    x = bf_py_input_array(xo, in.dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32, 4, dims, "src");
+    x = bf_py_input_array(state, xo, in.dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32, 4, dims,
+                          "src");
     if (!x)
         return NULL;
-    if ((in.quantized && !(r = bf_py_input_array(ro, NPY_FLOAT32, 2, rdims, "ranges"))) ||
+    if ((in.quantized &&
+         !(r = bf_py_input_array(state, ro, NPY_FLOAT32, 2, rdims, "ranges"))) ||
         bf_py_new_outputs(&od, &out, &orange) < 0)
         goto done;
-    Py_BEGIN_ALLOW_THREADS
-    PyThread_acquire_lock(self->lock, WAIT_LOCK);
-    st = bf_plan_forward(self->plan, PyArray_DATA(x), r ? PyArray_DATA(r) : NULL,
-                         PyArray_DATA((PyArrayObject *)out),
-                         orange ? PyArray_DATA((PyArrayObject *)orange) : NULL);
-    PyThread_release_lock(self->lock);
-    Py_END_ALLOW_THREADS
+    BF_PY_LOCKED_CALL(self->lock, st,
+                      bf_plan_forward(self->plan, PyArray_DATA(x), r ? PyArray_DATA(r) : NULL,
+                                      PyArray_DATA((PyArrayObject *)out),
+                                      orange ? PyArray_DATA((PyArrayObject *)orange) : NULL));
     if (st != BF_STATUS_OK) {
-        bf_py_raise(st);
+        bf_py_raise(state, st);
         Py_CLEAR(out);
         Py_CLEAR(orange);
     }
@@ -111,35 +108,11 @@ done:
 
 /* ---- training ------------------------------------------------------------------------ */
 
-/* Runs `call` on the plan without the GIL, holding the plan's lock. */
-#define PLAN_CALL(self, st, call)                                                          \
-    do {                                                                                   \
-        Py_BEGIN_ALLOW_THREADS                                                             \
-        PyThread_acquire_lock((self)->lock, WAIT_LOCK);                                    \
-        st = (call);                                                                       \
-        PyThread_release_lock((self)->lock);                                               \
-        Py_END_ALLOW_THREADS                                                               \
-    } while (0)
-
-static int parse_sgd(PyObject *args, PyObject *kw, const char *fmt, char **kwlist,
-                     PyObject **x, PyObject **labels, bf_sgd_params *sgd)
-{
-    *sgd = bf_sgd_default_params();
-    if (x)
-        return PyArg_ParseTupleAndKeywords(args, kw, fmt, kwlist, x, labels, &sgd->lr,
-                                           &sgd->momentum, &sgd->weight_decay, &sgd->nesterov)
-                   ? 0
-                   : -1;
-    return PyArg_ParseTupleAndKeywords(args, kw, fmt, kwlist, &sgd->lr, &sgd->momentum,
-                                       &sgd->weight_decay, &sgd->nesterov)
-               ? 0
-               : -1;
-}
-
 static PyObject *plan_train_step(PlanObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"src", "labels", "lr", "momentum", "weight_decay", "nesterov",
                              "update", NULL};
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     PyObject *xo, *lo;
     PyArrayObject *x = NULL, *l = NULL;
     bf_sgd_params sgd = bf_sgd_default_params();
@@ -150,26 +123,28 @@ static PyObject *plan_train_step(PlanObject *self, PyObject *args, PyObject *kw)
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|fffpp:train_step", kwlist, &xo, &lo, &sgd.lr,
                                      &sgd.momentum, &sgd.weight_decay, &sgd.nesterov, &update))
-        return bf_py_arg_error("train_step");
+        return bf_py_arg_error(state, "train_step");
     bf_plan_io(self->plan, 0, &in);
     for (int d = 0; d < 4; d++)
         dims[d] = (npy_intp)in.dims[d];
-    if (!(x = bf_py_input_array(xo, NPY_FLOAT32, 4, dims, "src")) ||
-        !(l = bf_py_input_array(lo, NPY_INT32, 1, dims, "labels"))) {
+    if (!(x = bf_py_input_array(state, xo, NPY_FLOAT32, 4, dims, "src")) ||
+        !(l = bf_py_input_array(state, lo, NPY_INT32, 1, dims, "labels"))) {
         Py_XDECREF(x);
         return NULL;
     }
-    PLAN_CALL(self, st, bf_plan_train_step(self->plan, PyArray_DATA(x), PyArray_DATA(l),
-                                           update ? &sgd : NULL, &loss, &correct));
+    BF_PY_LOCKED_CALL(self->lock, st,
+                      bf_plan_train_step(self->plan, PyArray_DATA(x), PyArray_DATA(l),
+                                         update ? &sgd : NULL, &loss, &correct));
     Py_DECREF(x);
     Py_DECREF(l);
     if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     return Py_BuildValue("(di)", (double)loss, correct);
 }
 
 static PyObject *plan_backward(PlanObject *self, PyObject *arg)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     bf_io_desc od;
     npy_intp dims[4];
     PyArrayObject *g;
@@ -177,65 +152,71 @@ static PyObject *plan_backward(PlanObject *self, PyObject *arg)
     bf_plan_io(self->plan, 1, &od);
     for (int d = 0; d < 4; d++)
         dims[d] = (npy_intp)od.dims[d];
-    if (!(g = bf_py_input_array(arg, NPY_FLOAT32, 4, dims, "diff_dst")))
+    if (!(g = bf_py_input_array(state, arg, NPY_FLOAT32, 4, dims, "diff_dst")))
         return NULL;
-    PLAN_CALL(self, st, bf_plan_backward(self->plan, PyArray_DATA(g)));
+    BF_PY_LOCKED_CALL(self->lock, st, bf_plan_backward(self->plan, PyArray_DATA(g)));
     Py_DECREF(g);
     if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     Py_RETURN_NONE;
 }
 
 static PyObject *plan_sgd_step(PlanObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"lr", "momentum", "weight_decay", "nesterov", NULL};
-    bf_sgd_params sgd;
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
+    bf_sgd_params sgd = bf_sgd_default_params();
     bf_status st;
-    if (parse_sgd(args, kw, "|fffp:sgd_step", kwlist, NULL, NULL, &sgd) < 0)
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|fffp:sgd_step", kwlist, &sgd.lr, &sgd.momentum,
+                                     &sgd.weight_decay, &sgd.nesterov))
         return NULL;
-    PLAN_CALL(self, st, bf_plan_sgd_step(self->plan, &sgd));
+    BF_PY_LOCKED_CALL(self->lock, st, bf_plan_sgd_step(self->plan, &sgd));
     if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     Py_RETURN_NONE;
 }
 
 static PyObject *plan_sync(PlanObject *self, PyObject *unused)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     bf_status st;
     (void)unused;
-    PLAN_CALL(self, st, bf_plan_sync(self->plan));
+    BF_PY_LOCKED_CALL(self->lock, st, bf_plan_sync(self->plan));
     if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     Py_RETURN_NONE;
 }
 
 static PyObject *plan_param_grad(PlanObject *self, PyObject *args)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     int layer, slot;
     bf_param_view v;
     npy_intp dims[4];
     PyObject *out;
     bf_status st;
-    bf_model *m = bf_py_model_get(self->model_obj);
+    bf_model *m = bf_py_model_get(state, self->model_obj);
     if (!m || !PyArg_ParseTuple(args, "ii:param_grad", &layer, &slot))
-        return bf_py_arg_error("param_grad");
-    if (bf_py_check(bf_model_param(m, layer, slot, &v)) < 0)
+        return bf_py_arg_error(state, "param_grad");
+    if (bf_py_check(state, bf_model_param(m, layer, slot, &v)) < 0)
         return NULL;
     for (int d = 0; d < v.ndims; d++)
         dims[d] = (npy_intp)v.dims[d];
     if (!(out = PyArray_SimpleNew(v.ndims, dims, NPY_FLOAT32)))
         return NULL;
-    PLAN_CALL(self, st, bf_plan_param_grad(self->plan, layer, slot,
-                                           PyArray_DATA((PyArrayObject *)out)));
+    BF_PY_LOCKED_CALL(self->lock, st,
+                      bf_plan_param_grad(self->plan, layer, slot,
+                                         PyArray_DATA((PyArrayObject *)out)));
     if (st != BF_STATUS_OK) {
         Py_DECREF(out);
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     }
     return out;
 }
 
 static PyObject *plan_src_grad(PlanObject *self, PyObject *unused)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     bf_io_desc in;
     npy_intp dims[4];
     PyObject *out;
@@ -245,14 +226,15 @@ static PyObject *plan_src_grad(PlanObject *self, PyObject *unused)
     for (int d = 0; d < 4; d++)
         dims[d] = (npy_intp)in.dims[d];
     if (in.dtype != BF_F32)
-        return PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+        return PyErr_Format(bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT),
                             "a quantized source has no gradient");
     if (!(out = PyArray_SimpleNew(4, dims, NPY_FLOAT32)))
         return NULL;
-    PLAN_CALL(self, st, bf_plan_src_grad(self->plan, PyArray_DATA((PyArrayObject *)out)));
+    BF_PY_LOCKED_CALL(self->lock, st,
+                      bf_plan_src_grad(self->plan, PyArray_DATA((PyArrayObject *)out)));
     if (st != BF_STATUS_OK) {
         Py_DECREF(out);
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     }
     return out;
 }
@@ -281,35 +263,38 @@ static PyObject *plan_trained(PlanObject *self, PyObject *unused)
 
 static PyObject *plan_momentum(PlanObject *self, PyObject *args)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     int layer, slot;
     PyObject *value = NULL, *out = NULL;
     PyArrayObject *a = NULL;
     bf_param_view v;
     npy_intp dims[4];
     bf_status st;
-    bf_model *m = bf_py_model_get(self->model_obj);
+    bf_model *m = bf_py_model_get(state, self->model_obj);
     if (!m || !PyArg_ParseTuple(args, "ii|O:momentum", &layer, &slot, &value))
-        return bf_py_arg_error("momentum");
-    if (bf_py_check(bf_model_param(m, layer, slot, &v)) < 0)
+        return bf_py_arg_error(state, "momentum");
+    if (bf_py_check(state, bf_model_param(m, layer, slot, &v)) < 0)
         return NULL;
     for (int d = 0; d < v.ndims; d++)
         dims[d] = (npy_intp)v.dims[d];
     if (value && value != Py_None) {
-        if (!(a = bf_py_input_array(value, NPY_FLOAT32, v.ndims, dims, "momentum")))
+        if (!(a = bf_py_input_array(state, value, NPY_FLOAT32, v.ndims, dims, "momentum")))
             return NULL;
-        PLAN_CALL(self, st, bf_plan_momentum(self->plan, layer, slot, PyArray_DATA(a), 1));
+        BF_PY_LOCKED_CALL(self->lock, st,
+                          bf_plan_momentum(self->plan, layer, slot, PyArray_DATA(a), 1));
         Py_DECREF(a);
         if (st != BF_STATUS_OK)
-            return bf_py_raise(st);
+            return bf_py_raise(state, st);
         Py_RETURN_NONE;
     }
     if (!(out = PyArray_SimpleNew(v.ndims, dims, NPY_FLOAT32)))
         return NULL;
-    PLAN_CALL(self, st, bf_plan_momentum(self->plan, layer, slot,
-                                         PyArray_DATA((PyArrayObject *)out), 0));
+    BF_PY_LOCKED_CALL(self->lock, st,
+                      bf_plan_momentum(self->plan, layer, slot,
+                                       PyArray_DATA((PyArrayObject *)out), 0));
     if (st != BF_STATUS_OK) {
         Py_DECREF(out);
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     }
     return out;
 }
@@ -319,6 +304,7 @@ static PyObject *plan_momentum(PlanObject *self, PyObject *args)
 static PyObject *plan_profile(PlanObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"src", "ranges", "repeats", NULL};
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     PyObject *xo, *ro = Py_None, *list = NULL;
     PyArrayObject *x = NULL, *r = NULL;
     bf_layer_time *rows = NULL;
@@ -327,25 +313,29 @@ static PyObject *plan_profile(PlanObject *self, PyObject *args, PyObject *kw)
     int repeats = 20, n = 0;
     bf_status st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|Oi:profile", kwlist, &xo, &ro, &repeats))
-        return bf_py_arg_error("profile");
+        return bf_py_arg_error(state, "profile");
     bf_plan_io(self->plan, 0, &in);
     for (int d = 0; d < 4; d++)
         dims[d] = (npy_intp)in.dims[d];
     rdims[0] = dims[0];
     rdims[1] = 2;
-    if (!(x = bf_py_input_array(xo, in.dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32, 4, dims, "src")))
+    if (!(x = bf_py_input_array(state, xo, in.dtype == BF_U8 ? NPY_UINT8 : NPY_FLOAT32, 4, dims,
+                                "src")))
         return NULL;
-    if (in.quantized && !(r = bf_py_input_array(ro, NPY_FLOAT32, 2, rdims, "ranges")))
+    if (in.quantized &&
+        !(r = bf_py_input_array(state, ro, NPY_FLOAT32, 2, rdims, "ranges")))
         goto done;
+    /* the row count only: no run, the GIL kept */
     bf_plan_profile(self->plan, PyArray_DATA(x), NULL, repeats, NULL, 0, &n);
     if (!(rows = PyMem_Calloc((size_t)n + 1, sizeof *rows))) {
         PyErr_NoMemory();
         goto done;
     }
-    PLAN_CALL(self, st, bf_plan_profile(self->plan, PyArray_DATA(x), r ? PyArray_DATA(r) : NULL,
-                                        repeats, rows, n, &n));
+    BF_PY_LOCKED_CALL(self->lock, st,
+                      bf_plan_profile(self->plan, PyArray_DATA(x), r ? PyArray_DATA(r) : NULL,
+                                      repeats, rows, n, &n));
     if (st != BF_STATUS_OK) {
-        bf_py_raise(st);
+        bf_py_raise(state, st);
         goto done;
     }
     if (!(list = PyList_New(n)))
@@ -412,8 +402,9 @@ static PyType_Spec plan_spec = {"butterfly._C.Plan", sizeof(PlanObject), 0,
 
 int bf_py_plan_init(PyObject *m)
 {
-    plan_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &plan_spec, NULL);
-    if (!plan_type || PyModule_AddType(m, plan_type) < 0)
+    bf_py_state *state = bf_py_module_state(m);
+    state->plan_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &plan_spec, NULL);
+    if (!state->plan_type)
         return -1;
-    return 0;
+    return PyModule_AddType(m, state->plan_type);
 }

@@ -4,28 +4,23 @@
  * call runs without the GIL. */
 #include "python/common.h"
 
-#include "pythread.h"
-
-
-static PyTypeObject *pool_type;
-
 /* ---- argument helpers ----------------------------------------------------------------- */
 
 /* A path-like or None -> a new bytes reference in *out (NULL for None); -1 on error. */
-int bf_py_fs_opt(PyObject *o, PyObject **out)
+int bf_py_fs_opt(bf_py_state *state, PyObject *o, PyObject **out)
 {
     *out = NULL;
     if (o == NULL || o == Py_None)
         return 0;
     if (PyUnicode_FSConverter(o, out))
         return 0;
-    bf_py_arg_error("path"); /* a NUL in it: InvalidArgument */
+    bf_py_arg_error(state, "path"); /* a NUL in it: InvalidArgument */
     return -1;
 }
 
 const char *bf_py_cstr(PyObject *bytes) { return bytes ? PyBytes_AS_STRING(bytes) : NULL; }
 
-static int dict_int(PyObject *d, const char *key, int *out)
+static int dict_int(bf_py_state *state, PyObject *d, const char *key, int *out)
 {
     PyObject *v = PyDict_GetItemString(d, key); /* borrowed */
     if (v == NULL)
@@ -34,7 +29,8 @@ static int dict_int(PyObject *d, const char *key, int *out)
     if (x == -1 && PyErr_Occurred())
         return -1;
     if (x < INT32_MIN || x > INT32_MAX) {
-        PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT), "echo %s out of range", key);
+        PyErr_Format(bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT), "echo %s out of range",
+                     key);
         return -1;
     }
     *out = (int)x;
@@ -47,10 +43,10 @@ static int dict_int(PyObject *d, const char *key, int *out)
  * benchmarks.  *keep receives new bytes references the params point into (release them
  * after the C call).
  */
-static int parse_compute(PyObject *model_path, PyObject *echo, bf_compute_params *cp,
-                         PyObject *keep[2])
+static int parse_compute(bf_py_state *state, PyObject *model_path, PyObject *echo,
+                         bf_compute_params *cp, PyObject *keep[2])
 {
-    PyObject *exc = bf_py_exception(BF_STATUS_INVALID_ARGUMENT);
+    PyObject *exc = bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT);
     keep[0] = keep[1] = NULL;
     if ((model_path == NULL || model_path == Py_None) == (echo == NULL || echo == Py_None)) {
         PyErr_SetString(exc, "give either a model path or echo={...}, not both or neither");
@@ -58,7 +54,7 @@ static int parse_compute(PyObject *model_path, PyObject *echo, bf_compute_params
     }
     if (echo == NULL || echo == Py_None) {
         cp->kind = BF_COMPUTE_PLAN;
-        if (bf_py_fs_opt(model_path, &keep[0]) < 0)
+        if (bf_py_fs_opt(state, model_path, &keep[0]) < 0)
             return -1;
         cp->model_path = bf_py_cstr(keep[0]);
         return 0;
@@ -80,12 +76,13 @@ static int parse_compute(PyObject *model_path, PyObject *echo, bf_compute_params
             return -1;
         }
     }
-    if (dict_int(echo, "classes", &cp->num_classes) < 0 ||
-        dict_int(echo, "delay_us", &cp->delay_us) < 0 || dict_int(echo, "split", &cp->split) < 0)
+    if (dict_int(state, echo, "classes", &cp->num_classes) < 0 ||
+        dict_int(state, echo, "delay_us", &cp->delay_us) < 0 ||
+        dict_int(state, echo, "split", &cp->split) < 0)
         return -1;
     hash = PyDict_GetItemString(echo, "model_hash");
     if (hash && hash != Py_None) {
-        if (bf_py_text_arg(hash, "model_hash", &keep[1]) < 0)
+        if (bf_py_text_arg(state, hash, "model_hash", &keep[1]) < 0)
             return -1;
         cp->model_hash = bf_py_cstr(keep[1]);
     }
@@ -94,11 +91,11 @@ static int parse_compute(PyObject *model_path, PyObject *echo, bf_compute_params
 
 /* After a blocking call came back BF_STATUS_INTERRUPTED: the exception a Python signal
  * handler raised (KeyboardInterrupt for Ctrl-C), else butterfly.Interrupted. */
-PyObject *bf_py_raise_interrupted(bf_status st)
+PyObject *bf_py_raise_interrupted(bf_py_state *state, bf_status st)
 {
     if (st == BF_STATUS_INTERRUPTED && PyErr_CheckSignals() < 0)
         return NULL;
-    return bf_py_raise(st);
+    return bf_py_raise(state, st);
 }
 
 /* ---- Pool ------------------------------------------------------------------------------ */
@@ -110,16 +107,6 @@ typedef struct PoolObject {
     int running;
     int n_workers;
 } PoolObject;
-
-/* Runs a call on the pool without the GIL, holding the pool's lock. */
-#define POOL_CALL(self, st, call)                                                          \
-    do {                                                                                   \
-        Py_BEGIN_ALLOW_THREADS                                                             \
-        PyThread_acquire_lock((self)->lock, WAIT_LOCK);                                    \
-        st = (call);                                                                       \
-        PyThread_release_lock((self)->lock);                                               \
-        Py_END_ALLOW_THREADS                                                               \
-    } while (0)
 
 static bf_status pool_start_locked(PoolObject *self)
 {
@@ -143,6 +130,7 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kw)
                              "queue_timeout_ms", "drain_timeout_ms", "curve_key", "curve_allow",
                              "echo", "start", "prefetch", "curve_worker_allow", "rt_priority",
                              "conn_heartbeat_ms", "conn_timeout_ms", "conn_ttl_ms", NULL};
+    bf_py_state *state = bf_py_type_state(type);
     bf_pool_params pp = bf_pool_default_params();
     PyObject *model_path = Py_None, *curve_key = Py_None, *curve_allow = Py_None;
     PyObject *echo = Py_None, *worker_allow = Py_None;
@@ -159,22 +147,23 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kw)
             &pp.drain_timeout_ms, &curve_key, &curve_allow, &echo, &start,
             &pp.worker.prefetch, &worker_allow, &pp.rt_priority, &pp.conn.heartbeat_ms,
             &pp.conn.timeout_ms, &pp.conn.ttl_ms))
-        return bf_py_arg_error("Pool");
+        return bf_py_arg_error(state, "Pool");
     if (threads < 0 || threads > 1024) {
-        PyErr_SetString(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+        PyErr_SetString(bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT),
                         "threads (per worker) must be in [0, 1024]");
         return NULL;
     }
     pp.n_threads = threads * pp.n_workers; /* the pool gives each thread cores / workers */
-    if (parse_compute(model_path, echo, &pp.worker.compute, keep) < 0 ||
-        bf_py_fs_opt(curve_key, &keep[2]) < 0 || bf_py_fs_opt(curve_allow, &keep[3]) < 0 ||
-        bf_py_fs_opt(worker_allow, &keep[4]) < 0)
+    if (parse_compute(state, model_path, echo, &pp.worker.compute, keep) < 0 ||
+        bf_py_fs_opt(state, curve_key, &keep[2]) < 0 ||
+        bf_py_fs_opt(state, curve_allow, &keep[3]) < 0 ||
+        bf_py_fs_opt(state, worker_allow, &keep[4]) < 0)
         goto done;
     pp.curve_key_file = bf_py_cstr(keep[2]);
     pp.curve_allow_file = bf_py_cstr(keep[3]);
     pp.curve_worker_allow_file = bf_py_cstr(keep[4]);
     /* bf_pool_create copies every string it keeps */
-    if (bf_py_check(bf_pool_create(&pool, &pp)) < 0)
+    if (bf_py_check(state, bf_pool_create(&pool, &pp)) < 0)
         goto done;
     self = (PoolObject *)type->tp_alloc(type, 0);
     if (self == NULL || !(self->lock = PyThread_allocate_lock())) {
@@ -187,9 +176,9 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     self->pool = pool;
     self->n_workers = pp.n_workers;
     if (start) {
-        POOL_CALL(self, st, pool_start_locked(self));
+        BF_PY_LOCKED_CALL(self->lock, st, pool_start_locked(self));
         if (st != BF_STATUS_OK) {
-            bf_py_raise_interrupted(st);
+            bf_py_raise_interrupted(state, st);
             Py_CLEAR(self);
         }
     }
@@ -216,38 +205,41 @@ static void pool_dealloc(PoolObject *self)
 
 static PyObject *pool_start(PoolObject *self, PyObject *unused)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     bf_status st;
     (void)unused;
-    POOL_CALL(self, st, pool_start_locked(self));
+    BF_PY_LOCKED_CALL(self->lock, st, pool_start_locked(self));
     if (st != BF_STATUS_OK)
-        return bf_py_raise_interrupted(st);
+        return bf_py_raise_interrupted(state, st);
     Py_RETURN_NONE;
 }
 
 static PyObject *pool_stop(PoolObject *self, PyObject *unused)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     bf_status st;
     (void)unused;
-    POOL_CALL(self, st, pool_stop_locked(self));
+    BF_PY_LOCKED_CALL(self->lock, st, pool_stop_locked(self));
     if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     Py_RETURN_NONE;
 }
 
 static PyObject *pool_kill_worker(PoolObject *self, PyObject *arg)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     long i = PyLong_AsLong(arg);
     bf_status st;
     if (i == -1 && PyErr_Occurred())
         return NULL;
     if (i < 0 || i >= self->n_workers) {
-        PyErr_Format(bf_py_exception(BF_STATUS_INVALID_ARGUMENT),
+        PyErr_Format(bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT),
                      "no worker thread %ld (the pool has %d)", i, self->n_workers);
         return NULL;
     }
-    POOL_CALL(self, st, bf_pool_kill_worker(self->pool, (int)i));
+    BF_PY_LOCKED_CALL(self->lock, st, bf_pool_kill_worker(self->pool, (int)i));
     if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     Py_RETURN_NONE;
 }
 
@@ -293,10 +285,11 @@ static PyObject *hist_summary(const uint64_t h[BF_STATS_BUCKETS])
 
 static PyObject *pool_stats(PoolObject *self, PyObject *unused)
 {
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     bf_serve_stats s;
     PyObject *out, *batches;
     (void)unused;
-    if (bf_py_check(bf_pool_stats(self->pool, &s)) < 0)
+    if (bf_py_check(state, bf_pool_stats(self->pool, &s)) < 0)
         return NULL;
     if (!(batches = PyDict_New()))
         return NULL;
@@ -415,11 +408,11 @@ static PyObject *py_run_worker(PyObject *mod, PyObject *args, PyObject *kw)
                              "max_payload", "echo", "stop_fd", "prefetch", "curve_server_key",
                              "curve_key", "rt_priority", "conn_heartbeat_ms",
                              "conn_timeout_ms", "conn_ttl_ms", NULL};
+    bf_py_state *state = bf_py_module_state(mod);
     bf_worker_params wp = bf_worker_default_params();
     PyObject *model_path = Py_None, *echo = Py_None, *ep = NULL, *conn = NULL;
     PyObject *server_key = Py_None, *key = Py_None, *keep[4] = {NULL, NULL, NULL, NULL};
     bf_status st;
-    (void)mod;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|$iiiiiiiOiiOOiiii:run_worker", kwlist,
                                      &model_path, &ep, &wp.max_batch, &wp.batch_timeout_us,
                                      &wp.n_threads, &wp.heartbeat_interval_ms,
@@ -428,14 +421,14 @@ static PyObject *py_run_worker(PyObject *mod, PyObject *args, PyObject *kw)
                                      &server_key, &key, &wp.rt_priority,
                                      &wp.conn.heartbeat_ms, &wp.conn.timeout_ms,
                                      &wp.conn.ttl_ms))
-        return bf_py_arg_error("run_worker");
-    if (parse_compute(model_path, echo, &wp.compute, keep) < 0 ||
-        bf_py_fs_opt(server_key, &keep[2]) < 0 || bf_py_fs_opt(key, &keep[3]) < 0)
+        return bf_py_arg_error(state, "run_worker");
+    if (parse_compute(state, model_path, echo, &wp.compute, keep) < 0 ||
+        bf_py_fs_opt(state, server_key, &keep[2]) < 0 || bf_py_fs_opt(state, key, &keep[3]) < 0)
         goto fail;
     wp.curve_server_key = bf_py_cstr(keep[2]);
     wp.curve_key_file = bf_py_cstr(keep[3]);
     /* the worker reads these strings for as long as it runs: the references live till then */
-    if (bf_py_text_arg(ep, "connect", &conn) < 0)
+    if (bf_py_text_arg(state, ep, "connect", &conn) < 0)
         goto fail;
     wp.connect = bf_py_cstr(conn);
     Py_BEGIN_ALLOW_THREADS
@@ -445,7 +438,7 @@ static PyObject *py_run_worker(PyObject *mod, PyObject *args, PyObject *kw)
         Py_XDECREF(keep[i]);
     Py_DECREF(conn);
     if (st != BF_STATUS_OK)
-        return bf_py_raise_interrupted(st);
+        return bf_py_raise_interrupted(state, st);
     Py_RETURN_NONE;
 fail:
     Py_XDECREF(conn);
@@ -456,24 +449,25 @@ fail:
 
 static PyObject *py_curve_keygen(PyObject *mod, PyObject *arg)
 {
+    bf_py_state *state = bf_py_module_state(mod);
     PyObject *path;
     char pub[BF_CURVE_KEY_LEN + 1];
     bf_status st;
-    (void)mod;
     if (!PyUnicode_FSConverter(arg, &path))
-        return bf_py_arg_error("curve_keygen");
+        return bf_py_arg_error(state, "curve_keygen");
     Py_BEGIN_ALLOW_THREADS
     st = bf_curve_keygen(PyBytes_AS_STRING(path), pub);
     Py_END_ALLOW_THREADS
     Py_DECREF(path);
     if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     return PyUnicode_FromString(pub);
 }
 
-static PyObject *py_payload_encode(PyObject *self, PyObject *args, PyObject *kw)
+static PyObject *py_payload_encode(PyObject *mod, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"data", "codec", "level", NULL};
+    bf_py_state *state = bf_py_module_state(mod);
     Py_buffer buf;
     const char *codec = "zstd";
     int level = 3;
@@ -482,11 +476,10 @@ static PyObject *py_payload_encode(PyObject *self, PyObject *args, PyObject *kw)
     bf_codec c;
     bf_status st;
     PyObject *res;
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|si:payload_encode", kwlist, &buf, &codec,
                                      &level))
-        return bf_py_arg_error("payload_encode");
-    if (bf_py_parse_codec(codec, &c) < 0) {
+        return bf_py_arg_error(state, "payload_encode");
+    if (bf_py_parse_codec(state, codec, &c) < 0) {
         PyBuffer_Release(&buf);
         return NULL;
     }
@@ -495,7 +488,7 @@ static PyObject *py_payload_encode(PyObject *self, PyObject *args, PyObject *kw)
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&buf);
     if (st != BF_STATUS_OK)
-        return bf_py_raise(st);
+        return bf_py_raise(state, st);
     res = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)len);
     free(out);
     return res;
@@ -525,8 +518,9 @@ static PyMethodDef serve_functions[] = {
 
 int bf_py_serve_init(PyObject *m)
 {
-    pool_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pool_spec, NULL);
-    if (!pool_type || PyModule_AddType(m, pool_type) < 0)
+    bf_py_state *state = bf_py_module_state(m);
+    state->pool_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pool_spec, NULL);
+    if (!state->pool_type || PyModule_AddType(m, state->pool_type) < 0)
         return -1;
     if (PyModule_AddFunctions(m, serve_functions) < 0)
         return -1;

@@ -11,14 +11,15 @@ import sys
 from pathlib import Path
 
 import butterfly as bf
-from butterfly.models import Butterfly, LayerList, _basic_block, _butterfly_unit
+from butterfly.network import Butterfly, LayerList, butterfly_unit
+from butterfly.network.resnet import _basic_block
 
 
 def tiny(unit: Butterfly, pool: str, seed: int) -> bf.Network:
     L = LayerList((1, 8, 8), seed=seed)
     L.conv_bn(2, 3, 1, name="stem")
     _basic_block(L, 2, 1, "rb1")
-    _butterfly_unit(L, unit)
+    butterfly_unit(L, unit)
     _basic_block(L, 4, 2, "rb2")
     L.pool(pool, 2, 2, name="pool")
     L.simple("relu6", name="clip")

@@ -29,19 +29,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..checks import check_quantity
+from ..network.parts import CLOUD_PARTS, MOBILE_PARTS
 
 Layer = Mapping[str, Any]
 
 PAPER_JPEG_BYTES = 26_766  # mean JPEG of a 224x224 RGB input in the paper (cloud-only upload)
 PAPER_MOBILE_ONLY_MS = 15.7  # ResNet-50 on the Jetson TX2, per image
 PAPER_MOBILE_ONLY_MJ = 20.5
-MOBILE_PARTS = ("head", "reduce")
-CLOUD_PARTS = ("restore", "tail")
 
 # Jetson TX2 (the paper's phone stand-in): 1.33 TFLOP/s FP16 peak = 665 GMAC/s, 59.7 GB/s LPDDR4.
 # Only the ratio matters once phone_profile() rescales to a measured whole-network time.
@@ -51,16 +51,6 @@ TX2_GB_PER_S = 59.7
 # half of peak is reached at batch 1: 2,835 GMAC/s and 242 GB/s (ResNet-50, 4.1 GMAC: ~1.4 ms).
 GTX1080TI_GMACS_PER_S = 2835.0
 GTX1080TI_GB_PER_S = 242.0
-
-
-def check_quantity(name: str, value: Any, positive: bool = False) -> None:
-    """Refuses a value that is not a finite real number > 0 (positive) or >= 0: NaN, inf and
-    negative sizes, times, rates and powers would give meaningless costs further on."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or (value <= 0 if positive else value < 0):
-        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, "
-                         f"not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -266,8 +256,8 @@ class Candidate:
 
     mobile_layers run on the phone (head + reduction unit + encode), cloud_layers in the cloud
     (decode + restoration unit + tail); payload_bytes is what is uploaded per image. accuracy is a
-    fraction in [0, 1] (None = not measured). split identifies the split point (e.g. "RB1" or a
-    layer index); the planner keeps one candidate per split value (the name when split is None).
+    fraction in [0, 1] (None = not measured). at identifies the split point (e.g. "RB1" or a
+    layer name); the planner keeps one candidate per split point (the name when at is None).
     """
 
     name: str
@@ -275,7 +265,7 @@ class Candidate:
     cloud_layers: tuple[Layer, ...]
     payload_bytes: int
     accuracy: float | None = None
-    split: str | int | None = None
+    at: str | int | None = None
     channels: int | None = None  # c'
     stride: int | None = None  # s
     meta: Mapping[str, Any] = field(default_factory=dict)
@@ -292,7 +282,7 @@ class Candidate:
 
     @property
     def split_key(self) -> str | int:
-        return self.name if self.split is None else self.split
+        return self.name if self.at is None else self.at
 
     @classmethod
     def from_layers(

@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from ..serving import Client
 from . import costmodel, planner
-from .experiments import layer_records
-from .serving import Client
+from .profiling import layer_records
 
 
 class AdaptiveClient:
@@ -43,7 +43,7 @@ class AdaptiveClient:
         candidates = []
         for (path, _), c in zip(options, self.clients):
             net = c.network
-            payload = net.summary()["payload_bytes"] + 8
+            payload = net.upload_bytes
             candidates.append(costmodel.Candidate.from_layers(
                 f"{len(candidates)}:{os.path.basename(str(path))}", layer_records(net),
                 payload, accuracy=net.meta.get("accuracy")))
@@ -83,12 +83,12 @@ class AdaptiveClient:
 
     def classify(self, images, k: int = 5, **kw):
         """Top-k of images with the split chosen now; each reply updates the choice for the
-        next call.  Results carry `.split`, the model file's name in use."""
+        next call.  Results carry `.at`, the name of the split in use."""
         client = self.current
         payload, ms = client.mobile(images)
         results = client.classify_payload(payload, k, mobile_ms=ms, **kw)
         per_image = payload.nbytes_per_sample
         for r in results:
-            r.split = self.candidates[self._index].name
+            r.at = self.candidates[self._index].name
             self.observe(per_image, r.rtt_ms, r.queue_us + r.compute_us)
         return results

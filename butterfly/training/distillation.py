@@ -24,10 +24,12 @@ import time
 
 import numpy as np
 
-from . import _C
-from .models import int_arg
-from .network import REDUCE, RESTORE, TAIL, Network
-from .training import History, Schedule, set_frozen
+from .. import _C
+from ..checks import int_arg
+from ..data.datasets import image_folder
+from ..network import REDUCE, RESTORE, TAIL, Network
+from ..network.split import insert_butterfly
+from .trainer import SGD, History, Schedule, set_frozen
 
 LOSSES = ("feature", "kl")
 
@@ -75,7 +77,7 @@ def _state_path(checkpoint) -> str | None:
 
 
 def distill(student: Network, teacher: Network, images, epochs: int = 1,
-            batch_size: int = 32, lr: float = 0.002, momentum: float = 0.9,
+            batch_size: int = 32, lr: float = 0.002, momentum: float = SGD["momentum"],
             weight_decay: float = 0.0, loss: str = "feature", temperature: float = 4.0,
             seed: int = 0, progress: bool = True, checkpoint=None,
             resume: bool = False) -> History:
@@ -108,8 +110,7 @@ def distill(student: Network, teacher: Network, images, epochs: int = 1,
         saved = _resume(student, path)
         step, start = saved["step"], saved["epoch"]
         history.epochs = list(saved["history"])
-    if getattr(student, "_trainer", None) is not None:
-        student._trainer.close()
+    student.detach_trainer()  # a Trainer's steps reach the model first
     was_frozen = [i for i in range(len(student.model)) if student.model.layer(i)["frozen"]]
     set_frozen(student, parts=("head", "tail"))
     end = RESTORE if loss == "feature" else TAIL
@@ -209,8 +210,6 @@ def _resume(student: Network, path: str) -> dict:
 # --- command line -----------------------------------------------------------------------
 
 def _cli_distill(args) -> int:
-    from .datasets import image_folder
-    from .split import insert_butterfly
 
     teacher = Network.load(args.model)
     c, h, w = teacher.input_shape
@@ -223,7 +222,7 @@ def _cli_distill(args) -> int:
                    lr=args.lr, loss=args.loss, temperature=args.temperature,
                    checkpoint=args.output if args.resume else None, resume=args.resume)
     student.save(args.output)
-    pay = student.summary()["payload_bytes"] + 8
+    pay = student.upload_bytes
     print(f"unit at {args.at}: {pay} bytes per image uploaded; distilled on {len(data)} "
           f"images, loss {hist.last['loss']:.4g} -> {args.output}")
     return 0

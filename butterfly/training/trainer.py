@@ -3,7 +3,7 @@ straight-through in the backward pass), on the C core's backward primitives and 
 
     train, test = bf.datasets.fashion_mnist()
     net = bf.resnet18(small=True, num_classes=10, in_channels=1,
-                      butterfly=bf.Butterfly(after=2, channels=1, stride=2))
+                      butterfly=bf.Butterfly(at=2, channels=1, stride=2))
     hist = bf.train(net, train, epochs=5, batch_size=128, lr=0.1, test=test)
     print(bf.evaluate(net, test))
 
@@ -21,11 +21,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _C
-from .models import int_arg
-from .network import HEAD, TAIL, Network
+from .. import _C
+from ..checks import int_arg
+from ..data import datasets
+from ..network import HEAD, PARTS, TAIL, Butterfly, Network, resnet
 
-PART_IDS = {"head": 0, "reduce": 1, "restore": 2, "tail": 3}
+SGD = _C.defaults()["sgd"]  # lr, momentum, weight decay, Nesterov: the C core's
 
 
 def _labels(labels, num_classes: int) -> np.ndarray:
@@ -98,11 +99,10 @@ def set_frozen(net: Network, parts=(), layers=(), frozen: bool = True) -> None:
     training plans made afterwards: their weights and BN statistics stay as they are.
     parts and layers: one name / index, or several."""
     parts = (parts,) if isinstance(parts, str) else tuple(parts)
-    unknown = [p for p in parts if p not in PART_IDS]
+    unknown = [p for p in parts if p not in PARTS]
     if unknown:
         raise _C.InvalidArgument(f"unknown part(s) {unknown}; the parts are "
-                                 f"{', '.join(PART_IDS)}")
-    ids = {PART_IDS[p] for p in parts}
+                                 f"{', '.join(PARTS)}")
     n = len(net.model)
     layers = (layers,) if isinstance(layers, (int, np.integer)) else tuple(layers)
     bad = [i for i in layers if isinstance(i, bool) or not isinstance(i, (int, np.integer))
@@ -110,9 +110,9 @@ def set_frozen(net: Network, parts=(), layers=(), frozen: bool = True) -> None:
     if bad:
         raise _C.InvalidArgument(f"layer index(es) {bad} not in [0, {n})")
     for i in range(n):
-        if i in layers or PART_IDS[net.model.layer(i)["part"]] in ids:
+        if i in layers or net.model.layer(i)["part"] in parts:
             net.model.set_frozen(i, frozen)
-    net._plans.clear()
+    net.clear_plans()
 
 
 class Trainer:
@@ -122,9 +122,10 @@ class Trainer:
     one Trainer at a time: making another closes the one before (its steps kept)."""
 
     def __init__(self, net: Network, batch_size: int, schedule: Schedule,
-                 momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False):
+                 momentum: float = SGD["momentum"], weight_decay: float = SGD["weight_decay"],
+                 nesterov: bool = SGD["nesterov"]):
         batch_size = int_arg("batch_size", batch_size)
-        begin, end = net._range(HEAD, TAIL)
+        begin, end = net.span(HEAD, TAIL)
         self.net = net
         self.num_classes = net.num_classes
         self.batch_size = batch_size
@@ -132,12 +133,10 @@ class Trainer:
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.nesterov = nesterov
-        if getattr(net, "_trainer", None) is not None:
-            net._trainer.close()  # one Trainer per network: the last one's steps are kept
         self._plan: _C.Plan | None = _C.Plan(net.model, begin, end, batch_size, True)
         self.step_count = 0
         self._dirty = False
-        net._trainer = self
+        net.attach_trainer(self)  # one per network: the one before is closed, steps kept
 
     @property
     def closed(self) -> bool:
@@ -174,8 +173,7 @@ class Trainer:
             return
         self.sync()
         self._plan = None
-        if self.net._trainer is self:
-            self.net._trainer = None
+        self.net.detach_trainer(self)
 
     def state(self) -> dict[str, Any]:
         """Optimizer state for a checkpoint: step count and momentum buffers."""
@@ -225,9 +223,7 @@ def evaluate(net: Network, data, batch_size: int = 256) -> dict[str, float]:
         batch_loss, c, _ = _C.softmax_xent(logits, y)
         loss += batch_loss * len(y)
         correct += c
-    payload = net.summary()["payload_bytes"]
-    return {"top1": correct / n, "loss": loss / n, "n": n,
-            "payload_bytes": None if payload is None else payload + 8}
+    return {"top1": correct / n, "loss": loss / n, "n": n, "payload_bytes": net.upload_bytes}
 
 
 def _rng_state(rng: np.random.Generator) -> dict:
@@ -269,8 +265,9 @@ def _load_checkpoint(path, net: Network) -> dict:
     return state
 
 
-def train(net: Network, data, epochs: int = 1, batch_size: int = 128, lr: float = 0.1,
-          momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False,
+def train(net: Network, data, epochs: int = 1, batch_size: int = 128, lr: float = SGD["lr"],
+          momentum: float = SGD["momentum"], weight_decay: float = SGD["weight_decay"],
+          nesterov: bool = SGD["nesterov"],
           schedule: str = "cosine", warmup_epochs: float = 0.0, milestones=(),
           gamma: float = 0.1, augment_pad: int = 2, flip: bool = True, seed: int = 0,
           test=None, progress: bool = True, checkpoint: str | os.PathLike | None = None,
@@ -375,18 +372,15 @@ def _run_epoch(trainer: Trainer, data, rng, epoch, epochs, pad, flip, total, pro
 # --- command line -----------------------------------------------------------------------
 
 def _build_from_args(args) -> Network:
-    from .models import Butterfly, resnet
-
     bfly = None
-    if args.after:
-        bfly = Butterfly(after=args.after, channels=args.channels, stride=args.stride)
+    if args.at is not None:
+        at = int(args.at) if args.at.isdigit() else args.at
+        bfly = Butterfly(at=at, channels=args.channels, stride=args.stride)
     return resnet(args.arch, num_classes=10, in_channels=1, small=True, width=args.width,
                   butterfly=bfly, seed=args.seed)
 
 
 def _cli_train(args) -> int:
-    from . import datasets
-
     train_set, test_set = datasets.fashion_mnist(subset=args.subset)
     net = _build_from_args(args)
     net.meta["dataset"] = "fashion-mnist"
@@ -412,15 +406,16 @@ def add_cli(sub) -> None:
     p = sub.add_parser("train", help="train a small-image ResNet on Fashion-MNIST")
     p.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34", "resnet50"])
     p.add_argument("--width", type=int, default=32, help="channels of the first stage")
-    p.add_argument("--after", type=int, default=0,
-                   help="residual block after which the butterfly unit goes (0 = none)")
+    p.add_argument("--at", default=None, metavar="RB<k>",
+                   help="the split point: the residual block after which the butterfly unit "
+                        "goes (2 or RB2; default: no unit)")
     p.add_argument("--channels", type=int, default=1, help="c', channels of the payload")
     p.add_argument("--stride", type=int, default=2, help="s, spatial reduction")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--lr", type=float, default=SGD["lr"])
+    p.add_argument("--momentum", type=float, default=SGD["momentum"])
+    p.add_argument("--weight-decay", type=float, default=SGD["weight_decay"])
     p.add_argument("--nesterov", action="store_true")
     p.add_argument("--schedule", default="cosine", choices=["cosine", "step", "constant"])
     p.add_argument("--warmup-epochs", type=float, default=0.0)

@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _C
-from .models import int_arg
-from .network import HEAD, REDUCE, RESTORE, TAIL, Network
+from .. import _C
+from ..checks import int_arg
+from ..version import __version__
+from .network import Network
+from .parts import HEAD, REDUCE, RESTORE, TAIL
 
 EXPORT_PARTS = {"all": (HEAD, TAIL), "mobile": (HEAD, REDUCE), "cloud": (RESTORE, TAIL)}
 MIN_OPSET = 14  # HardSwish; Softmax over one axis (13)
@@ -358,17 +360,11 @@ def to_onnx(net, part: str = "all", opset: int = 17):
         graph_out = [h.make_tensor_value_info(out, onnx.TensorProto.FLOAT, ["N", size])]
     graph = h.make_graph(g.nodes, f"butterfly-{part}", graph_in, graph_out, g.inits)
     proto = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)],
-                         producer_name="butterfly", producer_version=_version())
+                         producer_name="butterfly", producer_version=__version__)
     proto.doc_string = (f"the {part} of butterfly model {net.hash}; the quantizer is per-sample "
                         f"min/max, round half up (butterfly.h), written as plain ops")
     h.set_model_props(proto, {"butterfly.hash": net.hash, "butterfly.part": part})
     return proto
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def export_onnx(net, path: str | os.PathLike, part: str = "all", opset: int = 17) -> None:

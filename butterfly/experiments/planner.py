@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .costmodel import Candidate, Cost, CostModel, check_quantity
-from .models import int_arg
+from ..checks import check_quantity, int_arg
+from .costmodel import Candidate, Cost, CostModel
 
 OBJECTIVES = ("latency", "energy")
 

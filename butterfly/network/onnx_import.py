@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _C
-from .models import LayerList
+from .. import _C
+from .layers import LayerList
+from .network import Network
 
 MIN_OPSET = 13
 MAX_NODES = 100_000
@@ -687,7 +688,6 @@ def import_onnx(model, input_shape=None, name: str | None = None):
     (the batch may always be dynamic)."""
     import onnx
 
-    from .network import Network
 
     src = "<ModelProto>"
     if isinstance(model, (str, os.PathLike)):

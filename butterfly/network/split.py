@@ -18,9 +18,11 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from . import _C
-from .models import Butterfly, LayerList, butterfly_unit
+from .. import _C
+from .layers import LayerList
+from .load import load
 from .network import Network
+from .unit import Butterfly, butterfly_unit
 
 
 def _cut(net, at) -> dict[str, Any]:
@@ -67,7 +69,7 @@ def insert_butterfly(net, at, channels: int = 1, stride: int = 1, spatial: str =
     # the restored feature ends with a ReLU only where the original one does (>= 0)
     spec = net.model.layer(j)
     nonneg = spec["type"] in ("relu", "relu6") or (spec["type"] == "clip" and spec["alpha"] >= 0)
-    cfg = Butterfly(after=cut.get("block", 1), channels=channels, stride=stride,
+    cfg = Butterfly(at=cut.get("block", 1), channels=channels, stride=stride,
                     spatial=spatial, upsample=upsample, relu_out=nonneg)
     layers, params = layer_list(net)
     for spec in layers:
@@ -81,8 +83,8 @@ def insert_butterfly(net, at, channels: int = 1, stride: int = 1, spatial: str =
         spec["inputs"] = [remap[k] for k in spec["inputs"]]
         remap[i] = L.append(spec, params[i])
     bf_meta = {**cfg.to_dict(), "at": cut["name"], "layer": j}
-    if "block" not in cut:
-        bf_meta.pop("after")
+    if "block" in cut:
+        bf_meta["block"] = cut["block"]
     config = dict(net.config)
     if "block_ends" in config:
         config["block_ends"] = [remap[i] for i in config["block_ends"]]
@@ -94,8 +96,6 @@ def insert_butterfly(net, at, channels: int = 1, stride: int = 1, spatial: str =
 # --- command line -----------------------------------------------------------------------
 
 def _cli_splits(args) -> int:
-    from .network import load
-
     rows = load(args.model).split_points()
     width = max([len(r["name"]) for r in rows] + [4])
     print(f"{'cut after':<{width}}  {'shape (C, H, W)':>17}  {'fp32 bytes':>11}  "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _C
+from .. import _C
 
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (

@@ -9,67 +9,17 @@ the same primitives, in the same order, as its parts run one after the other.
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgpack
 import numpy as np
 
-from . import _C
-from .models import PARTS, infer_layers, int_arg
-
-HEAD, REDUCE, RESTORE, TAIL = range(4)
-_PLAN_CACHE_MAX = 16
-MAX_BATCH = 256  # larger inputs run in chunks
-
-
-def payload_arrays(payload, shape: tuple[int, int, int] | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(data, ranges) of a Payload or a (data, ranges) pair, checked: data uint8 (N, C, H, W)
-    with N >= 1 (a float array is refused, not cast), or one (C, H, W); its (C, H, W) equal
-    to `shape` when given; ranges (N, 2) float32.  Both contiguous."""
-    try:
-        data, ranges = payload
-    except (TypeError, ValueError):
-        raise _C.InvalidArgument("payload must be a Payload or a (data, ranges) pair") from None
-    data = np.asarray(data)
-    if data.dtype != np.uint8:
-        raise _C.InvalidArgument(f"payload data must be uint8 (the quantized feature), not "
-                                 f"{data.dtype}")
-    if data.ndim == 3:
-        data = data[None]
-    if data.ndim != 4 or (shape is not None and tuple(data.shape[1:]) != shape):
-        raise _C.InvalidArgument(f"payload must have shape (N, {shape or 'C, H, W'}), not "
-                                 f"{data.shape}")
-    if len(data) == 0:
-        raise _C.InvalidArgument("payload is empty: it needs N >= 1 samples")
-    try:
-        ranges = np.asarray(ranges, dtype=np.float32)
-    except (TypeError, ValueError) as e:  # strings, ragged lists
-        raise _C.InvalidArgument(f"ranges must be numbers, (N, 2) (min, max) per sample: "
-                                 f"{e}") from None
-    if ranges.size != 2 * len(data):
-        raise _C.InvalidArgument(f"ranges must be ({len(data)}, 2), not {ranges.shape}")
-    return np.ascontiguousarray(data), np.ascontiguousarray(ranges.reshape(len(data), 2))
-
-
-class Payload(NamedTuple):
-    """The 8-bit feature a phone uploads: data (N, C', H', W') uint8 + ranges (N, 2) float32
-    holding each sample's (min, max)."""
-
-    data: np.ndarray
-    ranges: np.ndarray
-
-    @property
-    def nbytes_per_sample(self) -> int:
-        """Bytes one image uploads: the payload plus its two float32 range values (from the
-        data's shape, so an empty batch has a size per sample too)."""
-        data = np.asarray(self.data)
-        if data.ndim < 1:
-            raise _C.InvalidArgument(f"payload data must be (N, C, H, W), not {data.shape}")
-        return int(np.prod(data.shape[1:], dtype=np.int64)) * data.itemsize + 8
-
-    def __len__(self) -> int:
-        return len(self.data)
+from .. import _C
+from ..checks import int_arg
+from .backends import OneDNN, PlanCache
+from .layers import infer_layers
+from .parts import HEAD, PARTS, REDUCE, RESTORE, TAIL
+from .payload import Payload, bytes_per_image, payload_arrays
 
 
 def _model_description(layers, params, meta) -> bytes:
@@ -99,6 +49,10 @@ def _decode_meta(blob: bytes | None) -> dict:
         raise _C.ModelError(f"the model's metadata is not readable: {e}") from None
     if not isinstance(meta, dict):
         return {}
+    unit = meta.get("butterfly")
+    if isinstance(unit, dict) and "after" in unit:  # files of 0.1.0 named the block "after"
+        unit["block"] = unit.pop("after")
+        unit.setdefault("at", unit["block"])
     for key, kind in (("config", dict), ("butterfly", dict), ("classes", list)):
         if meta.get(key) is not None and not isinstance(meta[key], kind):
             raise _C.ModelError(f"the model's metadata: {key!r} must be a {kind.__name__}, "
@@ -112,9 +66,10 @@ class Network:
     Build one with :func:`butterfly.resnet18` etc., or load one with :meth:`load`.
     """
 
-    def __init__(self, model: _C.Model):
+    def __init__(self, model: _C.Model, backend=None):
         self.model = model
-        self._plans: dict[tuple, _C.Plan] = {}
+        self.backend = backend or OneDNN()
+        self.plans = PlanCache(self.backend)
         self._trainer = None  # a Trainer whose weights must reach the model before inference
         self.meta: dict[str, Any] = _decode_meta(model.meta)
 
@@ -133,8 +88,7 @@ class Network:
         return cls(_C.Model.load(os.fspath(path), part))
 
     def save(self, path: str | os.PathLike) -> None:
-        if self._trainer is not None:
-            self._trainer.sync()
+        self.sync()
         self._sync_meta()
         self.model.save(os.fspath(path))
 
@@ -211,6 +165,13 @@ class Network:
             reach = max(reach, last_reader[j])
         return rows
 
+    @property
+    def upload_bytes(self) -> int | None:
+        """Bytes one image uploads (the 8-bit feature and its (min, max) pair); None for a
+        network without a butterfly unit."""
+        payload = self.summary()["payload_bytes"]
+        return None if payload is None else bytes_per_image(payload)
+
     def summary(self) -> dict:
         layers = self.layers()
         total = sum(r["macs"] for r in layers)
@@ -224,18 +185,38 @@ class Network:
 
     # -- plans ------------------------------------------------------------------------------
 
-    def plan(self, begin: int, end: int, batch: int, training: bool = False) -> _C.Plan:
-        key = (begin, end, batch, training)
-        p = self._plans.get(key)
-        if p is None:
-            if len(self._plans) >= _PLAN_CACHE_MAX:
-                self._plans.pop(next(iter(self._plans)))
-            p = _C.Plan(self.model, begin, end, batch, training)
-            self._plans[key] = p
-        return p
+    def plan(self, begin: int, end: int, batch: int, training: bool = False):
+        """The compiled plan of parts begin..end at this batch size (cached)."""
+        return self.plans.get(self.model, begin, end, batch, training)
 
-    def _range(self, begin: int, end: int) -> tuple[int, int]:
-        """Narrows [begin, end] to the parts that have layers (a plain net has head only)."""
+    def clear_plans(self) -> None:
+        """Drops the compiled plans (after a change they must see, e.g. frozen layers)."""
+        self.plans.clear()
+
+    # -- training hooks -------------------------------------------------------------------
+
+    def attach_trainer(self, trainer) -> None:
+        """Makes `trainer` the one whose weights reach the model before this network runs
+        (:meth:`sync`); a trainer attached before is closed first, its steps kept."""
+        if self._trainer is not None and self._trainer is not trainer:
+            self._trainer.close()
+        self._trainer = trainer
+
+    def detach_trainer(self, trainer=None) -> None:
+        """Forgets `trainer` (None: closes whichever is attached, its steps kept)."""
+        if trainer is None and self._trainer is not None:
+            self._trainer.close()
+        if trainer is None or self._trainer is trainer:
+            self._trainer = None
+
+    def sync(self) -> None:
+        """Writes the attached trainer's weights into the model (done before every run)."""
+        if self._trainer is not None:
+            self._trainer.sync()
+
+    def span(self, begin: int, end: int) -> tuple[int, int]:
+        """Narrows parts [begin, end] to those that have layers (a plain net has head
+        only); InvalidArgument when none has."""
         parts = [p for p in range(begin, end + 1) if self.has_part(p)]
         if not parts:
             raise _C.InvalidArgument(
@@ -244,19 +225,9 @@ class Network:
         return parts[0], parts[-1]
 
     def _run(self, begin: int, end: int, x: np.ndarray, ranges: np.ndarray | None = None):
-        if self._trainer is not None:
-            self._trainer.sync()
-        begin, end = self._range(begin, end)
-        n = len(x)
-        outs = []
-        for i in range(0, n, MAX_BATCH):
-            xb = x[i:i + MAX_BATCH]
-            rb = None if ranges is None else ranges[i:i + MAX_BATCH]
-            outs.append(self.plan(begin, end, len(xb)).forward(xb, rb))
-        if isinstance(outs[0], tuple):
-            return Payload(np.concatenate([o[0] for o in outs]),
-                           np.concatenate([o[1] for o in outs]))
-        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+        self.sync()
+        begin, end = self.span(begin, end)
+        return self.plans.run(self.model, begin, end, x, ranges)
 
     def _float_input(self, x, shape: tuple[int, ...], what: str) -> np.ndarray:
         x = np.asarray(x)
@@ -334,17 +305,3 @@ class Network:
         k = int_arg("k", k, 1, self.num_classes)
         logits = self.forward(x)
         return np.argsort(-logits, axis=1, kind="stable")[:, :k]
-
-
-def load(path: str | os.PathLike, part: str = "all", backend: str = "onednn",
-         device: int | None = None):
-    """Loads a model file as a :class:`Network` (part: 'all', 'mobile', 'cloud')."""
-    if backend == "onednn":
-        return Network.load(path, part)
-    if backend == "opencl":
-        from . import opencl
-
-        if part != "mobile":
-            raise _C.InvalidArgument("the OpenCL backend runs the mobile half: part='mobile'")
-        return opencl.MobileHalf(path, device=device)
-    raise _C.InvalidArgument(f"unknown backend {backend!r}; choose 'onednn' or 'opencl'")

@@ -12,8 +12,8 @@ import re
 
 import numpy as np
 
-from . import _C
-from .models import _RESNETS
+from .. import _C
+from .resnet import _RESNETS
 
 _BN = {"gamma": "weight", "beta": "bias", "running_mean": "running_mean",
        "running_var": "running_var"}
