@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..checks import check_quantity
+from ..netem.trace import UPLINK_MBPS
 from ..network.parts import CLOUD_PARTS, MOBILE_PARTS
 
 Layer = Mapping[str, Any]
@@ -96,9 +97,9 @@ class Network:
 
 
 networks: dict[str, Network] = {
-    "3g": Network("3G", 1.1, 868.98, 817.88),
-    "4g": Network("4G", 5.85, 438.39, 1288.04),
-    "wifi": Network("Wi-Fi", 18.88, 283.17, 132.86),
+    "3g": Network("3G", UPLINK_MBPS["3g"], 868.98, 817.88),
+    "4g": Network("4G", UPLINK_MBPS["4g"], 438.39, 1288.04),
+    "wifi": Network("Wi-Fi", UPLINK_MBPS["wifi"], 283.17, 132.86),
 }
 
 

@@ -3,5 +3,7 @@ phone's uplink shaped (see :mod:`butterfly.netem.links`); the programs that run 
 live in :mod:`butterfly.netem.programs`."""
 
 from .links import Link, available, measure, round_trip_ms, sh, transfer_seconds
+from .trace import UPLINK_MBPS, Phase, Trace, TracePlayer, set_serializer_rate
 
-__all__ = ["Link", "available", "measure", "round_trip_ms", "sh", "transfer_seconds"]
+__all__ = ["UPLINK_MBPS", "Link", "Phase", "Trace", "TracePlayer", "available", "measure",
+           "round_trip_ms", "set_serializer_rate", "sh", "transfer_seconds"]

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..serving import child_env
+from .trace import TracePlayer
 
 BURST_BYTES = 1600  # one Ethernet frame + headroom: the smallest burst tbf accepts in practice
 
@@ -94,6 +95,7 @@ class Link:
         self.serialize = serialize  # measure() relays the uplink through _serializer
         self.hold_ms = 0.0  # unshaped + serialize: hold each message this long (calibration)
         self.notes: list[str] = []
+        self._tbf_parent: list[str] | None = None
         self._procs: list[subprocess.Popen] = []
         self._made: list[str] = []
 
@@ -134,7 +136,24 @@ class Link:
             sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, *parent,
                 "tbf", "rate", f"{rate_mbit}mbit", "burst", str(self.burst_bytes),
                 "latency", f"{QUEUE_LATENCY_MS}ms")
+        self._tbf_parent = parent if rate_mbit is not None else None
         self.rate_mbit, self.delay_ms = rate_mbit, delay_ms
+
+    def set_rate(self, rate_mbit: float) -> None:
+        """Changes the uplink's rate while traffic runs: the tbf is changed in place, so the
+        packets queued at that moment are kept (a new qdisc would drop them)."""
+        if self._tbf_parent is None:
+            self.shape(rate_mbit, self.delay_ms)
+            return
+        sh("ip", "netns", "exec", self.ns["phone"], "tc", "qdisc", "change", "dev",
+           self.dev["phone"], *self._tbf_parent, "tbf", "rate", f"{rate_mbit}mbit", "burst",
+           str(self.burst_bytes), "latency", f"{QUEUE_LATENCY_MS}ms")
+        self.rate_mbit = rate_mbit
+
+    def follow(self, trace, serializers=(), t0: float | None = None):
+        """A :class:`TracePlayer` (not started: use it as a context manager) that gives the
+        uplink, and the phone's serializers, each phase's rate of `trace` at its time."""
+        return TracePlayer(self, trace, serializers, t0)
 
     def popen(self, side: str, args: list[str], **kw) -> subprocess.Popen:
         """Starts `args` in the namespace of `side` ("cloud" | "phone"); killed on close."""
@@ -177,7 +196,7 @@ def _py(*args: str) -> list[str]:
     return [sys.executable, "-m", "butterfly.netem.programs", *args]
 
 
-def _env() -> dict:
+def program_env() -> dict:
     """Children importable from anywhere, one oneDNN thread each and no OpenMP spinning: the
     pool, the cloud-only server and the client share the machine's cores, and spinning
     threads of one would steal the cores the others need (seen as ~100 ms stalls)."""
@@ -192,12 +211,12 @@ def transfer_seconds(link: Link, nbytes: int, timeout: float = 120.0) -> float:
     connection (first byte to last, measured at the receiver)."""
     port = "9000"
     srv = link.popen("cloud", _py("_sink", link.ip["cloud"], port), stdout=subprocess.PIPE,
-                     text=True, env=_env())
+                     text=True, env=program_env())
     line = srv.stdout.readline()  # "listening"
     if not line.startswith("listening"):
         raise RuntimeError("the receiver did not start")
     link.run("phone", _py("_source", link.ip["cloud"], port, str(nbytes)), timeout=timeout,
-             env=_env())
+             env=program_env())
     try:
         out, _ = srv.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -217,16 +236,16 @@ def round_trip_ms(link: Link, nbytes: int, count: int = 20, gap_ms: float = 20.0
     ~8n/R more than unshaped; through tbf alone, one that fits the refilled burst does not)."""
     port = 9001
     srv = link.popen("cloud", _py("_echo", link.ip["cloud"], str(port)), stdout=subprocess.PIPE,
-                     text=True, env=_env())
+                     text=True, env=program_env())
     if not srv.stdout.readline().startswith("listening"):
         raise RuntimeError("the echo server did not start")
     host, relay = link.ip["cloud"], None
     try:
         if link.serialize:
-            relay = _start_serializer(link, [(19001, host, port)])
+            relay = start_serializer(link, [(19001, host, port)])
             host, port = "127.0.0.1", 19001
         out = link.run("phone", _py("_pinger", host, str(port), str(nbytes), str(count),
-                                    str(gap_ms)), timeout=timeout, env=_env())
+                                    str(gap_ms)), timeout=timeout, env=program_env())
     finally:
         for p in (relay, srv):
             if p is not None and p.poll() is None:
@@ -235,9 +254,9 @@ def round_trip_ms(link: Link, nbytes: int, count: int = 20, gap_ms: float = 20.0
     return float(out.split()[-1])
 
 
-def _start_server(link: Link, args: list[str]) -> tuple[subprocess.Popen, str]:
+def start_server(link: Link, args: list[str]) -> tuple[subprocess.Popen, str]:
     """Starts a server (prints "frontend <endpoint>" then "ready") in the cloud namespace."""
-    p = link.popen("cloud", args, stdout=subprocess.PIPE, text=True, env=_env())
+    p = link.popen("cloud", args, stdout=subprocess.PIPE, text=True, env=program_env())
     deadline = time.monotonic() + START_TIMEOUT_S
     endpoint = None
     while time.monotonic() < deadline:
@@ -252,20 +271,24 @@ def _start_server(link: Link, args: list[str]) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"server {args[2:4]} did not start")
 
 
-def _start_serializer(link: Link, maps: list[tuple[int, str, int]]) -> subprocess.Popen:
+def start_serializer(link: Link, maps: list[tuple[int, str, int]],
+                     rate: str | None = None) -> subprocess.Popen:
     """The phone's transmitter: relays 127.0.0.1:lport -> host:port for each map, the
-    uplink serialized at link.rate_mbit (None: relayed at once, or after link.hold_ms)."""
-    rate = ("none" if not link.hold_ms else f"hold={link.hold_ms}") if link.rate_mbit is None \
-        else str(link.rate_mbit)
+    uplink serialized at link.rate_mbit (None: relayed at once, or after link.hold_ms), or
+    at `rate` ("none", "hold=MS" or Mbit/s) when given.  Its stdin takes "rate MBPS" lines
+    (:func:`butterfly.netem.set_serializer_rate`)."""
+    if rate is None:
+        rate = ("none" if not link.hold_ms else f"hold={link.hold_ms}") \
+            if link.rate_mbit is None else str(link.rate_mbit)
     p = link.popen("phone", _py("_serializer", rate, *(f"{lp}:{h}:{pt}" for lp, h, pt in maps)),
-                   stdout=subprocess.PIPE, text=True, env=_env())
+                   stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, env=program_env())
     line = p.stdout.readline()
     if not line.startswith("ready"):
         raise RuntimeError("the uplink serializer did not start")
     return p
 
 
-def _stop_serializer(p: subprocess.Popen) -> dict[str, Any]:
+def stop_serializer(p: subprocess.Popen) -> dict[str, Any]:
     """SIGTERM; returns its statistics {lport: {"bursts": n, "median_bytes": b}}."""
     import signal
 
@@ -290,23 +313,23 @@ def measure(link: Link, model_path, images: np.ndarray, codec: str = "zstd",
     with tempfile.TemporaryDirectory() as tmp:
         npy = os.path.join(tmp, "images.npy")
         np.save(npy, images[:requests])
-        pool, pool_ep = _start_server(link, [
+        pool, pool_ep = start_server(link, [
             sys.executable, "-m", "butterfly", "serve", os.fspath(model_path),
             "--workers", "1", "--threads", "1", "--bind", f"tcp://{link.ip['cloud']}:5555"])
-        jsrv, jpeg_ep = _start_server(link, _py("_jpeg_server", os.fspath(model_path),
+        jsrv, jpeg_ep = start_server(link, _py("_jpeg_server", os.fspath(model_path),
                                                 f"tcp://{link.ip['cloud']}:5556"))
         relay = None
         try:
             if link.serialize:
-                relay = _start_serializer(link, [(15555, link.ip["cloud"], 5555),
+                relay = start_serializer(link, [(15555, link.ip["cloud"], 5555),
                                                  (15556, link.ip["cloud"], 5556)])
                 pool_ep, jpeg_ep = "tcp://127.0.0.1:15555", "tcp://127.0.0.1:15556"
             out = link.run("phone", _py("_client", os.fspath(model_path), pool_ep, jpeg_ep,
                                         npy, codec, str(requests)), timeout=timeout,
-                           env=_env())
+                           env=program_env())
             res = json.loads(out.strip().splitlines()[-1])
             if relay is not None:
-                st = _stop_serializer(relay)
+                st = stop_serializer(relay)
                 res["split_request_bytes"] = st["15555"]["median_bytes"]
                 res["cloud_request_bytes"] = st["15556"]["median_bytes"]
         finally:

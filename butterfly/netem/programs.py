@@ -99,7 +99,8 @@ def _serializer(rate: str, *maps: str) -> None:
     a client leave n x 8 / R after the transmitter is free.  Downlink bytes are
     relayed at once.  On SIGTERM prints one JSON line: per lport the median size of the
     uplink bursts (bytes sent between two downlink messages: one request each, framing
-    included, since the client waits for every answer)."""
+    included, since the client waits for every answer).  A line "rate MBPS" on stdin
+    changes the rate from then on (a trace playing)."""
     import signal
     import socket
     import threading
@@ -112,9 +113,9 @@ def _serializer(rate: str, *maps: str) -> None:
     stop = threading.Event()
 
     def transmit(n: int) -> None:
-        if bps is None and not hold:
-            return
         with lock:
+            if bps is None and not hold:
+                return
             due = t_free[0] = max(time.perf_counter(), t_free[0]) + (
                 hold if bps is None else n * 8 / bps)
         # sleep to within SPIN_S of the due time, then spin: a sleeping thread wakes late
@@ -186,6 +187,16 @@ def _serializer(rate: str, *maps: str) -> None:
         ls.settimeout(0.2)
         bursts[lport] = []
         threading.Thread(target=serve, args=(ls, host, int(port), lport), daemon=True).start()
+    def control() -> None:
+        """Rate changes on stdin ("rate MBPS" lines), as a trace plays."""
+        nonlocal bps
+        for line in sys.stdin:
+            key, _, value = line.strip().partition(" ")
+            if key == "rate" and not hold:
+                with lock:
+                    bps = None if value == "none" else float(value) * 1e6
+
+    threading.Thread(target=control, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     print("ready", flush=True)
     while not stop.wait(0.2):
@@ -196,13 +207,17 @@ def _serializer(rate: str, *maps: str) -> None:
 
 
 def _jpeg_server(model_path: str, bind: str) -> None:
-    """Cloud-only: JPEG in, top-5 of the plain network out (until SIGTERM)."""
+    """Cloud-only: JPEG in, top-5 of the plain network out, with the server's time in us
+    (until SIGTERM).  A model with a butterfly unit serves its plain architecture (random
+    weights: for timing); a plain model file serves itself."""
     import signal
 
     import zmq
 
 
-    net = plain_network(Network.load(model_path))
+    net = Network.load(model_path)
+    if net.butterfly:
+        net = plain_network(net)
     ctx = zmq.Context()
     sock = ctx.socket(zmq.REP)
     sock.bind(bind)
@@ -211,10 +226,12 @@ def _jpeg_server(model_path: str, bind: str) -> None:
     print("ready", flush=True)
     while True:
         data = sock.recv()
+        t0 = time.perf_counter()
         img = jpeg.decode(data)
         x = (img.astype(np.float32) / 255.0).reshape(1, *net.input_shape)
         top = net.predict(x, k=5)[0]
-        sock.send(json.dumps([int(c) for c in top]).encode())
+        server_us = (time.perf_counter() - t0) * 1e6
+        sock.send(json.dumps({"top": [int(c) for c in top], "server_us": server_us}).encode())
 
 
 def _client(model_path: str, pool_ep: str, jpeg_ep: str, npy: str, codec: str,

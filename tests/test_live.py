@@ -1,0 +1,125 @@
+"""Runtime split switching on a live link (butterfly.experiments.live, butterfly.netem.Trace).
+
+The live run needs root (network namespaces); everything else runs anywhere.  Latency
+targets (the adaptive client against every fixed choice) are the benchmark's
+(benchmarks/bench_adaptive.py): here the behaviour -- it follows the planner's choice after
+each change, does not flap, loses nothing and answers what the chosen split answers.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import butterfly as bf
+from butterfly import netem
+from butterfly.experiments import costmodel, live, planner
+
+
+def test_trace_phases_names_and_rates():
+    t = netem.Trace([(0, "wifi"), (10, "4g"), (20, 0.5), (30, "3G")])
+    assert [p.mbps for p in t.phases] == [18.88, 5.85, 0.5, 1.1]
+    assert t.duration == 40 and t.phases[-1].end == 40
+    assert t.rate_at(9.99) == 18.88 and t.rate_at(10) == 5.85 and t.rate_at(99) == 1.1
+    assert costmodel.networks["4g"].uplink_mbps == netem.UPLINK_MBPS["4g"]  # one source
+
+
+def test_trace_from_csv(tmp_path):
+    p = tmp_path / "up.csv"
+    p.write_text("seconds,mbps\n0,5\n2.5,0.25\n")
+    t = netem.Trace.from_csv(p, duration=4)
+    assert [(x.start, x.end, x.mbps) for x in t.phases] == [(0, 2.5, 5.0), (2.5, 4.0, 0.25)]
+
+
+@pytest.mark.parametrize("points, kw, match", [
+    ([], {}, "at least one"),
+    ([(1, 5)], {"duration": 3}, "starts at 0"),
+    ([(0, 5), (0, 6)], {}, "increase"),
+    ([(0, "5g")], {"duration": 1}, "unknown link"),
+    ([(0, -1.0)], {"duration": 1}, "> 0"),
+    ([(0, float("nan"))], {"duration": 1}, "> 0"),
+    ([(0, 5)], {}, "needs its duration"),
+    ([(0, 5), (2, 6)], {"duration": 1}, "must come after"),
+    (["x"], {}, "seconds, rate"),
+])
+def test_trace_refuses_bad_points(points, kw, match):
+    with pytest.raises(bf.InvalidArgument, match=match):
+        netem.Trace(points, **kw)
+
+
+def test_trace_csv_errors(tmp_path):
+    with pytest.raises(bf.FileError):
+        netem.Trace.from_csv(tmp_path / "none.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("0\n")
+    with pytest.raises(bf.InvalidArgument, match="seconds,Mbit/s"):
+        netem.Trace.from_csv(bad)
+
+
+def _switcher(patience):
+    """Three candidates whose best depends on the uplink: a big payload (best when fast),
+    a small one (middle) and none (mobile-only, best when slow)."""
+    layer = {"name": "x", "macs": 0, "out_bytes": 0, "weight_bytes": 0, "part": "head"}
+    prof = costmodel.DeviceProfile("p", 1.0, layer_ms={"a": 1.0, "b": 4.0, "m": 9.0})
+    cands = [costmodel.Candidate(n, ({**layer, "name": n},), (), b, at=n)
+             for n, b in (("a", 2000), ("b", 100), ("m", 0))]
+    model = costmodel.CostModel(prof, prof, costmodel.networks["4g"], [layer])
+    return planner.Switcher(cands, lambda mbps: dataclasses.replace(
+        model, network=model.network.with_uplink(mbps)), patience=patience)
+
+
+def test_a_link_flapping_faster_than_the_patience_does_not_make_the_client_flap():
+    """The uplink flips between fast and slow at every sample; with patience 2 the client
+    keeps its split, while a change that lasts is followed after `patience` samples."""
+    def run(patience):
+        sw = _switcher(patience)
+        est = planner.BandwidthEstimator(window=1, smoothing=1.0, initial_mbps=20.0)
+        used = [sw.update(est.mbps).name]
+        for k in range(40):
+            mbps = 20.0 if k % 2 else 0.05
+            used.append(sw.update(est.add(1000, 8 * 1000 / (mbps * 1e6))).name)
+        return sw, est, used
+
+    _, _, used = run(patience=1)
+    assert len(set(used)) > 1  # without patience it would flap with the link
+    sw, est, used = run(patience=2)
+    assert set(used) == {"a"}, used
+    for _ in range(2):  # now slow for good: followed after two samples
+        used.append(sw.update(est.add(1000, 8 * 1000 / 0.05e6)).name)
+    assert used[-1] == "m" and used[-2] == "a"
+
+
+@pytest.fixture(scope="module")
+def live_run(tmp_path_factory):
+    ok, why = netem.available()
+    if not ok:
+        pytest.skip(f"live switching {why}")
+    out = tmp_path_factory.mktemp("live")
+    splits, plain = live.live_models(out, quick=True, log=print)
+    _, test = bf.datasets.fashion_mnist()
+    trace = netem.Trace([(0, "wifi"), (6, 0.3), (12, 0.04), (18, "wifi")], duration=24)
+    report = live.live_switching(splits, plain, trace, test.images, test.labels, rate=10,
+                                 slowdown=8, modes=["adaptive"])
+    return report, trace
+
+
+def test_live_adaptive_client_follows_the_planner_after_each_change(live_run):
+    report, trace = live_run
+    delays = report["switch_delays"]
+    assert len(delays) == len(trace) - 1
+    for d in delays:  # settled on the planner's choice for the new rate, and stayed
+        assert d["requests_to_settle"] is not None and d["requests_to_settle"] <= 20, delays
+    used = {r["option"] for r in report["runs"]["adaptive"] if not r["probe"]}
+    assert len(used) >= 2  # the trace makes it switch
+
+
+def test_live_nothing_lost_and_answers_are_the_chosen_splits(live_run):
+    report, trace = live_run
+    o = report["overall"]["adaptive"]
+    n = report["config"]["requests"]
+    assert o["answered"] == o["unique"] == n == int(trace.duration * 10)
+    assert o["agreement"] == 1.0  # each answer is what the option that gave it answers locally
+    rows = report["runs"]["adaptive"]
+    assert [r["i"] for r in rows] == list(range(n))
+    assert all(np.isfinite(r["latency_ms"]) and r["latency_ms"] > 0 for r in rows)
+    assert set(report["slowdown"]["measured_phone_ms"]) <= set(report["options"])
