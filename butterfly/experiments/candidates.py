@@ -21,8 +21,6 @@ from .profiling import layer_records, profile
 
 # The paper's reduction per residual block of ResNet-50 (c' for RB1..RB16, stride 2 everywhere).
 PAPER_CHANNELS = [1] * 3 + [2] * 4 + [5] * 6 + [10] * 3
-
-
 PAPER_STRIDE = 2
 
 
@@ -37,15 +35,17 @@ def unit_block(net: Network) -> int:
     return int(unit.get("block", unit.get("at")))
 
 
+def unit_records(net: Network, prefix: str) -> list[dict]:
+    """The layer records of a network with a butterfly unit, the unit's layers renamed
+    prefix + name, so that one profile can hold the units of several candidates."""
+    return [{**r, "name": prefix + r["name"]} if r["part"] in ("reduce", "restore") else r
+            for r in layer_records(net)]
+
+
 def candidate(net: Network, block: int, payload_bytes: int, accuracy=None, **meta):
     """A Candidate for a butterfly network: head + reduce on the phone, the rest in the cloud.
     The unit's layers are renamed "RB<k>:<name>" so one profile can hold every candidate's."""
-    key = f"RB{block}:"
-    recs = []
-    for r in layer_records(net):
-        if r["part"] in ("reduce", "restore"):
-            r = {**r, "name": key + r["name"]}
-        recs.append(r)
+    recs = unit_records(net, f"RB{block}:")
     bf_cfg = net.butterfly or {}
     return costmodel.Candidate.from_layers(
         f"RB{block}", recs, payload_bytes, accuracy=accuracy, at=f"RB{block}",

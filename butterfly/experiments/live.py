@@ -41,16 +41,15 @@ import numpy as np
 from .. import _C
 from ..data import datasets, jpeg
 from ..netem import Link, Trace, set_serializer_rate
-from ..netem.links import program_env, start_serializer, start_server, stop_serializer
+from ..netem.links import program_env, start_serializer, start_server, stop_serializer, wait_until
 from ..network import Network, load, resnet
 from ..network.split import insert_butterfly
 from ..serving import Client
 from ..training import distill, evaluate, train
 from . import costmodel, planner
-from .candidates import ASSUMED_POWER_W
+from .candidates import ASSUMED_POWER_W, unit_records
 from .profiling import layer_records, profile
 
-MODES_FIXED = ("split", "cloud-only", "mobile-only")
 LEAD_S = 1.0  # the stream starts this long after the processes are told t0
 
 
@@ -60,23 +59,8 @@ def _stretch(fn, slowdown: float):
     """Runs fn() and then waits until slowdown x its time has passed: (result, total ms)."""
     t0 = time.perf_counter()
     out = fn()
-    due = t0 + slowdown * (time.perf_counter() - t0)
-    while (left := due - time.perf_counter()) > 5e-4:
-        time.sleep(left - 5e-4)
-    while time.perf_counter() < due:
-        pass
+    wait_until(t0 + slowdown * (time.perf_counter() - t0))
     return out, (time.perf_counter() - t0) * 1e3
-
-
-def _unit_records(net: Network, prefix: str) -> list[dict]:
-    """The layer records of a split network, its unit's layers renamed prefix + name (one
-    profile holds every split's unit)."""
-    out = []
-    for r in layer_records(net):
-        if r["part"] in ("reduce", "restore"):
-            r = {**r, "name": prefix + r["name"]}
-        out.append(r)
-    return out
 
 
 class _Phone:
@@ -95,10 +79,9 @@ class _Phone:
         # stream): the upload the model and the estimator count, and the time they take off
         wire = cfg.get("wire_bytes") or {}
         self.base_ms = cfg.get("base_ms") or {}
-        self.extra = {o["name"]: 0 for o in cfg["options"]}
         self._zmq = zmq.Context()
         self.options = []
-        cloud_recs = {}
+        cloud_recs, sent = {}, {}  # per option: its cloud layers, the bytes it sends itself
         for opt in cfg["options"]:
             name, kind = opt["name"], opt["kind"]
             if kind == "split":
@@ -107,21 +90,24 @@ class _Phone:
                     if r["part"] in ("reduce", "restore"):
                         layer_ms[f"{name}:{r['name']}"] = r["ms"]
                 handle = Client(opt["model"], opt["endpoint"], timeout_ms=60000, retries=0)
-                cloud_recs[name] = [r for r in _unit_records(full, f"{name}:")
+                cloud_recs[name] = [r for r in unit_records(full, f"{name}:")
                                     if r["part"] in ("restore", "tail")]
-                self.extra[name] = wire.get(name, full.upload_bytes) - full.upload_bytes
+                sent[name] = full.upload_bytes
             elif kind == "cloud-only":
                 handle = self._zmq.socket(zmq.REQ)
                 handle.setsockopt(zmq.LINGER, 0)
                 handle.connect(opt["endpoint"])
                 cloud_recs[name] = plain_recs
-                self.extra[name] = wire.get(name, cfg["jpeg_bytes"]) - cfg["jpeg_bytes"]
+                sent[name] = cfg["jpeg_bytes"]
             elif kind == "mobile-only":
                 handle = None
                 cloud_recs[name] = []
+                sent[name] = 0
             else:
                 raise _C.InvalidArgument(f"unknown option kind {kind!r}")
             self.options.append((name, kind, handle))
+        # framing beyond what an option sends itself (0 where nothing was measured)
+        self.extra = {name: wire.get(name, sent[name]) - sent[name] for name in sent}
         # the phone's time per option: its whole computation on this CPU, x slowdown in the
         # phone's profile (the cloud's from the layer profile).  Measured as the stream runs
         # it, one call every 50 ms (back to back, caches stay warm and it takes a third)
@@ -135,11 +121,8 @@ class _Phone:
             phone_ms = statistics.median(times)
             layer_ms[f"{name}:phone"] = phone_ms
             mobile = ({"name": f"{name}:phone", "macs": 0, "out_bytes": 0, "weight_bytes": 0},)
-            payload = 0 if kind == "mobile-only" else \
-                (cfg["jpeg_bytes"] if kind == "cloud-only" else
-                 Network.load(cfg["options"][k]["model"]).upload_bytes) + self.extra[name]
             self.candidates.append(costmodel.Candidate(name, mobile, tuple(cloud_recs[name]),
-                                                       payload, at=name))
+                                                       sent[name] + self.extra[name], at=name))
         self.mobile = costmodel.DeviceProfile("phone (this CPU x slowdown)", ASSUMED_POWER_W,
                                               layer_ms={n: self.k * v
                                                         for n, v in layer_ms.items()})

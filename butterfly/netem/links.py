@@ -40,17 +40,9 @@ from ..serving import child_env
 from .trace import TracePlayer
 
 BURST_BYTES = 1600  # one Ethernet frame + headroom: the smallest burst tbf accepts in practice
-
-
 QUEUE_LATENCY_MS = 4000  # tbf's queue bound (packets waiting longer are dropped)
-
-
 START_TIMEOUT_S = 60.0
-
-
 CMD_TIMEOUT_S = 30.0
-
-
 SPIN_S = 0.0005  # the serializer busy-waits the last 0.5 ms of a transmission
 
 
@@ -68,6 +60,15 @@ def available() -> tuple[bool, str]:
         return False, f"cannot create a network namespace: {r.stderr.strip()}"
     subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=CMD_TIMEOUT_S)
     return True, ""
+
+
+def wait_until(due: float) -> None:
+    """Returns at time.perf_counter() == due: sleeps to within SPIN_S of it, then spins (a
+    sleeping thread wakes ~0.1-0.3 ms late here, most of a small request's transmission)."""
+    while (left := due - time.perf_counter()) > SPIN_S:
+        time.sleep(left - SPIN_S)
+    while time.perf_counter() < due:
+        pass
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:

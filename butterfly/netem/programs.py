@@ -14,7 +14,7 @@ import numpy as np
 from ..data import jpeg
 from ..network import Network, coded_sizes, plain_network
 from ..serving import Client
-from .links import CMD_TIMEOUT_S, SPIN_S
+from .links import CMD_TIMEOUT_S, wait_until
 
 
 def _listen(host: str, port: str, backlog: int = 1):
@@ -118,12 +118,7 @@ def _serializer(rate: str, *maps: str) -> None:
                 return
             due = t_free[0] = max(time.perf_counter(), t_free[0]) + (
                 hold if bps is None else n * 8 / bps)
-        # sleep to within SPIN_S of the due time, then spin: a sleeping thread wakes late
-        # by ~0.1-0.3 ms here, which is most of a small request's transmission time
-        while (left := due - time.perf_counter()) > SPIN_S:
-            time.sleep(left - SPIN_S)
-        while time.perf_counter() < due:
-            pass
+        wait_until(due)
 
     def relay(cli: socket.socket, srv: socket.socket, lport: str) -> None:
         pending = [0]
