@@ -168,7 +168,7 @@ def test_summary_and_switch_delays_of_made_up_requests():
     assert report["phases"][0]["adaptive"]["median_ms"] == 5.0
     assert report["phases"][1]["a"]["median_ms"] == 60.0
     assert report["switch_delays"] == [{"phase": 1, "at_s": 2.0, "mbps": 0.05, "best": "m",
-                                        "requests_to_settle": 3}]
+                                        "requests_to_settle": 3, "round": 0}]
     assert report["switches"] == 1
     o = report["overall"]["adaptive"]
     assert o["answered"] == o["unique"] == 40 and o["accuracy"] == o["agreement"] == 1.0
@@ -195,3 +195,24 @@ def test_plot_live_draws_latency_rate_and_the_split_band(tmp_path):
     # the points: 40 requests of the adaptive client, in two colours
     pts = [c for c in ax.collections if c.get_offsets().shape[0] > 0]
     assert sum(c.get_offsets().shape[0] for c in pts) == 40 and len(pts) == 2
+
+
+def test_rounds_are_pooled_and_settled_each_on_its_own():
+    """Two rounds of the same requests: statistics pool them, every image is counted once
+    per round, and each round has its own switch delays (the second settles later)."""
+    report, trace = _synthetic_report()
+    runs = {}
+    for mode, rows in report["runs"].items():
+        second = [{**r, "round": 1} for r in rows]
+        if mode == "adaptive":  # round 2 stays on "a" five requests longer
+            second = [{**r, "option": "a", "latency_ms": 60.0} if 20 <= r["i"] < 28 else r
+                      for r in second]
+        runs[mode] = [{**r, "round": 0} for r in rows] + second
+    labels = [i % 10 for i in range(40)]
+    pooled = live.summarize(runs, trace, labels, {"a": labels, "m": labels})
+    o = pooled["overall"]["adaptive"]
+    assert o["answered"] == 80 and o["unique"] == 80
+    assert [(d["round"], d["requests_to_settle"]) for d in pooled["switch_delays"]] == \
+        [(0, 3), (1, 8)]
+    assert pooled["switches"] == 2
+    assert pooled["phases"][1]["a"]["n"] == 40

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .. import _C
-from ..checks import check_quantity
+from ..checks import check_quantity, int_arg
 from ..data import datasets, jpeg
 from ..netem import Link, Trace, set_serializer_rate
 from ..netem.links import program_env, start_serializer, start_server, stop_serializer, wait_until
@@ -386,12 +386,16 @@ def summarize(runs: dict[str, list[dict]], trace: Trace, labels, reference) -> d
         overall[mode] = {**_stats([r["latency_ms"] for r in recs]),
                          "energy_mj": float(np.mean([r["energy_mj"] for r in recs])),
                          "accuracy": float(np.mean(ok)), "agreement": float(np.mean(agree)),
-                         "answered": len(recs), "unique": len({r["i"] for r in recs})}
+                         "answered": len(recs),
+                         "unique": len({(r.get("round", 0), r["i"]) for r in recs})}
     out = {"phases": phases, "overall": overall}
     if "adaptive" in runs:
-        out["switch_delays"] = switch_delays(runs["adaptive"], trace)
-        used = [r["option"] for r in runs["adaptive"]]
-        out["switches"] = sum(1 for a, b in zip(used, used[1:]) if a != b)
+        out["switch_delays"], out["switches"] = [], 0
+        for rnd in sorted({r.get("round", 0) for r in runs["adaptive"]}):
+            rows = [r for r in runs["adaptive"] if r.get("round", 0) == rnd]
+            out["switch_delays"] += [{**d, "round": rnd} for d in switch_delays(rows, trace)]
+            used = [r["option"] for r in rows]
+            out["switches"] += sum(1 for a, b in zip(used, used[1:]) if a != b)
     return out
 
 
@@ -454,7 +458,7 @@ def live_switching(splits, plain, trace: Trace, images: np.ndarray, labels: np.n
                    patience: int = 2, margin: float = 0.1, window: int = 3,
                    probe_every: int = 4, initial_mbps: float | None = None,
                    accuracy_budget: float | None = None, accuracies: dict | None = None,
-                   log=print) -> dict[str, Any]:
+                   rounds: int = 1, log=print) -> dict[str, Any]:
     """Serves each split model (its own pool) and the plain model (cloud-only JPEG server)
     in the cloud namespace of a Link, then streams `rate` images per second from the phone
     namespace through `trace`, once adaptively and once per fixed choice (modes: a subset of
@@ -464,9 +468,12 @@ def live_switching(splits, plain, trace: Trace, images: np.ndarray, labels: np.n
     option whose accuracy is below the plain network's less the budget.  Each option's
     accuracy is `accuracies[name]` or else its model's meta "accuracy" (live_models stores
     it: top-1 on test images); cloud-only and mobile-only have the plain network's.
+    With rounds > 1 every mode runs that many times, the order reversed each round; the
+    statistics pool the rounds (each row has its "round").
     Returns {"options", "accuracy" (per option, as the planner was given it), "runs" (per
-    mode the per-request rows), "phases", "overall", "switch_delays", "switches",
-    "slowdown" (asked and measured), "config"}."""
+    mode the per-request rows), "phases", "overall", "switch_delays" (per round),
+    "switches", "slowdown" (asked and measured), "config"}."""
+    rounds = int_arg("rounds", rounds)
     splits = [os.fspath(p) for p in splits]
     n = int(trace.duration * rate)
     if n < 1 or len(images) < n:
@@ -552,19 +559,25 @@ def live_switching(splits, plain, trace: Trace, images: np.ndarray, labels: np.n
                 f"{base_cfg['base_ms']}")
             relay = start_serializer(link, maps)
             procs.append(relay)
-            for mode in modes:
+            # round r runs the modes in order, then in reverse: a drift of the machine's
+            # load over the runs reaches every mode alike
+            order = [(r, m) for r in range(rounds) for m in (modes if r % 2 == 0
+                                                              else modes[::-1])]
+            for rnd, mode in order:
                 link.set_rate(trace.phases[0].mbps)
                 set_serializer_rate(relay, trace.phases[0].mbps)
                 cfg = {**base_cfg, "mode": mode}
                 cpath = os.path.join(tmp, f"{mode.replace(':', '_')}.json")
                 with open(cpath, "w") as f:
                     json.dump(cfg, f)
-                log(f"live: {mode} through {trace} ...")
+                log(f"live: {mode} through {trace}" + (f", round {rnd + 1}/{rounds}"
+                                                       if rounds > 1 else "") + " ...")
                 out, player = _run_phone(link, cpath, trace, relay)
                 if player.errors:
                     raise RuntimeError(f"the trace could not be applied: {player.errors}")
                 rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-                runs[mode] = [r for r in rows if not r.get("summary")]
+                runs.setdefault(mode, []).extend({**r, "round": rnd} for r in rows
+                                                 if not r.get("summary"))
                 summary.update(next((r for r in rows if r.get("summary")), {}))
             stop_serializer(relay)
         finally:
@@ -586,7 +599,8 @@ def live_switching(splits, plain, trace: Trace, images: np.ndarray, labels: np.n
     report["options"] = names
     report["accuracy"] = accuracy
     report["runs"] = runs
-    report["config"] = {"rate": rate, "requests": n, "patience": patience, "margin": margin,
+    report["config"] = {"rate": rate, "requests": n, "rounds": rounds, "patience": patience,
+                        "margin": margin,
                         "accuracy_budget": accuracy_budget,
                         "window": window, "probe_every": probe_every,
                         "trace": [dataclasses.asdict(p) for p in trace.phases]}

@@ -58,7 +58,8 @@ def plot_live(report: dict, path: Path | None = None,
     """The live run of experiments.live.live_switching: the adaptive client's latency per
     request over time (each point coloured by the option that served it), each fixed
     choice's running median (thin lines), the uplink's rate behind (shaded, right axis), and
-    below, the option in use as a colour band.  Returns the Figure (saved to `path` if given).
+    below, the option in use as a colour band (the first round where there are several).
+    Returns the Figure (saved to `path` if given).
     """
     from matplotlib.figure import Figure  # matplotlib only where a figure is drawn
     from matplotlib.ticker import NullFormatter, ScalarFormatter
@@ -66,7 +67,8 @@ def plot_live(report: dict, path: Path | None = None,
     options = list(report["options"])
     colour = {name: f"C{k % 10}" for k, name in enumerate(options)}
     phases = report["config"]["trace"]
-    runs = report["runs"]
+    runs = {mode: [r for r in rows if r.get("round", 0) == 0]  # the first round's
+            for mode, rows in report["runs"].items()}
     fig = Figure(figsize=(11, 5.2))
     ax, band = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [6, 1]})
     # the link's rate, behind
