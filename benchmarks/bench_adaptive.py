@@ -15,6 +15,7 @@ switch delays, and the targets: overall median <= 0.8x the best fixed choice's, 
 within 15 % of that phase's best.
 
     python benchmarks/bench_adaptive.py [--quick] [--rate 10] [--slowdown 8] [--out DIR]
+                                        [--accuracy-budget 0.05] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import argparse
 import time
 
-import common  # noqa: F401  (puts the repository root on sys.path)
+import common  # (also puts the repository root on sys.path)
 
 import butterfly as bf
 from butterfly import netem
@@ -37,19 +38,26 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=10.0, help="images per second")
     ap.add_argument("--slowdown", type=float, default=8.0)
     ap.add_argument("--phase-s", type=float, default=6.0, help="seconds per phase")
-    ap.add_argument("--out", default="out/bench_adaptive", help="where the models are cached")
+    ap.add_argument("--rounds", type=int, default=2, help="runs of every mode, the order "
+                    "reversed each round (a drift of the load reaches every mode alike)")
+    ap.add_argument("--out", default=None, help="where the models are cached (default: "
+                    "~/.cache/butterfly/live)")
+    ap.add_argument("--accuracy-budget", type=float, default=None,
+                    help="the adaptive client picks no option below the plain network's "
+                    "accuracy less this (a fraction); default: no filter")
     args = ap.parse_args()
     ok, why = netem.available()
     if not ok:
         common.emit({"bench": "adaptive", "result": None, "note": why})
         return
     t_start = time.perf_counter()
-    splits, plain = live.live_models(args.out, quick=args.quick)
+    splits, plain = live.live_models(args.out, quick=args.quick, log=common.log)
     _, test = bf.datasets.fashion_mnist()
     k = args.phase_s / 6.0
     trace = netem.Trace([(t * k, r) for t, r in TRACE], duration=30 * k)
     rep = live.live_switching(splits, plain, trace, test.images, test.labels, rate=args.rate,
-                              slowdown=args.slowdown)
+                              slowdown=args.slowdown, accuracy_budget=args.accuracy_budget,
+                              rounds=args.rounds, log=common.log)
     modes = list(rep["overall"])
     fixed = [m for m in modes if m != "adaptive"]
     phases = []
@@ -65,6 +73,8 @@ def main() -> None:
     ratio = overall["adaptive"]["median_ms"] / overall[best_overall]["median_ms"]
     common.emit({
         "bench": "adaptive", "trace": rep["config"]["trace"], "rate": args.rate,
+        "rounds": args.rounds,
+        "accuracy": rep["accuracy"], "accuracy_budget": args.accuracy_budget,
         "slowdown": rep["slowdown"], "phases": phases, "overall": overall,
         "best_fixed_overall": best_overall, "adaptive_vs_best_overall": ratio,
         "switch_delays": rep["switch_delays"], "switches": rep["switches"],

@@ -338,6 +338,46 @@ ax.set_xlabel("cut (index into split_points)"); ax.set_ylabel("modelled latency 
 ax.set_yscale("log"); ax.legend(); ax.set_title("a unit (c'=2, s=2) at each cut: phone + upload + cloud")
 fig.tight_layout(); fig.savefig(FIG / "05_cut_latency.png", dpi=100); plt.show()""",
     ],
+    "06_live_switching": [
+        "# 06 Runtime switching on a live link\n"
+        "Three deployable splits of one trained network (a unit after an early, a middle and a "
+        "late residual block), cloud-only (the JPEG) and mobile-only, each served through the "
+        "real pool in the cloud namespace of an emulated link whose uplink rate follows a trace "
+        "(Wi-Fi, 4G, a crowded cell, almost nothing, Wi-Fi). The phone namespace streams real "
+        "Fashion-MNIST test images open loop, once with the adaptive client (its bandwidth "
+        "estimate from the replies' timing only) and once per fixed choice. The phone is 8x "
+        "slower than this CPU. Needs root (network namespaces); skipped otherwise.",
+        SETUP,
+        """# the trained network and its three splits (distilled, then fine-tuned; cached after the first run)
+from butterfly import netem
+from butterfly.experiments import live, plots
+ok, why = netem.available()
+if not ok:
+    print("emulated links skipped:", why)
+else:
+    splits, plain = live.live_models(quick=SMALL, log=print)
+    for p in [plain, *splits]:
+        m = bf.load(p)
+        print(f"{Path(p).name:28} {m.upload_bytes or '-':>5} B per image, top-1 {m.meta['accuracy']:.4f}")""",
+        """# the trace, then the stream through it: adaptively and with each fixed choice
+phase = 3 if SMALL else 6
+trace = netem.Trace([(0, "wifi"), (phase, "4g"), (2 * phase, 0.3), (3 * phase, 0.04),
+                     (4 * phase, "wifi")], duration=5 * phase)
+print(trace)
+if ok:
+    _, test = bf.datasets.fashion_mnist()
+    report = live.live_switching(splits, plain, trace, test.images, test.labels, rate=10,
+                                 slowdown=8, accuracy_budget=0.05, log=print)
+    print(live.format_report(report))""",
+        """# latency over time: the adaptive client's requests coloured by the split in use (band below),
+# each fixed choice's running median, the link's rate behind
+if not ok:
+    print("emulated links skipped:", why)
+else:
+    fig = plots.plot_live(report, title="Fashion-MNIST ResNet-18, phone 8x slower than this CPU")
+    fig.savefig(FIG / "06_live_switching.png", dpi=100)
+    display(fig)""",
+    ],
 }
 
 

@@ -89,17 +89,19 @@ def test_a_link_flapping_faster_than_the_patience_does_not_make_the_client_flap(
     assert used[-1] == "m" and used[-2] == "a"
 
 
+BUDGET = 0.06  # the quick models' splits: some within 6 points of the plain network
+
+
 @pytest.fixture(scope="module")
 def live_run(tmp_path_factory):
     ok, why = netem.available()
     if not ok:
         pytest.skip(f"live switching {why}")
-    out = tmp_path_factory.mktemp("live")
-    splits, plain = live.live_models(out, quick=True, log=print)
+    splits, plain = live.live_models(quick=True, log=print)  # cached for the demo, notebook
     _, test = bf.datasets.fashion_mnist()
     trace = netem.Trace([(0, "wifi"), (6, 0.3), (12, 0.04), (18, "wifi")], duration=24)
     report = live.live_switching(splits, plain, trace, test.images, test.labels, rate=10,
-                                 slowdown=8, modes=["adaptive"])
+                                 slowdown=8, modes=["adaptive"], accuracy_budget=BUDGET)
     return report, trace
 
 
@@ -123,3 +125,94 @@ def test_live_nothing_lost_and_answers_are_the_chosen_splits(live_run):
     assert [r["i"] for r in rows] == list(range(n))
     assert all(np.isfinite(r["latency_ms"]) and r["latency_ms"] > 0 for r in rows)
     assert set(report["slowdown"]["measured_phone_ms"]) <= set(report["options"])
+
+
+def test_live_adaptive_client_keeps_to_the_accuracy_budget(live_run):
+    report, _ = live_run
+    acc = report["accuracy"]
+    allowed = {o for o, a in acc.items() if a >= acc["mobile-only"] - BUDGET - 1e-12}
+    used = {r["option"] for r in report["runs"]["adaptive"]}
+    assert used <= allowed, (used, acc)
+    # and the planner's choice it was measured against kept to it too
+    assert {r["best"] for r in report["runs"]["adaptive"]} <= allowed
+    text = live.format_report(report)
+    assert "overall median" in text and "settled" in text
+
+
+def _synthetic_report():
+    """A report as live_switching makes it, from made-up requests: the adaptive client on
+    "a" for the fast phase and on "m" for the slow one; fixed "a" slow in the slow phase."""
+    trace = netem.Trace([(0, "wifi"), (2, 0.05)], duration=4)
+    runs = {"adaptive": [], "a": [], "m": []}
+    for i in range(40):
+        t = i / 10
+        slow = t >= 2
+        common = {"i": i, "t": t, "probe": False, "label": i % 10, "energy_mj": 1.0,
+                  "best": "m" if slow else "a"}
+        runs["adaptive"].append({**common, "option": "m" if slow and i > 22 else "a",
+                                 "latency_ms": 9.0 if slow and i > 22 else (5.0 if not slow
+                                                                             else 60.0)})
+        runs["a"].append({**common, "option": "a", "latency_ms": 60.0 if slow else 5.0})
+        runs["m"].append({**common, "option": "m", "latency_ms": 9.0})
+    labels = [i % 10 for i in range(40)]
+    reference = {"a": labels, "m": labels}
+    report = live.summarize(runs, trace, labels, reference)
+    report.update(options=["a", "m"], runs=runs, accuracy={"a": 0.9, "m": 0.9},
+                  config={"rate": 10, "trace": [dataclasses.asdict(p) for p in trace.phases]})
+    return report, trace
+
+
+def test_summary_and_switch_delays_of_made_up_requests():
+    report, _ = _synthetic_report()
+    assert [p["best_fixed"] for p in report["phases"]] == ["a", "m"]
+    assert report["phases"][0]["adaptive"]["median_ms"] == 5.0
+    assert report["phases"][1]["a"]["median_ms"] == 60.0
+    assert report["switch_delays"] == [{"phase": 1, "at_s": 2.0, "mbps": 0.05, "best": "m",
+                                        "requests_to_settle": 3, "round": 0}]
+    assert report["switches"] == 1
+    o = report["overall"]["adaptive"]
+    assert o["answered"] == o["unique"] == 40 and o["accuracy"] == o["agreement"] == 1.0
+    lines = live.format_report(report).splitlines()
+    assert lines[1].split()[-1] == "a" and lines[2].split()[-1] == "m"
+    assert "settled after each change: 3" in lines[-2]
+
+
+def test_plot_live_draws_latency_rate_and_the_split_band(tmp_path):
+    from butterfly.experiments import plots
+
+    report, _ = _synthetic_report()
+    path = tmp_path / "live.png"
+    fig = plots.plot_live(report, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ax, band, rate_ax = fig.axes
+    # the band: one bar per adaptive request, coloured by the option that served it
+    bars = {tuple(c.get_facecolor()[0]): len(c.get_paths()) for c in band.collections}
+    assert sorted(bars.values()) == [17, 23]
+    # the rate behind: the trace's two rates, on a log axis
+    assert rate_ax.get_yscale() == "log" and ax.get_yscale() == "log"
+    ys = np.concatenate([p.vertices[:, 1] for c in rate_ax.collections for p in c.get_paths()])
+    assert {0.05, 18.88} <= set(np.round(ys, 2))
+    # the points: 40 requests of the adaptive client, in two colours
+    pts = [c for c in ax.collections if c.get_offsets().shape[0] > 0]
+    assert sum(c.get_offsets().shape[0] for c in pts) == 40 and len(pts) == 2
+
+
+def test_rounds_are_pooled_and_settled_each_on_its_own():
+    """Two rounds of the same requests: statistics pool them, every image is counted once
+    per round, and each round has its own switch delays (the second settles later)."""
+    report, trace = _synthetic_report()
+    runs = {}
+    for mode, rows in report["runs"].items():
+        second = [{**r, "round": 1} for r in rows]
+        if mode == "adaptive":  # round 2 stays on "a" five requests longer
+            second = [{**r, "option": "a", "latency_ms": 60.0} if 20 <= r["i"] < 28 else r
+                      for r in second]
+        runs[mode] = [{**r, "round": 0} for r in rows] + second
+    labels = [i % 10 for i in range(40)]
+    pooled = live.summarize(runs, trace, labels, {"a": labels, "m": labels})
+    o = pooled["overall"]["adaptive"]
+    assert o["answered"] == 80 and o["unique"] == 80
+    assert [(d["round"], d["requests_to_settle"]) for d in pooled["switch_delays"]] == \
+        [(0, 3), (1, 8)]
+    assert pooled["switches"] == 2
+    assert pooled["phases"][1]["a"]["n"] == 40

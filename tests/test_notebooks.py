@@ -45,21 +45,26 @@ def test_notebook_runs_small(built, name, monkeypatch):
     monkeypatch.setenv("BF_ROOT", str(ROOT))
     monkeypatch.setenv("BF_NB_FIGURES", str(figures))
     monkeypatch.setenv("MPLBACKEND", "Agg")  # as a headless CI sets it: figures still inline
-    make.execute(paths[name], timeout=300)
+    make.execute(paths[name], timeout=600)
     import nbformat
 
     nb = nbformat.read(paths[name], as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    drawn = 0
+    drawn, skipped = 0, []
     for i, cell in enumerate(nb.cells):
         saved = FIGURE.findall(cell.source) if cell.cell_type == "code" else []
         text = "".join(o.get("text", "") for o in cell.get("outputs", []))
-        if not saved or "emulated links skipped" in text:  # no namespaces here: no figure
+        if saved and "emulated links skipped" in text:  # no namespaces here: no figure
+            skipped.append(text.strip().splitlines()[-1])
+            continue
+        if not saved:
             continue
         images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
         assert images, f"{name} cell {i}: no inline figure"
         for f in saved:
             assert (figures / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f
         drawn += 1
+    if drawn == 0 and skipped:  # every figure of it needs the emulated links
+        pytest.skip(f"{name}: {skipped[0]}")
     assert drawn >= 1, f"{name}: no figure drawn"

@@ -1,6 +1,7 @@
 """``butterfly demo``, the main job: train (or load) the Fashion-MNIST butterfly network, serve
 its cloud half, classify the test set through the pool, report accuracy, bytes per image,
-the latency / energy tables (paper setting and this machine) and the emulated links."""
+the latency / energy tables (paper setting and this machine), the emulated links and, as
+root, runtime switching on a live link."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from .candidates import (
 )
 from .emulated import compare
 from .paper import paper_setting
-from .plots import plot_splits, plot_tables
+from .plots import plot_live, plot_splits, plot_tables
 from .profiling import layer_records
 
 DEMO_CONFIG = {"at": 2, "channels": 1, "stride": 2, "width": 16}
@@ -104,6 +105,33 @@ def _classify_through_pool(path, endpoint, images, codec, batch=100):
     return np.array(labels), np.array(rtt), np.array(mobile)
 
 
+LIVE_TRACE = ((0, "wifi"), (1, "4g"), (2, 0.3), (3, 0.04), (4, "wifi"))  # x phase seconds
+LIVE_BUDGET = 0.1  # the quick splits are 4-10 points below the plain network
+
+
+def live_demo(out: Path, quick: bool, log=print) -> dict[str, Any]:
+    """Runtime switching on a live link: three splits of a trained network (live_models'
+    quick ones), cloud-only and mobile-only served in the cloud namespace, the uplink
+    following LIVE_TRACE (3 s phases with quick, else 6 s), the stream once adaptively and
+    once per fixed choice; the table, and the plot in out/live_switching.png.  Needs root
+    (the caller checks)."""
+    from .live import format_report, live_models, live_switching  # its phone runs it as -m
+
+    phase = 3.0 if quick else 6.0
+    trace = netem.Trace([(k * phase, r) for k, r in LIVE_TRACE], duration=5 * phase)
+    log(f"\nruntime switching on a live link ({trace}; the phone 8x slower than this CPU; "
+        f"splits within {100 * LIVE_BUDGET:.0f} points of the plain network's accuracy):")
+    splits, plain = live_models(quick=True, log=log)  # fine-tuned on 8,192 images: minutes
+    _, test = datasets.fashion_mnist()
+    rep = live_switching(splits, plain, trace, test.images, test.labels, rate=10, slowdown=8,
+                         accuracy_budget=LIVE_BUDGET, log=log)
+    log(format_report(rep))
+    plot_live(rep, out / "live_switching.png",
+              "Fashion-MNIST ResNet-18 on a live link, phone 8x slower than this CPU")
+    return {k: rep[k] for k in ("options", "accuracy", "phases", "overall", "switch_delays",
+                                "switches", "slowdown", "config")}
+
+
 def table_json(tables: dict) -> dict:
     """The tables without the per-row dumps (for demo.json / benchmark output)."""
     out = {k: {"network": v["network"], "uplink_mbps": v["uplink_mbps"], "best": v["best"]}
@@ -115,7 +143,8 @@ def table_json(tables: dict) -> dict:
 def demo(args) -> int:
     """`butterfly demo`: train (or load) the Fashion-MNIST butterfly network, serve its cloud
     half on loopback, classify the test set through the pool, report accuracy, bytes per
-    image, the latency / energy tables (paper setting and this machine), emulated links."""
+    image, the latency / energy tables (paper setting and this machine), emulated links and
+    runtime switching on a live link (as root)."""
 
     quick = args.quick
     out = Path(args.out)
@@ -212,6 +241,7 @@ def demo(args) -> int:
         rows = compare(path, test.images[:n_req], mmodel, codec=args.codec,
                              requests=n_req, log=log)
         report["netem"] = rows
+        report["live"] = live_demo(out, quick, log)
 
     # plots
     plot_tables(paper["tables"], out / "latency_energy_paper.png",

@@ -26,6 +26,7 @@ energy at the true rate), never for its decisions.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import statistics
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .. import _C
+from ..checks import check_quantity, int_arg
 from ..data import datasets, jpeg
 from ..netem import Link, Trace, set_serializer_rate
 from ..netem.links import program_env, start_serializer, start_server, stop_serializer, wait_until
@@ -121,8 +123,9 @@ class _Phone:
             phone_ms = statistics.median(times)
             layer_ms[f"{name}:phone"] = phone_ms
             mobile = ({"name": f"{name}:phone", "macs": 0, "out_bytes": 0, "weight_bytes": 0},)
-            self.candidates.append(costmodel.Candidate(name, mobile, tuple(cloud_recs[name]),
-                                                       sent[name] + self.extra[name], at=name))
+            self.candidates.append(costmodel.Candidate(
+                name, mobile, tuple(cloud_recs[name]), sent[name] + self.extra[name],
+                accuracy=cfg["options"][k].get("accuracy"), at=name))
         self.mobile = costmodel.DeviceProfile("phone (this CPU x slowdown)", ASSUMED_POWER_W,
                                               layer_ms={n: self.k * v
                                                         for n, v in layer_ms.items()})
@@ -139,6 +142,15 @@ class _Phone:
         if kind == "split":
             return _stretch(lambda: handle.half.mobile(x), slowdown)
         return _stretch(lambda: jpeg.encode(jpeg.to_uint8_hwc(x)[0]), slowdown)
+
+    @property
+    def budget(self) -> dict[str, Any]:
+        """The planner's accuracy filter: options below the plain network's accuracy less
+        the budget are never chosen (no filter without a budget)."""
+        if self.cfg.get("accuracy_budget") is None:
+            return {}
+        return {"accuracy_budget": self.cfg["accuracy_budget"],
+                "baseline_accuracy": self.cfg["baseline_accuracy"]}
 
     def model_at(self, mbps: float) -> costmodel.CostModel:
         return dataclasses.replace(self.base, network=self.base.network.with_uplink(mbps))
@@ -194,9 +206,12 @@ def phone_main(config_path: str) -> None:
         estimator = planner.BandwidthEstimator(window=cfg["window"],
                                                initial_mbps=cfg["initial_mbps"])
         switcher = planner.Switcher(phone.candidates, phone.model_at, "latency",
-                                    margin=cfg["margin"], patience=cfg["patience"])
+                                    margin=cfg["margin"], patience=cfg["patience"],
+                                    **phone.budget)
         current = phone.candidates.index(switcher.update(estimator.mbps))
-        networked = [i for i, (_, kind, _) in enumerate(phone.options) if kind != "mobile-only"]
+        allowed = {c.name for c in switcher.candidates}
+        networked = [i for i, (name, kind, _) in enumerate(phone.options)
+                     if kind != "mobile-only" and name in allowed]
         probe = min(networked, key=lambda i: phone.candidates[i].payload_bytes) \
             if networked else None
     else:
@@ -220,7 +235,7 @@ def phone_main(config_path: str) -> None:
         true = trace.rate_at(due - cfg["t0"])
         if true not in best_cache:
             best_cache[true] = phone.candidates.index(planner.plan(
-                phone.candidates, phone.model_at(true), "latency").chosen)
+                phone.candidates, phone.model_at(true), "latency", **phone.budget).chosen)
         energy = phone.model_at(true).cost(phone.candidates[index]).energy_mj
         print(json.dumps({"i": i, "t": due - cfg["t0"], "option": names[index],
                           "probe": is_probe, "latency_ms": latency_ms,
@@ -234,39 +249,91 @@ def phone_main(config_path: str) -> None:
 # --- the experiment --------------------------------------------------------------------------
 
 LIVE_CUTS = ("RB1", "RB4", "RB7")  # an early, a middle and a late cut: payloads 196, 49, 4 B
+DISTILL_LR = 0.0005  # the unit's feature loss, before the fine-tune: 0.002 diverges at RB1
 
 
-def live_models(out, quick: bool = False, log=print) -> tuple[list[str], str]:
+def default_teacher() -> str | None:
+    """The ResNet-18 (small stem, width 16) trained here on Fashion-MNIST for 15 epochs that
+    a checkout of the repository keeps (benchmarks/results/baseline-w16.bfly), else None."""
+    p = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "baseline-w16.bfly"
+    return str(p) if p.is_file() else None
+
+
+def cache_dir() -> Path:
+    """Where live_models keeps its models by default: $XDG_CACHE_HOME/butterfly/live."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "butterfly" / "live"
+
+
+def live_models(out=None, quick: bool = False, teacher=None,
+                log=print) -> tuple[list[str], str]:
     """One trained network and three deployable splits of it: a plain ResNet-18 (small stem,
-    width 16) trained on Fashion-MNIST, and a unit (c' = 1, s = 2) inserted after an early,
-    a middle and a late block, each distilled onto it without labels.  Cached in `out`.
+    width 16) trained on Fashion-MNIST -- `teacher` (a model file), else default_teacher(),
+    else one trained now -- and a unit (c' = 1, s = 2) inserted after an early, a middle and
+    a late block, each distilled onto it without labels (the restored feature against the
+    teacher's), then fine-tuned end to end with the labels.  quick: fewer images.  Each
+    model's meta "accuracy" is its top-1 on 2,000 test images.  Cached in `out` (default
+    cache_dir()) under names that tell the teacher and the recipe; a cached set is reused.
     Returns (the split model paths, the plain model path)."""
-    out = Path(out)
+    out = Path(out) if out is not None else cache_dir()
     out.mkdir(parents=True, exist_ok=True)
-    tag = "-quick" if quick else ""
+    teacher = teacher if teacher is not None else default_teacher()
+    if teacher is not None:
+        digest = hashlib.sha256(Path(teacher).read_bytes()).hexdigest()[:10]
+        tag = f"-{digest}"
+    else:
+        tag = "-trained"
+    tag += "-quick" if quick else ""
     plain_path = out / f"live-plain{tag}.bfly"
     paths = [out / f"live-{cut.lower()}{tag}.bfly" for cut in LIVE_CUTS]
     if plain_path.exists() and all(p.exists() for p in paths):
-        return [str(p) for p in paths], str(plain_path)
+        try:
+            for p in (plain_path, *paths):
+                load(p)
+            return [str(p) for p in paths], str(plain_path)
+        except _C.Error as e:
+            log(f"live: training again, a cached model does not load: {e}")
     train_set, test_set = datasets.fashion_mnist()
-    if quick:
-        train_set = train_set.subset(4096)
-    test = test_set.subset(1000)
-    plain = resnet(18, num_classes=10, in_channels=1, small=True, width=16)
-    log(f"live: training the plain network on {len(train_set)} images")
-    train(plain, train_set, epochs=1 if quick else 2, batch_size=128, lr=0.1, progress=False)
+    test = test_set.subset(2000)
+    n_train = 8192 if quick else len(train_set)
+    if teacher is not None:
+        plain = load(teacher)
+        log(f"live: the plain network: {teacher}")
+    else:
+        plain = resnet(18, num_classes=10, in_channels=1, small=True, width=16)
+        log(f"live: training the plain network on {n_train} images")
+        train(plain, train_set.subset(n_train) if quick else train_set,
+              epochs=1 if quick else 3, batch_size=128, lr=0.1, progress=False)
     plain.meta["accuracy"] = evaluate(plain, test)["top1"]
     plain.meta["classes"] = list(train_set.classes)
-    plain.save(plain_path)
-    images = train_set.images[:2048 if quick else 8192]
+    _save(plain, plain_path)
+    tune = train_set.subset(n_train) if quick else train_set
     for cut, path in zip(LIVE_CUTS, paths):
         student = insert_butterfly(plain, at=cut, channels=1, stride=2)
-        distill(student, plain, images, epochs=1 if quick else 2, progress=False)
+        distill(student, plain, train_set.images[:n_train], epochs=1, lr=DISTILL_LR,
+                progress=False)
+        distilled = evaluate(student, test)["top1"]
+        train(student, tune, epochs=1, batch_size=128, lr=0.01, progress=False)
         student.meta["accuracy"] = evaluate(student, test)["top1"]
-        student.save(path)
-        log(f"live: {cut}: {student.upload_bytes} B per image, top-1 "
-            f"{student.meta['accuracy']:.4f} (plain {plain.meta['accuracy']:.4f})")
+        _save(student, path)
+        log(f"live: {cut}: {student.upload_bytes} B per image, top-1 {distilled:.4f} "
+            f"distilled, {student.meta['accuracy']:.4f} fine-tuned (plain "
+            f"{plain.meta['accuracy']:.4f})")
     return [str(p) for p in paths], str(plain_path)
+
+
+def _save(net: Network, path: Path) -> None:
+    """Saves through a temporary file: an interrupted run leaves no partial model."""
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    net.save(tmp)
+    os.replace(tmp, path)
+
+def _cut_name(path) -> str:
+    """A split model's cut as a short name: "RB4" for a ResNet block's end, else the layer."""
+    unit = load(path).meta.get("butterfly")
+    if not isinstance(unit, dict):
+        raise _C.InvalidArgument(f"{path} has no butterfly unit: not a split of the network")
+    return f"RB{unit['block']}" if unit.get("block") else str(unit.get("at"))
+
 
 def _stats(values) -> dict[str, float | None]:
     v = [x for x in values if x is not None]
@@ -319,13 +386,42 @@ def summarize(runs: dict[str, list[dict]], trace: Trace, labels, reference) -> d
         overall[mode] = {**_stats([r["latency_ms"] for r in recs]),
                          "energy_mj": float(np.mean([r["energy_mj"] for r in recs])),
                          "accuracy": float(np.mean(ok)), "agreement": float(np.mean(agree)),
-                         "answered": len(recs), "unique": len({r["i"] for r in recs})}
+                         "answered": len(recs),
+                         "unique": len({(r.get("round", 0), r["i"]) for r in recs})}
     out = {"phases": phases, "overall": overall}
     if "adaptive" in runs:
-        out["switch_delays"] = switch_delays(runs["adaptive"], trace)
-        used = [r["option"] for r in runs["adaptive"]]
-        out["switches"] = sum(1 for a, b in zip(used, used[1:]) if a != b)
+        out["switch_delays"], out["switches"] = [], 0
+        for rnd in sorted({r.get("round", 0) for r in runs["adaptive"]}):
+            rows = [r for r in runs["adaptive"] if r.get("round", 0) == rnd]
+            out["switch_delays"] += [{**d, "round": rnd} for d in switch_delays(rows, trace)]
+            used = [r["option"] for r in rows]
+            out["switches"] += sum(1 for a, b in zip(used, used[1:]) if a != b)
     return out
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as text: per phase the median latency of every run and the best fixed
+    choice; overall median, p90, energy and accuracy; the switch delays; the agreement."""
+    modes = list(report["overall"])
+    width = max(11, *(len(m) for m in modes))
+    head = f"{'ms':>14} " + " ".join(f"{m:>{width}}" for m in modes)
+    lines = [head + "   best fixed"]
+    for ph in report["phases"]:
+        cells = [ph[m]["median_ms"] for m in modes]
+        lines.append(f"{ph['name'][:14]:>14} " + " ".join(
+            f"{v:>{width}.2f}" if v is not None else f"{'-':>{width}}" for v in cells)
+            + f"   {ph['best_fixed']}")
+    o = report["overall"]
+    for label, key, fmt in (("overall median", "median_ms", ".2f"), ("overall p90", "p90_ms",
+                                                                     ".2f"),
+                            ("energy mJ", "energy_mj", ".2f"), ("accuracy", "accuracy", ".3f")):
+        lines.append(f"{label:>14} " + " ".join(f"{o[m][key]:>{width}{fmt}}" for m in modes))
+    if "switch_delays" in report:
+        lines.append("requests until the adaptive client settled after each change: "
+                     + ", ".join(str(d["requests_to_settle"]) for d in report["switch_delays"]))
+        lines.append(f"adaptive answers equal to the local answer of the option used: "
+                     f"{100 * o['adaptive']['agreement']:.1f} %")
+    return "\n".join(lines)
 
 
 def _run_phone(link: Link, cpath: str, trace: Trace, relay):
@@ -361,20 +457,32 @@ def live_switching(splits, plain, trace: Trace, images: np.ndarray, labels: np.n
                    rate: float = 10.0, slowdown: float = 8.0, modes=None,
                    patience: int = 2, margin: float = 0.1, window: int = 3,
                    probe_every: int = 4, initial_mbps: float | None = None,
-                   log=print) -> dict[str, Any]:
+                   accuracy_budget: float | None = None, accuracies: dict | None = None,
+                   rounds: int = 1, log=print) -> dict[str, Any]:
     """Serves each split model (its own pool) and the plain model (cloud-only JPEG server)
     in the cloud namespace of a Link, then streams `rate` images per second from the phone
     namespace through `trace`, once adaptively and once per fixed choice (modes: a subset of
     "adaptive" and the option names; default all).  Needs root (network namespaces).
-    Returns {"options", "runs" (per mode the per-request rows), "phases", "overall",
-    "switch_delays", "switches", "slowdown" (asked and measured), "config"}."""
+
+    With `accuracy_budget` (a fraction: 0.02 = 2 points) the adaptive client never picks an
+    option whose accuracy is below the plain network's less the budget.  Each option's
+    accuracy is `accuracies[name]` or else its model's meta "accuracy" (live_models stores
+    it: top-1 on test images); cloud-only and mobile-only have the plain network's.
+    With rounds > 1 every mode runs that many times, the order reversed each round; the
+    statistics pool the rounds (each row has its "round").
+    Returns {"options", "accuracy" (per option, as the planner was given it), "runs" (per
+    mode the per-request rows), "phases", "overall", "switch_delays" (per round),
+    "switches", "slowdown" (asked and measured), "config"}."""
+    rounds = int_arg("rounds", rounds)
     splits = [os.fspath(p) for p in splits]
     n = int(trace.duration * rate)
     if n < 1 or len(images) < n:
         raise _C.InvalidArgument(f"the trace needs {n} images at {rate}/s; got {len(images)}")
     images = np.ascontiguousarray(images[:n], np.float32)
     labels = np.asarray(labels[:n])
-    names = [f"S{i + 1}:{os.path.basename(p).rsplit('.', 1)[0]}" for i, p in enumerate(splits)]
+    names = [f"S{i + 1}:{_cut_name(p)}" for i, p in enumerate(splits)]
+    if len(set(names)) < len(names):
+        raise _C.InvalidArgument(f"two splits at the same cut: {names}")
     names += ["cloud-only", "mobile-only"]
     modes = list(modes) if modes is not None else ["adaptive", *names]
     unknown = [m for m in modes if m != "adaptive" and m not in names]
@@ -384,6 +492,16 @@ def live_switching(splits, plain, trace: Trace, images: np.ndarray, labels: np.n
     blobs = [jpeg.encode(im) for im in u8]
     # what each option answers locally, for the agreement check
     plain_net = load(plain)
+    accuracy = {nm: load(p).meta.get("accuracy") for nm, p in zip(names, splits)}
+    accuracy["cloud-only"] = accuracy["mobile-only"] = plain_net.meta.get("accuracy")
+    accuracy.update(accuracies or {})
+    if accuracy_budget is not None:
+        check_quantity("accuracy_budget", accuracy_budget)
+        missing = [nm for nm, a in accuracy.items() if a is None]
+        if missing:
+            raise _C.InvalidArgument(f"an accuracy budget needs each option's accuracy: none "
+                                     f"for {missing} (give accuracies= or the models' meta "
+                                     f"'accuracy')")
     decoded = np.stack([jpeg.decode(b) for b in blobs]).astype(np.float32) / 255.0
     reference = {nm: load(p).predict(images)[:, 0].tolist() for nm, p in zip(names, splits)}
     reference["cloud-only"] = plain_net.predict(
@@ -414,12 +532,16 @@ def live_switching(splits, plain, trace: Trace, images: np.ndarray, labels: np.n
             options.append({"name": "cloud-only", "kind": "cloud-only",
                             "endpoint": "tcp://127.0.0.1:15599"})
             options.append({"name": "mobile-only", "kind": "mobile-only"})
+            for opt in options:
+                opt["accuracy"] = accuracy[opt["name"]]
             base_cfg = {"options": options, "plain": os.fspath(plain), "images": npy,
                         "rate": rate, "slowdown": slowdown,
                         "jpeg_bytes": float(np.mean([len(b) for b in blobs])),
                         "trace": [dataclasses.asdict(p) for p in trace.phases],
                         "duration": trace.duration, "window": window, "margin": margin,
                         "patience": patience, "probe_every": probe_every,
+                        "accuracy_budget": accuracy_budget,
+                        "baseline_accuracy": accuracy["mobile-only"],
                         "initial_mbps": initial_mbps or costmodel.networks["4g"].uplink_mbps}
             # calibration: the bytes one request of each option puts on the uplink
             relay = start_serializer(link, maps, rate="none")
@@ -437,19 +559,25 @@ def live_switching(splits, plain, trace: Trace, images: np.ndarray, labels: np.n
                 f"{base_cfg['base_ms']}")
             relay = start_serializer(link, maps)
             procs.append(relay)
-            for mode in modes:
+            # round r runs the modes in order, then in reverse: a drift of the machine's
+            # load over the runs reaches every mode alike
+            order = [(r, m) for r in range(rounds) for m in (modes if r % 2 == 0
+                                                              else modes[::-1])]
+            for rnd, mode in order:
                 link.set_rate(trace.phases[0].mbps)
                 set_serializer_rate(relay, trace.phases[0].mbps)
                 cfg = {**base_cfg, "mode": mode}
                 cpath = os.path.join(tmp, f"{mode.replace(':', '_')}.json")
                 with open(cpath, "w") as f:
                     json.dump(cfg, f)
-                log(f"live: {mode} through {trace} ...")
+                log(f"live: {mode} through {trace}" + (f", round {rnd + 1}/{rounds}"
+                                                       if rounds > 1 else "") + " ...")
                 out, player = _run_phone(link, cpath, trace, relay)
                 if player.errors:
                     raise RuntimeError(f"the trace could not be applied: {player.errors}")
                 rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-                runs[mode] = [r for r in rows if not r.get("summary")]
+                runs.setdefault(mode, []).extend({**r, "round": rnd} for r in rows
+                                                 if not r.get("summary"))
                 summary.update(next((r for r in rows if r.get("summary")), {}))
             stop_serializer(relay)
         finally:
@@ -469,8 +597,11 @@ def live_switching(splits, plain, trace: Trace, images: np.ndarray, labels: np.n
                           "measured_phone_ms": {k: statistics.median(v)
                                                 for k, v in measured.items()}}
     report["options"] = names
+    report["accuracy"] = accuracy
     report["runs"] = runs
-    report["config"] = {"rate": rate, "requests": n, "patience": patience, "margin": margin,
+    report["config"] = {"rate": rate, "requests": n, "rounds": rounds, "patience": patience,
+                        "margin": margin,
+                        "accuracy_budget": accuracy_budget,
                         "window": window, "probe_every": probe_every,
                         "trace": [dataclasses.asdict(p) for p in trace.phases]}
     return report
