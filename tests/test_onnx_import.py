@@ -198,8 +198,30 @@ def test_unsupported_op_names_the_node_and_lists_the_supported(rng):
     model = _graph([helper.make_node("Conv", ["x", "w"], ["c"]),
                     helper.make_node("Tanh", ["c"], ["y"], name="the_tanh")],
                    [_w("w", (4, 3, 3, 3), rng)])
-    with pytest.raises(bf.Unsupported, match=r"'the_tanh' \(Tanh\).*supported ops: Add"):
+    with pytest.raises(bf.UnsupportedError, match=r"'the_tanh' \(Tanh\).*supported ops: Add"):
         bf.import_onnx(model)
+
+
+def test_unsupported_error_is_the_canonical_name_and_unsupported_its_alias(rng, tmp_path):
+    assert bf.Unsupported is bf.UnsupportedError is bf._C.UnsupportedError
+    assert bf.UnsupportedError.__name__ == "UnsupportedError"
+    assert issubclass(bf.UnsupportedError, bf.Error)
+    assert issubclass(bf.UnsupportedError, NotImplementedError)
+    assert "UnsupportedError" in bf.__all__
+    model = _graph([helper.make_node("Conv", ["x", "w"], ["c"]),
+                    helper.make_node("Tanh", ["c"], ["y"], name="the_tanh")],
+                   [_w("w", (4, 3, 3, 3), rng)])
+    with pytest.raises(bf.Unsupported):  # code written against the old name still works
+        bf.import_onnx(model)
+    path = tmp_path / "tanh.onnx"
+    path.write_bytes(model.SerializeToString())
+    r = subprocess.run([sys.executable, "-m", "butterfly", "import", str(path), "-o",
+                        str(tmp_path / "t.bfly")], capture_output=True, text=True, timeout=300,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(bf.__file__))),
+                       check=False)
+    assert r.returncode == 2, r.stderr
+    assert "UnsupportedError: node 'the_tanh' (Tanh)" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("case", ["opset12", "two_inputs", "missing_input", "cycle",

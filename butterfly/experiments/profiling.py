@@ -77,10 +77,10 @@ def profile(net: Network, part: str = "all", batch: int = 1, repeats: int = 20,
 
 def _profile_opencl(net, begin, end, batch, repeats, rng):
     if not opencl.available():
-        raise _C.Unsupported("no OpenCL device: install an ICD (e.g. pocl-opencl-icd) or "
+        raise _C.UnsupportedError("no OpenCL device: install an ICD (e.g. pocl-opencl-icd) or "
                              "profile with backend='onednn'")
     if end > REDUCE:
-        raise _C.Unsupported("the OpenCL backend runs the mobile half only: part='mobile' "
+        raise _C.UnsupportedError("the OpenCL backend runs the mobile half only: part='mobile' "
                              "(or 'all' on a network without a butterfly unit)")
     half = opencl.MobileHalf(net)
     x = rng.random((batch, *net.input_shape), dtype=np.float32)

@@ -8,9 +8,9 @@ constant subgraphs -- the shape arithmetic an exporter writes for a dynamic batc
 Gather -> Unsqueeze -> Concat -> Reshape), Constant nodes, initializers -- are folded for the
 given input shape.  A few patterns are fused: x * sigmoid(x) is one swish layer, a Pad before
 a Conv becomes the conv's padding, MatMul (+ Add) a linear layer, and an Add / Sub / Mul / Div
-of a tensor by a constant (scalar or per channel) a depthwise 1x1 conv.  Anything else raises
-:class:`butterfly.Unsupported` naming the node, its op and the supported ops; a malformed or
-hostile file raises :class:`butterfly.ModelError`.
+of a tensor by a constant (scalar or per channel) a depthwise 1x1 conv.  Anything else
+raises :class:`butterfly.UnsupportedError` naming the node, its op and the supported ops; a
+malformed or hostile file raises :class:`butterfly.ModelError`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ _FLT_MAX = float(np.finfo(np.float32).max)
 
 
 def _unsupported(node, why: str):
-    return _C.Unsupported(f"node '{node.name or node.output[0]}' ({node.op_type}): {why}")
+    return _C.UnsupportedError(f"node '{node.name or node.output[0]}' ({node.op_type}): {why}")
 
 
 def _model_error(why: str):
@@ -88,7 +88,7 @@ class _Importer:
         if v is None:
             raise _model_error("no default-domain opset import")
         if v < MIN_OPSET:
-            raise _C.Unsupported(f"ONNX opset {v}: butterfly imports opset {MIN_OPSET} and "
+            raise _C.UnsupportedError(f"ONNX opset {v}: butterfly imports opset {MIN_OPSET} and "
                                  f"later (onnx.version_converter.convert_version upgrades it)")
         if len(self.graph.node) > MAX_NODES:
             raise _model_error(f"{len(self.graph.node)} nodes (at most {MAX_NODES})")
@@ -102,7 +102,7 @@ class _Importer:
         if n > MAX_CONST_ELEMENTS:
             raise _model_error(f"tensor '{t.name}' declares {n} elements")
         if t.data_location == self.onnx.TensorProto.EXTERNAL:
-            raise _C.Unsupported(f"tensor '{t.name}' keeps its data in an external file: load "
+            raise _C.UnsupportedError(f"tensor '{t.name}' keeps its data in an external file: load "
                                  f"the model with onnx.load(path) (which reads it) and pass "
                                  f"the ModelProto")
         try:
@@ -122,7 +122,7 @@ class _Importer:
     def _input_shape(self, given):
         inputs = [i for i in self.graph.input if i.name not in self.values]
         if len(inputs) != 1:
-            raise _C.Unsupported(f"the graph has {len(inputs)} inputs "
+            raise _C.UnsupportedError(f"the graph has {len(inputs)} inputs "
                                  f"({', '.join(i.name for i in inputs)}); butterfly imports "
                                  f"networks of one image input")
         inp = inputs[0]
@@ -130,7 +130,7 @@ class _Importer:
         tt = inp.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
         if tt.elem_type not in (0, self.onnx.TensorProto.FLOAT):
-            raise _C.Unsupported(f"input '{inp.name}' is not float32")
+            raise _C.UnsupportedError(f"input '{inp.name}' is not float32")
         if given is not None:
             given = tuple(int(d) for d in given)
             if len(given) != 3 or min(given) < 1:
@@ -231,13 +231,13 @@ class _Importer:
                                    f"{type(e).__name__}: {str(e)[:200]}") from None
         outs = list(self.graph.output)
         if len(outs) != 1:
-            raise _C.Unsupported(f"the graph has {len(outs)} outputs; butterfly imports "
+            raise _C.UnsupportedError(f"the graph has {len(outs)} outputs; butterfly imports "
                                  f"networks of one output")
         v = self.values.get(outs[0].name)
         if not isinstance(v, _Act):
             raise _model_error(f"output '{outs[0].name}' is not computed from the input")
         if v.layer != self.L.last:
-            raise _C.Unsupported("the graph's output is not its last computed tensor")
+            raise _C.UnsupportedError("the graph's output is not its last computed tensor")
         return self.L
 
     # -- constant folding --------------------------------------------------------------------
