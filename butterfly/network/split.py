@@ -9,6 +9,9 @@ unit at any of them:
     net = bf.import_onnx("mobilenetv2.onnx")
     for p in net.split_points(): print(p["name"], p["shape"], p["fp32_bytes"])
     student = bf.insert_butterfly(net, at="features.6", channels=4, stride=2)
+
+`remove_butterfly` takes a unit out again; `plain_network` and `candidate_network` give the
+networks the cost model needs of any network (a ResNet of the builders rebuilt by them).
 """
 
 from __future__ import annotations
