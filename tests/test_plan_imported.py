@@ -251,3 +251,12 @@ def test_plan_and_profile_commands_on_an_imported_model(onnx_path, tmp_path):
     assert "--candidates" in r.stderr.splitlines()[-1]
     r = _cli("plan", model, "--at", "nowhere", "--profile", prof)
     assert r.returncode == 2 and "not a split point" in r.stderr
+
+
+def test_a_network_without_split_points_says_so(rng):
+    L = bf.network.LayerList((3, 8, 8))
+    L.linear(4)  # one layer: no cut between layers
+    tiny = bf.Network.from_layers(L.layers, L.params)
+    assert tiny.split_points() == []
+    with pytest.raises(bf.InvalidArgument, match="no split point"):
+        ex.split_candidates(tiny)

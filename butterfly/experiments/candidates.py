@@ -135,10 +135,10 @@ def split_candidates(net: Network, results=None, channels=None, stride: int | No
     path to such a JSON file, e.g. a training sweep's or distilled units') gives trained
     candidates with their accuracy ("at" a block, "RB<k>" or a cut's name; channels 0 or
     missing: no unit); else each split point gets a candidate, sizes only:
-    - with a unit of `channels` (a list, one per split point, or one int) and `stride`
-      (default 2; 1 at a cut smaller than 2 s on a side), where channels are given, the
-      network has a unit of its own (its c' and s are the defaults) or it is a ResNet of
-      the builders (the paper's c'), unless unit=False;
+    - with a unit of `channels` (a list, one per split point, or one int; 0: no unit) and
+      `stride` (default 2; 1 at a cut smaller than 2 s on a side), where channels are
+      given, the network has a unit of its own (its c' and s are the defaults) or it is a
+      ResNet of the builders (the paper's c'), unless unit=False;
     - else without a unit: the cut's float32 feature is uploaded (unit=False forces it).
     Returns (candidates, networks) in the same order: the network of each candidate with a
     unit (its plain form with the unit), None for a candidate without one.  Names: "RB<k>"
@@ -188,6 +188,10 @@ def split_candidates(net: Network, results=None, channels=None, stride: int | No
                 c = int(channels)
             s = stride if stride is not None else (own.get("stride") or PAPER_STRIDE)
             rows.append((a, c, s, None, None))
+    if not rows:
+        raise _C.InvalidArgument("no split candidates: " + (
+            "the results hold no row with a split point" if results else
+            "the network has no split point (no cut where one tensor crosses)"))
     cands, nets = [], []
     for a, c, s, top1, pbytes in tqdm(rows, desc="split candidates", disable=not progress,
                                       leave=False):
