@@ -43,12 +43,6 @@ PAPER_STRIDE = 2
 ASSUMED_POWER_W = costmodel.PAPER_MOBILE_ONLY_MJ / costmodel.PAPER_MOBILE_ONLY_MS
 
 
-def unit_block(net: Network) -> int:
-    """The residual block of a ResNet's butterfly unit."""
-    unit = net.butterfly or {}
-    return int(unit.get("block", unit.get("at")))
-
-
 def split_name(net: Network) -> str:
     """The name of the split of a network with a butterfly unit: "RB<k>" at a ResNet's
     block k, else the name of the cut (the layer before the unit)."""
