@@ -27,6 +27,7 @@ from ._C import (  # noqa: F401  (the exception hierarchy)
     Refused,
     Timeout,
     Unsupported,
+    UnsupportedError,
 )
 from .data import datasets, jpeg
 from .network import (
@@ -56,6 +57,7 @@ def set_num_threads(n: int) -> None:
 
 __all__ = [
     "Butterfly", "Client", "Error", "LoadReport", "MobileHalf", "Network", "Payload", "Trainer",
+    "UnsupportedError",
     "datasets", "distill", "evaluate", "export_onnx", "import_onnx", "insert_butterfly",
     "jpeg", "load", "opencl", "resnet", "resnet18", "resnet34", "resnet50", "serve",
     "set_frozen", "set_num_threads", "train", "__version__",

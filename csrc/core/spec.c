@@ -343,7 +343,9 @@ uint64_t bf_spec_hash(const bf_layer_spec *L, int n)
 int bf_all_finite(const float *x, size_t n)
 {
     int bad = 0;
-#pragma omp parallel for reduction(| : bad) schedule(static)
+    /* threads only for big arrays: a model's hundreds of small weights would each pay for
+     * waking the team (seconds in all on a busy machine) */
+#pragma omp parallel for reduction(| : bad) schedule(static) if (n >= ((size_t)1 << 18))
     for (size_t i = 0; i < n; i++)
         bad |= !isfinite(x[i]);
     return !bad;
