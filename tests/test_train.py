@@ -605,3 +605,34 @@ def test_distill_resumes_exactly_from_its_checkpoint(optimizer, tmp_path, monkey
                    progress=False, checkpoint=ck, resume=True)
     with pytest.raises(bf.InvalidArgument, match="optimizer must be"):
         bf.distill(student(), teacher, x, optimizer="rmsprop", progress=False)
+
+
+def test_distill_command_line(tmp_path):
+    """`butterfly distill` with Adam on a folder of .npy batches writes a split model; a bad
+    optimizer is a user error (exit 2, one line)."""
+    import subprocess
+    import sys
+
+    from butterfly.serving import child_env
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(bf.__file__)))
+    model = os.path.join(root, "benchmarks", "results", "baseline-w16.bfly")
+    train, _ = bf.datasets.fashion_mnist()
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    np.save(pics / "batch.npy", train.images[:96])
+    out = tmp_path / "split.bfly"
+    cmd = [sys.executable, "-m", "butterfly", "distill", model, "--at", "RB4", "--channels",
+           "2", "--stride", "2", "--images", str(pics), "--optimizer", "adam", "-o", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=600,
+                       check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "bytes per image uploaded" in r.stdout
+    split = bf.load(out)
+    assert split.meta["butterfly"]["block"] == 4
+    assert split.meta["distillation"]["optimizer"] == "adam"
+    assert split.meta["distillation"]["lr"] == pytest.approx(1e-3)
+    bad = subprocess.run(cmd[:-4] + ["--optimizer", "rmsprop", "-o", str(out)],
+                         capture_output=True, text=True, env=child_env(), timeout=600,
+                         check=False)
+    assert bad.returncode == 2 and "rmsprop" in bad.stderr and "Traceback" not in bad.stderr
