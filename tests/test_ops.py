@@ -330,28 +330,6 @@ def test_mul_same_shape_and_per_channel(rng):
     check(L, rng, n=3)
 
 
-
-@pytest.mark.parametrize("c,hw,n", [(3, 9, 2), (24, 7, 1), (40, 11, 3), (200, 5, 2),
-                                    (64, 48, 1), (16, 64, 2)])
-def test_squeeze_and_excitation_loops(c, hw, n, rng):
-    # inference runs global average-pooling and the per-channel mul as loops of the core
-    # over the producer's layout (nchw, nhwc, nChw16c or nChw8c): channel counts that fill
-    # no vector, more channels than one task's lanes, and pixels enough for several
-    # threads' tasks; the same pool and mul on the image itself (plain nchw)
-    L = LayerList((c, hw, hw))
-    L.global_avgpool(src=0)
-    s = L.act("sigmoid")
-    L.mul(0, s)
-    x = L.conv(c, 3, 1, bias=True)
-    L.global_avgpool()
-    L.conv(max(c // 4, 1), 1, 1, bias=True)
-    L.act("swish")
-    L.conv(c, 1, 1, bias=True)
-    s = L.act("sigmoid")
-    L.mul(x, s)
-    L.conv(8, 1, 1)
-    check(L, rng, n=n)
-
 def test_mul_shapes_are_checked():
     L = LayerList((6, 7, 5))
     g = L.global_avgpool()

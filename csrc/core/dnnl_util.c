@@ -46,36 +46,6 @@ fail:
     return st;
 }
 
-int bf_md_channel_blocks(const_dnnl_memory_desc_t md, dnnl_format_tag_t *tag, int64_t *cb,
-                         int64_t *blk)
-{
-    static const dnnl_format_tag_t tags[] = {dnnl_nchw, dnnl_nhwc, dnnl_nChw16c, dnnl_nChw8c};
-    const dnnl_dims_t *d;
-    dnnl_data_type_t dt;
-    int nd = 0;
-    if (dnnl_memory_desc_query(md, dnnl_query_ndims_s32, &nd) != dnnl_success || nd != 4 ||
-        dnnl_memory_desc_query(md, dnnl_query_data_type, &dt) != dnnl_success ||
-        dt != dnnl_f32 || dnnl_memory_desc_query(md, dnnl_query_dims, &d) != dnnl_success)
-        return 0;
-    for (size_t t = 0; t < sizeof tags / sizeof *tags; t++) {
-        dnnl_memory_desc_t like = NULL;
-        int same;
-        if (dnnl_memory_desc_create_with_tag(&like, 4, *d, dnnl_f32, tags[t]) != dnnl_success)
-            return 0;
-        same = dnnl_memory_desc_equal(like, md);
-        dnnl_memory_desc_destroy(like);
-        if (!same)
-            continue;
-        int64_t c = (*d)[1], b = tags[t] == dnnl_nchw ? 1 : tags[t] == dnnl_nhwc ? c
-                                : tags[t] == dnnl_nChw16c ? 16 : 8;
-        *tag = tags[t];
-        *blk = b;
-        *cb = (c + b - 1) / b;
-        return 1;
-    }
-    return 0;
-}
-
 void bf_node_arg(bf_node *n, int arg, dnnl_memory_t mem)
 {
     n->args[n->nargs].arg = arg;

@@ -160,16 +160,6 @@ void *bf_mem_handle(dnnl_memory_t mem);
 /* Copies memory `mem` (layout md) into a host array of plain layout `plain`. */
 bf_status bf_mem_to_host(bf_plan *p, dnnl_memory_t mem, const_dnnl_memory_desc_t plain,
                          float *host);
-/* Below this many floats the core's own loops run on the calling thread: waking the
- * others costs more than they save (and a barrier waits for every one of them). */
-#define BF_PARALLEL_MIN (1 << 17)
-
-/* Whether a 4D f32 activation is laid out as nchw, nhwc, nChw16c or nChw8c: then *tag is
- * that tag and element (n, c, h, w) of an H x W image sits at
- * ((n * cb + c / blk) * H * W + h * W + w) * blk + c % blk (nchw: blk 1; nhwc: cb 1, blk C;
- * blocked: channels padded with zeros up to cb * blk).  0 for any other layout. */
-int bf_md_channel_blocks(const_dnnl_memory_desc_t md, dnnl_format_tag_t *tag, int64_t *cb,
-                         int64_t *blk);
 /* Binds an argument to the node. */
 void bf_node_arg(bf_node *n, int arg, dnnl_memory_t mem);
 /* The weights descriptor for a conv/deconv in plain goihw/oihw layout. */

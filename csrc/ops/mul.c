@@ -1,7 +1,6 @@
 /* Element-wise multiply of two tensors of one shape, or of a tensor by a per-channel
  * (C, 1, 1) second input (squeeze-and-excitation): oneDNN's binary mul, broadcasting the
- * second source, except the per-channel one in inference (a loop, mul_bcast_run).  Training
- * plans run it on plain layouts, where the backward is two loops. */
+ * second source.  Training plans run it on plain layouts, where the backward is two loops. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,7 +8,6 @@
 
 typedef struct mul_priv {
     int bcast;                  /* the second input is (C, 1, 1) */
-    int64_t cb, blk, hw;        /* inference loop: src0's channel blocking, pixels */
     dnnl_memory_t dsrc[2];      /* where each source's gradient goes (borrowed) */
 } mul_priv;
 
@@ -27,62 +25,31 @@ static bf_status plain_md(bf_plan *p, int layer, dnnl_memory_desc_t *md)
     return st ? st : bf_md_plain(md, 4, d, dnnl_f32);
 }
 
-/* In inference, src0 * a per-channel scale runs as a loop of its own where src0 is laid out
- * as bf_md_channel_blocks describes, the scale in the same layout: oneDNN's binary
- * broadcasts an (N, C, 1, 1) scale with a slow kernel (a reference one for a blocked src0,
- * and in nhwc at batch 32 about 6x ONNX Runtime's time for the same multiplies). */
-static bf_status mul_bcast_run(bf_plan *p, bf_node *n)
+/* The (N, C, 1, 1) scale in the layout family of the tensor it scales: oneDNN's jit binary
+ * broadcasts a blocked (nChw16c) tensor's scale only from a blocked scale, and falls back
+ * to its reference kernel otherwise.  Plain when src0's layout is none of those tried. */
+static bf_status scale_md(bf_plan *p, int layer, const_dnnl_memory_desc_t src0,
+                          dnnl_memory_desc_t *md)
 {
-    const mul_priv *mp = n->priv;
-    const float *x = bf_mem_handle(p->values[n->src[0]].mem);
-    const float *sc = bf_mem_handle(p->values[n->src[1]].mem);
-    float *y = bf_mem_handle(p->values[n->dst].mem);
-    int64_t rows = (int64_t)p->params.batch * mp->cb, hw = mp->hw, blk = mp->blk;
-    /* tasks of about 16k floats: (sample, channel block, a run of pixels) */
-    int64_t per = blk >= 16384 ? 1 : 16384 / blk, chunks = (hw + per - 1) / per;
-#pragma omp parallel for schedule(static) if (rows * hw * blk > BF_PARALLEL_MIN)
-    for (int64_t t = 0; t < rows * chunks; t++) {
-        int64_t r = t / chunks, i0 = t % chunks * per, i1 = i0 + per < hw ? i0 + per : hw;
-        const float *s = sc + r * blk;
-        for (int64_t i = i0; i < i1; i++) {
-            const float *xi = x + (r * hw + i) * blk;
-            float *yi = y + (r * hw + i) * blk;
-            for (int64_t b = 0; b < blk; b++)
-                yi[b] = xi[b] * s[b];
+    static const dnnl_format_tag_t tags[] = {dnnl_nchw, dnnl_nhwc, dnnl_nChw16c, dnnl_nChw8c};
+    const dnnl_dims_t *d0;
+    dnnl_dims_t d;
+    bf_status st = BF_STATUS_OK;
+    BF_TRY(bf_plan_layer_dims(p, layer, 1, d));
+    DNNL_TRY(dnnl_memory_desc_query(src0, dnnl_query_dims, &d0));
+    for (size_t t = 0; t < sizeof tags / sizeof *tags; t++) {
+        dnnl_memory_desc_t like = NULL;
+        int same;
+        DNNL_TRY(dnnl_memory_desc_create_with_tag(&like, 4, *d0, dnnl_f32, tags[t]));
+        same = dnnl_memory_desc_equal(like, src0);
+        dnnl_memory_desc_destroy(like);
+        if (same) {
+            DNNL_TRY(dnnl_memory_desc_create_with_tag(md, 4, d, dnnl_f32, tags[t]));
+            return BF_STATUS_OK;
         }
     }
-    return BF_STATUS_OK;
-}
-
-/* Pushes the inference node of src0 * scale when src0's layout is one mul_bcast_run
- * handles; *done 0 (nothing pushed) otherwise. */
-static bf_status mul_bcast_push(bf_plan *p, bf_node *n0, mul_priv **mp, int *done)
-{
-    const_dnnl_memory_desc_t md0 = p->values[n0->src[0]].md;
-    dnnl_memory_desc_t md1 = NULL;
-    dnnl_format_tag_t tag;
-    dnnl_dims_t d;
-    bf_node *n;
-    bf_status st = BF_STATUS_OK;
-    *done = 0;
-    if (!bf_md_channel_blocks(md0, &tag, &(*mp)->cb, &(*mp)->blk))
-        return BF_STATUS_OK;
-    BF_TRY(bf_plan_layer_dims(p, bf_model_layer(p->model, n0->layer)->inputs[1], 1, d));
-    DNNL_TRY(dnnl_memory_desc_create_with_tag(&md1, 4, d, dnnl_f32, tag));
-    BF_TRY(bf_plan_layer_dims(p, n0->layer, 1, d));
-    (*mp)->hw = d[2] * d[3];
-    n0->src[1] = bf_plan_value_as(p, n0->src[1], md1);
-    if (n0->src[1] < 0 || !(n = bf_plan_push_node(p, n0)) ||
-        (n->dst = bf_plan_add_value(p, md0)) < 0) {
-        st = BF_STATUS_OUT_OF_MEMORY;
-        goto fail;
-    }
-    n->run = mul_bcast_run;
-    n->priv = *mp;
-    *mp = NULL;
-    *done = 1;
+    return bf_md_plain(md, 4, d, dnnl_f32);
 fail:
-    dnnl_memory_desc_destroy(md1);
     return st;
 }
 
@@ -93,22 +60,18 @@ bf_status bf_op_mul_fwd(bf_plan *p, const bf_node *proto)
     dnnl_primitive_desc_t pd = NULL;
     dnnl_memory_desc_t md0 = NULL, md1 = NULL;
     mul_priv *mp = calloc(1, sizeof *mp);
-    int done = 0;
     bf_status st = BF_STATUS_OK;
     if (!mp)
         return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
     mp->bcast = is_bcast(p, proto);
-    if (mp->bcast && !p->params.training) {
-        BF_TRY(mul_bcast_push(p, &n0, &mp, &done));
-        if (done)
-            goto fail;
-    }
     if (p->params.training)
         BF_TRY(plain_md(p, s->inputs[0], &md0));
     else
         DNNL_TRY(dnnl_memory_desc_clone(&md0, p->values[proto->src[0]].md));
-    if (mp->bcast || p->params.training)
+    if (p->params.training)
         BF_TRY(plain_md(p, s->inputs[1], &md1));
+    else if (mp->bcast)
+        BF_TRY(scale_md(p, s->inputs[1], md0, &md1));
     else
         DNNL_TRY(dnnl_memory_desc_clone(&md1, md0));
     n0.src[0] = bf_plan_value_as(p, proto->src[0], md0);

@@ -1,6 +1,4 @@
 /* Max-pool, average-pool (padding excluded) and global average-pool. */
-#include <stdlib.h>
-
 #include "core/plan.h"
 
 /* Kernel, strides and padding (top / left, bottom / right); a global pool is a pool with
@@ -26,70 +24,6 @@ static dnnl_alg_kind_t pool_alg(const bf_layer_spec *s)
     return s->type == BF_LAYER_MAXPOOL ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding;
 }
 
-typedef struct gap_priv {
-    int64_t cb, blk, hw; /* the source's channel blocking (bf_md_channel_blocks), pixels */
-} gap_priv;
-
-/* Global average-pooling in inference, a loop over the source's own layout: oneDNN's
- * pooling kernel reads a window of the whole image slowly (at batch 32 about 20x ONNX
- * Runtime's time on the same bytes).  Sums in float, channels innermost. */
-static bf_status gap_run(bf_plan *p, bf_node *n)
-{
-    const gap_priv *gp = n->priv;
-    const float *x = bf_mem_handle(p->values[n->src[0]].mem);
-    float *y = bf_mem_handle(p->values[n->dst].mem);
-    enum { LANES = 64 };
-    int64_t rows = (int64_t)p->params.batch * gp->cb, blk = gp->blk, hw = gp->hw;
-    int64_t parts = (blk + LANES - 1) / LANES;
-    float inv = 1.0f / (float)hw;
-#pragma omp parallel for schedule(static) if (rows * hw * blk > BF_PARALLEL_MIN)
-    for (int64_t t = 0; t < rows * parts; t++) {
-        int64_t r = t / parts, b0 = t % parts * LANES, nb = blk - b0 < LANES ? blk - b0 : LANES;
-        float acc[LANES] = {0};
-        for (int64_t i = 0; i < hw; i++) {
-            const float *xi = x + (r * hw + i) * blk + b0;
-            for (int64_t b = 0; b < nb; b++)
-                acc[b] += xi[b];
-        }
-        for (int64_t b = 0; b < nb; b++)
-            y[r * blk + b0 + b] = acc[b] * inv;
-    }
-    return BF_STATUS_OK;
-}
-
-/* Pushes the inference node of a global average-pool over a source that gap_run reads,
- * its output (N, C, 1, 1) in the source's layout; *done 0 (nothing pushed) otherwise. */
-static bf_status gap_push(bf_plan *p, const bf_node *proto, int *done)
-{
-    gap_priv *gp = calloc(1, sizeof *gp);
-    dnnl_memory_desc_t md = NULL;
-    dnnl_format_tag_t tag;
-    dnnl_dims_t in, out;
-    bf_node *n;
-    bf_status st = BF_STATUS_OK;
-    *done = 0;
-    if (!gp)
-        return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
-    if (!bf_md_channel_blocks(p->values[proto->src[0]].md, &tag, &gp->cb, &gp->blk))
-        goto fail;
-    BF_TRY(bf_plan_layer_dims(p, proto->layer, 0, in));
-    BF_TRY(bf_plan_layer_dims(p, proto->layer, 1, out));
-    gp->hw = in[2] * in[3];
-    DNNL_TRY(dnnl_memory_desc_create_with_tag(&md, 4, out, dnnl_f32, tag));
-    if (!(n = bf_plan_push_node(p, proto)) || (n->dst = bf_plan_add_value(p, md)) < 0) {
-        st = BF_STATUS_OUT_OF_MEMORY;
-        goto fail;
-    }
-    n->run = gap_run;
-    n->priv = gp;
-    gp = NULL;
-    *done = 1;
-fail:
-    dnnl_memory_desc_destroy(md);
-    free(gp);
-    return st;
-}
-
 bf_status bf_op_pool_fwd(bf_plan *p, const bf_node *proto)
 {
     const bf_layer_spec *s = bf_model_layer(p->model, proto->layer);
@@ -99,14 +33,8 @@ bf_status bf_op_pool_fwd(bf_plan *p, const bf_node *proto)
     dnnl_dims_t out, k, str, dil = {0, 0}, pad, pad_end;
     int train = p->params.training, max = s->type == BF_LAYER_MAXPOOL;
     bf_node *n;
-    int done = 0;
     bf_status st = BF_STATUS_OK;
 
-    if (!train && s->type == BF_LAYER_GLOBAL_AVGPOOL) {
-        BF_TRY(gap_push(p, proto, &done));
-        if (done)
-            return BF_STATUS_OK;
-    }
     BF_TRY(pool_geometry(p, proto->layer, k, str, pad, pad_end));
     BF_TRY(bf_plan_layer_dims(p, proto->layer, 1, out));
     DNNL_TRY(dnnl_memory_desc_create_with_tag(&dst, 4, out, dnnl_f32, dnnl_format_tag_any));
