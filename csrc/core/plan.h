@@ -56,6 +56,8 @@ typedef struct bf_node {
     int bn_layer;           /* BN folded into this conv (inference), or -1 */
     int sum_src;            /* value added into dst by a sum post-op, or -1 */
     int act_layer;          /* activation layer applied last (a post-op), or -1 */
+    int check;              /* inference: its output is scanned for NaN / Inf after it runs
+                               (not where every reader surely carries one on) */
     int n_src;
     int src[BF_MAX_INPUTS]; /* value ids */
     int dst;                /* value id */
