@@ -10,6 +10,18 @@ backend, builders, ONNX import / export), ``data``, ``training``, ``serving``, `
 ``cli``.
 """
 
+import os as _os
+
+# libgomp's threads spin for a long while between parallel regions by default: when other
+# processes load the cores, a spinning thread holds a core that a thread with work (ours or
+# another process's) needs, and a forward pass takes several times as long (3 to 7x on 2
+# busy cores).  Threads that sleep at once (OMP_WAIT_POLICY=PASSIVE) cost a wake-up per
+# primitive instead, which on a lightly loaded machine makes batch 1 slower by 1.7x; a short
+# spin keeps most of both.  libgomp reads this once, when the extension loads it: a user's own
+# OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone.
+if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    _os.environ["GOMP_SPINCOUNT"] = "3000"
+
 from . import _C
 from ._C import (  # noqa: F401  (the exception hierarchy)
     BackendError,
@@ -27,6 +39,7 @@ from ._C import (  # noqa: F401  (the exception hierarchy)
     Refused,
     Timeout,
     Unsupported,
+    UnsupportedError,
 )
 from .data import datasets, jpeg
 from .network import (
@@ -56,6 +69,7 @@ def set_num_threads(n: int) -> None:
 
 __all__ = [
     "Butterfly", "Client", "Error", "LoadReport", "MobileHalf", "Network", "Payload", "Trainer",
+    "UnsupportedError",
     "datasets", "distill", "evaluate", "export_onnx", "import_onnx", "insert_butterfly",
     "jpeg", "load", "opencl", "resnet", "resnet18", "resnet34", "resnet50", "serve",
     "set_frozen", "set_num_threads", "train", "__version__",

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from ._C import Error, FileError, InvalidArgument, ModelError, Unsupported
+from ._C import Error, FileError, InvalidArgument, ModelError, UnsupportedError
 from .experiments import commands as experiments_commands
 from .network import onnx_export, onnx_import, split
 from .serving import commands as serving_commands
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # what the user can fix (a path, an argument, a value, a model file) exits 2, as argparse
     # does; a failure of the run itself (a timeout, a dead pool) exits 1; both in one line
-    user_errors = (FileError, InvalidArgument, ModelError, Unsupported, ValueError, TypeError)
+    user_errors = (FileError, InvalidArgument, ModelError, UnsupportedError, ValueError, TypeError)
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -237,20 +237,21 @@ stats = pool.stats(); pool.stop()
 print("answered", sum(got), "of", 2 * len(payload), "| requeued", stats["requeued"], "| workers alive", stats["workers"])""",
     ],
     "05_your_own_model": [
-        "# 05 Your own model\nA CNN trained in PyTorch (squeeze-and-excitation, hardswish, SiLU), "
-        "exported to ONNX, imported; its cut table; a butterfly unit inserted at a middle cut and "
-        "distilled against the original network without labels; served through the pool; the "
-        "cost model's table for its cuts.",
+        "# 05 Your own model\nA CNN trained in PyTorch (squeeze-and-excitation made of linear "
+        "layers, hardswish, SiLU), exported to ONNX, imported; its cut table; a butterfly unit "
+        "inserted at a middle cut and distilled against the original network without labels; "
+        "served through the pool; the cost model's candidates at its cuts and the planner's "
+        "choice per link.",
         SETUP,
         """import torch
 from torch import nn
 torch.manual_seed(0); torch.set_num_threads(2)
 
-class SE(nn.Module):
+class SE(nn.Module):  # squeeze-and-excitation with linear layers, as timm writes it
     def __init__(self, c):
-        super().__init__(); self.fc1 = nn.Conv2d(c, c // 4, 1); self.fc2 = nn.Conv2d(c // 4, c, 1)
+        super().__init__(); self.fc1 = nn.Linear(c, c // 4); self.fc2 = nn.Linear(c // 4, c)
     def forward(self, x):
-        return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
+        return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3))))))[:, :, None, None]
 
 model = nn.Sequential(
     nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
@@ -310,21 +311,20 @@ res = client.classify(test.images[:200], k=1)
 pool.stop()
 print("pool agrees with local on", np.mean([r.label for r in res] == student.predict(test.images[:200])[:, 0]) * 100, "%")""",
         """from butterfly import experiments as ex
-from butterfly.experiments import costmodel as cm
+from butterfly.experiments import costmodel as cm, planner
 plain = ex.layer_records(teacher)
 # a Jetson-TX2-class phone (its roofline, the paper's power) and a 1080-Ti-class cloud
 phone = cm.DeviceProfile.scaled(cm.TX2_GMACS_PER_S, cm.TX2_GB_PER_S, "phone",
                                 cm.PAPER_MOBILE_ONLY_MJ / cm.PAPER_MOBILE_ONLY_MS)
 cloud = cm.cloud_profile()
-cands = []
-for p in cuts:
-    s = 2 if min(p["shape"][1:]) >= 4 else 1
-    unit = bf.insert_butterfly(teacher, at=p["name"], channels=2, stride=s)
-    cands.append(cm.Candidate.from_layers(p["name"][:28], ex.layer_records(unit),
-                                          unit.summary()["payload_bytes"] + 8))
+# one candidate per cut: a unit of c' = 2, s = 2 there (s = 1 where the feature is under 4x4)
+cands, _ = ex.split_candidates(teacher, channels=2, stride=2)
 rows = []
 for link in ("3g", "4g", "wifi"):
     model_ = cm.CostModel(phone, cloud, cm.networks[link], plain, input_bytes=784)
+    best = planner.plan(cands, model_)
+    print(f"{link}: best cut {best.chosen.name} ({best.chosen.payload_bytes} B, "
+          f"{best.cost.latency_ms:.3f} ms)")
     for row in model_.table(cands):
         rows.append((link, row))
 print(f"{'link':5} {'how':30} {'bytes':>6} {'latency ms':>10} {'energy mJ':>9}")

@@ -21,6 +21,7 @@ GROUPS = {
     "client": "bf_client_params",
     "load": "bf_load_params",
     "sgd": "bf_sgd_params",
+    "adam": "bf_adam_params",
     "conn": "bf_conn_params",
 }
 

@@ -523,3 +523,21 @@ def test_builders_take_shapes_and_parameter_names_from_the_core():
         layer_info({"type": "add", "inputs": [0, 1]}, 2, [(3, 4, 4)])
     with pytest.raises(bf.ModelError, match="unknown 'type'"):
         layer_info({"type": "nope", "inputs": [0]}, 1, [(3, 4, 4)])
+
+
+@pytest.mark.parametrize("env,want", [({}, "None 3000"),
+                                      ({"OMP_WAIT_POLICY": "passive"}, "passive None"),
+                                      ({"GOMP_SPINCOUNT": "0"}, "None 0")])
+def test_openmp_threads_spin_briefly_unless_the_user_chose(env, want):
+    # long-spinning libgomp threads slow a forward several times over when other processes
+    # load the cores: importing butterfly shortens the spin before the extension loads
+    # libgomp, unless the user set a wait policy or a spin count
+    import subprocess
+    import sys
+
+    keys = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+    base = {k: v for k, v in os.environ.items() if k not in keys}
+    code = f"import os, butterfly; print(*(os.environ.get(k) for k in {keys}))"
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True,
+                         text=True, timeout=120, check=True)
+    assert out.stdout.strip() == want

@@ -1,4 +1,5 @@
-"""ONNX import: six CNN families exported by torch, their logits against PyTorch's, every
+"""ONNX import: seven CNN families exported by torch (one with squeeze-and-excitation made of
+linear layers), their logits against PyTorch's, every
 split point exact with a unit inserted, unsupported ops and malformed files, a fuzz loop."""
 
 import os
@@ -24,6 +25,7 @@ FAMILIES = {
     "efficientnet_b0": (lambda: tm.efficientnet_b0(width=0.5), 224),
     "vgg11_bn": (lambda: tm.vgg11_bn(width=8, size=64), 64),
     "densenet_block": (tm.densenet_block, 64),
+    "se_linear": (tm.se_linear, 224),
 }
 
 
@@ -102,6 +104,70 @@ def test_strided_units_at_cuts_of_imported_networks(small, rng):
         pay = student.mobile(x)
         assert pay.data.shape[1:] == (3, -(-p["shape"][1] // 2), -(-p["shape"][2] // 2))
         np.testing.assert_array_equal(student.cloud(pay), student.forward(x))
+
+
+def test_linear_squeeze_and_excitation_becomes_1x1_convolutions(exported):
+    """The SE branches' Gemms (pool -> flatten -> Gemm -> ... -> back to (N, C, 1, 1) ->
+    Mul) are 1x1 convolutions in the core; the classifier's Gemm stays a linear layer."""
+    model, path, _ = exported["se_linear"]
+    net = bf.import_onnx(path)
+    layers = net.layers()
+    fc = [r for r in layers if "fc1" in r["name"] or "fc2" in r["name"]]
+    n_se = sum(isinstance(m, tm.LinearSqueezeExcite) for m in model.modules())
+    assert len(fc) == 2 * n_se and all(r["type"] == "conv" for r in fc)
+    assert all(tuple(r["out_dims"][1:]) == (1, 1) for r in fc)
+    assert [r["type"] for r in layers].count("linear") == 1 and layers[-1]["type"] == "linear"
+    assert [r["type"] for r in layers].count("mul") == n_se
+    # no cut inside an SE branch: every mul reads the cut or later layers
+    for p in net.split_points():
+        j = p["layer"]
+        assert all(k >= j for i in range(j + 1, len(layers))
+                   for k in net.model.layer(i)["inputs"])
+
+
+def _se_graph(rng, hw, tail):
+    """x (1, 4, 8, 8) -> conv -> [pool] -> flatten -> Gemm -> tail nodes -> y."""
+    k = 4 * hw * hw
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1])]
+    if hw == 1:
+        nodes.append(helper.make_node("GlobalAveragePool", ["c"], ["p"]))
+    else:
+        nodes.append(helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[4, 4],
+                                      strides=[8 // hw, 8 // hw]))
+    nodes += [helper.make_node("Flatten", ["p"], ["f"]),
+              helper.make_node("Gemm", ["f", "g", "gb"], ["l"], transB=1)] + tail
+    inits = [_w("w", (4, 3, 3, 3), rng), _w("g", (4, k), rng), _w("gb", (4,), rng),
+             onnx.numpy_helper.from_array(np.array([1, 4, 1, 1], np.int64), "shp"),
+             onnx.numpy_helper.from_array(np.array([1, 4, 8, 8], np.int64), "big")]
+    return _graph(nodes, inits)
+
+
+def test_a_linear_layer_back_to_4d_against_the_reference(rng):
+    tail = [helper.make_node("Sigmoid", ["l"], ["s"]),
+            helper.make_node("Reshape", ["s", "shp"], ["r"]),
+            helper.make_node("Expand", ["r", "big"], ["e"]),
+            helper.make_node("Mul", ["c", "e"], ["y"])]
+    model = _se_graph(rng, 1, tail)
+    net = bf.import_onnx(model)
+    assert [net.model.layer(i)["type"] for i in range(len(net.model))][3] == "conv"
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    got = net.forward(x).reshape(1, 4, 8, 8)
+    np.testing.assert_allclose(got, _ort_free_reference(model, x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["not_1x1", "expand_elsewhere"])
+def test_linear_layers_that_cannot_return_to_4d_are_refused(case, rng):
+    if case == "not_1x1":  # a Gemm over a flattened 4x2x2 feature cannot be a 1x1 conv
+        tail = [helper.make_node("Reshape", ["l", "shp"], ["r"]),
+                helper.make_node("Mul", ["c", "r"], ["y"])]
+        model, msg = _se_graph(rng, 2, tail), "whose input .* is not 1x1"
+    else:  # an expanded factor that no Mul reads
+        tail = [helper.make_node("Reshape", ["l", "shp"], ["r"]),
+                helper.make_node("Expand", ["r", "big"], ["e"]),
+                helper.make_node("Relu", ["e"], ["y"])]
+        model, msg = _se_graph(rng, 1, tail), "only of a \\(C, 1, 1\\) factor read by a Mul"
+    with pytest.raises(bf.UnsupportedError, match=msg):
+        bf.import_onnx(model)
 
 
 def test_input_shape_given_for_dynamic_sizes(tmp_path, rng):
@@ -198,8 +264,30 @@ def test_unsupported_op_names_the_node_and_lists_the_supported(rng):
     model = _graph([helper.make_node("Conv", ["x", "w"], ["c"]),
                     helper.make_node("Tanh", ["c"], ["y"], name="the_tanh")],
                    [_w("w", (4, 3, 3, 3), rng)])
-    with pytest.raises(bf.Unsupported, match=r"'the_tanh' \(Tanh\).*supported ops: Add"):
+    with pytest.raises(bf.UnsupportedError, match=r"'the_tanh' \(Tanh\).*supported ops: Add"):
         bf.import_onnx(model)
+
+
+def test_unsupported_error_is_the_canonical_name_and_unsupported_its_alias(rng, tmp_path):
+    assert bf.Unsupported is bf.UnsupportedError is bf._C.UnsupportedError
+    assert bf.UnsupportedError.__name__ == "UnsupportedError"
+    assert issubclass(bf.UnsupportedError, bf.Error)
+    assert issubclass(bf.UnsupportedError, NotImplementedError)
+    assert "UnsupportedError" in bf.__all__
+    model = _graph([helper.make_node("Conv", ["x", "w"], ["c"]),
+                    helper.make_node("Tanh", ["c"], ["y"], name="the_tanh")],
+                   [_w("w", (4, 3, 3, 3), rng)])
+    with pytest.raises(bf.Unsupported):  # code written against the old name still works
+        bf.import_onnx(model)
+    path = tmp_path / "tanh.onnx"
+    path.write_bytes(model.SerializeToString())
+    r = subprocess.run([sys.executable, "-m", "butterfly", "import", str(path), "-o",
+                        str(tmp_path / "t.bfly")], capture_output=True, text=True, timeout=300,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(bf.__file__))),
+                       check=False)
+    assert r.returncode == 2, r.stderr
+    assert "UnsupportedError: node 'the_tanh' (Tanh)" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("case", ["opset12", "two_inputs", "missing_input", "cycle",
@@ -379,7 +467,8 @@ def test_opencl_mobile_half_equals_onednn_payload(name, small, rng):
         assert (diff == 1).mean() <= 0.01, (name, p["name"], (diff == 1).mean())
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b0", "densenet_block"])
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b0", "densenet_block",
+                                  "se_linear"])
 def test_round_trip_through_export_gives_onnx_runtime_the_same_logits(name, small, tmp_path,
                                                                       rng):
     ort = pytest.importorskip("onnxruntime")

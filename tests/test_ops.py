@@ -228,6 +228,51 @@ def test_a_nan_inside_the_feature_is_refused_by_the_quantizer(rng):
         bf._C.Plan(net.model, 0, 1, 2, True).forward(x)
 
 
+
+def _overflow_then(reader, sign):
+    """sign * 3e38 doubled by an add (an output of its own, not fused into the conv before it)
+    overflows to sign * Inf at pixel (1, 1), where the input is 1e10, and is read by `reader`;
+    the rest stays finite."""
+    L = LayerList((1, 6, 6))
+    c = L.conv(2, 1, 1, bias=True)
+    L.params[c][0][:] = sign * 3e28
+    a = L.add(c, c)
+    if reader == "conv":           # carries it: a is not scanned, the conv's output is
+        L.conv(3, 3, 1)
+    elif reader == "conv_relu6":   # the fused ReLU6 maps Inf to 6: a is scanned
+        L.conv(3, 3, 1)
+        L.act("relu6")
+    elif reader == "strided_conv":  # a stride-2 1x1 conv never reads pixel (1, 1)
+        L.conv(3, 1, 2)
+    elif reader == "maxpool":      # the max drops -Inf
+        L.pool("maxpool", 2, 2)
+    elif reader == "avgpool":
+        L.pool("avgpool", 2, 2)
+    elif reader in ("sigmoid", "swish", "relu"):
+        L.act(reader)
+    elif reader == "se":           # squeeze-and-excitation: pool, conv, sigmoid, mul
+        L.global_avgpool()
+        L.conv(2, 1, 1)
+        s = L.act("sigmoid")
+        L.mul(a, s)
+    elif reader == "linear":
+        L.linear(4)
+    x = np.full((2, 1, 6, 6), 0.5, np.float32)
+    x[1, 0, 1, 1] = 1e10
+    return bf.Network.from_layers(L.layers, L.params), x
+
+
+@pytest.mark.parametrize("reader", ["conv", "conv_relu6", "strided_conv", "maxpool", "avgpool",
+                                    "sigmoid", "swish", "relu", "se", "linear"])
+@pytest.mark.parametrize("sign", [1, -1])
+def test_an_overflow_is_refused_whatever_reads_it(reader, sign):
+    # inference scans only the outputs a later node could hide a NaN or Inf in; one that
+    # arises in another output must still be refused, further on
+    net, x = _overflow_then(reader, sign)
+    net.forward(x[:1])  # finite: fine
+    with pytest.raises(bf.NumericError, match="NaN or Inf"):
+        net.forward(x)
+
 ACTS = [("sigmoid", {}), ("swish", {}), ("hardswish", {}),
         ("hardsigmoid", {"alpha": 1 / 6, "beta": 0.5}), ("hardsigmoid", {"alpha": 0.2, "beta": 0.5}),
         ("clip", {"alpha": -1.5, "beta": 2.0}), ("leaky_relu", {"alpha": 0.1}),

@@ -1,6 +1,8 @@
 """Backward passes (finite differences), SGD, the straight-through quantizer, training runs,
 checkpoints, torch-style weight import."""
 
+import os
+
 import numpy as np
 import pytest
 import reference
@@ -252,6 +254,74 @@ def test_sgd_step_matches_numpy(nesterov, rng):
         np.testing.assert_allclose(net.model.get_param(i, k), w, rtol=1e-5, atol=1e-6)
 
 
+def test_adam_step_matches_numpy_and_torch_formula(rng):
+    """Three AdamW updates from two different gradients, against the formula in float64;
+    the buffers read back as the formula's first and second moments, and setting them
+    (a checkpoint restored) continues exactly."""
+    L = LayerList((2, 6, 6))
+    L.conv(4, 3, 1, bias=True)
+    L.bn()
+    L.relu()
+    L.global_avgpool()
+    L.linear(3)
+    net = net_of(L)
+    plan = training_plan(net, 4, input_grad=False)
+    lr, b1, b2, eps, wd = 0.01, 0.8, 0.95, 1e-6, 0.1
+    before = {p: net.model.get_param(*p).astype(np.float64) for p in plan.trained()}
+    w = dict(before)
+    m = {p: np.zeros_like(v) for p, v in before.items()}
+    v2 = {p: np.zeros_like(v) for p, v in before.items()}
+    for step in (1, 2, 3):
+        x = rng.standard_normal((4, 2, 6, 6)).astype(np.float32)
+        plan.forward(x)
+        plan.backward(rng.standard_normal((4, 3, 1, 1)).astype(np.float32))
+        grads = {p: plan.param_grad(*p).astype(np.float64) for p in plan.trained()}
+        plan.adam_step(step, lr=lr, beta1=b1, beta2=b2, eps=eps, weight_decay=wd)
+        for p, g in grads.items():
+            i, k = p
+            decay = wd if k == 0 and net.model.layer(i)["type"] in ("conv", "linear") else 0.0
+            w[p] = w[p] * (1 - lr * decay)
+            m[p] = b1 * m[p] + (1 - b1) * g
+            v2[p] = b2 * v2[p] + (1 - b2) * g * g
+            w[p] = w[p] - lr / (1 - b1 ** step) * m[p] / (np.sqrt(v2[p]) /
+                                                          np.sqrt(1 - b2 ** step) + eps)
+    plan.sync()
+    for p in plan.trained():
+        np.testing.assert_allclose(net.model.get_param(*p), w[p], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(plan.momentum(*p), m[p], rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(plan.second_moment(*p), v2[p], rtol=1e-4, atol=1e-9)
+    # set the buffers to known values: the next step uses them
+    p = plan.trained()[0]
+    plan.momentum(*p, np.zeros_like(m[p], np.float32))
+    plan.second_moment(*p, np.ones_like(v2[p], np.float32))
+    np.testing.assert_array_equal(plan.second_moment(*p), 1.0)
+    w0 = net.model.get_param(*p).astype(np.float64)
+    plan.adam_step(4, lr=lr, beta1=b1, beta2=b2, eps=eps, weight_decay=0.0)
+    g = plan.param_grad(*p).astype(np.float64)
+    want = w0 - lr / (1 - b1 ** 4) * ((1 - b1) * g) / (
+        np.sqrt(b2 + (1 - b2) * g * g) / np.sqrt(1 - b2 ** 4) + eps)
+    plan.sync()
+    np.testing.assert_allclose(net.model.get_param(*p), want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [{"step": 0}, {"lr": -1.0}, {"beta1": 1.0}, {"beta2": -0.1},
+                                {"eps": 0.0}, {"weight_decay": float("nan")}])
+def test_adam_step_refuses_bad_parameters(kw, rng):
+    L = LayerList((2, 4, 4))
+    L.conv(2, 3, 1)
+    net = net_of(L)
+    plan = training_plan(net, 1, input_grad=False)
+    plan.forward(rng.standard_normal((1, 2, 4, 4)).astype(np.float32))
+    plan.backward(np.ones((1, 2, 4, 4), np.float32))
+    p = plan.trained()[0]
+    w0 = net.model.get_param(*p)
+    args = {"step": 1, **kw}
+    with pytest.raises(bf.InvalidArgument, match="Adam needs"):
+        plan.adam_step(**args)
+    plan.sync()
+    np.testing.assert_array_equal(net.model.get_param(*p), w0)  # nothing changed
+
+
 def test_overfits_a_small_batch(rng):
     net = bf.resnet18(small=True, num_classes=10, in_channels=1, width=8, input_size=14,
                       butterfly=bf.Butterfly(at=2, channels=2, stride=2), seed=1)
@@ -488,3 +558,81 @@ def test_set_frozen_parts_and_layers():
         bf.set_frozen(net, parts=("bogus",))
     with pytest.raises(bf.InvalidArgument, match=r"not in \[0, "):
         bf.set_frozen(net, layers=(len(net.model),))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_distill_resumes_exactly_from_its_checkpoint(optimizer, tmp_path, monkeypatch):
+    """Two epochs at once equal a run stopped after its first epoch's checkpoint and
+    resumed: the step and the optimizer's buffers (momentum; Adam's second moment) come
+    back."""
+    from butterfly.training import distillation
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(bf.__file__)))
+    teacher = bf.load(os.path.join(root, "benchmarks", "results", "baseline-w16.bfly"))
+    train, _ = bf.datasets.fashion_mnist()
+    x = train.images[:64]
+
+    def student():
+        return bf.insert_butterfly(teacher, at="RB4", channels=2, stride=2)
+
+    a = student()
+    hist = bf.distill(a, teacher, x, epochs=2, batch_size=16, optimizer=optimizer,
+                      progress=False)
+    assert hist.epochs[1]["loss"] < hist.epochs[0]["loss"]  # it learns
+    ck = tmp_path / "ck.bfly"
+    b = student()
+    save = distillation._save
+
+    def save_then_stop(*args, **kw):  # the run stops right after its first checkpoint
+        save(*args, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distillation, "_save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        bf.distill(b, teacher, x, epochs=2, batch_size=16, optimizer=optimizer,
+                   progress=False, checkpoint=ck)
+    monkeypatch.setattr(distillation, "_save", save)
+    b = student()
+    bf.distill(b, teacher, x, epochs=2, batch_size=16, optimizer=optimizer, progress=False,
+               checkpoint=ck, resume=True)
+    assert b.meta["distillation"]["optimizer"] == optimizer
+    for i in range(len(a.model)):
+        for k, _ in enumerate(a.model.param_names(i)):
+            np.testing.assert_array_equal(b.model.get_param(i, k), a.model.get_param(i, k))
+    other = "adam" if optimizer == "sgd" else "sgd"
+    with pytest.raises(bf.InvalidArgument, match="same optimizer"):
+        bf.distill(student(), teacher, x, epochs=2, batch_size=16, optimizer=other,
+                   progress=False, checkpoint=ck, resume=True)
+    with pytest.raises(bf.InvalidArgument, match="optimizer must be"):
+        bf.distill(student(), teacher, x, optimizer="rmsprop", progress=False)
+
+
+def test_distill_command_line(tmp_path):
+    """`butterfly distill` with Adam on a folder of .npy batches writes a split model; a bad
+    optimizer is a user error (exit 2, one line)."""
+    import subprocess
+    import sys
+
+    from butterfly.serving import child_env
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(bf.__file__)))
+    model = os.path.join(root, "benchmarks", "results", "baseline-w16.bfly")
+    train, _ = bf.datasets.fashion_mnist()
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    np.save(pics / "batch.npy", train.images[:96])
+    out = tmp_path / "split.bfly"
+    cmd = [sys.executable, "-m", "butterfly", "distill", model, "--at", "RB4", "--channels",
+           "2", "--stride", "2", "--images", str(pics), "--optimizer", "adam", "-o", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=600,
+                       check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "bytes per image uploaded" in r.stdout
+    split = bf.load(out)
+    assert split.meta["butterfly"]["block"] == 4
+    assert split.meta["distillation"]["optimizer"] == "adam"
+    assert split.meta["distillation"]["lr"] == pytest.approx(1e-3)
+    bad = subprocess.run(cmd[:-4] + ["--optimizer", "rmsprop", "-o", str(out)],
+                         capture_output=True, text=True, env=child_env(), timeout=600,
+                         check=False)
+    assert bad.returncode == 2 and "rmsprop" in bad.stderr and "Traceback" not in bad.stderr

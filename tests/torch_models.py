@@ -1,7 +1,8 @@
 """Small torch.nn definitions of well-known CNN families, for the ONNX import tests: the
 layer patterns of ResNet-18, MobileNetV2, MobileNetV3-small (hardswish, squeeze-and-
 excitation with hardsigmoid), EfficientNet-B0 (SiLU, squeeze-and-excitation with sigmoid),
-VGG-11 with batch-norm and a DenseNet block (concat).  Widths and depths are parameters so
+VGG-11 with batch-norm, a DenseNet block (concat) and squeeze-and-excitation made of linear
+layers (as timm's and many hand-written models do it).  Widths and depths are parameters so
 that tests stay fast; random weights, batch-norm statistics randomized, eval mode."""
 
 from __future__ import annotations
@@ -162,6 +163,49 @@ def vgg11_bn(width=16, classes=10, size=64):
     s = size // 32
     layers += [nn.Flatten(), nn.Linear(c * s * s, 64), nn.ReLU(), nn.Dropout(),
                nn.Linear(64, 64), nn.ReLU(), nn.Dropout(), nn.Linear(64, classes)]
+    return _bn_random(nn.Sequential(*layers))
+
+
+class LinearSqueezeExcite(nn.Module):
+    """Squeeze-and-excitation with nn.Linear: pool -> flatten -> fc -> act -> fc -> gate ->
+    back to (N, C, 1, 1) -> scale.  style 0: adaptive pool, flatten, ReLU, sigmoid, view;
+    style 1: mean over H, W, SiLU, hardsigmoid, unsqueeze twice and expand_as."""
+
+    def __init__(self, c, reduce=4, style=0):
+        super().__init__()
+        r = max(8, c // reduce)
+        self.fc1 = nn.Linear(c, r)
+        self.fc2 = nn.Linear(r, c)
+        self.style = style
+
+    def forward(self, x):
+        b, c = x.shape[:2]
+        if self.style == 0:
+            y = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+            y = torch.sigmoid(self.fc2(torch.relu(self.fc1(y))))
+            return x * y.view(b, c, 1, 1)
+        y = x.mean((2, 3))
+        y = nn.functional.hardsigmoid(self.fc2(nn.functional.silu(self.fc1(y))))
+        return x * y.unsqueeze(-1).unsqueeze(-1).expand_as(x)
+
+
+def se_linear(width=16, classes=10):
+    """Inverted residuals whose squeeze-and-excitation is made of linear layers, both
+    styles of LinearSqueezeExcite, hardswish and ReLU."""
+    hs = nn.Hardswish
+    c = width
+    layers = [conv_bn(3, c, 3, 2, act=hs)]
+    for i, (co, s, act) in enumerate([(c, 1, nn.ReLU), (2 * c, 2, hs), (2 * c, 1, hs),
+                                      (3 * c, 2, hs)]):
+        style = i % 2
+
+        def se(ch, style=style):
+            return LinearSqueezeExcite(ch, style=style)
+
+        layers.append(InvertedResidual(c, co, s, 4, 3, act, se))
+        c = co
+    layers += [conv_bn(c, 4 * c, 1, act=hs), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+               nn.Linear(4 * c, classes)]
     return _bn_random(nn.Sequential(*layers))
 
 

@@ -18,19 +18,23 @@ from .candidates import (
                          PAPER_STRIDE,
                          candidate,
                          cost_tables,
+                         cut_candidate,
                          format_tables,
                          load_results,
                          machine_profile,
                          payload_bytes,
                          split_candidates,
+                         split_name,
 )
 from .demo import DEMO_CONFIG, demo, demo_model, demo_network
 from .emulated import compare
 from .paper import paper_setting
-from .profiling import layer_records, profile
+from .profiling import layer_records, profile, profile_parts
 
 __all__ = ["ASSUMED_POWER_W", "DEMO_CONFIG", "PAPER_CHANNELS", "PAPER_STRIDE", "AdaptiveClient",
            "candidate_network", "coded_sizes", "plain_network", "zstd_size",
-           "candidate", "compare", "cost_tables", "costmodel", "demo", "demo_model",
+           "candidate", "compare", "cost_tables", "costmodel", "cut_candidate", "demo",
+           "demo_model",
            "demo_network", "format_tables", "layer_records", "load_results", "machine_profile",
-           "paper_setting", "payload_bytes", "planner", "profile", "split_candidates"]
+           "paper_setting", "payload_bytes", "planner", "profile", "profile_parts",
+           "split_candidates", "split_name"]

@@ -1,6 +1,10 @@
 """Split candidates of a network for the cost model and planner, their measured profile,
 and the tables of their costs.
 
+A candidate is a split point of the network (any row of ``net.split_points()``; a ResNet's
+residual blocks are one way to name them, "RB<k>") with a butterfly unit of c' channels and
+stride s there, or without a unit, uploading the float32 feature of the cut.
+
     >>> cands, nets = split_candidates(net)          # one costmodel.Candidate per split point
     >>> phone = machine_profile(net, nets)           # a costmodel.DeviceProfile (measured)
 """
@@ -15,9 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from ..network import Network, candidate_network
+from .. import _C
+from ..checks import int_arg
+from ..network import (
+    REDUCE,
+    RESTORE,
+    Network,
+    candidate_network,
+    plain_network,
+    split_point,
+)
+from ..network.resnet import built_here
 from . import costmodel, planner
-from .profiling import layer_records, profile
+from .profiling import layer_records, profile, profile_parts
 
 # The paper's reduction per residual block of ResNet-50 (c' for RB1..RB16, stride 2 everywhere).
 PAPER_CHANNELS = [1] * 3 + [2] * 4 + [5] * 6 + [10] * 3
@@ -29,10 +43,30 @@ PAPER_STRIDE = 2
 ASSUMED_POWER_W = costmodel.PAPER_MOBILE_ONLY_MJ / costmodel.PAPER_MOBILE_ONLY_MS
 
 
-def unit_block(net: Network) -> int:
-    """The residual block of a ResNet's butterfly unit."""
+def split_name(net: Network) -> str:
+    """The name of the split of a network with a butterfly unit: "RB<k>" at a ResNet's
+    block k, else the name of the cut (the layer before the unit)."""
     unit = net.butterfly or {}
-    return int(unit.get("block", unit.get("at")))
+    if "block" in unit:
+        return f"RB{unit['block']}"
+    at = unit.get("at")
+    if isinstance(at, int) and not isinstance(at, bool):
+        return f"RB{at}"
+    if at is None:
+        raise ValueError("the network has no butterfly unit")
+    return str(at)
+
+
+def point_name(point: dict) -> str:
+    """A split point's candidate name: "RB<k>" at a ResNet's block end, else its name."""
+    return f"RB{point['block']}" if "block" in point else point["name"]
+
+
+def point_meta(point: dict) -> dict[str, Any]:
+    """What a candidate keeps of its split point (Candidate.meta)."""
+    return {"layer": point["layer"], "cut": point["name"], "shape": tuple(point["shape"]),
+            "fp32_bytes": point["fp32_bytes"], "macs_head": point["macs_before"],
+            "macs_tail": point["macs_after"]}
 
 
 def unit_records(net: Network, prefix: str) -> list[dict]:
@@ -42,14 +76,36 @@ def unit_records(net: Network, prefix: str) -> list[dict]:
             for r in layer_records(net)]
 
 
-def candidate(net: Network, block: int, payload_bytes: int, accuracy=None, **meta):
-    """A Candidate for a butterfly network: head + reduce on the phone, the rest in the cloud.
-    The unit's layers are renamed "RB<k>:<name>" so one profile can hold every candidate's."""
-    recs = unit_records(net, f"RB{block}:")
+def candidate(net: Network, at=None, payload_bytes: int | None = None, accuracy=None,
+              **meta):
+    """A Candidate for a network with a butterfly unit: head + reduce on the phone, restore +
+    tail in the cloud, uploading `payload_bytes` (default: the network's 8-bit payload and
+    its range pair).  Named after its split (`at`: a ResNet block k or a name; default the
+    unit's own, split_name); the unit's layers are renamed "<name>:<layer>" so one profile
+    can hold every candidate's."""
+    if at is None:
+        name = split_name(net)
+    elif isinstance(at, int) and not isinstance(at, bool):
+        name = f"RB{at}"
+    else:
+        name = str(at)
+    recs = unit_records(net, f"{name}:")
     bf_cfg = net.butterfly or {}
+    pb = net.upload_bytes if payload_bytes is None else payload_bytes
     return costmodel.Candidate.from_layers(
-        f"RB{block}", recs, payload_bytes, accuracy=accuracy, at=f"RB{block}",
-        channels=bf_cfg.get("channels"), stride=bf_cfg.get("stride"), meta=meta)
+        name, recs, pb, accuracy=accuracy, at=name, channels=bf_cfg.get("channels"),
+        stride=bf_cfg.get("stride"), meta=meta)
+
+
+def cut_candidate(plain: Network, at, accuracy=None) -> costmodel.Candidate:
+    """A Candidate without a unit at split point `at` of the plain network: the layers up to
+    the cut on the phone, which uploads the cut's float32 feature; the rest in the cloud."""
+    point = split_point(plain, at)
+    recs = layer_records(plain)
+    k = sum(1 for r in recs if r["index"] <= point["layer"])
+    name = point_name(point)
+    return costmodel.Candidate.from_layers(name, recs, point["fp32_bytes"], split_index=k,
+                                           accuracy=accuracy, at=name, meta=point_meta(point))
 
 
 def payload_bytes(net: Network) -> int:
@@ -57,43 +113,95 @@ def payload_bytes(net: Network) -> int:
     return net.upload_bytes
 
 
+def _stride_at(point: dict, stride: int) -> int:
+    """The unit's stride at a cut: 1 where the feature is smaller than 2 s on a side (a
+    strided unit would not shrink it)."""
+    return stride if min(point["shape"][1:]) >= 2 * stride else 1
+
+
 def split_candidates(net: Network, results=None, channels=None, stride: int | None = None,
-                     blocks=None, progress: bool = False):
+                     blocks=None, at=None, unit: bool | None = None, progress: bool = False):
     """One costmodel.Candidate per split point of `net`'s architecture, with the networks.
 
+    at: the split points (names, layer indices or "RB<k>"; blocks=[k, ...] is at=["RB<k>",
+    ...]); default: a ResNet's residual blocks, every split point of any other network.
     results: a list of rows {"at", "channels", "stride", "top1", "payload_bytes"} (or a
-    path to such a JSON file, e.g. a training sweep's) gives trained candidates with their
-    accuracy; else every residual block gets a unit of `channels` (a list per block, or one
-    int; default: `net`'s own unit, else the paper's c') and `stride` (default 2), sizes only.
-    Returns (candidates, networks) in the same order.
+    path to such a JSON file, e.g. a training sweep's or distilled units') gives trained
+    candidates with their accuracy ("at" a block, "RB<k>" or a cut's name; channels 0 or
+    missing: no unit); else each split point gets a candidate, sizes only:
+    - with a unit of `channels` (a list, one per split point, or one int; 0: no unit) and
+      `stride` (default 2; 1 at a cut smaller than 2 s on a side), where channels are
+      given, the network has a unit of its own (its c' and s are the defaults) or it is a
+      ResNet of the builders (the paper's c'), unless unit=False;
+    - else without a unit: the cut's float32 feature is uploaded (unit=False forces it).
+    Returns (candidates, networks) in the same order: the network of each candidate with a
+    unit (its plain form with the unit), None for a candidate without one.  Names: "RB<k>"
+    at a ResNet's block end, else the cut's name; Candidate.meta holds the cut's layer,
+    shape, fp32_bytes, macs_head and macs_tail (net.split_points()'s macs_before / after).
     """
     from tqdm import tqdm
 
     if isinstance(results, (str, os.PathLike)):
         results = load_results(results)
-    nblocks = len(net.config.get("block_ends", []))
+    own = net.butterfly or {}
+    resnet = built_here(net)
+    plain = plain_network(net)
     rows = []
     if results:
         for r in results:
-            if not _row_block(r):  # at 0: the plain network's row (its accuracy, no unit)
+            a = _row_at(r)
+            if a is None:  # at 0: the plain network's row (its accuracy, no unit)
                 continue
-            rows.append((_row_block(r), int(r["channels"]), int(r["stride"]), r.get("top1"),
-                         r.get("payload_bytes")))
+            rows.append((a, int(r.get("channels") or 0), int(r.get("stride") or 1),
+                         r.get("top1"), r.get("payload_bytes")))
     else:
-        own = net.butterfly or {}
-        for b in blocks or range(1, nblocks + 1):
+        if at is None and blocks is not None:
+            at = [f"RB{b}" for b in blocks]
+        if at is None:
+            nblocks = len(net.config.get("block_ends", [])) if resnet else 0
+            at = (list(range(1, nblocks + 1)) if resnet else
+                  [p["name"] for p in plain.split_points()])
+        elif isinstance(at, (str, int)):
+            at = [at]
+        with_unit = unit if unit is not None else (
+            channels is not None or bool(own) or resnet)
+        for k, a in enumerate(at):
+            if not with_unit:
+                rows.append((a, 0, 1, None, None))
+                continue
             if channels is None:
-                c = own.get("channels") or PAPER_CHANNELS[min(b, len(PAPER_CHANNELS)) - 1]
+                b = _block(a)
+                c = own.get("channels") or (PAPER_CHANNELS[min(b, len(PAPER_CHANNELS)) - 1]
+                                            if resnet and b else 1)
+            elif isinstance(channels, (list, tuple)):
+                if len(channels) != len(at):
+                    raise ValueError(f"channels: {len(channels)} values for {len(at)} split "
+                                     f"points")
+                c = int(channels[k])
             else:
-                c = channels[b - 1] if isinstance(channels, (list, tuple)) else int(channels)
-            s = stride or own.get("stride") or PAPER_STRIDE
-            rows.append((b, c, s, None, None))
+                c = int(channels)
+            s = stride if stride is not None else (own.get("stride") or PAPER_STRIDE)
+            rows.append((a, c, s, None, None))
+    if not rows:
+        raise _C.InvalidArgument("no split candidates: " + (
+            "the results hold no row with a split point" if results else
+            "the network has no split point (no cut where one tensor crosses)"))
     cands, nets = [], []
-    for at, c, s, top1, pbytes in tqdm(rows, desc="split candidates", disable=not progress,
-                                          leave=False):
-        cn = candidate_network(net, at, c, s)
+    for a, c, s, top1, pbytes in tqdm(rows, desc="split candidates", disable=not progress,
+                                      leave=False):
+        if resnet and _block(a) is not None:  # a ResNet's block k: the cut "RB<k>"
+            a = f"RB{_block(a)}"
+        point = split_point(plain, a)
+        s = int_arg("stride", s)
+        if c < 0:
+            raise _C.InvalidArgument(f"channels must be >= 0 (0: no unit), not {c}")
+        if c == 0:
+            cands.append(cut_candidate(plain, a, accuracy=top1))
+            nets.append(None)
+            continue
+        cn = candidate_network(net, a, c, _stride_at(point, s))
         pb = int(pbytes) if pbytes else payload_bytes(cn)
-        cands.append(candidate(cn, at, pb, accuracy=top1, at=at))
+        cands.append(candidate(cn, point_name(point), pb, accuracy=top1, **point_meta(point)))
         nets.append(cn)
     return cands, nets
 
@@ -110,12 +218,23 @@ def load_results(path) -> list[dict]:
     return [r for r in data if isinstance(r, dict) and ("at" in r or "after" in r)]
 
 
-def _row_block(row: dict) -> int:
-    """The residual block of a results row ("at": 2 or "RB2"; files of 0.1.0 say "after")."""
+def _block(at) -> int | None:
+    """k of a ResNet block given as k or "RB<k>"; None for a name."""
+    if isinstance(at, (int, np.integer)) and not isinstance(at, bool):
+        return int(at)
+    if isinstance(at, str) and at.upper().startswith("RB") and at[2:].isdigit():
+        return int(at[2:])
+    return None
+
+
+def _row_at(row: dict):
+    """The split point of a results row ("at": 2, "RB2" or a cut's name; files of 0.1.0
+    say "after"); None for the plain network's row (0 or null)."""
     at = row["at"] if "at" in row else row["after"]
-    if at is None:
-        return 0
-    return int(at[2:]) if isinstance(at, str) and at.upper().startswith("RB") else int(at)
+    if at is None or at == 0 or at == "":
+        return None
+    block = _block(at)
+    return at if block is None else block
 
 
 def machine_profile(net: Network, candidate_nets=(), repeats: int = 20,
@@ -123,21 +242,19 @@ def machine_profile(net: Network, candidate_nets=(), repeats: int = 20,
                     progress: bool = False) -> costmodel.DeviceProfile:
     """The measured "this machine" DeviceProfile: every layer of `net`'s plain form (head and
     tail of a butterfly network are the plain layers) and the units of `candidate_nets`
-    (renamed as in split_candidates), at batch 1."""
+    (each unit alone, its layers renamed as in split_candidates; None entries, candidates
+    without a unit, are skipped), at batch 1."""
     from tqdm import tqdm
 
     records: dict[str, dict] = {}
     for r in profile(net, "all", 1, repeats)["layers"]:
         if r["part"] in ("head", "tail"):  # a butterfly network's head + tail = the plain net
             records[r["name"]] = r
-    for cn in tqdm(list(candidate_nets), desc="profiling candidates", disable=not progress,
-                   leave=False):
-        key = f"RB{unit_block(cn)}:"
-        for r in profile(cn, "all", 1, repeats)["layers"]:
-            if r["part"] in ("reduce", "restore"):
-                records[key + r["name"]] = {**r, "name": key + r["name"]}
-            else:
-                records.setdefault(r["name"], r)
+    for cn in tqdm([cn for cn in candidate_nets if cn is not None], desc="profiling candidates",
+                   disable=not progress, leave=False):
+        key = f"{split_name(cn)}:"
+        for r in profile_parts(cn, REDUCE, RESTORE, 1, repeats)["layers"]:
+            records[key + r["name"]] = {**r, "name": key + r["name"]}
     return costmodel.DeviceProfile.measured(records.values(), name, power_w)
 
 

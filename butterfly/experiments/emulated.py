@@ -11,7 +11,7 @@ import numpy as np
 from ..netem import Link, measure
 from ..network import Network
 from . import costmodel
-from .candidates import candidate, payload_bytes, unit_block
+from .candidates import candidate
 
 HOLD_MS = 1.0  # compare(): the unshaped calibration holds each message this long
 
@@ -32,7 +32,7 @@ def compare(model_path, images: np.ndarray, model, codec: str = "zstd", requests
 
 
     net = Network.load(model_path)
-    cand0 = candidate(net, unit_block(net), payload_bytes(net))
+    cand0 = candidate(net)
 
     def unshaped() -> dict[str, Any]:
         # the unshaped path, each message held a fixed HOLD_MS before it is sent (subtracted):

@@ -50,9 +50,17 @@ def profile(net: Network, part: str = "all", batch: int = 1, repeats: int = 20,
     """
     if part not in HALVES:
         raise _C.InvalidArgument(f"part must be one of {sorted(HALVES)}, not {part!r}")
+    return {**profile_parts(net, *half_range(part), batch, repeats, backend, seed),
+            "part": part}
+
+
+def profile_parts(net: Network, begin: int, end: int, batch: int = 1, repeats: int = 20,
+                  backend: str = "onednn", seed: int = 0) -> dict[str, Any]:
+    """profile() of the parts begin..end (network.parts ids, e.g. REDUCE..RESTORE: a
+    butterfly unit alone), run as one plan."""
     if repeats < 1 or batch < 1:
         raise _C.InvalidArgument("repeats and batch must be >= 1")
-    begin, end = net.span(*half_range(part))
+    begin, end = net.span(begin, end)
     info = {r["index"]: r for r in net.layers()}
     rng = np.random.default_rng(seed)
     if backend == "opencl":
@@ -72,15 +80,15 @@ def profile(net: Network, part: str = "all", batch: int = 1, repeats: int = 20,
                        "out_bytes": r["out_bytes"], "weight_bytes": 4 * li["params"]})
     return {"layers": layers, "total_ms": sum(r["ms"] for r in layers),
             "forward_ms": forward_ms / batch, "macs": sum(r["macs"] for r in layers),
-            "batch": batch, "repeats": repeats, "backend": backend, "part": part}
+            "batch": batch, "repeats": repeats, "backend": backend}
 
 
 def _profile_opencl(net, begin, end, batch, repeats, rng):
     if not opencl.available():
-        raise _C.Unsupported("no OpenCL device: install an ICD (e.g. pocl-opencl-icd) or "
+        raise _C.UnsupportedError("no OpenCL device: install an ICD (e.g. pocl-opencl-icd) or "
                              "profile with backend='onednn'")
     if end > REDUCE:
-        raise _C.Unsupported("the OpenCL backend runs the mobile half only: part='mobile' "
+        raise _C.UnsupportedError("the OpenCL backend runs the mobile half only: part='mobile' "
                              "(or 'all' on a network without a butterfly unit)")
     half = opencl.MobileHalf(net)
     x = rng.random((batch, *net.input_shape), dtype=np.float32)

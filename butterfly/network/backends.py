@@ -42,7 +42,7 @@ class OpenCL:
     def plan(self, model: _C.Model, begin: int, end: int, batch: int,
              training: bool = False) -> _C.ClPlan:
         if training:
-            raise _C.Unsupported("the OpenCL backend runs inference only")
+            raise _C.UnsupportedError("the OpenCL backend runs inference only")
         return _C.ClPlan(model, begin, end, batch, self.device_index)
 
 

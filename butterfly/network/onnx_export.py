@@ -33,7 +33,7 @@ def _onnx():
     try:
         import onnx
     except ImportError:
-        raise _C.Unsupported("exporting to ONNX needs the onnx package: pip install onnx") \
+        raise _C.UnsupportedError("exporting to ONNX needs the onnx package: pip install onnx") \
             from None
     return onnx
 
@@ -339,7 +339,7 @@ def to_onnx(net, part: str = "all", opset: int = 17):
                                 f"not in the {part} half")
         emit = _EMIT.get(spec["type"])
         if emit is None:
-            raise _C.Unsupported(f"layer {i} ({names[i]}): the ONNX export has no mapping for "
+            raise _C.UnsupportedError(f"layer {i} ({names[i]}): the ONNX export has no mapping for "
                                  f"the layer type {spec['type']!r} yet")
         values[i] = emit(g, net, i, spec, [values[j] for j in spec["inputs"]], names[i])
     if part == "mobile":
@@ -378,7 +378,7 @@ def export_onnx(net, path: str | os.PathLike, part: str = "all", opset: int = 17
     """
     proto = to_onnx(net, part, opset)
     if proto.ByteSize() > _PROTOBUF_MAX:
-        raise _C.Unsupported("the model is larger than the 2 GiB one ONNX file can hold "
+        raise _C.UnsupportedError("the model is larger than the 2 GiB one ONNX file can hold "
                              "without external data, which this exporter does not write")
     data = proto.SerializeToString()
     path = os.fspath(path)

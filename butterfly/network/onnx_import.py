@@ -8,9 +8,9 @@ constant subgraphs -- the shape arithmetic an exporter writes for a dynamic batc
 Gather -> Unsqueeze -> Concat -> Reshape), Constant nodes, initializers -- are folded for the
 given input shape.  A few patterns are fused: x * sigmoid(x) is one swish layer, a Pad before
 a Conv becomes the conv's padding, MatMul (+ Add) a linear layer, and an Add / Sub / Mul / Div
-of a tensor by a constant (scalar or per channel) a depthwise 1x1 conv.  Anything else raises
-:class:`butterfly.Unsupported` naming the node, its op and the supported ops; a malformed or
-hostile file raises :class:`butterfly.ModelError`.
+of a tensor by a constant (scalar or per channel) a depthwise 1x1 conv.  Anything else
+raises :class:`butterfly.UnsupportedError` naming the node, its op and the supported ops; a
+malformed or hostile file raises :class:`butterfly.ModelError`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ MAX_CONST_ELEMENTS = 1 << 28  # 1 GiB of float32: a declared size past it is ref
 
 SUPPORTED_OPS = (
     "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "Conv",
-    "ConvTranspose", "Div", "Dropout", "Flatten", "Gather", "Gemm", "GlobalAveragePool",
+    "ConvTranspose", "Div", "Dropout", "Expand", "Flatten", "Gather", "Gemm",
+    "GlobalAveragePool",
     "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Pad",
     "ReduceMean", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Squeeze", "Sub",
     "Unsqueeze",
@@ -39,9 +40,22 @@ SUPPORTED_OPS = (
 
 _FLT_MAX = float(np.finfo(np.float32).max)
 
+# Layer types whose output has the rank of their input (the core's rows with flat_ok, less
+# linear, which makes an (N, C) output, and the quantizer's two)
+_KEEP_RANK = {"relu", "relu6", "add", "softmax", "sigmoid", "swish", "hardswish",
+              "hardsigmoid", "clip", "leaky_relu"}
+
+
+def _resolve(dims: list[int], n: int) -> list[int]:
+    """Reshape dims (0 and -1 not copied from a batch) with one -1 resolved for n elements."""
+    if dims.count(-1) == 1:
+        known = int(np.prod([d for d in dims if d != -1]))
+        return [n // known if d == -1 and known > 0 else d for d in dims]
+    return dims
+
 
 def _unsupported(node, why: str):
-    return _C.Unsupported(f"node '{node.name or node.output[0]}' ({node.op_type}): {why}")
+    return _C.UnsupportedError(f"node '{node.name or node.output[0]}' ({node.op_type}): {why}")
 
 
 def _model_error(why: str):
@@ -88,7 +102,7 @@ class _Importer:
         if v is None:
             raise _model_error("no default-domain opset import")
         if v < MIN_OPSET:
-            raise _C.Unsupported(f"ONNX opset {v}: butterfly imports opset {MIN_OPSET} and "
+            raise _C.UnsupportedError(f"ONNX opset {v}: butterfly imports opset {MIN_OPSET} and "
                                  f"later (onnx.version_converter.convert_version upgrades it)")
         if len(self.graph.node) > MAX_NODES:
             raise _model_error(f"{len(self.graph.node)} nodes (at most {MAX_NODES})")
@@ -102,7 +116,7 @@ class _Importer:
         if n > MAX_CONST_ELEMENTS:
             raise _model_error(f"tensor '{t.name}' declares {n} elements")
         if t.data_location == self.onnx.TensorProto.EXTERNAL:
-            raise _C.Unsupported(f"tensor '{t.name}' keeps its data in an external file: load "
+            raise _C.UnsupportedError(f"tensor '{t.name}' keeps its data in an external file: load "
                                  f"the model with onnx.load(path) (which reads it) and pass "
                                  f"the ModelProto")
         try:
@@ -122,7 +136,7 @@ class _Importer:
     def _input_shape(self, given):
         inputs = [i for i in self.graph.input if i.name not in self.values]
         if len(inputs) != 1:
-            raise _C.Unsupported(f"the graph has {len(inputs)} inputs "
+            raise _C.UnsupportedError(f"the graph has {len(inputs)} inputs "
                                  f"({', '.join(i.name for i in inputs)}); butterfly imports "
                                  f"networks of one image input")
         inp = inputs[0]
@@ -130,7 +144,7 @@ class _Importer:
         tt = inp.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
         if tt.elem_type not in (0, self.onnx.TensorProto.FLOAT):
-            raise _C.Unsupported(f"input '{inp.name}' is not float32")
+            raise _C.UnsupportedError(f"input '{inp.name}' is not float32")
         if given is not None:
             given = tuple(int(d) for d in given)
             if len(given) != 3 or min(given) < 1:
@@ -231,13 +245,13 @@ class _Importer:
                                    f"{type(e).__name__}: {str(e)[:200]}") from None
         outs = list(self.graph.output)
         if len(outs) != 1:
-            raise _C.Unsupported(f"the graph has {len(outs)} outputs; butterfly imports "
+            raise _C.UnsupportedError(f"the graph has {len(outs)} outputs; butterfly imports "
                                  f"networks of one output")
         v = self.values.get(outs[0].name)
         if not isinstance(v, _Act):
             raise _model_error(f"output '{outs[0].name}' is not computed from the input")
         if v.layer != self.L.last:
-            raise _C.Unsupported("the graph's output is not its last computed tensor")
+            raise _C.UnsupportedError("the graph's output is not its last computed tensor")
         return self.L
 
     # -- constant folding --------------------------------------------------------------------
@@ -280,6 +294,12 @@ class _Importer:
                 for s, e, ax, st in zip(x[1], x[2], axes, steps):
                     sl[int(ax)] = slice(int(s), int(e), int(st))
                 y = y[tuple(sl)]
+            elif op == "Expand":
+                shape = np.broadcast_shapes(x[0].shape, tuple(int(d) for d in x[1]))
+                if int(np.prod(shape, dtype=np.float64)) > MAX_CONST_ELEMENTS:
+                    raise _model_error(f"node '{node.name}' (Expand) makes a constant of "
+                                       f"shape {shape}")
+                y = np.broadcast_to(x[0], shape).copy()
             elif op in ("Add", "Sub", "Mul", "Div"):
                 if op == "Div" and x[0].dtype.kind in "iu":  # ONNX truncates toward zero
                     y = np.trunc(np.divide(x[0], x[1])).astype(x[0].dtype)
@@ -289,8 +309,8 @@ class _Importer:
             else:
                 raise _unsupported(node, "constant inputs are folded for shape arithmetic "
                                          "only (Constant, Identity, Cast, Gather, Unsqueeze, "
-                                         "Squeeze, Concat, Reshape, Flatten, Slice, Add, Sub, "
-                                         "Mul, Div)")
+                                         "Squeeze, Concat, Reshape, Flatten, Slice, Expand, "
+                                         "Add, Sub, Mul, Div)")
         except _C.Error:
             raise
         except Exception as e:  # noqa: BLE001  (numpy on a hostile file's constants)
@@ -625,10 +645,41 @@ class _Importer:
         n = c * h * w
         if len(shape) == 2 and shape[0] in (-1, 0, 1) and shape[1] in (-1, n):
             return self._flatten(node)
-        if len(shape) == 4 and shape[0] in (-1, 0, 1) and shape[1:] == [c, h, w]:
-            return self.out(node, x)
+        if len(shape) == 4 and shape[0] in (-1, 0, 1) and _resolve(shape[1:], n) == [c, h, w]:
+            return self.out(node, self._unflatten(node, x) if x.flat else x)
         raise _unsupported(node, f"reshape of ({c}, {h}, {w}) to {shape}: only a flatten to "
-                                 f"(N, {n}) before the classifier")
+                                 f"(N, {n}) before the classifier, or a (N, C) back to "
+                                 f"(N, C, 1, 1)")
+
+    def _unflatten(self, node, x: _Act) -> _Act:
+        """A flat (N, C) tensor back to (N, C, 1, 1), as squeeze-and-excitation with linear
+        layers does (pool -> flatten -> Gemm -> ... -> reshape -> Mul).  The core holds a
+        linear layer's output as (N, C); its 4-D readers (conv, pool, mul, concat) need
+        (N, C, 1, 1): every linear layer that made this tensor becomes the 1x1 convolution
+        it equals on a 1x1 feature, and the element-wise layers between keep the rank of
+        their input."""
+        todo, seen = [x.layer], set()
+        while todo:
+            j = todo.pop()
+            if j in seen:
+                continue
+            seen.add(j)
+            spec = self.L.layers[j]
+            if spec["type"] in _KEEP_RANK:
+                todo.extend(spec["inputs"])
+            elif spec["type"] == "linear":
+                src = spec["inputs"][0]
+                if self.L.shapes[src][1:] != (1, 1):
+                    raise _unsupported(node, f"reshapes back to 4-D the output of linear "
+                                             f"layer '{spec['name']}', whose input "
+                                             f"{self.L.shapes[src]} is not 1x1: only linear "
+                                             f"layers over a pooled (C, 1, 1) feature can be")
+                w = self.L.params[j][0]
+                spec.update(type="conv", kernel=[1, 1], stride=[1, 1], pad=[0, 0],
+                            dilation=[1, 1], groups=1)
+                self.L.params[j][0] = np.ascontiguousarray(w.reshape(*w.shape, 1, 1))
+                todo.append(src)
+        return _Act(x.layer, flat=False)
 
     def _squeeze(self, node):
         x = self.get(node, 0)
@@ -636,7 +687,26 @@ class _Importer:
             raise _model_error(f"node '{node.name}' reads an undefined tensor")
         if self.shape(x)[1:] != (1, 1):
             raise _unsupported(node, "only of (C, 1, 1) tensors before the classifier")
+        if node.op_type == "Unsqueeze" and x.flat:
+            return self.out(node, self._unflatten(node, x))
         self.out(node, _Act(x.layer, flat=node.op_type == "Squeeze"))
+
+    def op_Expand(self, node):
+        """An expand of a (C, 1, 1) factor to the shape of the tensor a Mul scales with it
+        (squeeze-and-excitation's expand_as): the Mul broadcasts it per channel already."""
+        x = self.get(node, 0)
+        if not isinstance(x, _Act):
+            raise _model_error(f"node '{node.name}' reads an undefined tensor")
+        target = [int(d) for d in self.const(node, 1, "shape")]
+        c, h, w = self.shape(x)
+        reader = self.only_consumer(node.output[0])
+        if len(target) == 4 and target[1:] == [c, h, w]:
+            return self.out(node, self._unflatten(node, x) if x.flat else x)
+        if (len(target) == 4 and (h, w) == (1, 1) and target[1] in (1, c)
+                and reader is not None and reader.op_type == "Mul"):
+            return self.out(node, self._unflatten(node, x) if x.flat else x)
+        raise _unsupported(node, f"expand of ({c}, {h}, {w}) to {target}: only of a (C, 1, 1) "
+                                 f"factor read by a Mul")
 
     op_Squeeze = _squeeze
     op_Unsqueeze = _squeeze

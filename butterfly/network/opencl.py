@@ -54,7 +54,7 @@ class MobileHalf(Network):
         return self.plan(*self.span(HEAD, REDUCE), 1).device
 
     def _cloud_part(self, *args, **kwargs):
-        raise _C.Unsupported("the OpenCL backend runs the mobile half (head, reduce, "
+        raise _C.UnsupportedError("the OpenCL backend runs the mobile half (head, reduce, "
                              "mobile); run restore / tail / cloud on a Network")
 
     forward = restore = tail = cloud = predict = _cloud_part

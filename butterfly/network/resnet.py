@@ -120,18 +120,20 @@ def resnet50(**kw):
 
 def _builder_args(net: Network) -> dict[str, Any]:
     c = net.config
-    if "arch" not in c:
-        raise _C.InvalidArgument("the network's metadata has no builder config")
+    if not built_here(net):
+        raise _C.InvalidArgument("the network's metadata has no ResNet builder config")
     return {"depth": int(c["arch"].replace("resnet", "")), "num_classes": c["num_classes"],
             "in_channels": c["in_channels"], "small": c["small"],
             "input_size": c.get("input_size"), "width": c.get("width", 64)}
 
 
-def plain_network(net: Network) -> Network:
-    """The same architecture without a butterfly unit (random weights: for shapes and MACs)."""
-    return resnet(**_builder_args(net))
+def built_here(net: Network) -> bool:
+    """The network came from this module's builder (its config can rebuild it)."""
+    c = net.config
+    return isinstance(c.get("arch"), str) and c["arch"] in _RESNETS and "small" in c
 
 
-def candidate_network(net: Network, at: int, channels: int, stride: int) -> Network:
-    return resnet(**_builder_args(net), butterfly=Butterfly(at=at, channels=channels,
-                                                            stride=stride))
+def rebuild(net: Network, butterfly: Butterfly | None = None) -> Network:
+    """The builder's network of `net`'s architecture (random weights: for shapes, MACs and
+    timing), with a unit where `butterfly` says."""
+    return resnet(**_builder_args(net), butterfly=butterfly)

@@ -9,6 +9,9 @@ unit at any of them:
     net = bf.import_onnx("mobilenetv2.onnx")
     for p in net.split_points(): print(p["name"], p["shape"], p["fp32_bytes"])
     student = bf.insert_butterfly(net, at="features.6", channels=4, stride=2)
+
+`remove_butterfly` takes a unit out again; `plain_network` and `candidate_network` give the
+networks the cost model needs of any network (a ResNet of the builders rebuilt by them).
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from .. import _C
 from .layers import LayerList
 from .load import load
 from .network import Network
+from .resnet import built_here, rebuild
 from .unit import Butterfly, butterfly_unit
 
 
-def _cut(net, at) -> dict[str, Any]:
+def split_point(net, at) -> dict[str, Any]:
+    """The row of net.split_points() that `at` names: a layer name, the index of the layer
+    before the cut, or "RB<k>" for a ResNet's block k; InvalidArgument when none does."""
     points = net.split_points()
     if isinstance(at, str) and at.upper().startswith("RB") and at[2:].isdigit():
         match = [p for p in points if p.get("block") == int(at[2:])]
@@ -64,7 +70,7 @@ def insert_butterfly(net, at, channels: int = 1, stride: int = 1, spatial: str =
     if net.butterfly:
         raise _C.InvalidArgument("this network already has a butterfly unit; insert one into "
                                  "the plain network")
-    cut = _cut(net, at)
+    cut = split_point(net, at)
     j = cut["layer"]
     # the restored feature ends with a ReLU only where the original one does (>= 0)
     spec = net.model.layer(j)
@@ -91,6 +97,64 @@ def insert_butterfly(net, at, channels: int = 1, stride: int = 1, spatial: str =
     meta = {k: v for k, v in net.meta.items() if k not in ("config", "butterfly")}
     return Network.from_layers(L.layers, L.params, config=config, butterfly=bf_meta,
                                meta=meta)
+
+
+def remove_butterfly(net) -> Network:
+    """`net` without its butterfly unit: the head and the tail joined again, with their
+    weights (a network without a unit comes back as it is)."""
+    if not net.butterfly:
+        return net
+    layers, params = layer_list(net)
+    remap: dict[int, int] = {}
+    keep_layers, keep_params = [], []
+    last_head = 0
+    for i, spec in enumerate(layers):
+        if spec["part"] in ("reduce", "restore"):
+            remap[i] = last_head  # the unit's output stands for the feature it restores
+            continue
+        spec = dict(spec, part="head", frozen=False)
+        spec["inputs"] = [remap[k] for k in spec.get("inputs", [])]
+        remap[i] = len(keep_layers)
+        if layers[i]["part"] == "head":
+            last_head = remap[i]
+        keep_layers.append(spec)
+        keep_params.append(params[i])
+    L = LayerList.from_layers(keep_layers, keep_params)
+    config = dict(net.config)
+    if "block_ends" in config:
+        config["block_ends"] = [remap[i] for i in config["block_ends"]]
+    meta = {k: v for k, v in net.meta.items() if k not in ("config", "butterfly")}
+    return Network.from_layers(L.layers, L.params, config=config, meta=meta)
+
+
+def plain_network(net) -> Network:
+    """The network without a butterfly unit, for the cost of cloud-only and mobile-only:
+    `net` itself when it has none; for a ResNet of the builders, the builder's plain
+    network (random weights); else the unit taken out (:func:`remove_butterfly`)."""
+    if not net.butterfly:
+        return net
+    if built_here(net):
+        return rebuild(net)
+    return remove_butterfly(net)
+
+
+def _block(at) -> int | None:
+    if isinstance(at, (int, np.integer)) and not isinstance(at, bool):
+        return int(at)
+    if isinstance(at, str) and at.upper().startswith("RB") and at[2:].isdigit():
+        return int(at[2:])
+    return None
+
+
+def candidate_network(net, at, channels: int, stride: int) -> Network:
+    """The plain form of `net` with a unit of c' = channels and s = stride at split point
+    `at`: for a ResNet of the builders and a block (k or "RB<k>"), the builder's network
+    with the unit after block k (random weights, as plain_network); else
+    insert_butterfly(plain_network(net), at, ...) (an int is then a layer index)."""
+    block = _block(at)
+    if built_here(net) and block is not None:
+        return rebuild(net, Butterfly(at=block, channels=channels, stride=stride))
+    return insert_butterfly(plain_network(net), at=at, channels=channels, stride=stride)
 
 
 # --- command line -----------------------------------------------------------------------

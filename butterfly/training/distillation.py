@@ -32,6 +32,7 @@ from ..network.split import insert_butterfly
 from .trainer import SGD, History, Schedule, set_frozen
 
 LOSSES = ("feature", "kl")
+OPTIMIZERS = {"adam": _C.defaults()["adam"]["lr"], "sgd": 0.002}  # each one's default lr
 
 
 def _images(images) -> np.ndarray:
@@ -77,17 +78,23 @@ def _state_path(checkpoint) -> str | None:
 
 
 def distill(student: Network, teacher: Network, images, epochs: int = 1,
-            batch_size: int = 32, lr: float = 0.002, momentum: float = SGD["momentum"],
-            weight_decay: float = 0.0, loss: str = "feature", temperature: float = 4.0,
-            seed: int = 0, progress: bool = True, checkpoint=None,
-            resume: bool = False) -> History:
+            batch_size: int = 32, lr: float | None = None, optimizer: str = "sgd",
+            momentum: float = SGD["momentum"], weight_decay: float = 0.0,
+            loss: str = "feature", temperature: float = 4.0, seed: int = 0,
+            progress: bool = True, checkpoint=None, resume: bool = False) -> History:
     """Trains the unit of `student` in place against `teacher` on unlabelled `images`
     (float32 (N, C, H, W) prepared as the teacher expects, or a Dataset).  Returns the
-    History (loss per epoch).  SGD with momentum, cosine learning rate; the last partial
-    batch of an epoch is dropped.  With `checkpoint`, the student is saved after each epoch
-    (its metadata holds the step and the momentum) and `resume=True` continues from it."""
+    History (loss per epoch).  optimizer "sgd" (with `momentum`; lr default 0.002) or "adam"
+    (AdamW in the core; lr default 1e-3), cosine learning rate; the last partial batch of
+    an epoch is dropped.  The best rate depends on the cut (see docs/ONNX.md): a loss that
+    stays near 1 (the restored feature no better than none) asks for a lower one.  With `checkpoint`, the student is saved after each epoch (its metadata
+    holds the step and the optimizer's buffers) and `resume=True` continues from it."""
     if loss not in LOSSES:
         raise _C.InvalidArgument(f"loss must be one of {LOSSES}, not {loss!r}")
+    if optimizer not in OPTIMIZERS:
+        raise _C.InvalidArgument(f"optimizer must be one of {tuple(OPTIMIZERS)}, not "
+                                 f"{optimizer!r}")
+    lr = OPTIMIZERS[optimizer] if lr is None else lr
     epochs = int_arg("epochs", epochs)
     batch_size = int_arg("batch_size", batch_size)
     if not (np.isfinite(temperature) and temperature > 0):
@@ -116,10 +123,15 @@ def distill(student: Network, teacher: Network, images, epochs: int = 1,
     end = RESTORE if loss == "feature" else TAIL
     plan = _C.Plan(student.model, REDUCE, end, batch_size, True)
     if saved:
-        for layer, slot, blob in saved["momentum"]:
-            shape = dict(student.model.param_names(layer))[
-                student.model.param_names(layer)[slot][0]]
-            plan.momentum(layer, slot, np.frombuffer(blob, np.float32).reshape(shape).copy())
+        if saved.get("optimizer", "sgd") != optimizer:
+            raise _C.InvalidArgument(f"{path} was distilled with {saved.get('optimizer', 'sgd')}"
+                                     f"; resume it with the same optimizer, not {optimizer}")
+        buffers = {"momentum": plan.momentum, "second_moment": plan.second_moment}
+        for key, setter in buffers.items():
+            for layer, slot, blob in saved.get(key, ()):
+                shape = dict(student.model.param_names(layer))[
+                    student.model.param_names(layer)[slot][0]]
+                setter(layer, slot, np.frombuffer(blob, np.float32).reshape(shape).copy())
     try:
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
@@ -156,8 +168,11 @@ def distill(student: Network, teacher: Network, images, epochs: int = 1,
                     raise _C.NumericError(f"distillation diverged (loss {value}) at epoch "
                                           f"{epoch + 1}, step {s + 1}: lower lr")
                 plan.backward(np.ascontiguousarray(grad, np.float32))
-                plan.sgd_step(lr=sched(step), momentum=momentum, weight_decay=weight_decay,
-                              nesterov=False)
+                if optimizer == "adam":
+                    plan.adam_step(step + 1, lr=sched(step), weight_decay=weight_decay)
+                else:
+                    plan.sgd_step(lr=sched(step), momentum=momentum, weight_decay=weight_decay,
+                                  nesterov=False)
                 step += 1
                 total += value
                 if bar is not None:
@@ -170,22 +185,27 @@ def distill(student: Network, teacher: Network, images, epochs: int = 1,
             history.epochs.append({"epoch": epoch + 1, "loss": total / steps, "seconds": dt,
                                    "images_per_s": steps * batch_size / dt if dt else 0.0})
             if path:
-                _save(student, plan, path, epoch + 1, step, history)
+                _save(student, plan, path, epoch + 1, step, history, optimizer)
     finally:
         plan.sync()
         set_frozen(student, parts=("head", "tail"), frozen=False)
         set_frozen(student, layers=was_frozen)
     student.meta["distillation"] = {"loss": loss, "epochs": epochs, "batch_size": batch_size,
-                                    "lr": lr, "temperature": temperature,
+                                    "optimizer": optimizer, "lr": lr,
+                                    "temperature": temperature,
                                     "history": history.epochs}
     return history
 
 
-def _save(student: Network, plan, path: str, epoch: int, step: int, history: History) -> None:
-    mom = [[layer, slot, plan.momentum(layer, slot).tobytes()]
-           for layer, slot in plan.trained()]
-    student.meta["distill_state"] = {"epoch": epoch, "step": step, "momentum": mom,
-                                     "history": history.epochs}
+def _save(student: Network, plan, path: str, epoch: int, step: int, history: History,
+          optimizer: str) -> None:
+    state = {"epoch": epoch, "step": step, "optimizer": optimizer, "history": history.epochs,
+             "momentum": [[layer, slot, plan.momentum(layer, slot).tobytes()]
+                          for layer, slot in plan.trained()]}
+    if optimizer == "adam":
+        state["second_moment"] = [[layer, slot, plan.second_moment(layer, slot).tobytes()]
+                                  for layer, slot in plan.trained()]
+    student.meta["distill_state"] = state
     try:
         student.save(path)
     finally:
@@ -219,7 +239,8 @@ def _cli_distill(args) -> int:
                         std=args.std or (1.0,) * c, limit=args.limit)
     student = insert_butterfly(teacher, at=args.at, channels=args.channels, stride=args.stride)
     hist = distill(student, teacher, data, epochs=args.epochs, batch_size=args.batch_size,
-                   lr=args.lr, loss=args.loss, temperature=args.temperature,
+                   lr=args.lr, optimizer=args.optimizer, loss=args.loss,
+                   temperature=args.temperature,
                    checkpoint=args.output if args.resume else None, resume=args.resume)
     student.save(args.output)
     pay = student.upload_bytes
@@ -244,7 +265,9 @@ def add_cli(sub) -> None:
     p.add_argument("--limit", type=int, help="use at most this many images")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.002)
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="sgd")
+    p.add_argument("--lr", type=float, default=None,
+                   help="default: " + ", ".join(f"{k} {v:g}" for k, v in OPTIMIZERS.items()))
     p.add_argument("--loss", choices=LOSSES, default="feature")
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--resume", action="store_true", help="continue from the output file's "

@@ -77,7 +77,17 @@ typedef struct bf_layer_row {
     int cl;                       /* BF_CL_* */
     int out_u8;                   /* the output is uint8 (the quantized feature) */
     int flat_ok;                  /* takes a linear layer's (N, C) output as its input */
+    int carries;                  /* BF_CARRY_*: whether a NaN or Inf in an input surely
+                                     leaves one in the output (inference then need not scan
+                                     that input for them, core/plan.c) */
 } bf_layer_row;
+
+/* A row's `carries`.  NONE, the default, is the safe answer: the layer may hide a NaN or Inf
+ * (a ReLU maps NaN to 0, a sigmoid Inf to 1, max-pooling drops -Inf, a stride longer than
+ * the kernel skips pixels).  ALL: every input element reaches an output element through
+ * arithmetic that keeps it non-finite (Inf * 0 is NaN, Inf - Inf is NaN).  WINDOW: so when
+ * the layer's windows (dilation 1) cover every input pixel. */
+enum { BF_CARRY_NONE = 0, BF_CARRY_ALL, BF_CARRY_WINDOW };
 
 /* The row of a type; NULL for a value outside the enum. */
 const bf_layer_row *bf_layer_row_of(bf_layer_type t);

@@ -332,6 +332,69 @@ done:
     return st;
 }
 
+/* ---- which outputs are scanned for NaN / Inf ------------------------------------------ */
+
+/* Whether the windows of a layer (dilation 1) cover every pixel of its input. */
+static int windows_cover(bf_plan *p, int layer)
+{
+    const bf_layer_spec *s = bf_model_layer(p->model, layer);
+    int dilated = bf_layer_row_of(s->type)->keys & BF_KEY_DILATION;
+    bf_layer_info info;
+    if (bf_model_layer_info(p->model, layer, &info) != BF_STATUS_OK)
+        return 0;
+    for (int d = 0; d < 2; d++) {
+        int in = info.in_dims[1 + d], out = info.out_dims[1 + d];
+        /* consecutive windows overlap or touch, from -pad to the last window's end */
+        if ((dilated && s->dilation[d] != 1) || s->stride[d] > s->kernel[d] ||
+            (out - 1) * s->stride[d] - s->pad[d] + s->kernel[d] < in)
+            return 0;
+    }
+    return 1;
+}
+
+/* Whether a NaN or Inf in any source of computing node n surely leaves one in its output:
+ * its layer carries it, and so do the layers fused into it (a batch-norm and a sum do, the
+ * activation as its row says). */
+static int node_carries(bf_plan *p, const bf_node *n)
+{
+    int c = bf_layer_row_of(bf_model_layer(p->model, n->layer)->type)->carries;
+    if (n->act_layer >= 0 &&
+        bf_layer_row_of(bf_model_layer(p->model, n->act_layer)->type)->carries != BF_CARRY_ALL)
+        return 0;
+    return c == BF_CARRY_ALL || (c == BF_CARRY_WINDOW && windows_cover(p, n->layer));
+}
+
+/* Whether a NaN or Inf in value v surely reaches a value that is scanned: v has readers and
+ * each carries it on, into an output that is scanned or carried on in turn (a reorder
+ * copies it).  The plan's destination has no reader, so its producer is scanned. */
+static int carried_on(bf_plan *p, int v)
+{
+    int readers = 0;
+    for (int k = 0; k < p->n_nodes; k++) {
+        const bf_node *n = &p->nodes[k];
+        int reads = n->sum_src == v;
+        for (int s = 0; s < n->n_src; s++)
+            reads |= n->src[s] == v;
+        if (!reads)
+            continue;
+        readers++;
+        if (n->layer < 0 ? !carried_on(p, n->dst) : !node_carries(p, n))
+            return 0;
+    }
+    return readers > 0;
+}
+
+/* Inference refuses a NaN or Inf that any layer writes (check_finite), but scanning every
+ * output costs a pass over all the activations: only the outputs where a later node could
+ * hide one are scanned. */
+static void plan_checks(bf_plan *p)
+{
+    for (int k = 0; k < p->n_nodes; k++) {
+        bf_node *n = &p->nodes[k];
+        n->check = n->layer >= 0 && !carried_on(p, n->dst);
+    }
+}
+
 /* ---- create / destroy --------------------------------------------------------------- */
 
 bf_plan_params bf_plan_default_params(void)
@@ -594,6 +657,8 @@ bf_status bf_plan_create(bf_plan **out, bf_model *model, const bf_plan_params *p
     }
     BF_TRY(plan_dest(p));
     drop_unread_cuts(p);
+    if (!params->training)
+        plan_checks(p);
     BF_TRY(plan_memory(p));
     BF_TRY(load_params(p));
     if (params->training)
@@ -659,13 +724,15 @@ static bf_status check_ranges(const float *r, int n)
  * Checked after each node, before the arena reuses its buffer: a later ReLU maps NaN to 0,
  * max-pooling drops -Inf, so an overflow inside the network can end in finite but
  * meaningless logits.  (Values inside one fused primitive are not seen.)  Reorders only
- * copy, the quantizer checks its own input, and training checks its loss instead. */
+ * copy, the quantizer checks its own input, and training checks its loss instead.  Only the
+ * nodes marked by plan_checks are scanned: a NaN or Inf in the others' outputs surely
+ * reaches one of theirs (the error then names that later layer). */
 static bf_status check_finite(bf_plan *p, const bf_node *n)
 {
     const bf_value *v = &p->values[n->dst];
     dnnl_data_type_t dt;
     void *h = NULL;
-    if (p->params.training || n->layer < 0 ||
+    if (p->params.training || !n->check ||
         dnnl_memory_desc_query(v->md, dnnl_query_data_type, &dt) != dnnl_success ||
         dt != dnnl_f32 || dnnl_memory_get_data_handle(v->mem, &h) != dnnl_success || h == NULL)
         return BF_STATUS_OK;

@@ -56,6 +56,8 @@ typedef struct bf_node {
     int bn_layer;           /* BN folded into this conv (inference), or -1 */
     int sum_src;            /* value added into dst by a sum post-op, or -1 */
     int act_layer;          /* activation layer applied last (a post-op), or -1 */
+    int check;              /* inference: its output is scanned for NaN / Inf after it runs
+                               (not where every reader surely carries one on) */
     int n_src;
     int src[BF_MAX_INPUTS]; /* value ids */
     int dst;                /* value id */
@@ -98,7 +100,8 @@ typedef struct bf_train_param {
     dnnl_memory_t g;        /* gradient in w's layout (owned here) */
     dnnl_memory_t g_raw;    /* gradient as the primitive writes it, if its layout differs */
     dnnl_primitive_t g_reorder; /* g_raw -> g */
-    dnnl_memory_t v;        /* momentum (owned here) */
+    dnnl_memory_t v;        /* momentum, Adam's first moment (owned here) */
+    dnnl_memory_t v2;       /* Adam's second moment (owned here; made by its first use) */
     dnnl_memory_desc_t plain; /* the model's layout, for syncing (owned) */
     size_t n;               /* floats in w's buffer (padding included) */
     int decay;              /* weight decay applies (conv / linear weights) */

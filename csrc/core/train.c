@@ -310,6 +310,7 @@ void bf_plan_destroy_training(bf_plan *p)
         dnnl_memory_destroy(t->g);
         dnnl_memory_destroy(t->g_raw);
         dnnl_memory_destroy(t->v);
+        dnnl_memory_destroy(t->v2);
         dnnl_primitive_destroy(t->g_reorder);
         dnnl_memory_desc_destroy(t->plain);
     }
@@ -429,6 +430,62 @@ bf_status bf_plan_sgd_step(bf_plan *p, const bf_sgd_params *sgd)
     return BF_STATUS_OK;
 }
 
+bf_adam_params bf_adam_default_params(void)
+{
+    bf_adam_params a = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f};
+    return a;
+}
+
+/* Adam's second moment of t, made (zeros) at its first use. */
+static bf_status second_moment(bf_plan *p, bf_train_param *t, float **out)
+{
+    bf_status st = BF_STATUS_OK;
+    if (!t->v2) {
+        const_dnnl_memory_desc_t md;
+        DNNL_TRY(dnnl_memory_get_memory_desc(t->v, &md));
+        DNNL_TRY(dnnl_memory_create(&t->v2, md, p->engine, DNNL_MEMORY_ALLOCATE));
+        memset(bf_mem_handle(t->v2), 0, t->n * sizeof(float));
+    }
+    *out = bf_mem_handle(t->v2);
+fail:
+    return st;
+}
+
+bf_status bf_plan_adam_step(bf_plan *p, const bf_adam_params *adam, int64_t step)
+{
+    bf_status st = need_training(p);
+    if (st != BF_STATUS_OK)
+        return st;
+    if (!adam || !isfinite(adam->lr) || adam->lr < 0 || !(adam->beta1 >= 0 && adam->beta1 < 1) ||
+        !(adam->beta2 >= 0 && adam->beta2 < 1) || !(adam->eps > 0 && isfinite(adam->eps)) ||
+        !(adam->weight_decay >= 0 && isfinite(adam->weight_decay)) || step < 1)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "Adam needs lr >= 0, beta1 and beta2 in "
+                                                    "[0, 1), eps > 0, weight_decay >= 0 and a "
+                                                    "step >= 1");
+    {
+        /* bias corrections, folded into the step size and eps as PyTorch does */
+        double c1 = 1.0 - pow(adam->beta1, (double)step), c2 = 1.0 - pow(adam->beta2, (double)step);
+        float b1 = adam->beta1, b2 = adam->beta2, lr = adam->lr;
+        float step_size = (float)(adam->lr / c1), root_c2 = (float)sqrt(c2), eps = adam->eps;
+        for (int i = 0; i < p->n_tparams; i++) {
+            bf_train_param *t = &p->tparams[i];
+            float *w = bf_mem_handle(t->w), *g = bf_mem_handle(t->g), *m = bf_mem_handle(t->v);
+            float *v, decay = t->decay ? 1.0f - lr * adam->weight_decay : 1.0f;
+            BF_TRY(second_moment(p, t, &v));
+#pragma omp parallel for schedule(static)
+            for (size_t j = 0; j < t->n; j++) {
+                float gj = g[j];
+                m[j] = b1 * m[j] + (1.0f - b1) * gj;
+                v[j] = b2 * v[j] + (1.0f - b2) * gj * gj;
+                w[j] = w[j] * decay - step_size * m[j] / (sqrtf(v[j]) / root_c2 + eps);
+            }
+        }
+    }
+    p->steps++;
+fail:
+    return st;
+}
+
 bf_status bf_plan_train_step(bf_plan *p, const float *src, const int32_t *labels,
                              const bf_sgd_params *sgd, float *loss, int *correct)
 {
@@ -493,31 +550,38 @@ bf_status bf_plan_src_grad(bf_plan *p, float *out)
     return BF_STATUS_OK;
 }
 
-bf_status bf_plan_momentum(bf_plan *p, int layer, int slot, float *buf, int set)
+/* The optimizer buffer `which` (0: momentum / first moment, 1: second moment) of a trained
+ * parameter, copied out (set = 0) or in (set = 1) in the model's layout. */
+static bf_status optimizer_buffer(bf_plan *p, int layer, int slot, int which, float *buf,
+                                  int set)
 {
     bf_status st = need_training(p);
-    dnnl_memory_t host = NULL;
+    dnnl_memory_t host = NULL, mem;
     if (st != BF_STATUS_OK)
         return st;
     for (int i = 0; i < p->n_tparams; i++) {
         bf_train_param *t = &p->tparams[i];
+        float *unused;
         if (t->layer != layer || t->slot != slot)
             continue;
+        if (which == 1)
+            BF_TRY(second_moment(p, t, &unused));
+        mem = which == 1 ? t->v2 : t->v;
         if (!set)
-            return bf_mem_to_host(p, t->v, t->plain, buf);
+            return bf_mem_to_host(p, mem, t->plain, buf);
         DNNL_TRY(dnnl_memory_create(&host, t->plain, p->engine, buf));
         {
             const_dnnl_memory_desc_t vmd;
             dnnl_primitive_desc_t pd = NULL;
             dnnl_primitive_t prim = NULL;
-            dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, host}, {DNNL_ARG_TO, t->v}};
-            DNNL_TRY(dnnl_memory_get_memory_desc(t->v, &vmd));
+            dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, host}, {DNNL_ARG_TO, mem}};
+            DNNL_TRY(dnnl_memory_get_memory_desc(mem, &vmd));
             DNNL_TRY(dnnl_reorder_primitive_desc_create(&pd, t->plain, p->engine, vmd, p->engine,
                                                         NULL));
             if (dnnl_primitive_create(&prim, pd) != dnnl_success ||
                 dnnl_primitive_execute(prim, p->stream, 2, a) != dnnl_success ||
                 dnnl_stream_wait(p->stream) != dnnl_success)
-                st = bf_error(BF_STATUS_BACKEND, "cannot restore the momentum");
+                st = bf_error(BF_STATUS_BACKEND, "cannot restore an optimizer buffer");
             dnnl_primitive_destroy(prim);
             dnnl_primitive_desc_destroy(pd);
         }
@@ -529,6 +593,16 @@ bf_status bf_plan_momentum(bf_plan *p, int layer, int slot, float *buf, int set)
 fail:
     dnnl_memory_destroy(host);
     return st;
+}
+
+bf_status bf_plan_momentum(bf_plan *p, int layer, int slot, float *buf, int set)
+{
+    return optimizer_buffer(p, layer, slot, 0, buf, set);
+}
+
+bf_status bf_plan_second_moment(bf_plan *p, int layer, int slot, float *buf, int set)
+{
+    return optimizer_buffer(p, layer, slot, 1, buf, set);
 }
 
 int bf_plan_num_trained(const bf_plan *p, int *layers, int *slots, int max)

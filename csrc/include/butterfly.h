@@ -752,6 +752,17 @@ typedef struct bf_sgd_params {
 
 BF_API bf_sgd_params bf_sgd_default_params(void);
 
+/* Adam with decoupled weight decay (AdamW; PyTorch's formula). */
+typedef struct bf_adam_params {
+    float lr;
+    float beta1;        /* the first moment's decay */
+    float beta2;        /* the second moment's decay */
+    float eps;
+    float weight_decay; /* decoupled: w -= lr * wd * w, on conv / linear weights only */
+} bf_adam_params;
+
+BF_API bf_adam_params bf_adam_default_params(void);
+
 /* Learning rate per step: linear warm-up over warmup_steps (lr * (step + 1) / warmup), then
  * cosine decay to 0 at total_steps, or step decay (times gamma at each milestone), or
  * constant. */
@@ -782,6 +793,11 @@ BF_API bf_status bf_plan_backward(bf_plan *plan, const float *diff_dst);
 /* One SGD update of every trained parameter from its gradient (PyTorch's formula:
  * g += wd * w; v = momentum * v + g; w -= lr * (nesterov ? g + momentum * v : v)). */
 BF_API bf_status bf_plan_sgd_step(bf_plan *plan, const bf_sgd_params *params);
+/* One Adam update of every trained parameter; step is the update's 1-based number (bias
+ * correction): w -= lr * wd * w; m = b1 * m + (1 - b1) * g; v = b2 * v + (1 - b2) * g^2;
+ * w -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps).  m is the buffer that
+ * bf_plan_momentum reads and writes, v the one of bf_plan_second_moment. */
+BF_API bf_status bf_plan_adam_step(bf_plan *plan, const bf_adam_params *params, int64_t step);
 /* forward + softmax cross-entropy against labels + backward + (if sgd) an SGD step. */
 BF_API bf_status bf_plan_train_step(bf_plan *plan, const float *src, const int32_t *labels,
                                     const bf_sgd_params *sgd, float *loss, int *correct);
@@ -793,6 +809,8 @@ BF_API bf_status bf_plan_src_grad(bf_plan *plan, float *out);
 /* The momentum buffer of a trained parameter, in the model's layout: copied out (set = 0)
  * or in (set = 1), for checkpoints. */
 BF_API bf_status bf_plan_momentum(bf_plan *plan, int layer, int slot, float *buf, int set);
+/* Adam's second-moment buffer, likewise (zeros before the first Adam step). */
+BF_API bf_status bf_plan_second_moment(bf_plan *plan, int layer, int slot, float *buf, int set);
 /* How many parameters the plan trains; fills up to max (layer, slot) pairs. */
 BF_API int bf_plan_num_trained(const bf_plan *plan, int *layers, int *slots, int max);
 /* Marks a layer frozen (or not) for plans created afterwards. */

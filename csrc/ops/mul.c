@@ -25,6 +25,34 @@ static bf_status plain_md(bf_plan *p, int layer, dnnl_memory_desc_t *md)
     return st ? st : bf_md_plain(md, 4, d, dnnl_f32);
 }
 
+/* The (N, C, 1, 1) scale in the layout family of the tensor it scales: oneDNN's jit binary
+ * broadcasts a blocked (nChw16c) tensor's scale only from a blocked scale, and falls back
+ * to its reference kernel otherwise.  Plain when src0's layout is none of those tried. */
+static bf_status scale_md(bf_plan *p, int layer, const_dnnl_memory_desc_t src0,
+                          dnnl_memory_desc_t *md)
+{
+    static const dnnl_format_tag_t tags[] = {dnnl_nchw, dnnl_nhwc, dnnl_nChw16c, dnnl_nChw8c};
+    const dnnl_dims_t *d0;
+    dnnl_dims_t d;
+    bf_status st = BF_STATUS_OK;
+    BF_TRY(bf_plan_layer_dims(p, layer, 1, d));
+    DNNL_TRY(dnnl_memory_desc_query(src0, dnnl_query_dims, &d0));
+    for (size_t t = 0; t < sizeof tags / sizeof *tags; t++) {
+        dnnl_memory_desc_t like = NULL;
+        int same;
+        DNNL_TRY(dnnl_memory_desc_create_with_tag(&like, 4, *d0, dnnl_f32, tags[t]));
+        same = dnnl_memory_desc_equal(like, src0);
+        dnnl_memory_desc_destroy(like);
+        if (same) {
+            DNNL_TRY(dnnl_memory_desc_create_with_tag(md, 4, d, dnnl_f32, tags[t]));
+            return BF_STATUS_OK;
+        }
+    }
+    return bf_md_plain(md, 4, d, dnnl_f32);
+fail:
+    return st;
+}
+
 bf_status bf_op_mul_fwd(bf_plan *p, const bf_node *proto)
 {
     const bf_layer_spec *s = bf_model_layer(p->model, proto->layer);
@@ -40,8 +68,10 @@ bf_status bf_op_mul_fwd(bf_plan *p, const bf_node *proto)
         BF_TRY(plain_md(p, s->inputs[0], &md0));
     else
         DNNL_TRY(dnnl_memory_desc_clone(&md0, p->values[proto->src[0]].md));
-    if (mp->bcast || p->params.training)
+    if (p->params.training)
         BF_TRY(plain_md(p, s->inputs[1], &md1));
+    else if (mp->bcast)
+        BF_TRY(scale_md(p, s->inputs[1], md0, &md1));
     else
         DNNL_TRY(dnnl_memory_desc_clone(&md1, md0));
     n0.src[0] = bf_plan_value_as(p, proto->src[0], md0);

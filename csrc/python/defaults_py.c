@@ -48,6 +48,15 @@ static const field sgd_fields[] = {
     END,
 };
 
+static const field adam_fields[] = {
+    ROW(bf_adam_params, lr, FIELD_FLOAT),
+    ROW(bf_adam_params, beta1, FIELD_FLOAT),
+    ROW(bf_adam_params, beta2, FIELD_FLOAT),
+    ROW(bf_adam_params, eps, FIELD_FLOAT),
+    ROW(bf_adam_params, weight_decay, FIELD_FLOAT),
+    END,
+};
+
 static const field conn_fields[] = {
     ROW(bf_conn_params, heartbeat_ms, FIELD_INT),
     ROW(bf_conn_params, timeout_ms, FIELD_INT),
@@ -228,6 +237,7 @@ static PyObject *py_defaults(PyObject *module, PyObject *unused)
     bf_client_params client = bf_client_default_params();
     bf_load_params load = bf_load_default_params();
     bf_sgd_params sgd = bf_sgd_default_params();
+    bf_adam_params adam = bf_adam_default_params();
     PyObject *out = PyDict_New();
     (void)module, (void)unused;
     /* a new dict each call: a caller may change its copy */
@@ -238,6 +248,7 @@ static PyObject *py_defaults(PyObject *module, PyObject *unused)
         add_group(out, "client", &client, client_fields) < 0 ||
         add_group(out, "load", &load, load_fields) < 0 ||
         add_group(out, "sgd", &sgd, sgd_fields) < 0 ||
+        add_group(out, "adam", &adam, adam_fields) < 0 ||
         add_group(out, "conn", &pool.conn, conn_fields) < 0)
         Py_CLEAR(out);
     return out;
@@ -249,7 +260,7 @@ static PyMethodDef defaults_functions[] = {
      "struct of butterfly.h, read from its bf_*_default_params():\n"
      "  'plan' bf_plan_params, 'compute' bf_compute_params, 'worker' bf_worker_params,\n"
      "  'pool' bf_pool_params, 'client' bf_client_params, 'load' bf_load_params,\n"
-     "  'sgd' bf_sgd_params, 'conn' bf_conn_params (the pool's; worker and client share it).\n"
+     "  'sgd' bf_sgd_params, 'adam' bf_adam_params, 'conn' bf_conn_params (the pool's; worker and client share it).\n"
      "Keys are the C field names; a nested struct is a nested dict (pool['worker'], "
      "pool['conn'], worker['compute'], load['client'], ...).  ints, floats and flags (bool) "
      "as Python values; strings as str, or None for NULL; dims as (C, H, W); part_begin / "

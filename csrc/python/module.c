@@ -157,8 +157,9 @@ static int add_exceptions(PyObject *m, bf_py_state *state)
         {BF_STATUS_INVALID_ARGUMENT, "InvalidArgument", &PyExc_ValueError,
          "Bad shape, dtype, value or call order."},
         {BF_STATUS_OUT_OF_MEMORY, "OutOfMemory", &PyExc_MemoryError, "Allocation failed."},
-        {BF_STATUS_UNSUPPORTED, "Unsupported", &PyExc_NotImplementedError,
-         "A valid request this build does not implement."},
+        {BF_STATUS_UNSUPPORTED, "UnsupportedError", &PyExc_NotImplementedError,
+         "A valid request this build does not implement (an ONNX op, a layer on a "
+         "backend). Also named Unsupported."},
         {BF_STATUS_BAD_MODEL, "ModelError", &PyExc_ValueError,
          "Malformed, truncated or inconsistent model."},
         {BF_STATUS_IO, "FileError", &PyExc_OSError, "File system error."},
@@ -193,6 +194,9 @@ static int add_exceptions(PyObject *m, bf_py_state *state)
         if (PyModule_AddObjectRef(m, defs[i].name, e) < 0)
             return -1;
     }
+    /* the earlier name of UnsupportedError, kept: the same class */
+    if (PyModule_AddObjectRef(m, "Unsupported", state->exc[BF_STATUS_UNSUPPORTED]) < 0)
+        return -1;
     return 0;
 }
 

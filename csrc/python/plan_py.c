@@ -176,6 +176,22 @@ static PyObject *plan_sgd_step(PlanObject *self, PyObject *args, PyObject *kw)
     Py_RETURN_NONE;
 }
 
+static PyObject *plan_adam_step(PlanObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"step", "lr", "beta1", "beta2", "eps", "weight_decay", NULL};
+    bf_py_state *state = bf_py_type_state(Py_TYPE(self));
+    bf_adam_params adam = bf_adam_default_params();
+    long long step;
+    bf_status st;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "L|fffff:adam_step", kwlist, &step, &adam.lr,
+                                     &adam.beta1, &adam.beta2, &adam.eps, &adam.weight_decay))
+        return NULL;
+    BF_PY_LOCKED_CALL(self->lock, st, bf_plan_adam_step(self->plan, &adam, (int64_t)step));
+    if (st != BF_STATUS_OK)
+        return bf_py_raise(state, st);
+    Py_RETURN_NONE;
+}
+
 static PyObject *plan_sync(PlanObject *self, PyObject *unused)
 {
     bf_py_state *state = bf_py_type_state(Py_TYPE(self));
@@ -261,7 +277,10 @@ static PyObject *plan_trained(PlanObject *self, PyObject *unused)
     return out;
 }
 
-static PyObject *plan_momentum(PlanObject *self, PyObject *args)
+typedef bf_status (*buffer_fn)(bf_plan *, int, int, float *, int);
+
+/* An optimizer buffer of one trained parameter: returned, or set from `value`. */
+static PyObject *plan_buffer(PlanObject *self, PyObject *args, buffer_fn fn, const char *what)
 {
     bf_py_state *state = bf_py_type_state(Py_TYPE(self));
     int layer, slot;
@@ -271,17 +290,16 @@ static PyObject *plan_momentum(PlanObject *self, PyObject *args)
     npy_intp dims[4];
     bf_status st;
     bf_model *m = bf_py_model_get(state, self->model_obj);
-    if (!m || !PyArg_ParseTuple(args, "ii|O:momentum", &layer, &slot, &value))
-        return bf_py_arg_error(state, "momentum");
+    if (!m || !PyArg_ParseTuple(args, "ii|O", &layer, &slot, &value))
+        return bf_py_arg_error(state, what);
     if (bf_py_check(state, bf_model_param(m, layer, slot, &v)) < 0)
         return NULL;
     for (int d = 0; d < v.ndims; d++)
         dims[d] = (npy_intp)v.dims[d];
     if (value && value != Py_None) {
-        if (!(a = bf_py_input_array(state, value, NPY_FLOAT32, v.ndims, dims, "momentum")))
+        if (!(a = bf_py_input_array(state, value, NPY_FLOAT32, v.ndims, dims, what)))
             return NULL;
-        BF_PY_LOCKED_CALL(self->lock, st,
-                          bf_plan_momentum(self->plan, layer, slot, PyArray_DATA(a), 1));
+        BF_PY_LOCKED_CALL(self->lock, st, fn(self->plan, layer, slot, PyArray_DATA(a), 1));
         Py_DECREF(a);
         if (st != BF_STATUS_OK)
             return bf_py_raise(state, st);
@@ -290,13 +308,22 @@ static PyObject *plan_momentum(PlanObject *self, PyObject *args)
     if (!(out = PyArray_SimpleNew(v.ndims, dims, NPY_FLOAT32)))
         return NULL;
     BF_PY_LOCKED_CALL(self->lock, st,
-                      bf_plan_momentum(self->plan, layer, slot,
-                                       PyArray_DATA((PyArrayObject *)out), 0));
+                      fn(self->plan, layer, slot, PyArray_DATA((PyArrayObject *)out), 0));
     if (st != BF_STATUS_OK) {
         Py_DECREF(out);
         return bf_py_raise(state, st);
     }
     return out;
+}
+
+static PyObject *plan_momentum(PlanObject *self, PyObject *args)
+{
+    return plan_buffer(self, args, bf_plan_momentum, "momentum");
+}
+
+static PyObject *plan_second_moment(PlanObject *self, PyObject *args)
+{
+    return plan_buffer(self, args, bf_plan_second_moment, "second_moment");
 }
 
 /* profile(src, ranges=None, repeats=20): [{"layer", "name", "ms", "macs", "out_bytes"}], one
@@ -369,13 +396,19 @@ static PyMethodDef plan_methods[] = {
      "backward(diff_dst): gradients of the last forward from d(loss)/d(destination)."},
     {"sgd_step", (PyCFunction)(void (*)(void))plan_sgd_step, METH_VARARGS | METH_KEYWORDS,
      "sgd_step(lr, momentum, weight_decay, nesterov): one update from the gradients."},
+    {"adam_step", (PyCFunction)(void (*)(void))plan_adam_step, METH_VARARGS | METH_KEYWORDS,
+     "adam_step(step, lr, beta1, beta2, eps, weight_decay): one Adam (AdamW) update from the "
+     "gradients; step is its 1-based number (bias correction)."},
     {"sync", (PyCFunction)plan_sync, METH_NOARGS, "Write the trained weights into the model."},
     {"param_grad", (PyCFunction)plan_param_grad, METH_VARARGS,
      "param_grad(layer, slot): the gradient of a parameter in the model's layout."},
     {"src_grad", (PyCFunction)plan_src_grad, METH_NOARGS, "The gradient of the source."},
     {"trained", (PyCFunction)plan_trained, METH_NOARGS, "[(layer, slot)] the plan trains."},
     {"momentum", (PyCFunction)plan_momentum, METH_VARARGS,
-     "momentum(layer, slot[, value]): get (or set) a momentum buffer, model layout."},
+     "momentum(layer, slot[, value]): get (or set) a momentum buffer (Adam's first "
+     "moment), model layout."},
+    {"second_moment", (PyCFunction)plan_second_moment, METH_VARARGS,
+     "second_moment(layer, slot[, value]): get (or set) Adam's second-moment buffer."},
     {"profile", (PyCFunction)(void (*)(void))plan_profile, METH_VARARGS | METH_KEYWORDS,
      "profile(src, ranges=None, repeats=20): per-layer median times (ms, whole batch), MACs "
      "and output bytes (per image) from `repeats` node-by-node runs; see bf_plan_profile."},
