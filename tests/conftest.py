@@ -12,6 +12,17 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """The module's computations on one thread (the machines are shared), restored after."""
+    import butterfly as bf
+
+    n = bf._C.get_num_threads()
+    bf.set_num_threads(1)
+    yield
+    bf.set_num_threads(n)
+
+
 def assert_close(out, ref, rtol=1e-4):
     """Relative to the reference's scale: |out - ref| <= rtol * max(1, max|ref|)."""
     out = np.asarray(out, np.float64)

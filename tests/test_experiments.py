@@ -18,13 +18,8 @@ def _small(**kw):
                        butterfly=bf.Butterfly(at=2, channels=1, stride=2), **kw)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the machines are shared: one thread keeps node-by-node timing comparable to a forward
-    n = bf._C.get_num_threads()
-    bf.set_num_threads(1)
-    yield
-    bf.set_num_threads(n)
+# one thread keeps node-by-node timing comparable to a forward
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("part", ["all", "mobile", "cloud"])

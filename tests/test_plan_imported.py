@@ -26,12 +26,8 @@ import torch_models as tm
 SIZE = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = bf._C.get_num_threads()
-    bf.set_num_threads(1)
-    yield
-    bf.set_num_threads(n)
+# one thread keeps node-by-node timing comparable to a forward
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -28,13 +28,8 @@ ANY = "tcp://127.0.0.1:*"
 HB_MS = 100  # fast heartbeats: a dead worker is purged after 3 x 100 ms
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the local reference and the mobile half on one core: the pool's workers take the rest
-    old = bf._C.get_num_threads()
-    bf.set_num_threads(1)
-    yield
-    bf.set_num_threads(old)
+# the local reference and the mobile half on one core: the pool's workers take the rest
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from ..network import (
     split_point,
 )
 from ..network.resnet import built_here
+from ..network.split import resnet_block
 from . import costmodel, planner
 from .profiling import layer_records, profile, profile_parts
 
@@ -170,7 +171,7 @@ def split_candidates(net: Network, results=None, channels=None, stride: int | No
                 rows.append((a, 0, 1, None, None))
                 continue
             if channels is None:
-                b = _block(a)
+                b = resnet_block(a)
                 c = own.get("channels") or (PAPER_CHANNELS[min(b, len(PAPER_CHANNELS)) - 1]
                                             if resnet and b else 1)
             elif isinstance(channels, (list, tuple)):
@@ -189,8 +190,8 @@ def split_candidates(net: Network, results=None, channels=None, stride: int | No
     cands, nets = [], []
     for a, c, s, top1, pbytes in tqdm(rows, desc="split candidates", disable=not progress,
                                       leave=False):
-        if resnet and _block(a) is not None:  # a ResNet's block k: the cut "RB<k>"
-            a = f"RB{_block(a)}"
+        if resnet and resnet_block(a) is not None:  # a ResNet's block k: the cut "RB<k>"
+            a = f"RB{resnet_block(a)}"
         point = split_point(plain, a)
         s = int_arg("stride", s)
         if c < 0:
@@ -218,22 +219,13 @@ def load_results(path) -> list[dict]:
     return [r for r in data if isinstance(r, dict) and ("at" in r or "after" in r)]
 
 
-def _block(at) -> int | None:
-    """k of a ResNet block given as k or "RB<k>"; None for a name."""
-    if isinstance(at, (int, np.integer)) and not isinstance(at, bool):
-        return int(at)
-    if isinstance(at, str) and at.upper().startswith("RB") and at[2:].isdigit():
-        return int(at[2:])
-    return None
-
-
 def _row_at(row: dict):
     """The split point of a results row ("at": 2, "RB2" or a cut's name; files of 0.1.0
     say "after"); None for the plain network's row (0 or null)."""
     at = row["at"] if "at" in row else row["after"]
     if at is None or at == 0 or at == "":
         return None
-    block = _block(at)
+    block = resnet_block(at)
     return at if block is None else block
 
 

@@ -138,7 +138,8 @@ def plain_network(net) -> Network:
     return remove_butterfly(net)
 
 
-def _block(at) -> int | None:
+def resnet_block(at) -> int | None:
+    """k of a ResNet's residual block given as k or "RB<k>"; None for a cut's name."""
     if isinstance(at, (int, np.integer)) and not isinstance(at, bool):
         return int(at)
     if isinstance(at, str) and at.upper().startswith("RB") and at[2:].isdigit():
@@ -151,7 +152,7 @@ def candidate_network(net, at, channels: int, stride: int) -> Network:
     `at`: for a ResNet of the builders and a block (k or "RB<k>"), the builder's network
     with the unit after block k (random weights, as plain_network); else
     insert_butterfly(plain_network(net), at, ...) (an int is then a layer index)."""
-    block = _block(at)
+    block = resnet_block(at)
     if built_here(net) and block is not None:
         return rebuild(net, Butterfly(at=block, channels=channels, stride=stride))
     return insert_butterfly(plain_network(net), at=at, channels=channels, stride=stride)
