@@ -162,6 +162,12 @@ def _synthetic_report():
     return report, trace
 
 
+def test_live_models_refuses_a_missing_teacher(tmp_path):
+    with pytest.raises(bf.FileError, match="not a file"):
+        live.live_models(tmp_path, teacher=tmp_path / "none.bfly")
+    assert not list(tmp_path.glob("*.bfly"))
+
+
 def test_summary_and_switch_delays_of_made_up_requests():
     report, _ = _synthetic_report()
     assert [p["best_fixed"] for p in report["phases"]] == ["a", "m"]

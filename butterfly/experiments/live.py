@@ -278,6 +278,8 @@ def live_models(out=None, quick: bool = False, teacher=None,
     out.mkdir(parents=True, exist_ok=True)
     teacher = teacher if teacher is not None else default_teacher()
     if teacher is not None:
+        if not Path(teacher).is_file():
+            raise _C.FileError(f"the teacher '{teacher}' is not a file")
         digest = hashlib.sha256(Path(teacher).read_bytes()).hexdigest()[:10]
         tag = f"-{digest}"
     else:
