@@ -224,15 +224,25 @@ def test_straight_through_quantizer(rng):
     np.testing.assert_allclose(plan.src_grad(), want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("nesterov", [False, True])
-def test_sgd_step_matches_numpy(nesterov, rng):
+def _optimizer_net():
+    """A conv with bias, a BN and a linear layer: weights with and without weight decay."""
     L = LayerList((2, 6, 6))
     L.conv(4, 3, 1, bias=True)
     L.bn()
     L.relu()
     L.global_avgpool()
     L.linear(3)
-    net = net_of(L)
+    return net_of(L)
+
+
+def _decays(net, layer: int, slot: int) -> bool:
+    """Weight decay applies to conv / linear weights, not to biases or BN."""
+    return slot == 0 and net.model.layer(layer)["type"] in ("conv", "linear")
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_step_matches_numpy(nesterov, rng):
+    net = _optimizer_net()
     x = rng.standard_normal((4, 2, 6, 6)).astype(np.float32)
     plan = training_plan(net, 4, input_grad=False)
     plan.forward(x)
@@ -245,7 +255,7 @@ def test_sgd_step_matches_numpy(nesterov, rng):
     plan.sync()
     for (i, k), w0 in before.items():
         g = grads[i, k].astype(np.float64)
-        decay = wd if k == 0 and net.model.layer(i)["type"] in ("conv", "linear") else 0.0
+        decay = wd if _decays(net, i, k) else 0.0
         w, v = w0.astype(np.float64), np.zeros_like(g)
         for _ in range(2):
             gj = g + decay * w
@@ -258,13 +268,7 @@ def test_adam_step_matches_numpy_and_torch_formula(rng):
     """Three AdamW updates from two different gradients, against the formula in float64;
     the buffers read back as the formula's first and second moments, and setting them
     (a checkpoint restored) continues exactly."""
-    L = LayerList((2, 6, 6))
-    L.conv(4, 3, 1, bias=True)
-    L.bn()
-    L.relu()
-    L.global_avgpool()
-    L.linear(3)
-    net = net_of(L)
+    net = _optimizer_net()
     plan = training_plan(net, 4, input_grad=False)
     lr, b1, b2, eps, wd = 0.01, 0.8, 0.95, 1e-6, 0.1
     before = {p: net.model.get_param(*p).astype(np.float64) for p in plan.trained()}
@@ -279,7 +283,7 @@ def test_adam_step_matches_numpy_and_torch_formula(rng):
         plan.adam_step(step, lr=lr, beta1=b1, beta2=b2, eps=eps, weight_decay=wd)
         for p, g in grads.items():
             i, k = p
-            decay = wd if k == 0 and net.model.layer(i)["type"] in ("conv", "linear") else 0.0
+            decay = wd if _decays(net, i, k) else 0.0
             w[p] = w[p] * (1 - lr * decay)
             m[p] = b1 * m[p] + (1 - b1) * g
             v2[p] = b2 * v2[p] + (1 - b2) * g * g
