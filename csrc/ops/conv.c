@@ -61,6 +61,7 @@ static bf_status conv_load(bf_plan *p, bf_node *n)
             b[c] = (b[c] - mu[c]) * k + be[c];
         }
     }
+    bf_node_affine_bound(n, w, b, o, per_o);
     BF_TRY(bf_md_conv_weights_plain(&wplain, s, cp->in_c));
     BF_TRY(bf_mem_from_host(p, &n->mem[W_MEM], dnnl_primitive_desc_query_md(n->pd,
                             dnnl_query_weights_md, 0), wplain, w));
