@@ -336,6 +336,24 @@ def test_a_clipped_network_is_scanned_only_past_its_bounds(rng):
         assert (net.plans.last.scans > 0) == scanned
 
 
+def test_a_scan_restarts_the_bounds_from_what_it_measured(rng):
+    # 60 ReLU convs of 16 channels whose weights are +-0.35: each multiplies the bound by
+    # 16 * 0.35 = 5.6, the values themselves by about 1; the bound passes its limit at the
+    # 48th, whose output is scanned; the bounds after it start from its largest value and
+    # stay below the limit to the end: one scan, where every output would be scanned
+    # without bounds and the last 13 without the restart
+    L = LayerList((16, 4, 4))
+    for _ in range(60):
+        c = L.conv(16, 1)
+        L.params[c][0][:] = 0.35 * rng.choice([-1.0, 1.0], L.params[c][0].shape)
+        L.relu()
+    net = bf.Network.from_layers(L.layers, L.params)
+    x = rng.standard_normal((2, 16, 4, 4)).astype(np.float32)
+    out = net.forward(x)
+    assert_close(out, reference.run(L.layers, L.params, x).reshape(out.shape), 1e-4)
+    assert net.plans.last.scans == 1
+
+
 ACTS = [("sigmoid", {}), ("swish", {}), ("hardswish", {}),
         ("hardsigmoid", {"alpha": 1 / 6, "beta": 0.5}), ("hardsigmoid", {"alpha": 0.2, "beta": 0.5}),
         ("clip", {"alpha": -1.5, "beta": 2.0}), ("leaky_relu", {"alpha": 0.1}),

@@ -824,10 +824,12 @@ static bf_status check_ranges(const float *r, int n)
  * meaningless logits.  (Values inside one fused primitive are not seen.)  Reorders only
  * copy, the quantizer checks its own input, and training checks its loss instead.  Only the
  * nodes marked by plan_checks are scanned: a NaN or Inf in the others' outputs surely
- * reaches one of theirs (the error then names that later layer). */
+ * reaches one of theirs (the error then names that later layer); and of these only those
+ * whose bound (node_bound) does not show them finite. */
 static bf_status check_finite(bf_plan *p, const bf_node *n)
 {
     const bf_value *v = &p->values[n->dst];
+    double max;
     dnnl_data_type_t dt;
     void *h = NULL;
     if (p->params.training || !n->check || p->bounds[n->dst] <= BOUND_LIMIT ||
@@ -835,8 +837,12 @@ static bf_status check_finite(bf_plan *p, const bf_node *n)
         dt != dnnl_f32 || dnnl_memory_get_data_handle(v->mem, &h) != dnnl_success || h == NULL)
         return BF_STATUS_OK;
     p->scans++;
-    if (bf_all_finite(h, dnnl_memory_desc_get_size(v->md) / sizeof(float)))
+    /* the scan measures the largest magnitude: the bounds after it start from that */
+    max = bf_max_abs(h, dnnl_memory_desc_get_size(v->md) / sizeof(float));
+    if (!isinf(max)) {
+        p->bounds[n->dst] = max <= BOUND_LIMIT ? max : INFINITY;
         return BF_STATUS_OK;
+    }
     const bf_layer_spec *s = bf_model_layer(p->model, n->layer);
     return bf_error(BF_STATUS_NUMERIC, "layer %d (%s) computed NaN or Inf: the input%s is "
                     "outside what this network can compute in float32", n->layer, s->name,
