@@ -15,12 +15,14 @@ import os as _os
 # libgomp's threads spin for a long while between parallel regions by default: when other
 # processes load the cores, a spinning thread holds a core that a thread with work (ours or
 # another process's) needs, and a forward pass takes several times as long (3 to 7x on 2
-# busy cores).  Threads that sleep at once (OMP_WAIT_POLICY=PASSIVE) cost a wake-up per
-# primitive instead, which on a lightly loaded machine makes batch 1 slower by 1.7x; a short
-# spin keeps most of both.  libgomp reads this once, when the extension loads it: a user's own
-# OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone.
+# busy cores).  Threads that sleep at once cost a wake-up per primitive instead, and on a
+# virtual machine whose idle cores halt, a wake-up is slow: a forward that comes after a
+# pause (a server between requests) took 2-3x as long with a spin of 3,000.  10,000 spins
+# cover the gaps between one forward's primitives and let the threads sleep between
+# forwards (docs/PERFORMANCE.md has the measurements).  libgomp reads this once, when the
+# extension loads it: a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone.
 if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
-    _os.environ["GOMP_SPINCOUNT"] = "3000"
+    _os.environ["GOMP_SPINCOUNT"] = "10000"
 
 from . import _C
 from ._C import (  # noqa: F401  (the exception hierarchy)

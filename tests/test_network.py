@@ -525,7 +525,7 @@ def test_builders_take_shapes_and_parameter_names_from_the_core():
         layer_info({"type": "nope", "inputs": [0]}, 1, [(3, 4, 4)])
 
 
-@pytest.mark.parametrize("env,want", [({}, "None 3000"),
+@pytest.mark.parametrize("env,want", [({}, "None 10000"),
                                       ({"OMP_WAIT_POLICY": "passive"}, "passive None"),
                                       ({"GOMP_SPINCOUNT": "0"}, "None 0")])
 def test_openmp_threads_spin_briefly_unless_the_user_chose(env, want):

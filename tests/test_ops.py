@@ -273,6 +273,87 @@ def test_an_overflow_is_refused_whatever_reads_it(reader, sign):
     with pytest.raises(bf.NumericError, match="NaN or Inf"):
         net.forward(x)
 
+
+def _past_float32(kind):
+    """An input of ones and one pixel of -1e30 (a bound of 1e30, below the limit where the
+    bound analysis gives up), which `kind` multiplies past float32's range, to -Inf there;
+    a max-pool (a softmax after a linear layer) reading the result drops -Inf.  Only the
+    layer's bound passing its limit has its output scanned: a bound too small would let the
+    overflow through unseen."""
+    L = LayerList((1, 4, 4))
+    if kind in ("conv", "deconv"):
+        c = L.conv(1, 1, deconv=kind == "deconv")
+        L.params[c][0][:] = 1e10
+    elif kind == "batchnorm":
+        L.params[L.bn()][0][:] = 1e10
+    elif kind == "leaky_relu":
+        L.act("leaky_relu", alpha=1e10)
+    elif kind == "mul":  # x * (-1e5 x): -1e65 at the pixel
+        y = L.conv(1, 1, src=0)
+        L.params[y][0][:] = -1e5
+        L.mul(0, y)
+    if kind == "linear":  # logits (-Inf, 0): softmax (0, 1)
+        c = L.linear(2)
+        L.params[c][0][0] = 1e10
+        L.params[c][0][1] = 0
+        L.params[c][1][:] = 0
+        L.simple("softmax")
+    else:
+        L.pool("maxpool", 2, 2)
+    x = np.ones((2, 1, 4, 4), np.float32)
+    x[1, 0, 1, 1] = -1e30
+    return bf.Network.from_layers(L.layers, L.params), x
+
+
+@pytest.mark.parametrize("kind", ["conv", "deconv", "batchnorm", "leaky_relu", "mul", "linear"])
+def test_an_overflow_past_a_layers_bound_is_refused(kind):
+    net, x = _past_float32(kind)
+    out = net.forward(x[:1])  # bounded: nothing scanned
+    assert np.isfinite(out).all() and net.plans.last.scans == 0
+    with pytest.raises(bf.NumericError, match="NaN or Inf"):
+        net.forward(x)
+
+
+def test_a_clipped_network_is_scanned_only_past_its_bounds(rng):
+    # ReLU6 after every conv bounds each output by 6: MobileNetV2's pattern needs no scan;
+    # an input large enough that the first conv's bound passes the limit has the outputs a
+    # ReLU6 reads scanned again (as without bounds), the results unchanged
+    L = LayerList((3, 8, 8))
+    first = L.conv(8, 3, bias=True)
+    L.params[first][0][:] = 1.0  # a bound of 27 * |x|
+    L.act("relu6")
+    L.conv(8, 3, groups=8)
+    L.act("relu6")
+    L.conv(16, 1)
+    L.act("relu6")
+    L.global_avgpool()
+    L.linear(5)
+    net = bf.Network.from_layers(L.layers, L.params)
+    for scale, scanned in ((1.0, False), (1e35, True)):
+        x = (rng.standard_normal((2, 3, 8, 8)) * scale).astype(np.float32)
+        out = net.forward(x)
+        assert_close(out, reference.run(L.layers, L.params, x).reshape(out.shape), 1e-4)
+        assert (net.plans.last.scans > 0) == scanned
+
+
+def test_a_scan_restarts_the_bounds_from_what_it_measured(rng):
+    # 60 ReLU convs of 16 channels whose weights are +-0.35: each multiplies the bound by
+    # 16 * 0.35 = 5.6, the values themselves by about 1; the bound passes its limit at the
+    # 48th, whose output is scanned; the bounds after it start from its largest value and
+    # stay below the limit to the end: one scan, where every output would be scanned
+    # without bounds and the last 13 without the restart
+    L = LayerList((16, 4, 4))
+    for _ in range(60):
+        c = L.conv(16, 1)
+        L.params[c][0][:] = 0.35 * rng.choice([-1.0, 1.0], L.params[c][0].shape)
+        L.relu()
+    net = bf.Network.from_layers(L.layers, L.params)
+    x = rng.standard_normal((2, 16, 4, 4)).astype(np.float32)
+    out = net.forward(x)
+    assert_close(out, reference.run(L.layers, L.params, x).reshape(out.shape), 1e-4)
+    assert net.plans.last.scans == 1
+
+
 ACTS = [("sigmoid", {}), ("swish", {}), ("hardswish", {}),
         ("hardsigmoid", {"alpha": 1 / 6, "beta": 0.5}), ("hardsigmoid", {"alpha": 0.2, "beta": 0.5}),
         ("clip", {"alpha": -1.5, "beta": 2.0}), ("leaky_relu", {"alpha": 0.1}),

@@ -80,6 +80,9 @@ typedef struct bf_layer_row {
     int carries;                  /* BF_CARRY_*: whether a NaN or Inf in an input surely
                                      leaves one in the output (inference then need not scan
                                      that input for them, core/plan.c) */
+    int bound;                    /* BF_BOUND_*: a bound on |output| from bounds on |inputs|
+                                     (inference need not scan an output its bound shows
+                                     finite, core/plan.c) */
 } bf_layer_row;
 
 /* A row's `carries`.  NONE, the default, is the safe answer: the layer may hide a NaN or Inf
@@ -88,6 +91,18 @@ typedef struct bf_layer_row {
  * arithmetic that keeps it non-finite (Inf * 0 is NaN, Inf - Inf is NaN).  WINDOW: so when
  * the layer's windows (dilation 1) cover every input pixel. */
 enum { BF_CARRY_NONE = 0, BF_CARRY_ALL, BF_CARRY_WINDOW };
+
+/* A row's `bound`: how a bound B on the magnitude of a layer's inputs (every one finite)
+ * bounds its output.  NONE, the default, is the safe answer: nothing is known.  AFFINE:
+ * gain * B + offset, the node's gain and offset set by its load from the weights (a conv's
+ * largest sum of |weights| over one output, a folded batch-norm included).  SAME: B (max
+ * over the inputs).  MEAN: B, through sums of up to H * W inputs.  SUM / PRODUCT: of the
+ * inputs' bounds.  ONE: 1.  RELU6: min(B, 6).  CLIP: min(B, max(|alpha|, |beta|)).  SCALED:
+ * B * max(1, |alpha|). */
+enum {
+    BF_BOUND_NONE = 0, BF_BOUND_AFFINE, BF_BOUND_SAME, BF_BOUND_MEAN, BF_BOUND_SUM,
+    BF_BOUND_PRODUCT, BF_BOUND_ONE, BF_BOUND_RELU6, BF_BOUND_CLIP, BF_BOUND_SCALED
+};
 
 /* The row of a type; NULL for a value outside the enum. */
 const bf_layer_row *bf_layer_row_of(bf_layer_type t);

@@ -10,6 +10,7 @@
  * the composition of the part plans: forward == tail(restore(reduce(head(x)))).
  * Activations live in one arena; in inference, buffers are reused once their last reader
  * has run. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,7 @@ void bf_node_init(bf_node *n, int layer)
     n->sum_src = -1;
     n->act_layer = -1;
     n->dst = -1;
+    n->gain = INFINITY;
 }
 
 bf_node *bf_plan_push_node(bf_plan *p, const bf_node *proto)
@@ -395,6 +397,101 @@ static void plan_checks(bf_plan *p)
     }
 }
 
+/* ---- bounds: outputs that cannot hold a NaN or Inf -------------------------------------- */
+
+/* A bound at or below this shows an output finite: a sum of terms whose magnitudes add up
+ * to at most it stays far below FLT_MAX (3.4e38), whatever the order and rounding of its
+ * additions. */
+#define BOUND_LIMIT 1e36
+
+void bf_node_affine_bound(bf_node *n, const float *w, const float *b, int64_t rows,
+                          int64_t per_row)
+{
+    double gain = 0, offset = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        double sum = 0;
+        for (int64_t j = 0; j < per_row; j++)
+            sum += fabs((double)w[r * per_row + j]);
+        if (!(sum <= gain)) /* a NaN weight makes it NaN: no bound, for good */
+            gain = sum <= DBL_MAX ? sum : INFINITY;
+        if (b && !(fabs((double)b[r]) <= offset))
+            offset = fabs((double)b[r]) <= DBL_MAX ? fabs((double)b[r]) : INFINITY;
+    }
+    n->gain = gain;
+    n->offset = offset;
+}
+
+/* A bound on |output| of `layer` (computed by node n) from bounds b[0..nb) on its inputs, by
+ * its row's rule; INFINITY where nothing is known or the bound, or a sum on the way to it,
+ * passes BOUND_LIMIT. */
+static double layer_bound(bf_plan *p, const bf_node *n, int layer, const double *b, int nb)
+{
+    const bf_layer_spec *s = bf_model_layer(p->model, layer);
+    double max = 0, sum = 0, prod = 1, out, inner;
+    bf_layer_info info;
+    for (int k = 0; k < nb; k++) {
+        if (!(b[k] <= BOUND_LIMIT))
+            return INFINITY;
+        max = b[k] > max ? b[k] : max;
+        sum += b[k];
+        prod *= b[k];
+    }
+    inner = max;
+    switch (bf_layer_row_of(s->type)->bound) {
+    case BF_BOUND_AFFINE: /* the node's own layer: its load set gain and offset */
+        out = inner = layer == n->layer ? n->gain * max + n->offset : INFINITY;
+        break;
+    case BF_BOUND_SAME:
+        out = max;
+        break;
+    case BF_BOUND_MEAN: /* a window holds at most the input's H * W values */
+        if (bf_model_layer_info(p->model, layer, &info) != BF_STATUS_OK)
+            return INFINITY;
+        out = max;
+        inner = max * info.in_dims[1] * info.in_dims[2];
+        break;
+    case BF_BOUND_SUM:
+        out = inner = sum;
+        break;
+    case BF_BOUND_PRODUCT:
+        out = inner = prod;
+        break;
+    case BF_BOUND_ONE:
+        out = 1;
+        break;
+    case BF_BOUND_RELU6:
+        out = max < 6 ? max : 6;
+        break;
+    case BF_BOUND_CLIP:
+        out = fmax(fabs(s->alpha), fabs(s->beta));
+        out = max < out ? max : out;
+        break;
+    case BF_BOUND_SCALED:
+        out = inner = max * fmax(1.0, fabs(s->alpha));
+        break;
+    default:
+        return INFINITY;
+    }
+    return out <= BOUND_LIMIT && inner <= BOUND_LIMIT ? out : INFINITY;
+}
+
+/* A bound on |output| of node n from the bounds of its sources: its layer, then the sum
+ * post-op, then the activation (a folded batch-norm is in a conv's gain). */
+static double node_bound(bf_plan *p, const bf_node *n)
+{
+    double b[BF_MAX_INPUTS], out;
+    if (n->layer < 0) /* a reorder copies */
+        return p->bounds[n->src[0]];
+    for (int k = 0; k < n->n_src; k++)
+        b[k] = p->bounds[n->src[k]];
+    out = layer_bound(p, n, n->layer, b, n->n_src);
+    if (n->sum_src >= 0)
+        out += p->bounds[n->sum_src];
+    if (n->act_layer >= 0)
+        out = layer_bound(p, n, n->act_layer, &out, 1);
+    return out <= BOUND_LIMIT ? out : INFINITY;
+}
+
 /* ---- create / destroy --------------------------------------------------------------- */
 
 bf_plan_params bf_plan_default_params(void)
@@ -696,6 +793,7 @@ void bf_plan_destroy(bf_plan *p)
     free(p->values);
     free(p->layer_value);
     free(p->qrange);
+    free(p->bounds);
     free(p->arena);
     free(p);
 }
@@ -726,18 +824,25 @@ static bf_status check_ranges(const float *r, int n)
  * meaningless logits.  (Values inside one fused primitive are not seen.)  Reorders only
  * copy, the quantizer checks its own input, and training checks its loss instead.  Only the
  * nodes marked by plan_checks are scanned: a NaN or Inf in the others' outputs surely
- * reaches one of theirs (the error then names that later layer). */
+ * reaches one of theirs (the error then names that later layer); and of these only those
+ * whose bound (node_bound) does not show them finite. */
 static bf_status check_finite(bf_plan *p, const bf_node *n)
 {
     const bf_value *v = &p->values[n->dst];
+    double max;
     dnnl_data_type_t dt;
     void *h = NULL;
-    if (p->params.training || !n->check ||
+    if (p->params.training || !n->check || p->bounds[n->dst] <= BOUND_LIMIT ||
         dnnl_memory_desc_query(v->md, dnnl_query_data_type, &dt) != dnnl_success ||
         dt != dnnl_f32 || dnnl_memory_get_data_handle(v->mem, &h) != dnnl_success || h == NULL)
         return BF_STATUS_OK;
-    if (bf_all_finite(h, dnnl_memory_desc_get_size(v->md) / sizeof(float)))
+    p->scans++;
+    /* the scan measures the largest magnitude: the bounds after it start from that */
+    max = bf_max_abs(h, dnnl_memory_desc_get_size(v->md) / sizeof(float));
+    if (!isinf(max)) {
+        p->bounds[n->dst] = max <= BOUND_LIMIT ? max : INFINITY;
         return BF_STATUS_OK;
+    }
     const bf_layer_spec *s = bf_model_layer(p->model, n->layer);
     return bf_error(BF_STATUS_NUMERIC, "layer %d (%s) computed NaN or Inf: the input%s is "
                     "outside what this network can compute in float32", n->layer, s->name,
@@ -755,10 +860,13 @@ fail:
     return st;
 }
 
+int bf_plan_scans(const bf_plan *p) { return p ? p->scans : 0; }
+
 bf_status bf_plan_forward(bf_plan *p, const void *src, const float *src_range, void *dst,
                           float *dst_range)
 {
     bf_status st = BF_STATUS_OK;
+    double src_bound;
     if (!p || !src || !dst)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "bf_plan_forward: NULL argument");
     p->fwd_done = 0; /* until this forward succeeds: nothing for backward */
@@ -767,9 +875,11 @@ bf_status bf_plan_forward(bf_plan *p, const void *src, const float *src_range, v
             return bf_error(BF_STATUS_INVALID_ARGUMENT, "a quantized source needs its ranges");
         BF_TRY(check_ranges(src_range, p->params.batch));
     }
-    if (!p->io[0].quantized &&
-        !bf_all_finite(src, (size_t)(p->io[0].dims[0] * p->io[0].dims[1] * p->io[0].dims[2] *
-                                     p->io[0].dims[3])))
+    src_bound = p->io[0].quantized
+                    ? bf_max_abs(src_range, 2 * (size_t)p->params.batch)
+                    : bf_max_abs(src, (size_t)(p->io[0].dims[0] * p->io[0].dims[1] *
+                                               p->io[0].dims[2] * p->io[0].dims[3]));
+    if (!p->io[0].quantized && isinf(src_bound))
         return bf_error(BF_STATUS_NUMERIC, "the input holds NaN or Inf");
     if (p->io[1].quantized && !dst_range)
         return bf_error(BF_STATUS_INVALID_ARGUMENT, "a quantized destination needs ranges");
@@ -784,9 +894,17 @@ bf_status bf_plan_forward(bf_plan *p, const void *src, const float *src_range, v
     }
     DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->src_value].mem, run_src));
     DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->dst_value].mem, run_dst));
+    if (!p->bounds && !(p->bounds = malloc((size_t)p->n_values * sizeof *p->bounds)))
+        return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int v = 0; v < p->n_values; v++)
+        p->bounds[v] = INFINITY;
+    p->bounds[p->src_value] = src_bound;
+    p->scans = 0;
     for (int k = 0; k < p->n_nodes; k++) {
-        BF_TRY(bf_node_exec(p, &p->nodes[k]));
-        BF_TRY(check_finite(p, &p->nodes[k]));
+        bf_node *n = &p->nodes[k];
+        BF_TRY(bf_node_exec(p, n));
+        p->bounds[n->dst] = node_bound(p, n);
+        BF_TRY(check_finite(p, n));
     }
     DNNL_TRY(dnnl_stream_wait(p->stream));
     if (run_dst != dst)

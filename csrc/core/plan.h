@@ -58,6 +58,9 @@ typedef struct bf_node {
     int act_layer;          /* activation layer applied last (a post-op), or -1 */
     int check;              /* inference: its output is scanned for NaN / Inf after it runs
                                (not where every reader surely carries one on) */
+    double gain, offset;    /* inference, a layer whose row's bound is BF_BOUND_AFFINE:
+                               |output| <= gain * |input| + offset, set by its load
+                               (bf_node_affine_bound); INFINITY until then */
     int n_src;
     int src[BF_MAX_INPUTS]; /* value ids */
     int dst;                /* value id */
@@ -128,6 +131,9 @@ struct bf_plan {
     const float *user_src_range;
     float *user_dst_range;
     uint64_t loaded_version;
+    double *bounds;         /* inference: per value, a bound on |x| in the running forward
+                               (INFINITY: none known; core/plan.c) */
+    int scans;              /* outputs the last forward scanned for NaN / Inf */
     bf_io_desc io[2];
     /* training */
     int n_tparams, cap_tparams;
@@ -148,6 +154,11 @@ void bf_node_init(bf_node *n, int layer);
 /* Appends a copy of proto; returns a pointer valid until the next push, or NULL.  An op
  * pushes its node after adding any reorders its sources need, so nodes stay in run order. */
 bf_node *bf_plan_push_node(bf_plan *p, const bf_node *proto);
+/* Sets n->gain and n->offset from weights of `rows` rows of `per_row` each (one output
+ * each: conv (O, I/g, kh, kw), linear (O, I)) and `rows` biases (NULL: none):
+ * gain = max over rows of sum |w|, offset = max |b|. */
+void bf_node_affine_bound(bf_node *n, const float *w, const float *b, int64_t rows,
+                          int64_t per_row);
 /* Returns a value with the contents of v in layout md, adding a reorder node if needed. */
 int bf_plan_value_as(bf_plan *p, int v, const_dnnl_memory_desc_t md);
 /* Plain (nchw / nc) descriptor of the given dims and type; caller destroys. */

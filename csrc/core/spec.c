@@ -340,33 +340,48 @@ uint64_t bf_spec_hash(const bf_layer_spec *L, int n)
     return h;
 }
 
-/* Whether x[0..n) holds a NaN or Inf: the exponent bits all set, tested as integers (which
- * the compiler vectorizes; isfinite() on floats it does not). */
-static int any_non_finite(const float *x, size_t n)
+/* The largest |x[i]|'s bits: |x| as an unsigned integer orders as |x| does, and a NaN or
+ * Inf (all exponent bits set) lies above every finite float (0x7f7fffff).  Integers, which
+ * the compiler vectorizes (isfinite() and fabsf() on floats it does not). */
+static uint32_t max_abs_bits(const float *x, size_t n)
 {
-    int32_t bad = 0;
+    uint32_t m = 0;
     for (size_t i = 0; i < n; i++) {
-        int32_t u;
+        uint32_t u;
         memcpy(&u, &x[i], sizeof u);
-        bad |= (u & 0x7fffffff) > 0x7f7fffff ? -1 : 0;
+        u &= 0x7fffffffu;
+        m = u > m ? u : m;
     }
-    return bad != 0;
+    return m;
 }
 
-int bf_all_finite(const float *x, size_t n)
+static uint32_t max_abs_bits_parallel(const float *x, size_t n)
 {
     /* threads only where the scan is long enough to pay for waking them */
     enum { CHUNK = 1 << 16 };
     size_t nchunks = (n + CHUNK - 1) / CHUNK;
-    int bad = 0;
+    uint32_t m = 0;
     if (nchunks <= 4)
-        return !any_non_finite(x, n);
-#pragma omp parallel for reduction(| : bad) schedule(static)
+        return max_abs_bits(x, n);
+#pragma omp parallel for reduction(max : m) schedule(static)
     for (size_t c = 0; c < nchunks; c++) {
         size_t lo = c * CHUNK;
-        bad |= any_non_finite(x + lo, n - lo < CHUNK ? n - lo : CHUNK);
+        uint32_t mc = max_abs_bits(x + lo, n - lo < CHUNK ? n - lo : CHUNK);
+        m = mc > m ? mc : m;
     }
-    return !bad;
+    return m;
+}
+
+int bf_all_finite(const float *x, size_t n) { return max_abs_bits_parallel(x, n) <= 0x7f7fffffu; }
+
+double bf_max_abs(const float *x, size_t n)
+{
+    uint32_t m = max_abs_bits_parallel(x, n);
+    float f;
+    if (m > 0x7f7fffffu)
+        return INFINITY;
+    memcpy(&f, &m, sizeof f);
+    return f;
 }
 
 /* Waits until a pipe has data or its writer has closed it, up to BF_PIPE_WAIT_MS; 0 when

@@ -56,6 +56,9 @@ static inline int bf_range_ok(float min, float max)
 
 /* 1 when x[0..n) holds no NaN or Inf (in parallel: inputs can be large). */
 int bf_all_finite(const float *x, size_t n);
+/* The largest |x[i]| of x[0..n) (0 when n is 0), INFINITY when one is NaN or Inf; one pass,
+ * as bf_all_finite. */
+double bf_max_abs(const float *x, size_t n);
 
 /* Opens path for reading ("rb") without blocking on a FIFO that has no writer: a
  * directory, with regular_only anything else that is not a regular file (a device, a pipe),

@@ -322,6 +322,11 @@ BF_API bf_status bf_plan_io(const bf_plan *plan, int which, bf_io_desc *out);
  */
 BF_API bf_status bf_plan_forward(bf_plan *plan, const void *src, const float *src_range,
                                  void *dst, float *dst_range);
+/* How many layer outputs the last inference forward scanned for NaN / Inf.  It scans only
+ * those a later layer could hide one in (a ReLU maps NaN to 0) and, of these, only those
+ * whose bound -- carried from the input's largest magnitude through each layer's weights --
+ * does not already show them finite; a NaN or Inf elsewhere surely reaches a scanned one. */
+BF_API int bf_plan_scans(const bf_plan *plan);
 
 /* ------------------------------------------------------------------------------------ */
 /* Serving: the cloud worker pool, its client and the wire protocol                     */

@@ -1,5 +1,7 @@
 /* Batch normalization that could not be folded into a conv: forward with the running
  * statistics (inference) or the batch statistics (training). */
+#include <float.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +14,29 @@ static int bn_channels(bf_plan *p, int layer)
     bf_layer_info info;
     bf_model_layer_info(p->model, layer, &info);
     return info.in_dims[0];
+}
+
+/* Inference's bound on |output| (core/plan.c): gamma * (x - mean) / sqrt(var + eps) + beta,
+ * per channel c with k_c = gamma_c / sqrt(var_c + eps), is at most max |k| * |x| +
+ * max (|k_c mean_c| + |beta_c|); a mean too large to subtract safely leaves none. */
+static void bn_bound(bf_plan *p, bf_node *n)
+{
+    const bf_layer_spec *s = bf_model_layer(p->model, n->layer);
+    const float *g = bf_plan_param(p, n->layer, SCALE), *be = bf_plan_param(p, n->layer, SHIFT);
+    const float *mu = bf_plan_param(p, n->layer, MEAN), *var = bf_plan_param(p, n->layer, VAR);
+    double gain = 0, offset = 0;
+    for (int c = 0; c < bn_channels(p, n->layer); c++) {
+        double k = fabs(g[c] / sqrt((double)var[c] + s->eps));
+        double o = k * fabs(mu[c]) + fabs(be[c]);
+        if (!(k <= gain))
+            gain = k <= DBL_MAX ? k : INFINITY; /* NaN: none */
+        if (!(o <= offset))
+            offset = o <= DBL_MAX ? o : INFINITY;
+        if (!(fabs(mu[c]) <= 1e30))
+            gain = INFINITY;
+    }
+    n->gain = gain;
+    n->offset = offset;
 }
 
 /* gamma, beta (and in inference the running mean / variance) into the node's memories. */
@@ -30,6 +55,8 @@ static bf_status bn_load(bf_plan *p, bf_node *n)
         DNNL_TRY(dnnl_memory_get_data_handle(n->mem[k], &dst));
         memcpy(dst, src, bytes);
     }
+    if (!p->params.training)
+        bn_bound(p, n);
 fail:
     return st;
 }

@@ -14,7 +14,7 @@ static bf_status linear_load(bf_plan *p, bf_node *n)
     const float *w = bf_plan_param(p, n->layer, 0), *b = s->has_bias ? bf_plan_param(p, n->layer, 1) : NULL;
     const dnnl_dims_t *wd;
     int nd;
-    int64_t dims[4], o = s->out_channels;
+    int64_t dims[4], o = s->out_channels, per_o = 1;
     bf_status st = BF_STATUS_OK;
 
     if (!w || (s->has_bias && !b))
@@ -23,6 +23,9 @@ static bf_status linear_load(bf_plan *p, bf_node *n)
     DNNL_TRY(dnnl_memory_desc_query(wmd, dnnl_query_dims, &wd));
     for (int d = 0; d < nd; d++)
         dims[d] = (*wd)[d];
+    for (int d = 1; d < nd; d++)
+        per_o *= dims[d];
+    bf_node_affine_bound(n, w, b, o, per_o);
     BF_TRY(bf_md_plain(&wplain, nd, dims, dnnl_f32));
     BF_TRY(bf_mem_from_host(p, &n->mem[W_MEM], wmd, wplain, w));
     if (b) {

@@ -66,6 +66,12 @@ static PyObject *plan_get_io(PlanObject *self, void *closure)
     return Py_BuildValue("(NN)", bf_py_io_dict(&a), bf_py_io_dict(&b));
 }
 
+static PyObject *plan_get_scans(PlanObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromLong(bf_plan_scans(self->plan));
+}
+
 static PyObject *plan_forward(PlanObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"src", "ranges", NULL};
@@ -417,6 +423,8 @@ static PyMethodDef plan_methods[] = {
 
 static PyGetSetDef plan_getset[] = {
     {"io", (getter)plan_get_io, NULL, "(source, destination) descriptions", NULL},
+    {"scans", (getter)plan_get_scans, NULL,
+     "layer outputs the last inference forward scanned for NaN / Inf (bf_plan_scans)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
