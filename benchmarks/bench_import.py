@@ -11,7 +11,7 @@ compared before any timing.  Also reported: the import's wall time and its peak 
 
 Timing as bench_inference.py: rounds of blocks rotating through the frameworks, each block's
 first call dropped at batch 1; medians.  Prints one JSON line.  Usage:
-    python benchmarks/bench_import.py [--quick] [--batches 1,32] [--threads 2]
+    python benchmarks/bench_import.py [--quick] [--batches 1,32] [--threads 2] [--rounds N]
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def main():
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default="mobilenet_v2,efficientnet_b0")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="rounds of blocks per batch (default 4; 2 / 1 with --quick)")
     args = ap.parse_args()
     torch = optional_import("torch")
     ort = optional_import("onnxruntime")
@@ -106,6 +108,7 @@ def main():
                 rounds, per_block = (2, 3) if batch == 1 else (1, 1)
             else:
                 rounds, per_block = (4, 8) if batch == 1 else (4, 1)
+            rounds = args.rounds or rounds
             times = blocked_times(fns, rounds, per_block, drop=batch < 8)
             med = {k: median(v) for k, v in times.items()}
             rows.append({"batch": batch, **{f"{k}_ms": r(v) for k, v in med.items()},

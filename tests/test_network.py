@@ -525,6 +525,22 @@ def test_builders_take_shapes_and_parameter_names_from_the_core():
         layer_info({"type": "nope", "inputs": [0]}, 1, [(3, 4, 4)])
 
 
+def test_the_core_describes_its_layer_types():
+    # front ends (the ONNX importer) ask the core's table instead of keeping their own lists
+    types = bf._C.layer_types()
+    assert types["conv"] == {"inputs": 1, "activation": False, "flat_ok": False,
+                             "out_u8": False}
+    assert types["add"]["inputs"] == 2 and types["concat"]["inputs"] == -1
+    assert types["input"]["inputs"] == 0
+    acts = {n for n, t in types.items() if t["activation"]}
+    assert acts == {"relu", "relu6", "sigmoid", "swish", "hardswish", "hardsigmoid", "clip",
+                    "leaky_relu"}
+    assert {n for n, t in types.items() if t["out_u8"]} == {"quantize"}
+    assert {n for n, t in types.items() if t["flat_ok"]} == acts | {
+        "add", "linear", "softmax", "quantize", "dequantize"}
+    assert len(types) == 23 and "maxpool" in types and "deconv" in types
+
+
 @pytest.mark.parametrize("env,want", [({}, "None 10000"),
                                       ({"OMP_WAIT_POLICY": "passive"}, "passive None"),
                                       ({"GOMP_SPINCOUNT": "0"}, "None 0")])

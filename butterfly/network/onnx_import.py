@@ -40,10 +40,9 @@ SUPPORTED_OPS = (
 
 _FLT_MAX = float(np.finfo(np.float32).max)
 
-# Layer types whose output has the rank of their input (the core's rows with flat_ok, less
-# linear, which makes an (N, C) output, and the quantizer's two)
-_KEEP_RANK = {"relu", "relu6", "add", "softmax", "sigmoid", "swish", "hardswish",
-              "hardsigmoid", "clip", "leaky_relu"}
+# Layer types whose output has the rank of their input whatever it is: the core's table's
+# types that take a flat (N, C) input, less linear, which makes (N, C) of any input
+_KEEP_RANK = {name for name, t in _C.layer_types().items() if t["flat_ok"]} - {"linear"}
 
 
 def _resolve(dims: list[int], n: int) -> list[int]:

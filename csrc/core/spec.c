@@ -19,6 +19,18 @@ const char *bf_layer_type_str(bf_layer_type t)
     return row ? row->name : "?";
 }
 
+bf_status bf_layer_type_traits(bf_layer_type t, bf_layer_traits *out)
+{
+    const bf_layer_row *row = bf_layer_row_of(t);
+    if (!row || !out)
+        return bf_error(BF_STATUS_INVALID_ARGUMENT, "no layer type %d", (int)t);
+    out->n_inputs = row->n_inputs;
+    out->activation = row->act != BF_ACT_NONE;
+    out->flat_ok = row->flat_ok;
+    out->out_u8 = row->out_u8;
+    return BF_STATUS_OK;
+}
+
 const char *bf_part_str(bf_part p) { return (p >= 0 && p < BF_PART_COUNT_) ? part_names[p] : "?"; }
 
 static int match(const char *const *names, int n, const char *s, size_t len)

@@ -207,6 +207,17 @@ typedef struct bf_param_view {
 /* Static name of a layer type / part ("conv", "head", ...). */
 BF_API const char *bf_layer_type_str(bf_layer_type type);
 BF_API const char *bf_part_str(bf_part part);
+/* What the core's table of layer types says of a type, for front ends: its number of inputs
+ * (-1: 2 to BF_MAX_INPUTS), whether it is an activation, whether it takes a linear layer's
+ * flat (N, C) output as its input, whether its output is uint8.  INVALID_ARGUMENT for a
+ * value outside the enum. */
+typedef struct bf_layer_traits {
+    int n_inputs;
+    int activation;
+    int flat_ok;
+    int out_u8;
+} bf_layer_traits;
+BF_API bf_status bf_layer_type_traits(bf_layer_type type, bf_layer_traits *out);
 
 /* Parses one layer spec -- the msgpack map a model file holds for it -- as layer `index` of
  * a list: its inputs must name earlier layers, and a missing "inputs" means the layer before.

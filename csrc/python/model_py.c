@@ -481,11 +481,37 @@ done:
     return out;
 }
 
+/* layer_types() -> {name: {"inputs", "activation", "flat_ok", "out_u8"}}: the core's table
+ * of layer types, as front ends need it. */
+static PyObject *py_layer_types(PyObject *module, PyObject *unused)
+{
+    PyObject *out = PyDict_New();
+    (void)module;
+    (void)unused;
+    for (int t = 0; out && t < BF_LAYER_TYPE_COUNT_; t++) {
+        bf_layer_traits tr;
+        PyObject *item;
+        if (bf_layer_type_traits((bf_layer_type)t, &tr) != BF_STATUS_OK)
+            continue;
+        item = Py_BuildValue("{s:i,s:O,s:O,s:O}", "inputs", tr.n_inputs, "activation",
+                             tr.activation ? Py_True : Py_False, "flat_ok",
+                             tr.flat_ok ? Py_True : Py_False, "out_u8",
+                             tr.out_u8 ? Py_True : Py_False);
+        if (!item || PyDict_SetItemString(out, bf_layer_type_str((bf_layer_type)t), item) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(item);
+    }
+    return out;
+}
+
 static PyMethodDef model_functions[] = {
     {"layer_info", py_layer_infer, METH_VARARGS,
      "layer_info(spec: bytes (msgpack map), index, in_dims: [(C, H, W)] per input) -> "
      "{out_dims, macs, params, param_shapes: [(name, shape)]}: shape inference of one layer "
      "by the core's table of layer types."},
+    {"layer_types", py_layer_types, METH_NOARGS,
+     "layer_types() -> {name: {inputs (-1: 2 or more), activation, flat_ok, out_u8}}: the "
+     "core's table of layer types."},
     {NULL, NULL, 0, NULL},
 };
 
