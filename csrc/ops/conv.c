@@ -99,14 +99,10 @@ static void conv_geometry(const bf_layer_spec *s, dnnl_dims_t strides, dnnl_dims
  * a butterfly unit's feature) is left to oneDNN: blocking it would mostly copy padding. */
 static dnnl_format_tag_t conv_blocked_tag(void)
 {
-    static int tag = -1; /* the effective ISA never changes in a process */
-    if (tag < 0) {
-        dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
-        tag = (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core ? dnnl_nChw16c
-              : (isa & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2            ? dnnl_nChw8c
-                                                                         : dnnl_format_tag_any;
-    }
-    return (dnnl_format_tag_t)tag;
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if ((isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core)
+        return dnnl_nChw16c;
+    return (isa & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2 ? dnnl_nChw8c : dnnl_format_tag_any;
 }
 
 static dnnl_format_tag_t conv_act_tag(int blocked, int channels)
