@@ -26,15 +26,15 @@ from .layers import LayerList
 from .load import load
 from .network import Network
 from .resnet import built_here, rebuild
-from .unit import Butterfly, butterfly_unit
+from .unit import Butterfly, butterfly_unit, rb_block
 
 
 def split_point(net, at) -> dict[str, Any]:
     """The row of net.split_points() that `at` names: a layer name, the index of the layer
     before the cut, or "RB<k>" for a ResNet's block k; InvalidArgument when none does."""
-    points = net.split_points()
-    if isinstance(at, str) and at.upper().startswith("RB") and at[2:].isdigit():
-        match = [p for p in points if p.get("block") == int(at[2:])]
+    points, block = net.split_points(), rb_block(at)
+    if block is not None:
+        match = [p for p in points if p.get("block") == block]
     elif isinstance(at, str):
         match = [p for p in points if p["name"] == at]
     elif isinstance(at, (int, np.integer)) and not isinstance(at, bool):
@@ -142,9 +142,7 @@ def resnet_block(at) -> int | None:
     """k of a ResNet's residual block given as k or "RB<k>"; None for a cut's name."""
     if isinstance(at, (int, np.integer)) and not isinstance(at, bool):
         return int(at)
-    if isinstance(at, str) and at.upper().startswith("RB") and at[2:].isdigit():
-        return int(at[2:])
-    return None
+    return rb_block(at)
 
 
 def candidate_network(net, at, channels: int, stride: int) -> Network:

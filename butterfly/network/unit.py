@@ -17,6 +17,13 @@ from ..checks import int_arg
 from .layers import LayerList
 
 
+def rb_block(at) -> int | None:
+    """k of a residual block named "RB<k>" (any case); None for anything else."""
+    if isinstance(at, str) and at.upper().startswith("RB") and at[2:].isdigit():
+        return int(at[2:])
+    return None
+
+
 @dataclass(frozen=True)
 class Butterfly:
     """Where and how much to shrink the feature.
@@ -39,9 +46,8 @@ class Butterfly:
     relu_out: bool = True
 
     def __post_init__(self) -> None:
-        at = self.at
-        if isinstance(at, str) and at.upper().startswith("RB") and at[2:].isdigit():
-            at = int(at[2:])
+        block = rb_block(self.at)
+        at = self.at if block is None else block
         object.__setattr__(self, "at", int_arg("Butterfly.at (a residual block)", at))
         for name in ("channels", "stride"):  # plain ints: they go into the metadata
             object.__setattr__(self, name, int_arg(f"Butterfly.{name}", getattr(self, name)))
