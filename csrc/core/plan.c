@@ -10,7 +10,6 @@
  * the composition of the part plans: forward == tail(restore(reduce(head(x)))).
  * Activations live in one arena; in inference, buffers are reused once their last reader
  * has run. */
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -412,10 +411,9 @@ void bf_node_affine_bound(bf_node *n, const float *w, const float *b, int64_t ro
         double sum = 0;
         for (int64_t j = 0; j < per_row; j++)
             sum += fabs((double)w[r * per_row + j]);
-        if (!(sum <= gain)) /* a NaN weight makes it NaN: no bound, for good */
-            gain = sum <= DBL_MAX ? sum : INFINITY;
-        if (b && !(fabs((double)b[r]) <= offset))
-            offset = fabs((double)b[r]) <= DBL_MAX ? fabs((double)b[r]) : INFINITY;
+        gain = bf_bound_max(gain, sum);
+        if (b)
+            offset = bf_bound_max(offset, fabs((double)b[r]));
     }
     n->gain = gain;
     n->offset = offset;
@@ -754,8 +752,13 @@ bf_status bf_plan_create(bf_plan **out, bf_model *model, const bf_plan_params *p
     }
     BF_TRY(plan_dest(p));
     drop_unread_cuts(p);
-    if (!params->training)
+    if (!params->training) {
         plan_checks(p);
+        if (!(p->bounds = malloc((size_t)p->n_values * sizeof *p->bounds))) {
+            st = bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
+            goto fail;
+        }
+    }
     BF_TRY(plan_memory(p));
     BF_TRY(load_params(p));
     if (params->training)
@@ -832,7 +835,7 @@ static bf_status check_finite(bf_plan *p, const bf_node *n)
     double max;
     dnnl_data_type_t dt;
     void *h = NULL;
-    if (p->params.training || !n->check || p->bounds[n->dst] <= BOUND_LIMIT ||
+    if (!n->check || p->bounds[n->dst] <= BOUND_LIMIT ||
         dnnl_memory_desc_query(v->md, dnnl_query_data_type, &dt) != dnnl_success ||
         dt != dnnl_f32 || dnnl_memory_get_data_handle(v->mem, &h) != dnnl_success || h == NULL)
         return BF_STATUS_OK;
@@ -894,17 +897,16 @@ bf_status bf_plan_forward(bf_plan *p, const void *src, const float *src_range, v
     }
     DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->src_value].mem, run_src));
     DNNL_TRY(dnnl_memory_set_data_handle(p->values[p->dst_value].mem, run_dst));
-    if (!p->bounds && !(p->bounds = malloc((size_t)p->n_values * sizeof *p->bounds)))
-        return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
-    for (int v = 0; v < p->n_values; v++)
-        p->bounds[v] = INFINITY;
-    p->bounds[p->src_value] = src_bound;
+    for (int v = 0; !p->params.training && v < p->n_values; v++)
+        p->bounds[v] = v == p->src_value ? src_bound : INFINITY;
     p->scans = 0;
     for (int k = 0; k < p->n_nodes; k++) {
         bf_node *n = &p->nodes[k];
         BF_TRY(bf_node_exec(p, n));
-        p->bounds[n->dst] = node_bound(p, n);
-        BF_TRY(check_finite(p, n));
+        if (!p->params.training) { /* training checks its loss instead */
+            p->bounds[n->dst] = node_bound(p, n);
+            BF_TRY(check_finite(p, n));
+        }
     }
     DNNL_TRY(dnnl_stream_wait(p->stream));
     if (run_dst != dst)

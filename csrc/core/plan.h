@@ -3,6 +3,9 @@
 #ifndef BF_CORE_PLAN_H
 #define BF_CORE_PLAN_H
 
+#include <float.h>
+#include <math.h>
+
 #include <oneapi/dnnl/dnnl.h>
 
 #include "butterfly.h"
@@ -154,6 +157,12 @@ void bf_node_init(bf_node *n, int layer);
 /* Appends a copy of proto; returns a pointer valid until the next push, or NULL.  An op
  * pushes its node after adding any reorders its sources need, so nodes stay in run order. */
 bf_node *bf_plan_push_node(bf_plan *p, const bf_node *proto);
+/* The larger of a bound m and x, where a NaN x (from NaN weights) gives INFINITY, which
+ * stays: the bound is then unknown. */
+static inline double bf_bound_max(double m, double x)
+{
+    return x <= m ? m : x <= DBL_MAX ? x : INFINITY;
+}
 /* Sets n->gain and n->offset from weights of `rows` rows of `per_row` each (one output
  * each: conv (O, I/g, kh, kw), linear (O, I)) and `rows` biases (NULL: none):
  * gain = max over rows of sum |w|, offset = max |b|. */

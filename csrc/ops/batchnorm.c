@@ -1,6 +1,5 @@
 /* Batch normalization that could not be folded into a conv: forward with the running
  * statistics (inference) or the batch statistics (training). */
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,11 +26,8 @@ static void bn_bound(bf_plan *p, bf_node *n)
     double gain = 0, offset = 0;
     for (int c = 0; c < bn_channels(p, n->layer); c++) {
         double k = fabs(g[c] / sqrt((double)var[c] + s->eps));
-        double o = k * fabs(mu[c]) + fabs(be[c]);
-        if (!(k <= gain))
-            gain = k <= DBL_MAX ? k : INFINITY; /* NaN: none */
-        if (!(o <= offset))
-            offset = o <= DBL_MAX ? o : INFINITY;
+        gain = bf_bound_max(gain, k);
+        offset = bf_bound_max(offset, k * fabs(mu[c]) + fabs(be[c]));
         if (!(fabs(mu[c]) <= 1e30))
             gain = INFINITY;
     }
