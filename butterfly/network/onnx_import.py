@@ -101,8 +101,9 @@ class _Importer:
         if v is None:
             raise _model_error("no default-domain opset import")
         if v < MIN_OPSET:
-            raise _C.UnsupportedError(f"ONNX opset {v}: butterfly imports opset {MIN_OPSET} and "
-                                 f"later (onnx.version_converter.convert_version upgrades it)")
+            raise _C.UnsupportedError(f"ONNX opset {v}: butterfly imports opset {MIN_OPSET} "
+                                      f"and later (onnx.version_converter.convert_version "
+                                      f"upgrades it)")
         if len(self.graph.node) > MAX_NODES:
             raise _model_error(f"{len(self.graph.node)} nodes (at most {MAX_NODES})")
 
@@ -115,9 +116,9 @@ class _Importer:
         if n > MAX_CONST_ELEMENTS:
             raise _model_error(f"tensor '{t.name}' declares {n} elements")
         if t.data_location == self.onnx.TensorProto.EXTERNAL:
-            raise _C.UnsupportedError(f"tensor '{t.name}' keeps its data in an external file: load "
-                                 f"the model with onnx.load(path) (which reads it) and pass "
-                                 f"the ModelProto")
+            raise _C.UnsupportedError(f"tensor '{t.name}' keeps its data in an external "
+                                      f"file: load the model with onnx.load(path) (which "
+                                      f"reads it) and pass the ModelProto")
         try:
             a = self.nh.to_array(t)
         except Exception as e:  # noqa: BLE001  (a size that disagrees with the data, a type)
@@ -136,8 +137,8 @@ class _Importer:
         inputs = [i for i in self.graph.input if i.name not in self.values]
         if len(inputs) != 1:
             raise _C.UnsupportedError(f"the graph has {len(inputs)} inputs "
-                                 f"({', '.join(i.name for i in inputs)}); butterfly imports "
-                                 f"networks of one image input")
+                                      f"({', '.join(i.name for i in inputs)}); butterfly "
+                                      f"imports networks of one image input")
         inp = inputs[0]
         self.input_name = inp.name
         tt = inp.type.tensor_type
@@ -244,8 +245,8 @@ class _Importer:
                                    f"{type(e).__name__}: {str(e)[:200]}") from None
         outs = list(self.graph.output)
         if len(outs) != 1:
-            raise _C.UnsupportedError(f"the graph has {len(outs)} outputs; butterfly imports "
-                                 f"networks of one output")
+            raise _C.UnsupportedError(f"the graph has {len(outs)} outputs; butterfly "
+                                      f"imports networks of one output")
         v = self.values.get(outs[0].name)
         if not isinstance(v, _Act):
             raise _model_error(f"output '{outs[0].name}' is not computed from the input")
