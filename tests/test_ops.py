@@ -376,6 +376,68 @@ def test_activation_alone_and_fused_into_a_conv(kind, kw, rng):
     assert_close(net.head(x).reshape(ref.shape), ref, 1e-4)
 
 
+def _cpu_flags():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def test_swish_kernels_agree_bit_for_bit_and_with_float64(rng):
+    """Inference runs swish by its own kernel (bf_swish): AVX-512, AVX2 and C give the same
+    bits, wherever an element sits (the tail past the last whole vector included), within
+    5e-7 of float64's x / (1 + e^-x); NaN, Inf and the far tails as x * sigmoid(x) has them."""
+    special = np.array([0.0, -0.0, 1e-45, -1e-45, 1e-30, -1e-30, 0.5, -0.5, 79.9, -79.9, 80.0,
+                        -80.0, 80.5, -80.5, 88.7, -88.7, 100.0, -100.0, 1e30, -1e30, np.inf,
+                        -np.inf, np.nan], np.float32)
+    x = np.concatenate([special, rng.uniform(-90, 90, 4000), 4 * rng.standard_normal(4000)])
+    x = x.astype(np.float32)
+    flags = _cpu_flags()
+    want = {"avx512": "avx512f" in flags, "avx2": {"avx2", "fma"} <= flags, "scalar": True}
+    y = bf._C.swish(x, "scalar")
+    for kernel, runs in want.items():
+        if not runs:
+            with pytest.raises(bf._C.Unsupported):
+                bf._C.swish(x, kernel)
+            continue
+        assert bf._C.swish(x, kernel).tobytes() == y.tobytes(), kernel
+        for at in (1, 7, 15, 17, 31):  # every position against the vector width
+            assert bf._C.swish(x[at:], kernel).tobytes() == y[at:].tobytes(), (kernel, at)
+    assert bf._C.swish(x).tobytes() == y.tobytes()
+    x64 = x.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ref = x64 / (1 + np.exp(-x64))
+    near = np.isfinite(x64) & (x64 >= -80)
+    assert np.all(np.abs(y[near] - ref[near]) <= 5e-7 * np.abs(ref[near]) + 1e-44)
+    far = np.isfinite(x64) & (x64 < -80)
+    assert far.sum() > 10 and np.all(y[far] == 0)
+    assert np.isnan(y[np.isnan(x64)]).all() and np.isnan(y[x64 == -np.inf]).all()
+    assert (y[x64 == np.inf] == np.inf).all()
+    with pytest.raises(bf.InvalidArgument, match="float32"):
+        bf._C.swish(x.astype(np.float64))
+    with pytest.raises(bf.InvalidArgument, match="kernel 'sse'"):
+        bf._C.swish(x, "sse")
+
+
+def test_a_fused_swish_equals_the_swish_alone(rng):
+    """A conv's swish (fused), a batch-norm's (a node of its own) and bf_swish on the layer
+    before give the same bits: a cut between a layer and its swish changes nothing."""
+    L = LayerList((5, 9, 8))
+    L.conv(7, 3, 2, bias=True)
+    L.params[-1][1][:] = rng.normal(0, 1, 7)
+    L.act("swish")
+    L.bn()
+    L.act("swish")
+    randomize_bn(L, rng)
+    x = 3 * rng.standard_normal((2, *L.shapes[0])).astype(np.float32)
+    outs = [bf.Network.from_layers(L.layers[:k], L.params[:k]).head(x)
+            for k in range(2, len(L.layers) + 1)]  # input + conv, + swish, + bn, + swish
+    assert bf._C.swish(outs[0].ravel()).tobytes() == outs[1].tobytes()
+    assert bf._C.swish(outs[2].ravel()).tobytes() == outs[3].tobytes()
+    assert_close(outs[3], reference.run(L.layers, L.params, x), 1e-4)
+
+
 @pytest.mark.parametrize("kind,kw,why", [("clip", {"alpha": 2.0, "beta": 1.0}, "above its max"),
                                          ("clip", {"alpha": 0.0}, "needs 'beta'"),
                                          ("leaky_relu", {}, "needs 'alpha'"),

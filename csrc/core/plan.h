@@ -59,6 +59,8 @@ typedef struct bf_node {
     int bn_layer;           /* BN folded into this conv (inference), or -1 */
     int sum_src;            /* value added into dst by a sum post-op, or -1 */
     int act_layer;          /* activation layer applied last (a post-op), or -1 */
+    int swish_after;        /* inference: that activation is a swish run by butterfly's own
+                               kernel on dst after the primitive (ops/swish.c) */
     int check;              /* inference: its output is scanned for NaN / Inf after it runs
                                (not where every reader surely carries one on) */
     double gain, offset;    /* inference, a layer whose row's bound is BF_BOUND_AFFINE:
@@ -235,6 +237,9 @@ void bf_plan_destroy_training(bf_plan *p);
 bf_status bf_op_conv_fwd(bf_plan *p, const bf_node *proto);
 bf_status bf_op_batchnorm_fwd(bf_plan *p, const bf_node *proto);
 bf_status bf_op_eltwise_fwd(bf_plan *p, const bf_node *proto);
+/* Inference: a standalone swish layer (bf_swish), and a node's swish_after on its dst. */
+bf_status bf_op_swish_fwd(bf_plan *p, const bf_node *proto);
+bf_status bf_node_post_swish(bf_plan *p, const bf_node *n);
 bf_status bf_op_pool_fwd(bf_plan *p, const bf_node *proto);
 bf_status bf_op_add_fwd(bf_plan *p, const bf_node *proto);
 bf_status bf_op_linear_fwd(bf_plan *p, const bf_node *proto);

@@ -339,6 +339,19 @@ BF_API bf_status bf_plan_forward(bf_plan *plan, const void *src, const float *sr
  * does not already show them finite; a NaN or Inf elsewhere surely reaches a scanned one. */
 BF_API int bf_plan_scans(const bf_plan *plan);
 
+/* The kernels of butterfly's own element-wise passes.  BF_KERNEL_BEST is what plans run: the
+ * widest this CPU and oneDNN's ISA limit (ONEDNN_MAX_CPU_ISA) allow. */
+typedef enum bf_kernel_isa {
+    BF_KERNEL_BEST = 0,
+    BF_KERNEL_AVX512 = 1,
+    BF_KERNEL_AVX2 = 2, /* with FMA */
+    BF_KERNEL_SCALAR = 3,
+} bf_kernel_isa;
+/* dst = src * sigmoid(src) over n floats (dst may be src): the swish of inference plans
+ * (training plans run oneDNN's).  Every kernel gives the same bits; UNSUPPORTED for one
+ * this CPU cannot run. */
+BF_API bf_status bf_swish(bf_kernel_isa kernel, const float *src, float *dst, size_t n);
+
 /* ------------------------------------------------------------------------------------ */
 /* Serving: the cloud worker pool, its client and the wire protocol                     */
 /* ------------------------------------------------------------------------------------ */

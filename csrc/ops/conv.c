@@ -110,6 +110,15 @@ static dnnl_format_tag_t conv_act_tag(int blocked, int channels)
     return blocked && channels >= 8 ? conv_blocked_tag() : dnnl_format_tag_any;
 }
 
+/* Inference runs a fused swish with butterfly's own kernel after the primitive (ops/swish.c):
+ * oneDNN's swish post-op cost more than the conv itself on EfficientNet-B0's expand convs. */
+static int conv_own_swish(const bf_plan *p, const bf_node *proto)
+{
+    return !p->params.training && proto->act_layer >= 0 &&
+           bf_layer_row_of(bf_model_layer(p->model, proto->act_layer)->type)->act ==
+               BF_ACT_SWISH;
+}
+
 static bf_status conv_try_pd(bf_plan *p, const bf_node *proto, const bf_layer_spec *s,
                              int in_c, int has_bias, int blocked, dnnl_primitive_desc_t *pd)
 {
@@ -146,7 +155,8 @@ static bf_status conv_try_pd(bf_plan *p, const bf_node *proto, const bf_layer_sp
     else
         DNNL_TRY(dnnl_memory_desc_create_with_tag(&dst, 4, dd, dnnl_f32,
                                                   conv_act_tag(blocked, s->out_channels)));
-    BF_TRY(bf_attr_post_ops(p, &attr, proto->sum_src >= 0, proto->act_layer));
+    BF_TRY(bf_attr_post_ops(p, &attr, proto->sum_src >= 0,
+                            conv_own_swish(p, proto) ? -1 : proto->act_layer));
     if (deconv)
         DNNL_TRY(dnnl_deconvolution_forward_primitive_desc_create(
             pd, p->engine, prop, dnnl_deconvolution_direct, src, wei, bias, dst, strides, dil,
@@ -215,6 +225,7 @@ bf_status bf_op_conv_fwd(bf_plan *p, const bf_node *proto)
     pd = NULL;
     cp = NULL;
     n->src[0] = src;
+    n->swish_after = conv_own_swish(p, proto);
     n->load = conv_load;
     DNNL_TRY(dnnl_primitive_create(&n->prim, n->pd));
     DNNL_TRY(dnnl_memory_create(&n->mem[W_MEM], dnnl_primitive_desc_query_md(n->pd,

@@ -33,6 +33,8 @@ bf_status bf_op_eltwise_fwd(bf_plan *p, const bf_node *proto)
     float alpha, beta;
     bf_status st = BF_STATUS_OK;
 
+    if (!p->params.training && bf_layer_row_of(s->type)->act == BF_ACT_SWISH)
+        return bf_op_swish_fwd(p, proto);
     BF_TRY(bf_eltwise_alg(s, &alg, &alpha, &beta));
     DNNL_TRY(dnnl_eltwise_forward_primitive_desc_create(
         &pd, p->engine, p->params.training ? dnnl_forward_training : dnnl_forward_inference,

@@ -255,6 +255,43 @@ done:
     return diff ? Py_BuildValue("(diN)", (double)loss, correct, diff) : NULL;
 }
 
+/* swish(x (n,) float32, kernel="best"): bf_swish into a new array, without the GIL. */
+static PyObject *py_swish(PyObject *module, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"x", "kernel", NULL};
+    static const char *const kernels[] = {"best", "avx512", "avx2", "scalar"};
+    bf_py_state *state = bf_py_module_state(module);
+    PyObject *xo, *y;
+    PyArrayObject *x;
+    const char *kernel = "best";
+    int k = -1;
+    bf_status st;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|s:swish", kwlist, &xo, &kernel))
+        return bf_py_arg_error(state, "swish");
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(kernel, kernels[i]))
+            k = i;
+    if (k < 0)
+        return PyErr_Format(bf_py_exception(state, BF_STATUS_INVALID_ARGUMENT),
+                            "kernel '%s': best, avx512, avx2 or scalar", kernel);
+    if (!(x = bf_py_input_array(state, xo, NPY_FLOAT32, 1, NULL, "x")))
+        return NULL;
+    if (!(y = PyArray_SimpleNew(1, PyArray_DIMS(x), NPY_FLOAT32))) {
+        Py_DECREF(x);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    st = bf_swish((bf_kernel_isa)k, PyArray_DATA(x), PyArray_DATA((PyArrayObject *)y),
+                  (size_t)PyArray_DIM(x, 0));
+    Py_END_ALLOW_THREADS
+    Py_DECREF(x);
+    if (st != BF_STATUS_OK) {
+        Py_DECREF(y);
+        return bf_py_raise(state, st);
+    }
+    return y;
+}
+
 static PyObject *py_lr_at(PyObject *module, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"kind", "lr", "total_steps", "step", "warmup_steps", "milestones",
@@ -302,6 +339,9 @@ static PyMethodDef module_methods[] = {
      "learning rate of a schedule at a step (bf_lr_at)."},
     {"softmax_xent", py_softmax_xent, METH_VARARGS,
      "softmax_xent(logits (N, K) float32, labels (N,) int32) -> (loss, correct, d_logits)."},
+    {"swish", (PyCFunction)(void (*)(void))py_swish, METH_VARARGS | METH_KEYWORDS,
+     "swish(x (n,) float32, kernel='best'|'avx512'|'avx2'|'scalar'): x * sigmoid(x) by the "
+     "kernel inference plans run (bf_swish); UnsupportedError where this CPU cannot run it."},
     {"set_num_threads", py_set_num_threads, METH_O, "Threads used by the calling thread."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "Threads used by the calling thread."},
     {NULL, NULL, 0, NULL},

@@ -417,6 +417,41 @@ static void test_cut_after_linear(void)
     bf_model_destroy(m);
 }
 
+/* bf_swish: every kernel this CPU runs gives the same bits, in place too, near float64's
+ * x / (1 + e^-x), at every length (the elements past the last whole vector included). */
+static void test_swish(void)
+{
+    enum { N = 103 };
+    float x[N], y[N], z[N];
+    int kernels = 0;
+    double worst = 0;
+    for (int i = 0; i < N; i++)
+        x[i] = (float)(i % 2 ? -1 : 1) * 0.37f * (float)(i * i % 97) - (i == 5 ? 85.0f : 0.0f);
+    CHECK(bf_swish(BF_KERNEL_SCALAR, x, z, N) == BF_STATUS_OK);
+    for (int i = 0; i < N; i++) {
+        double ref = x[i] / (1.0 + exp(-(double)x[i]));
+        double err = fabs(z[i] - ref) / (fabs(ref) + 1e-30);
+        worst = err > worst ? err : worst;
+    }
+    CHECK(worst < 5e-7);
+    for (int k = BF_KERNEL_BEST; k <= BF_KERNEL_SCALAR; k++)
+        for (int n = 1; n <= N; n += 17) {
+            bf_status st = bf_swish((bf_kernel_isa)k, x, y, (size_t)n);
+            CHECK(st == BF_STATUS_OK || (st == BF_STATUS_UNSUPPORTED && k != BF_KERNEL_BEST));
+            if (st != BF_STATUS_OK)
+                break;
+            kernels += n == 1;
+            CHECK(memcmp(y, z, (size_t)n * sizeof(float)) == 0);
+            memcpy(y, x, sizeof x);
+            CHECK(bf_swish((bf_kernel_isa)k, y, y, (size_t)n) == BF_STATUS_OK);
+            CHECK(memcmp(y, z, (size_t)n * sizeof(float)) == 0);
+        }
+    CHECK(kernels >= 2); /* the best one and scalar C at least */
+    CHECK(bf_swish((bf_kernel_isa)7, x, y, N) == BF_STATUS_INVALID_ARGUMENT);
+    CHECK(bf_swish(BF_KERNEL_BEST, NULL, y, N) == BF_STATUS_INVALID_ARGUMENT);
+    CHECK(bf_swish(BF_KERNEL_BEST, NULL, NULL, 0) == BF_STATUS_OK);
+}
+
 int main(void)
 {
     msgpack_sbuffer sb;
@@ -437,6 +472,7 @@ int main(void)
     test_bad_descriptions(&sb);
     test_roundtrip_and_halves(m);
     test_cut_after_linear();
+    test_swish();
     CHECK(strcmp(bf_status_str(BF_STATUS_TIMEOUT), "timeout") == 0);
     bf_model_destroy(m);
     msgpack_sbuffer_destroy(&sb);
