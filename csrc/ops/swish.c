@@ -120,7 +120,7 @@ SW_AVX2 static inline __m256 swish_v8(__m256 x)
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(SW_P4));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(SW_P5));
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    /* 2^n for n in [-116, 0]: the exponent field alone, exact */
+    /* 2^n for n in [-116, 0] (|t| <= 80): the exponent field alone, exact */
     __m256 two_n = _mm256_castsi256_ps(_mm256_slli_epi32(
         _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
     __m256 e = _mm256_mul_ps(p, two_n);
@@ -148,15 +148,19 @@ SW_AVX2 static void swish_run_avx2(const float *src, float *dst, size_t n)
 typedef void (*swish_kernel)(const float *src, float *dst, size_t n);
 
 /* The kernel for `isa`, or NULL where this CPU cannot run it.  BF_KERNEL_BEST: the widest
- * oneDNN itself may use (ONEDNN_MAX_CPU_ISA limits both), what plans run. */
+ * oneDNN itself may use (ONEDNN_MAX_CPU_ISA limits both) that this CPU runs, what plans run;
+ * never NULL. */
 static swish_kernel swish_pick(bf_kernel_isa isa)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (isa == BF_KERNEL_BEST) {
         dnnl_cpu_isa_t have = dnnl_get_effective_cpu_isa();
-        isa = (have & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core ? BF_KERNEL_AVX512
-              : (have & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2            ? BF_KERNEL_AVX2
-                                                                             : BF_KERNEL_SCALAR;
+        swish_kernel k = NULL;
+        if ((have & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core)
+            k = swish_pick(BF_KERNEL_AVX512);
+        if (!k && (have & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2)
+            k = swish_pick(BF_KERNEL_AVX2);
+        return k ? k : swish_run_scalar;
     }
     if (isa == BF_KERNEL_AVX512)
         return __builtin_cpu_supports("avx512f") ? swish_run_avx512 : NULL;
