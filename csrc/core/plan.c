@@ -859,8 +859,8 @@ bf_status bf_node_exec(bf_plan *p, bf_node *n)
         BF_TRY(n->run(p, n));
     else
         DNNL_TRY(dnnl_primitive_execute(n->prim, p->stream, n->nargs, n->args));
-    if (n->swish_after)
-        BF_TRY(bf_node_post_swish(p, n));
+    if (n->after)
+        BF_TRY(n->after(p, n));
 fail:
     return st;
 }

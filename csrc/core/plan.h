@@ -59,8 +59,6 @@ typedef struct bf_node {
     int bn_layer;           /* BN folded into this conv (inference), or -1 */
     int sum_src;            /* value added into dst by a sum post-op, or -1 */
     int act_layer;          /* activation layer applied last (a post-op), or -1 */
-    int swish_after;        /* inference: that activation is a swish run by butterfly's own
-                               kernel on dst after the primitive (ops/swish.c) */
     int check;              /* inference: its output is scanned for NaN / Inf after it runs
                                (not where every reader surely carries one on) */
     double gain, offset;    /* inference, a layer whose row's bound is BF_BOUND_AFFINE:
@@ -76,6 +74,9 @@ typedef struct bf_node {
     dnnl_exec_arg_t args[BF_NODE_ARGS];
     /* non-oneDNN ops (quantize, dequantize) run this instead of prim */
     bf_status (*run)(bf_plan *p, bf_node *n);
+    /* inference: a pass of butterfly's own over dst right after prim, or NULL (a conv's
+     * fused swish: bf_node_post_swish) */
+    bf_status (*after)(bf_plan *p, const bf_node *n);
     /* (re)loads the node's parameters from the model */
     bf_status (*load)(bf_plan *p, bf_node *n);
     void *priv;             /* op-private, freed with free() */
@@ -237,7 +238,8 @@ void bf_plan_destroy_training(bf_plan *p);
 bf_status bf_op_conv_fwd(bf_plan *p, const bf_node *proto);
 bf_status bf_op_batchnorm_fwd(bf_plan *p, const bf_node *proto);
 bf_status bf_op_eltwise_fwd(bf_plan *p, const bf_node *proto);
-/* Inference: a standalone swish layer (bf_swish), and a node's swish_after on its dst. */
+/* Inference: a standalone swish layer (bf_swish), and a conv's fused swish on its dst (its
+ * node's after). */
 bf_status bf_op_swish_fwd(bf_plan *p, const bf_node *proto);
 bf_status bf_node_post_swish(bf_plan *p, const bf_node *n);
 bf_status bf_op_pool_fwd(bf_plan *p, const bf_node *proto);

@@ -225,7 +225,7 @@ bf_status bf_op_conv_fwd(bf_plan *p, const bf_node *proto)
     pd = NULL;
     cp = NULL;
     n->src[0] = src;
-    n->swish_after = conv_own_swish(p, proto);
+    n->after = conv_own_swish(p, proto) ? bf_node_post_swish : NULL;
     n->load = conv_load;
     DNNL_TRY(dnnl_primitive_create(&n->prim, n->pd));
     DNNL_TRY(dnnl_memory_create(&n->mem[W_MEM], dnnl_primitive_desc_query_md(n->pd,
