@@ -1,6 +1,7 @@
 /* Activations on their own (in inference a conv usually absorbs them as a post-op): ReLU,
  * ReLU6, sigmoid, swish, hardswish, hardsigmoid, clip and leaky ReLU, each one oneDNN
- * eltwise algorithm. */
+ * eltwise algorithm -- except swish in inference, which runs butterfly's own kernel
+ * (ops/swish.c). */
 #include "core/plan.h"
 
 bf_status bf_eltwise_alg(const bf_layer_spec *s, dnnl_alg_kind_t *alg, float *alpha,
