@@ -15,10 +15,11 @@ from .profiling import layer_records, profile
 def _cli_profile(args) -> int:
     net = Network.load(args.model)
     prof = profile(net, args.part, args.batch, args.repeats, backend=args.backend)
-    print(f"{'#':>4} {'layer':32} {'part':8} {'ms':>9} {'MMAC':>9} {'out KB':>9}")
+    print(f"{'#':>4} {'layer':32} {'part':8} {'ms':>9} {'MMAC':>9} {'out KB':>9}  kernel")
     for r in prof["layers"]:
+        kernel = r.get("kernel", "-") or "(fused)"
         print(f"{r['index']:4d} {r['name'][:32]:32} {r['part']:8} {r['ms']:9.4f} "
-              f"{r['macs'] / 1e6:9.2f} {r['out_bytes'] / 1024:9.1f}")
+              f"{r['macs'] / 1e6:9.2f} {r['out_bytes'] / 1024:9.1f}  {kernel}")
     print(f"sum of layers {prof['total_ms']:.3f} ms, whole plan {prof['forward_ms']:.3f} ms "
           f"per image (batch {prof['batch']}, median of {prof['repeats']}), "
           f"{prof['macs'] / 1e9:.3f} GMAC")

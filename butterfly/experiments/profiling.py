@@ -42,9 +42,11 @@ def profile(net: Network, part: str = "all", batch: int = 1, repeats: int = 20,
     """Per-layer median times of part "all" | "mobile" | "cloud" of `net` on this machine.
 
     Returns {"layers": [{"index", "name", "type", "part", "ms", "macs", "out_bytes",
-    "weight_bytes"}], "total_ms" (sum of the rows), "forward_ms" (median of whole-plan runs),
-    "macs", "batch", "repeats", "backend"}; ms are per image.  Layers absorbed into a fused
-    node report 0 ms, reorders are charged to the layer that needs them (bf_plan_profile).
+    "weight_bytes", "kernel"}], "total_ms" (sum of the rows), "forward_ms" (median of
+    whole-plan runs), "macs", "batch", "repeats", "backend"}; ms are per image.  Layers
+    absorbed into a fused node report 0 ms and kernel "", reorders are charged to the layer
+    that needs them (bf_plan_profile); kernel is what computes the layer (oneDNN's
+    implementation, "butterfly" for the core's own; OpenCL rows have none).
     backend="opencl" profiles the mobile half on an OpenCL device (event times per kernel,
     charged to each kernel's first layer).
     """
@@ -77,7 +79,8 @@ def profile_parts(net: Network, begin: int, end: int, batch: int = 1, repeats: i
         li = info[r["layer"]]
         layers.append({"index": r["layer"], "name": r["name"], "type": li["type"],
                        "part": li["part"], "ms": r["ms"] / batch, "macs": r["macs"],
-                       "out_bytes": r["out_bytes"], "weight_bytes": 4 * li["params"]})
+                       "out_bytes": r["out_bytes"], "weight_bytes": 4 * li["params"],
+                       **({"kernel": r["kernel"]} if "kernel" in r else {})})
     return {"layers": layers, "total_ms": sum(r["ms"] for r in layers),
             "forward_ms": forward_ms / batch, "macs": sum(r["macs"] for r in layers),
             "batch": batch, "repeats": repeats, "backend": backend}

@@ -49,6 +49,26 @@ fail:
     return st;
 }
 
+/* bf_layer_time.kernel of `layer`: its computing node's implementation, "" if it has none
+ * (fused into another node). */
+static void layer_kernel(const bf_plan *p, int layer, char *out, size_t size)
+{
+    out[0] = '\0';
+    for (int k = 0; k < p->n_nodes; k++) {
+        const bf_node *n = &p->nodes[k];
+        const char *impl = NULL;
+        if (n->layer != layer)
+            continue;
+        if (n->run || !n->pd ||
+            dnnl_primitive_desc_query(n->pd, dnnl_query_impl_info_str, 0, &impl) !=
+                dnnl_success ||
+            !impl)
+            impl = "butterfly";
+        snprintf(out, size, "%s%s", impl, n->after ? "+swish" : "");
+        return;
+    }
+}
+
 bf_status bf_plan_profile(bf_plan *p, const void *src, const float *src_range, int repeats,
                           bf_layer_time *out, int max, int *n)
 {
@@ -113,6 +133,7 @@ bf_status bf_plan_profile(bf_plan *p, const void *src, const float *src_range, i
             snprintf(out[i].name, sizeof out[i].name, "%s", spec->name);
         out[i].macs = info.macs;
         out[i].out_bytes = info.out_bytes;
+        layer_kernel(p, out[i].layer, out[i].kernel, sizeof out[i].kernel);
         for (int r = 0; r < repeats; r++)
             col[r] = t[(size_t)r * (size_t)rows + (size_t)i];
         out[i].ms_median = median(col, repeats);

@@ -855,12 +855,18 @@ BF_API bf_status bf_model_set_frozen(bf_model *model, int layer, int frozen);
  * layers report 0; a reorder is charged to the layer of the next computing node (the one
  * that needed it); the destination reorder at the end of the plan to the plan's last
  * layer.  macs and out_bytes are per image, as bf_model_layer_info. */
+#define BF_KERNEL_NAME_MAX 64
 typedef struct bf_layer_time {
     int layer;               /* index in the model */
     char name[BF_NAME_MAX];
     double ms_median;
     int64_t macs;
     int64_t out_bytes;
+    /* what computes the layer: oneDNN's implementation of its node (e.g.
+     * "jit_1x1:avx512_core"), with "+swish" where butterfly's swish runs after it;
+     * "butterfly" for the core's own (quantize, dequantize, swish alone); "" for a layer
+     * fused into another layer's node */
+    char kernel[BF_KERNEL_NAME_MAX];
 } bf_layer_time;
 
 /*

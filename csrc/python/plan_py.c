@@ -332,8 +332,8 @@ static PyObject *plan_second_moment(PlanObject *self, PyObject *args)
     return plan_buffer(self, args, bf_plan_second_moment, "second_moment");
 }
 
-/* profile(src, ranges=None, repeats=20): [{"layer", "name", "ms", "macs", "out_bytes"}], one
- * per layer of the plan (bf_plan_profile's charging rules). */
+/* profile(src, ranges=None, repeats=20): [{"layer", "name", "ms", "macs", "out_bytes",
+ * "kernel"}], one per layer of the plan (bf_plan_profile's charging rules). */
 static PyObject *plan_profile(PlanObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"src", "ranges", "repeats", NULL};
@@ -374,10 +374,10 @@ static PyObject *plan_profile(PlanObject *self, PyObject *args, PyObject *kw)
     if (!(list = PyList_New(n)))
         goto done;
     for (int i = 0; i < n; i++) {
-        PyObject *d = Py_BuildValue("{s:i,s:s,s:d,s:L,s:L}", "layer", rows[i].layer, "name",
-                                    rows[i].name, "ms", rows[i].ms_median, "macs",
+        PyObject *d = Py_BuildValue("{s:i,s:s,s:d,s:L,s:L,s:s}", "layer", rows[i].layer,
+                                    "name", rows[i].name, "ms", rows[i].ms_median, "macs",
                                     (long long)rows[i].macs, "out_bytes",
-                                    (long long)rows[i].out_bytes);
+                                    (long long)rows[i].out_bytes, "kernel", rows[i].kernel);
         if (!d) {
             Py_CLEAR(list);
             goto done;
@@ -417,7 +417,8 @@ static PyMethodDef plan_methods[] = {
      "second_moment(layer, slot[, value]): get (or set) Adam's second-moment buffer."},
     {"profile", (PyCFunction)(void (*)(void))plan_profile, METH_VARARGS | METH_KEYWORDS,
      "profile(src, ranges=None, repeats=20): per-layer median times (ms, whole batch), MACs "
-     "and output bytes (per image) from `repeats` node-by-node runs; see bf_plan_profile."},
+     "and output bytes (per image) from `repeats` node-by-node runs, and the kernel that "
+     "computes each layer ('' where fused into another's); see bf_plan_profile."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -198,6 +198,10 @@ static void test_profile(bf_model *m)
         total += rows[i].ms_median;
     }
     CHECK(total > 0);
+    /* conv (its kernel), relu (fused into it), quantize, dequantize (the core's own) */
+    CHECK(rows[0].kernel[0] != '\0' && strcmp(rows[0].kernel, "butterfly") != 0);
+    CHECK(rows[1].kernel[0] == '\0');
+    CHECK(strcmp(rows[2].kernel, "butterfly") == 0 && strcmp(rows[3].kernel, "butterfly") == 0);
     CHECK(bf_plan_profile(full, x, NULL, 0, rows, 16, &n) == BF_STATUS_INVALID_ARGUMENT);
     x[0] = NAN;
     CHECK(bf_plan_profile(full, x, NULL, 3, rows, 16, &n) == BF_STATUS_NUMERIC);
