@@ -65,6 +65,27 @@ def test_logits_equal_pytorch(name, exported, rng):
     assert err <= 1e-4, f"{name}: relative error {err:.2e}"
 
 
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_no_layer_runs_a_reference_kernel(name, small):
+    """Every layer of each family, a strided unit at its middle cut included, runs an
+    optimized kernel where oneDNN has AVX2 or AVX-512 ones: none of oneDNN's reference
+    implementations ("ref...") nor its reference-loop wrapper of transposed convs
+    ("conv:any..."), the slow paths a layout choice can fall into."""
+    _, path, size = small[name]
+    net = bf.import_onnx(path)
+    pts = net.split_points()
+    p = pts[len(pts) // 2]
+    stride = 2 if min(p["shape"][1:]) >= 4 else 1
+    student = bf.insert_butterfly(net, at=p["name"], channels=2, stride=stride)
+    plan = student.plan(*student.span(0, 3), 1)
+    x = np.zeros((1, 3, size, size), np.float32)
+    kernels = {r["name"]: r["kernel"] for r in plan.profile(x, repeats=1)}
+    if any(":avx2" in k or ":avx512" in k for k in kernels.values()):
+        slow = {n: k for n, k in kernels.items() if k.startswith(("ref", "conv:any"))}
+        assert not slow, f"{name}: {slow}"
+    assert kernels["reduce.quantize"] == "butterfly"
+
+
 def _points(net, every):
     pts = net.split_points()
     return pts[::every] + ([pts[-1]] if (len(pts) - 1) % every else [])

@@ -46,6 +46,26 @@ fail:
     return st;
 }
 
+int bf_pd_is_ref(const_dnnl_primitive_desc_t pd)
+{
+    const char *impl = NULL;
+    return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
+           impl && strncmp(impl, "ref", 3) == 0;
+}
+
+bf_status bf_md_nhwc(dnnl_memory_desc_t *out, const_dnnl_memory_desc_t md)
+{
+    const dnnl_dims_t *d;
+    int nd;
+    bf_status st = BF_STATUS_OK;
+    DNNL_TRY(dnnl_memory_desc_query(md, dnnl_query_ndims_s32, &nd));
+    DNNL_TRY(dnnl_memory_desc_query(md, dnnl_query_dims, &d));
+    DNNL_TRY(dnnl_memory_desc_create_with_tag(out, nd, *d, dnnl_f32,
+                                              nd == 4 ? dnnl_nhwc : nd == 2 ? dnnl_nc : dnnl_a));
+fail:
+    return st;
+}
+
 void bf_node_arg(bf_node *n, int arg, dnnl_memory_t mem)
 {
     n->args[n->nargs].arg = arg;

@@ -92,9 +92,10 @@ bf_status bf_op_batchnorm_fwd(bf_plan *p, const bf_node *proto)
     dnnl_memory_desc_t cmd = NULL;
     dnnl_dims_t cd = {bn_channels(p, proto->layer)};
     const_dnnl_memory_desc_t src_md = p->values[proto->src[0]].md;
+    dnnl_memory_desc_t nhwc = NULL;
     unsigned flags = dnnl_use_scale | dnnl_use_shift;
     int train = p->params.training;
-    bf_node *n;
+    bf_node n0 = *proto, *n;
     bf_status st = BF_STATUS_OK;
     static const int args[4] = {DNNL_ARG_SCALE, DNNL_ARG_SHIFT, DNNL_ARG_MEAN, DNNL_ARG_VARIANCE};
 
@@ -105,7 +106,18 @@ bf_status bf_op_batchnorm_fwd(bf_plan *p, const bf_node *proto)
     DNNL_TRY(dnnl_batch_normalization_forward_primitive_desc_create(
         &pd, p->engine, train ? dnnl_forward_training : dnnl_forward_inference, src_md, src_md,
         s->eps, flags, NULL));
-    n = bf_plan_push_primitive(p, proto, &pd, &st);
+    if (!train && bf_pd_is_ref(pd)) { /* blocked, channels not a multiple of the block */
+        dnnl_primitive_desc_destroy(pd);
+        pd = NULL;
+        BF_TRY(bf_md_nhwc(&nhwc, src_md));
+        if ((n0.src[0] = bf_plan_value_as(p, proto->src[0], nhwc)) < 0) {
+            st = BF_STATUS_OUT_OF_MEMORY;
+            goto fail;
+        }
+        DNNL_TRY(dnnl_batch_normalization_forward_primitive_desc_create(
+            &pd, p->engine, dnnl_forward_inference, nhwc, nhwc, s->eps, flags, NULL));
+    }
+    n = bf_plan_push_primitive(p, &n0, &pd, &st);
     if (!n)
         goto fail;
     DNNL_TRY(dnnl_memory_desc_create_with_tag(&cmd, 1, cd, dnnl_f32, dnnl_a));
@@ -123,6 +135,7 @@ bf_status bf_op_batchnorm_fwd(bf_plan *p, const bf_node *proto)
     if (train)
         n->run = bn_train_run;
 fail:
+    dnnl_memory_desc_destroy(nhwc);
     dnnl_memory_desc_destroy(cmd);
     dnnl_primitive_desc_destroy(pd);
     return st;

@@ -1,5 +1,6 @@
 /* Concatenation over channels (oneDNN concat).  In inference oneDNN picks the output's
- * layout; training plans keep sources and output plain, where the backward copies each
+ * layout (nhwc throughout where the sources' layouts would leave it a reference kernel);
+ * training plans keep sources and output plain, where the backward copies each
  * source's channel slice of the gradient. */
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,24 @@ bf_status bf_op_concat_fwd(bf_plan *p, const bf_node *proto)
                                               train ? dnnl_nchw : dnnl_format_tag_any));
     DNNL_TRY(dnnl_concat_primitive_desc_create(&pd, p->engine, dst, s->n_inputs, 1, srcs,
                                                NULL));
+    if (!train && bf_pd_is_ref(pd)) { /* blocked sources whose channels are not a multiple
+                                         of the block: all of them nhwc */
+        dnnl_primitive_desc_destroy(pd);
+        pd = NULL;
+        for (int k = 0; k < s->n_inputs; k++) {
+            BF_TRY(bf_md_nhwc(&plain[k], srcs[k]));
+            if ((n0.src[k] = bf_plan_value_as(p, proto->src[k], plain[k])) < 0) {
+                st = BF_STATUS_OUT_OF_MEMORY;
+                goto fail;
+            }
+            srcs[k] = p->values[n0.src[k]].md;
+        }
+        dnnl_memory_desc_destroy(dst);
+        dst = NULL;
+        DNNL_TRY(dnnl_memory_desc_create_with_tag(&dst, 4, d, dnnl_f32, dnnl_nhwc));
+        DNNL_TRY(dnnl_concat_primitive_desc_create(&pd, p->engine, dst, s->n_inputs, 1, srcs,
+                                                   NULL));
+    }
     n = bf_plan_push_primitive(p, &n0, &pd, &st);
     if (n && train && !(n->priv = calloc(1, sizeof(concat_priv))))
         st = bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");

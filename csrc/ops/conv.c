@@ -186,12 +186,8 @@ static bf_status conv_make_pd(bf_plan *p, const bf_node *proto, const bf_layer_s
 {
     if (!p->params.training && s->type != BF_LAYER_DECONV &&
         conv_blocked_tag() != dnnl_format_tag_any) {
-        const char *impl = NULL;
         bf_status st = conv_try_pd(p, proto, s, in_c, has_bias, 1, pd);
-        if (st == BF_STATUS_OK &&
-            dnnl_primitive_desc_query(*pd, dnnl_query_impl_info_str, 0, &impl) ==
-                dnnl_success &&
-            impl && strncmp(impl, "ref", 3) != 0)
+        if (st == BF_STATUS_OK && !bf_pd_is_ref(*pd))
             return BF_STATUS_OK;
         if (st == BF_STATUS_OK)
             dnnl_primitive_desc_destroy(*pd);
