@@ -53,15 +53,14 @@ int bf_pd_is_ref(const_dnnl_primitive_desc_t pd)
            impl && strncmp(impl, "ref", 3) == 0;
 }
 
-bf_status bf_md_nhwc(dnnl_memory_desc_t *out, const_dnnl_memory_desc_t md)
+bf_status bf_md_like(dnnl_memory_desc_t *out, const_dnnl_memory_desc_t md, dnnl_format_tag_t tag)
 {
     const dnnl_dims_t *d;
     int nd;
     bf_status st = BF_STATUS_OK;
     DNNL_TRY(dnnl_memory_desc_query(md, dnnl_query_ndims_s32, &nd));
     DNNL_TRY(dnnl_memory_desc_query(md, dnnl_query_dims, &d));
-    DNNL_TRY(dnnl_memory_desc_create_with_tag(out, nd, *d, dnnl_f32,
-                                              nd == 4 ? dnnl_nhwc : nd == 2 ? dnnl_nc : dnnl_a));
+    DNNL_TRY(dnnl_memory_desc_create_with_tag(out, nd, *d, dnnl_f32, tag));
 fail:
     return st;
 }

@@ -187,9 +187,9 @@ bf_status bf_mem_to_host(bf_plan *p, dnnl_memory_t mem, const_dnnl_memory_desc_t
 /* Whether oneDNN gave pd one of its reference kernels ("ref..."): slow; a layer whose
  * channel count is not a multiple of the block gets them in the blocked layout. */
 int bf_pd_is_ref(const_dnnl_primitive_desc_t pd);
-/* md's dims, f32, channels last (nhwc; nc / a for other ranks): oneDNN's optimized kernels
- * take it at any channel count.  Caller destroys. */
-bf_status bf_md_nhwc(dnnl_memory_desc_t *out, const_dnnl_memory_desc_t md);
+/* md's dims, f32, in layout `tag` (dnnl_format_tag_any: the primitive chooses; dnnl_nhwc:
+ * where oneDNN has optimized kernels at any channel count).  Caller destroys. */
+bf_status bf_md_like(dnnl_memory_desc_t *out, const_dnnl_memory_desc_t md, dnnl_format_tag_t tag);
 /* Binds an argument to the node. */
 void bf_node_arg(bf_node *n, int arg, dnnl_memory_t mem);
 /* The weights descriptor for a conv/deconv in plain goihw/oihw layout. */

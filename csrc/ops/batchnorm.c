@@ -109,7 +109,7 @@ bf_status bf_op_batchnorm_fwd(bf_plan *p, const bf_node *proto)
     if (!train && bf_pd_is_ref(pd)) { /* blocked, channels not a multiple of the block */
         dnnl_primitive_desc_destroy(pd);
         pd = NULL;
-        BF_TRY(bf_md_nhwc(&nhwc, src_md));
+        BF_TRY(bf_md_like(&nhwc, src_md, dnnl_nhwc));
         if ((n0.src[0] = bf_plan_value_as(p, proto->src[0], nhwc)) < 0) {
             st = BF_STATUS_OUT_OF_MEMORY;
             goto fail;

@@ -44,7 +44,7 @@ bf_status bf_op_concat_fwd(bf_plan *p, const bf_node *proto)
         dnnl_primitive_desc_destroy(pd);
         pd = NULL;
         for (int k = 0; k < s->n_inputs; k++) {
-            BF_TRY(bf_md_nhwc(&plain[k], srcs[k]));
+            BF_TRY(bf_md_like(&plain[k], srcs[k], dnnl_nhwc));
             if ((n0.src[k] = bf_plan_value_as(p, proto->src[k], plain[k])) < 0) {
                 st = BF_STATUS_OUT_OF_MEMORY;
                 goto fail;

@@ -252,19 +252,6 @@ fail:
 
 /* ---- backward ------------------------------------------------------------------------ */
 
-/* A descriptor of md's dims in any layout (caller destroys). */
-static bf_status md_any(const_dnnl_memory_desc_t md, dnnl_memory_desc_t *out)
-{
-    const dnnl_dims_t *d;
-    int nd;
-    bf_status st = BF_STATUS_OK;
-    DNNL_TRY(dnnl_memory_desc_query(md, dnnl_query_ndims_s32, &nd));
-    DNNL_TRY(dnnl_memory_desc_query(md, dnnl_query_dims, &d));
-    DNNL_TRY(dnnl_memory_desc_create_with_tag(out, nd, *d, dnnl_f32, dnnl_format_tag_any));
-fail:
-    return st;
-}
-
 /* The backward kernels choose their own layouts (the forward's can leave only reference
  * kernels, e.g. for channel counts that are not a multiple of the vector width); reorders
  * around them adapt the values. */
@@ -277,9 +264,10 @@ static bf_status conv_bwd_data(bf_plan *p, bf_node *n, const bf_layer_spec *s)
     conv_geometry(s, strides, dil, pad, pad_end);
     if (!dsrc)
         return bf_error(BF_STATUS_OUT_OF_MEMORY, "out of memory");
-    BF_TRY(md_any(dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 0), &wany));
-    BF_TRY(md_any(p->values[n->src[0]].md, &sany));
-    BF_TRY(md_any(p->values[n->dst].md, &dany));
+    BF_TRY(bf_md_like(&wany, dnnl_primitive_desc_query_md(n->pd, dnnl_query_weights_md, 0),
+                      dnnl_format_tag_any));
+    BF_TRY(bf_md_like(&sany, p->values[n->src[0]].md, dnnl_format_tag_any));
+    BF_TRY(bf_md_like(&dany, p->values[n->dst].md, dnnl_format_tag_any));
     if (s->type == BF_LAYER_DECONV)
         DNNL_TRY(dnnl_deconvolution_backward_data_primitive_desc_create(
             &n->bwd_pd[0], p->engine, dnnl_deconvolution_direct, sany, wany, dany, strides, dil,
@@ -313,8 +301,8 @@ static bf_status conv_bwd_weights_pd(bf_plan *p, bf_node *n, const bf_layer_spec
     dnnl_memory_desc_t src = NULL, dst = NULL;
     bf_status st = BF_STATUS_OK;
     conv_geometry(s, strides, dil, pad, pad_end);
-    BF_TRY(md_any(p->values[n->src[0]].md, &src));
-    BF_TRY(md_any(p->values[n->dst].md, &dst));
+    BF_TRY(bf_md_like(&src, p->values[n->src[0]].md, dnnl_format_tag_any));
+    BF_TRY(bf_md_like(&dst, p->values[n->dst].md, dnnl_format_tag_any));
     if (s->type == BF_LAYER_DECONV)
         DNNL_TRY(dnnl_deconvolution_backward_weights_primitive_desc_create(
             &n->bwd_pd[1], p->engine, dnnl_deconvolution_direct, src, dw, db, dst, strides, dil,
@@ -346,7 +334,7 @@ bf_status bf_op_conv_bwd(bf_plan *p, bf_node *n)
                                                             : conv_bwd_data(p, n, s);
     if (st != BF_STATUS_OK || s->frozen)
         return st;
-    BF_TRY(md_any(wmd, &any));
+    BF_TRY(bf_md_like(&any, wmd, dnnl_format_tag_any));
     BF_TRY(conv_bwd_weights_pd(p, n, s, any, cp->has_bias ? bmd : NULL));
     DNNL_TRY(dnnl_primitive_create(&n->bwd[1], n->bwd_pd[1]));
     BF_TRY(bf_bwd_input_as(p, n, p->values[n->src[0]].mem, dnnl_primitive_desc_query_md(
